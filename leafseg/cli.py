@@ -1,0 +1,43 @@
+"""The ``leafseg`` command: one entry point, one sub-command per job.
+
+    leafseg synth   --out DIR --count N        procedural rosettes (leafseg.synthetic)
+    leafseg prepare --input DIR --output DIR   colour masks -> training layout (leafseg.prepare)
+    leafseg demo                               the built-in end-to-end job (leafseg.demo)
+
+Each sub-command is the ``main(argv)`` of a library module, imported only when used, so
+``leafseg --help`` stays fast and ``scripts/*.py`` call the very same functions.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "synth": ("leafseg.synthetic", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
+    "prepare": ("leafseg.prepare", "split colour masks into per-leaf masks in the training layout"),
+    "demo": ("leafseg.demo", "run the built-in end-to-end job on generated rosettes"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: leafseg COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "leafseg COMMAND --help shows the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"leafseg: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

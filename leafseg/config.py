@@ -1,0 +1,38 @@
+"""LeafConfig: the leaf configuration of the seed post, on top of Matterport's defaults.
+
+ResNet101-FPN from COCO weights, 512x512 square inputs, small anchors (8..128 pixels on
+P2..P6) because leaves are small objects, 256 RPN training anchors per image and
+6000 -> 2000 (training) / 1000 (inference) proposals. ``configs/leaf_r101.yaml`` holds the
+same values for users who prefer files; a test keeps the two identical.
+"""
+from mrcnn.config import Config
+
+
+class LeafConfig(Config):
+    """Leaf instance segmentation: one class (leaf) plus background."""
+
+    NAME = "leaf"
+    NUM_CLASSES = 1 + 1  # background + leaf
+    BACKBONE = "resnet101"
+
+    IMAGES_PER_GPU = 2
+    # 8,000 training images (80% of the 10,000 synthetic rosettes) at 2 per step: one
+    # epoch is a full pass; the seed trained 9 epochs of heads, then all layers to epoch 79.
+    STEPS_PER_EPOCH = 4000
+    VALIDATION_STEPS = 50
+
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 512
+    IMAGE_MAX_DIM = 512
+
+    # One anchor size per pyramid level P2..P6; the default 32 smallest missed small leaves.
+    # 3 ratios x (128^2 + 64^2 + 32^2 + 16^2 + 8^2) = 65,472 anchors at 512x512.
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    PRE_NMS_LIMIT = 6000
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # A rosette has 4..22 leaves (CVPPP A1: 11..20); 50 leaves is a generous cap.
+    MAX_GT_INSTANCES = 50
+    DETECTION_MAX_INSTANCES = 50

@@ -1,0 +1,480 @@
+"""Mask R-CNN configuration: Matterport's attribute names and defaults, validated.
+
+Subclass and override class attributes, exactly as Matterport users do::
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        NUM_CLASSES = 1 + 3
+        IMAGES_PER_GPU = 8
+
+    config = ShapesConfig()
+
+Values can also come from a dict or a YAML file (a flat mapping of attribute names)::
+
+    config = ShapesConfig.from_yaml("configs/shapes.yaml", IMAGES_PER_GPU=1)
+    config = config.replace(DETECTION_MIN_CONFIDENCE=0.5)
+
+Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are computed from the
+others whenever they are read, so they never go stale after an override. Every config is
+validated when it is built; ``validate()`` can be called again after attributes were assigned
+by hand. Errors are :class:`ConfigError` (a ``ValueError``) and name the attribute, the value
+and what was expected.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+RESIZE_MODES = ("none", "square", "pad64", "crop")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
+# The backbone halves the resolution this many times (C2..C5 and P6), so square inputs must be
+# divisible by 2**6 for the FPN's upsampled and lateral maps to line up.
+_DOWNSCALE_STEPS = 6
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the attribute and value."""
+
+
+class Config:
+    """Base configuration. Subclass it and override the attributes you need."""
+
+    # Name the configurations, e.g. "coco", "leaf". Used in log directory and checkpoint names.
+    NAME = None
+
+    # Number of GPUs (replicas) to train on, and images each one processes per step.
+    # A 12 GB GPU typically handles two 1024x1024 images.
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+
+    # Training steps per epoch and validation steps run at the end of each epoch.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50", "resnet101" (matterport), "resnet18"/"resnet34" (small CPU presets), or a
+    # callable(input_image, stage5=True, train_bn=...) -> [C1..C5]; a callable also needs
+    # COMPUTE_BACKBONE_SHAPE(image_shape) -> [[h, w] per stride].
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # Strides of the pyramid levels P2..P6 relative to the input image.
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Width of the classifier head's fully connected layers, and of the FPN maps.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Widths Matterport hard-codes, exposed so that small presets can shrink the whole model.
+    # The defaults keep Matterport's weight shapes.
+    RPN_CONV_CHANNELS = 512
+    MASK_HEAD_CHANNELS = 256
+
+    # Classes including background.
+    NUM_CLASSES = 1
+
+    # Anchor side lengths in pixels, one per pyramid level, and their height/width ratios.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    # 1: an anchor at every feature-map cell; 2: every other cell, and so on.
+    RPN_ANCHOR_STRIDE = 1
+
+    # Non-max suppression threshold for RPN proposals. Raise it for more proposals.
+    RPN_NMS_THRESHOLD = 0.7
+    # Anchors per image sampled to train the RPN.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    # Anchors kept by score before NMS, and proposals kept after NMS.
+    PRE_NMS_LIMIT = 6000
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store instance masks resized to MINI_MASK_SHAPE inside their boxes, to save memory.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width)
+
+    # "none": keep the image; "square": resize (keep aspect, shorter side >= IMAGE_MIN_DIM,
+    # longer <= IMAGE_MAX_DIM) and zero-pad to IMAGE_MAX_DIM x IMAGE_MAX_DIM; "pad64": as
+    # square but pad each side only to a multiple of 64; "crop": resize, then random crops of
+    # IMAGE_MIN_DIM x IMAGE_MIN_DIM (training only).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum scale-up factor, applied after IMAGE_MIN_DIM (0 = none).
+    IMAGE_MIN_SCALE = 0
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Mean pixel (RGB) subtracted from images.
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the classifier and mask heads during training, and the share of
+    # them that are positive.
+    TRAIN_ROIS_PER_IMAGE = 200
+    ROI_POSITIVE_RATIO = 0.33
+
+    # ROIAlign output sizes for the classifier and mask heads; the mask head upsamples once,
+    # so MASK_SHAPE is twice MASK_POOL_SIZE.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+    MASK_SHAPE = [28, 28]
+
+    # Ground-truth instances kept per image.
+    MAX_GT_INSTANCES = 100
+
+    # Standard deviations that box deltas are divided by, for the RPN and the final boxes.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Final detections per image, their minimum score, and the per-class NMS threshold.
+    DETECTION_MAX_INSTANCES = 100
+    DETECTION_MIN_CONFIDENCE = 0.7
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # Optimiser settings (SGD with momentum, as in the Mask R-CNN paper).
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    WEIGHT_DECAY = 0.0001
+
+    # Weight of each loss in the total.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+
+    # Train the heads on RPN proposals (True) or on ROIs from the input pipeline (False).
+    USE_RPN_ROIS = True
+
+    # Train BatchNorm layers. Off by default: batches are too small for good statistics.
+    TRAIN_BN = False
+
+    # Clip gradients to this global norm.
+    GRADIENT_CLIP_NORM = 5.0
+
+    def __init__(self, **overrides: Any):
+        """Build the config, applying ``overrides`` (attribute name -> value) on top."""
+        # Instances get their own copies of mutable class attributes, so that changing one
+        # config never changes another or the class.
+        for name in self._attribute_names():
+            value = getattr(type(self), name)
+            if isinstance(value, (list, dict, np.ndarray)):
+                object.__setattr__(self, name, copy.deepcopy(value))
+        self._apply(overrides, source="arguments")
+        self.validate()
+
+    # ----------------------------------------------------------------------------- derived
+
+    @property
+    def BATCH_SIZE(self) -> int:
+        """Images per training step across all replicas."""
+        return self.IMAGES_PER_GPU * self.GPU_COUNT
+
+    @property
+    def IMAGE_SHAPE(self) -> np.ndarray:
+        """[height, width, channels] of the model input (crop mode: IMAGE_MIN_DIM square)."""
+        side = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM
+        return np.array([side, side, self.IMAGE_CHANNEL_COUNT])
+
+    @property
+    def IMAGE_META_SIZE(self) -> int:
+        """Length of the image meta vector: id, original shape, shape, window, scale, classes."""
+        return 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+
+    def backbone_shapes(self, image_shape=None) -> np.ndarray:
+        """[levels, 2] (height, width) of the P2..P6 feature maps for ``image_shape``."""
+        if image_shape is None:
+            image_shape = self.IMAGE_SHAPE
+        if callable(self.BACKBONE):
+            return np.asarray(self.COMPUTE_BACKBONE_SHAPE(image_shape))
+        return np.array(
+            [[math.ceil(image_shape[0] / stride), math.ceil(image_shape[1] / stride)] for stride in self.BACKBONE_STRIDES]
+        )
+
+    def __setattr__(self, name, value):
+        if name in DERIVED:
+            raise ConfigError(
+                f"{name} is derived from other attributes and cannot be set "
+                "(BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT; IMAGE_SHAPE from IMAGE_RESIZE_MODE, "
+                "IMAGE_MIN_DIM/IMAGE_MAX_DIM and IMAGE_CHANNEL_COUNT; IMAGE_META_SIZE from NUM_CLASSES)"
+            )
+        object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------------- building
+
+    @classmethod
+    def _attribute_names(cls) -> list[str]:
+        """Settable attribute names: upper-case class attributes, excluding derived ones."""
+        names = {n for klass in cls.__mro__ for n in vars(klass) if n.isupper() and not n.startswith("_")}
+        return sorted(names - set(DERIVED))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], **overrides: Any) -> "Config":
+        """A config of this class with ``values`` (then ``overrides``) applied."""
+        merged = dict(values)
+        merged.update(overrides)
+        return cls(**merged)
+
+    @classmethod
+    def from_yaml(cls, path, **overrides: Any) -> "Config":
+        """A config of this class with the values of a YAML mapping file applied.
+
+        The file is a flat mapping of attribute names (``IMAGES_PER_GPU: 1``). Unknown keys are
+        errors that name the file and suggest the closest attribute.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a mapping of config attributes, not {type(values).__name__}")
+        config = cls()
+        config._apply(values, source=str(path))
+        config._apply(overrides, source="arguments")
+        config.validate()
+        return config
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A validated copy of this config with ``overrides`` applied; this one is unchanged."""
+        clone = copy.deepcopy(self)
+        clone._apply(overrides, source="arguments")
+        clone.validate()
+        return clone
+
+    def _apply(self, values: Mapping[str, Any], source: str) -> None:
+        known = self._attribute_names()
+        for key, value in values.items():
+            name = str(key)
+            if name in DERIVED:
+                # to_dict() output carries derived values; they are accepted when consistent
+                # (checked once every other key is applied) and otherwise explained.
+                continue
+            if name not in known:
+                close = difflib.get_close_matches(name.upper(), known, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ConfigError(f"unknown config key {name!r} in {source}{hint}")
+            object.__setattr__(self, name, _coerce(name, value, getattr(type(self), name), source))
+        for name in DERIVED:
+            if name in values:
+                current = getattr(self, name)
+                given = values[name]
+                if np.asarray(given).tolist() != np.asarray(current).tolist():
+                    raise ConfigError(
+                        f"{name} in {source} is {given!r} but the other values give {np.asarray(current).tolist()!r}; "
+                        f"{name} is derived: remove it or change the values it comes from"
+                    )
+
+    # ----------------------------------------------------------------------- validation
+
+    def validate(self) -> "Config":
+        """Check that the values can build a model; raises :class:`ConfigError` naming the culprit."""
+        _require(self.IMAGE_RESIZE_MODE in RESIZE_MODES, "IMAGE_RESIZE_MODE", self.IMAGE_RESIZE_MODE,
+                 f"one of {', '.join(RESIZE_MODES)}")
+        for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "NUM_CLASSES", "IMAGE_MAX_DIM",
+                     "IMAGE_CHANNEL_COUNT", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
+                     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "TRAIN_ROIS_PER_IMAGE",
+                     "POOL_SIZE", "MASK_POOL_SIZE", "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES",
+                     "RPN_ANCHOR_STRIDE", "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
+                     "RPN_CONV_CHANNELS", "MASK_HEAD_CHANNELS"):
+            value = getattr(self, name)
+            _require(_is_int(value) and value >= 1, name, value, "a positive integer")
+        _require(_is_int(self.VALIDATION_STEPS) and self.VALIDATION_STEPS >= 0, "VALIDATION_STEPS",
+                 self.VALIDATION_STEPS, "an integer >= 0")
+        _require(self.IMAGE_MIN_DIM is None or (_is_int(self.IMAGE_MIN_DIM) and self.IMAGE_MIN_DIM >= 1),
+                 "IMAGE_MIN_DIM", self.IMAGE_MIN_DIM, "a positive integer or None")
+
+        step = 2 ** _DOWNSCALE_STEPS
+        if self.IMAGE_RESIZE_MODE == "square":
+            _require(self.IMAGE_MAX_DIM % step == 0, "IMAGE_MAX_DIM", self.IMAGE_MAX_DIM,
+                     f"divisible by {step} in square mode (the backbone halves it {_DOWNSCALE_STEPS} times), "
+                     f"e.g. {max(step, round(self.IMAGE_MAX_DIM / step) * step)}")
+        if self.IMAGE_RESIZE_MODE == "crop":
+            _require(self.IMAGE_MIN_DIM is not None and self.IMAGE_MIN_DIM % step == 0, "IMAGE_MIN_DIM",
+                     self.IMAGE_MIN_DIM, f"divisible by {step} in crop mode")
+        if self.IMAGE_MIN_DIM is not None and self.IMAGE_RESIZE_MODE in ("square", "pad64"):
+            _require(self.IMAGE_MIN_DIM <= self.IMAGE_MAX_DIM, "IMAGE_MIN_DIM", self.IMAGE_MIN_DIM,
+                     f"<= IMAGE_MAX_DIM ({self.IMAGE_MAX_DIM})")
+        _require(_is_number(self.IMAGE_MIN_SCALE) and self.IMAGE_MIN_SCALE >= 0, "IMAGE_MIN_SCALE",
+                 self.IMAGE_MIN_SCALE, "a number >= 0")
+
+        if callable(self.BACKBONE):
+            _require(callable(self.COMPUTE_BACKBONE_SHAPE), "COMPUTE_BACKBONE_SHAPE", self.COMPUTE_BACKBONE_SHAPE,
+                     "a callable(image_shape) -> [[h, w], ...] when BACKBONE is a callable")
+        else:
+            _require(self.BACKBONE in BACKBONES, "BACKBONE", self.BACKBONE,
+                     f"one of {', '.join(BACKBONES)} or a callable")
+
+        strides = list(self.BACKBONE_STRIDES)
+        _require(len(strides) > 0 and all(_is_int(s) and s >= 1 for s in strides), "BACKBONE_STRIDES",
+                 self.BACKBONE_STRIDES, "a non-empty list of positive integers")
+        _require(len(self.RPN_ANCHOR_SCALES) == len(strides), "RPN_ANCHOR_SCALES", tuple(self.RPN_ANCHOR_SCALES),
+                 f"one scale per stride in BACKBONE_STRIDES ({len(strides)} strides: {strides}), "
+                 f"got {len(self.RPN_ANCHOR_SCALES)}")
+        _require(all(_is_number(s) and s > 0 for s in self.RPN_ANCHOR_SCALES), "RPN_ANCHOR_SCALES",
+                 tuple(self.RPN_ANCHOR_SCALES), "positive numbers")
+        _require(len(self.RPN_ANCHOR_RATIOS) > 0 and all(_is_number(r) and r > 0 for r in self.RPN_ANCHOR_RATIOS),
+                 "RPN_ANCHOR_RATIOS", self.RPN_ANCHOR_RATIOS, "a non-empty list of positive numbers")
+
+        for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value <= 1, name, value, "a number in [0, 1]")
+        _require(_is_number(self.ROI_POSITIVE_RATIO) and 0 < self.ROI_POSITIVE_RATIO <= 1, "ROI_POSITIVE_RATIO",
+                 self.ROI_POSITIVE_RATIO, "a number in (0, 1]")
+
+        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            value = np.asarray(getattr(self, name), dtype=float)
+            _require(value.shape == (4,) and np.all(value > 0), name, getattr(self, name),
+                     "four positive numbers (dy, dx, dh, dw)")
+        mean = np.asarray(self.MEAN_PIXEL, dtype=float)
+        _require(mean.shape == (self.IMAGE_CHANNEL_COUNT,), "MEAN_PIXEL", self.MEAN_PIXEL,
+                 f"one value per channel (IMAGE_CHANNEL_COUNT = {self.IMAGE_CHANNEL_COUNT})")
+
+        _require(len(self.MINI_MASK_SHAPE) == 2 and all(_is_int(v) and v >= 1 for v in self.MINI_MASK_SHAPE),
+                 "MINI_MASK_SHAPE", self.MINI_MASK_SHAPE, "(height, width) positive integers")
+        _require(list(self.MASK_SHAPE) == [2 * self.MASK_POOL_SIZE] * 2, "MASK_SHAPE", self.MASK_SHAPE,
+                 f"[{2 * self.MASK_POOL_SIZE}, {2 * self.MASK_POOL_SIZE}] (the mask head upsamples "
+                 f"MASK_POOL_SIZE = {self.MASK_POOL_SIZE} once by 2)")
+
+        _require(isinstance(self.LOSS_WEIGHTS, Mapping) and set(self.LOSS_WEIGHTS) == set(LOSS_NAMES),
+                 "LOSS_WEIGHTS", self.LOSS_WEIGHTS, f"a mapping with exactly the keys {', '.join(LOSS_NAMES)}")
+        _require(all(_is_number(w) and w >= 0 for w in self.LOSS_WEIGHTS.values()), "LOSS_WEIGHTS",
+                 self.LOSS_WEIGHTS, "non-negative weights")
+        for name in ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY"):
+            value = getattr(self, name)
+            _require(_is_number(value) and value >= 0, name, value, "a number >= 0")
+        _require(self.GRADIENT_CLIP_NORM is None or (_is_number(self.GRADIENT_CLIP_NORM) and self.GRADIENT_CLIP_NORM > 0),
+                 "GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, "a positive number or None")
+        for name in ("USE_MINI_MASK", "USE_RPN_ROIS", "TRAIN_BN"):
+            value = getattr(self, name)
+            _require(isinstance(value, (bool, np.bool_)) or value is None, name, value, "True or False")
+        return self
+
+    # ------------------------------------------------------------------------ exporting
+
+    def to_dict(self) -> dict[str, Any]:
+        """All attributes, derived ones included, as plain Python values (YAML/JSON safe).
+
+        A callable backbone is written as its dotted import path.
+        """
+        out = {}
+        for name in self._attribute_names() + list(DERIVED):
+            out[name] = _plain(getattr(self, name))
+        return out
+
+    def to_yaml(self, path) -> Path:
+        """Write the settable attributes to a YAML file atomically; returns the path."""
+        import yaml
+
+        values = {k: v for k, v in self.to_dict().items() if k not in DERIVED}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                yaml.safe_dump(values, handle, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def display(self) -> None:
+        """Print every attribute, one per line, as Matterport's ``display()`` does."""
+        print("\nConfigurations:")
+        for name, value in self.to_dict().items():
+            print(f"{name:30} {value}")
+        print("\n")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} NAME={self.NAME!r}>"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+
+# ------------------------------------------------------------------------------- helpers
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _require(ok: bool, name: str, value, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
+
+
+def _coerce(name: str, value, default, source: str):
+    """Give ``value`` the container type of the attribute's default (YAML has only lists)."""
+    if isinstance(default, np.ndarray):
+        try:
+            return np.array(value, dtype=default.dtype)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{name} in {source} must be numbers like {default.tolist()}, got {value!r}") from err
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(default, list) and isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(default, float) and (_is_int(value) or isinstance(value, str)):
+        # YAML 1.1 reads "1e-3" as a string; accept it as the number it plainly is.
+        try:
+            return float(value)
+        except ValueError as err:
+            raise ConfigError(f"{name} in {source} must be a number, got {value!r}") from err
+    if name == "BACKBONE" and isinstance(value, str) and "." in value and value not in BACKBONES:
+        return _import_callable(value, name, source)
+    return value
+
+
+def _import_callable(dotted: str, name: str, source: str) -> Callable:
+    import importlib
+
+    module_name, _, attr = dotted.rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{name} = {dotted!r} in {source}: cannot import it ({err})") from err
+    if not callable(target):
+        raise ConfigError(f"{name} = {dotted!r} in {source} is not callable")
+    return target
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if callable(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return value

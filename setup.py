@@ -1,0 +1,40 @@
+"""Install leafseg (the leaf application) and mrcnn (the Mask R-CNN library) together.
+
+    pip install -e .              # library and command-line tools
+    pip install -e ".[test]"      # + what the tests and notebooks need
+    pip install -e ".[gpu]"       # + TensorFlow's CUDA libraries (Linux, NVIDIA GPU)
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+setup(
+    name="leafseg",
+    version="0.1.0",
+    description="Leaf instance segmentation for plant phenotyping: Mask R-CNN on TensorFlow 2 / Keras 3",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mrcnn", "mrcnn.*", "leafseg", "leafseg.*"]),
+    install_requires=read_requirements(),
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    },
+    entry_points={"console_scripts": ["leafseg=leafseg.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+    ],
+)

@@ -1,0 +1,177 @@
+import numpy as np
+import pytest
+import yaml
+
+from mrcnn.config import Config, ConfigError
+
+
+class ShapesConfig(Config):
+    NAME = "shapes"
+    NUM_CLASSES = 1 + 3
+    IMAGES_PER_GPU = 8
+    GPU_COUNT = 2
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+
+
+def test_matterport_defaults():
+    c = Config()
+    assert c.NAME is None
+    assert (c.GPU_COUNT, c.IMAGES_PER_GPU, c.BATCH_SIZE) == (1, 2, 2)
+    assert c.BACKBONE == "resnet101"
+    assert c.BACKBONE_STRIDES == [4, 8, 16, 32, 64]
+    assert c.RPN_ANCHOR_SCALES == (32, 64, 128, 256, 512)
+    assert (c.PRE_NMS_LIMIT, c.POST_NMS_ROIS_TRAINING, c.POST_NMS_ROIS_INFERENCE) == (6000, 2000, 1000)
+    assert (c.IMAGE_MIN_DIM, c.IMAGE_MAX_DIM, c.IMAGE_RESIZE_MODE) == (800, 1024, "square")
+    np.testing.assert_allclose(c.MEAN_PIXEL, [123.7, 116.8, 103.9])
+    np.testing.assert_allclose(c.RPN_BBOX_STD_DEV, [0.1, 0.1, 0.2, 0.2])
+    assert c.MINI_MASK_SHAPE == (56, 56) and c.MASK_SHAPE == [28, 28]
+    assert (c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO) == (200, 0.33)
+    assert (c.DETECTION_MAX_INSTANCES, c.DETECTION_MIN_CONFIDENCE, c.DETECTION_NMS_THRESHOLD) == (100, 0.7, 0.3)
+    assert (c.LEARNING_RATE, c.LEARNING_MOMENTUM, c.WEIGHT_DECAY) == (0.001, 0.9, 0.0001)
+    assert c.LOSS_WEIGHTS == {k: 1.0 for k in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+                                                 "mrcnn_bbox_loss", "mrcnn_mask_loss")}
+    assert (c.TRAIN_BN, c.USE_RPN_ROIS, c.GRADIENT_CLIP_NORM) == (False, True, 5.0)
+    # The hard-coded Matterport widths, now config values with Matterport's defaults.
+    assert (c.RPN_CONV_CHANNELS, c.MASK_HEAD_CHANNELS, c.TOP_DOWN_PYRAMID_SIZE) == (512, 256, 256)
+
+
+def test_derived_values():
+    c = ShapesConfig()
+    assert c.BATCH_SIZE == 8 * 2
+    np.testing.assert_array_equal(c.IMAGE_SHAPE, [128, 128, 3])
+    assert c.IMAGE_META_SIZE == 1 + 3 + 3 + 4 + 1 + 4
+    np.testing.assert_array_equal(c.backbone_shapes(), [[32, 32], [16, 16], [8, 8], [4, 4], [2, 2]])
+    # ceil for sizes that do not divide: 100 / 64 -> 2
+    np.testing.assert_array_equal(c.backbone_shapes((100, 60))[-1], [2, 1])
+    crop = Config(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=256)
+    np.testing.assert_array_equal(crop.IMAGE_SHAPE, [256, 256, 3])
+
+
+def test_derived_values_follow_overrides_and_cannot_be_set():
+    c = ShapesConfig()
+    c.IMAGES_PER_GPU = 1
+    assert c.BATCH_SIZE == 2
+    with pytest.raises(ConfigError, match="BATCH_SIZE is derived"):
+        c.BATCH_SIZE = 4
+
+
+def test_instances_do_not_share_mutable_defaults():
+    a, b = Config(), Config()
+    a.LOSS_WEIGHTS["mrcnn_mask_loss"] = 2.0
+    a.MEAN_PIXEL[0] = 0.0
+    assert b.LOSS_WEIGHTS["mrcnn_mask_loss"] == 1.0
+    assert Config.LOSS_WEIGHTS["mrcnn_mask_loss"] == 1.0
+    assert b.MEAN_PIXEL[0] == pytest.approx(123.7)
+
+
+def test_subclass_class_attributes_and_overrides():
+    c = ShapesConfig(DETECTION_MIN_CONFIDENCE=0.5)
+    assert c.NAME == "shapes" and c.NUM_CLASSES == 4
+    assert c.DETECTION_MIN_CONFIDENCE == 0.5
+    assert ShapesConfig.DETECTION_MIN_CONFIDENCE == 0.7
+    d = c.replace(IMAGES_PER_GPU=1)
+    assert (d.BATCH_SIZE, c.BATCH_SIZE) == (2, 16)
+    assert isinstance(d, ShapesConfig)
+
+
+def test_from_dict_coerces_yaml_types():
+    c = Config.from_dict({"MEAN_PIXEL": [1, 2, 3], "MINI_MASK_SHAPE": [28, 28], "LEARNING_RATE": "1e-4",
+                          "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128]})
+    assert isinstance(c.MEAN_PIXEL, np.ndarray) and c.MEAN_PIXEL.dtype == np.float64
+    assert c.MINI_MASK_SHAPE == (28, 28)
+    assert c.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)
+    assert c.LEARNING_RATE == 1e-4
+
+
+def test_yaml_round_trip(tmp_path):
+    c = ShapesConfig(RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128), LEARNING_RATE=0.01)
+    path = c.to_yaml(tmp_path / "shapes.yaml")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    loaded = ShapesConfig.from_yaml(path)
+    assert loaded == c
+    assert Config.from_yaml(path) == c  # the file holds every value, not only the differences
+
+
+def test_to_dict_round_trip_accepts_consistent_derived_values():
+    c = ShapesConfig()
+    values = c.to_dict()
+    assert values["BATCH_SIZE"] == 16 and values["IMAGE_SHAPE"] == [128, 128, 3]
+    assert ShapesConfig.from_dict(values) == c
+    values["BATCH_SIZE"] = 3
+    with pytest.raises(ConfigError, match="BATCH_SIZE .* is derived"):
+        ShapesConfig.from_dict(values)
+
+
+def test_yaml_unknown_key_names_file_and_suggests(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"IMAGE_MAX_DIMS": 512}))
+    with pytest.raises(ConfigError, match=r"unknown config key 'IMAGE_MAX_DIMS' in .*bad.yaml.*IMAGE_MAX_DIM"):
+        Config.from_yaml(path)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file .*missing.yaml"):
+        Config.from_yaml(tmp_path / "missing.yaml")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        Config.from_yaml(listed)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("A: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.from_yaml(broken)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"IMAGE_MAX_DIM": 500}, r"IMAGE_MAX_DIM = 500 is invalid: expected divisible by 64 in square mode.*e\.g\. 512"),
+        ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 200}, "IMAGE_MIN_DIM = 200 .* divisible by 64 in crop mode"),
+        ({"RPN_ANCHOR_SCALES": (8, 16, 32)}, r"RPN_ANCHOR_SCALES .* one scale per stride .*5 strides.*got 3"),
+        ({"IMAGE_RESIZE_MODE": "fit"}, "IMAGE_RESIZE_MODE = 'fit' .* one of none, square, pad64, crop"),
+        ({"BACKBONE": "vgg16"}, "BACKBONE = 'vgg16'"),
+        ({"BACKBONE": lambda x: x}, "COMPUTE_BACKBONE_SHAPE"),
+        ({"NUM_CLASSES": 0}, "NUM_CLASSES = 0 .* positive integer"),
+        ({"IMAGES_PER_GPU": 1.5}, "IMAGES_PER_GPU = 1.5"),
+        ({"MEAN_PIXEL": [1.0, 2.0]}, "MEAN_PIXEL .* one value per channel"),
+        ({"MASK_SHAPE": [56, 56]}, r"MASK_SHAPE .* \[28, 28\]"),
+        ({"LOSS_WEIGHTS": {"rpn_class_loss": 1.0}}, "LOSS_WEIGHTS .* exactly the keys"),
+        ({"DETECTION_MIN_CONFIDENCE": 1.5}, r"DETECTION_MIN_CONFIDENCE = 1.5 .* \[0, 1\]"),
+        ({"RPN_BBOX_STD_DEV": [0.1, 0.1]}, "RPN_BBOX_STD_DEV .* four positive numbers"),
+        ({"IMAGE_MIN_DIM": 2048}, r"IMAGE_MIN_DIM = 2048 .* <= IMAGE_MAX_DIM \(1024\)"),
+        ({"TRAIN_BN": "yes"}, "TRAIN_BN = 'yes'"),
+        ({"LEARNING_RATE": "fast"}, "LEARNING_RATE in arguments must be a number"),
+    ],
+)
+def test_validation_errors_name_attribute_and_value(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**overrides)
+
+
+def test_validate_after_manual_assignment():
+    c = Config()
+    c.IMAGE_MAX_DIM = 500
+    with pytest.raises(ConfigError, match="IMAGE_MAX_DIM = 500"):
+        c.validate()
+
+
+def test_callable_backbone_and_pad64_mode_accepted():
+    def backbone(image, stage5=True, train_bn=False):
+        return image
+
+    c = Config(BACKBONE=backbone, COMPUTE_BACKBONE_SHAPE=lambda shape: [[shape[0] // 4, shape[1] // 4]],
+               BACKBONE_STRIDES=[4], RPN_ANCHOR_SCALES=(16,))
+    np.testing.assert_array_equal(c.backbone_shapes((64, 32, 3)), [[16, 8]])
+    assert c.to_dict()["BACKBONE"].endswith("backbone")
+    # pad64 does not need IMAGE_MAX_DIM divisible by 64: the padding makes it so.
+    assert Config(IMAGE_RESIZE_MODE="pad64", IMAGE_MAX_DIM=500, IMAGE_MIN_DIM=400).IMAGE_RESIZE_MODE == "pad64"
+
+
+def test_display_lists_every_attribute(capsys):
+    ShapesConfig().display()
+    out = capsys.readouterr().out
+    assert "Configurations:" in out
+    for name in ("NAME", "BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE", "RPN_ANCHOR_SCALES", "LOSS_WEIGHTS"):
+        assert f"\n{name} " in out
+    assert "shapes" in out
