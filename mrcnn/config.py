@@ -65,6 +65,9 @@ class Config:
     # COMPUTE_BACKBONE_SHAPE(image_shape) -> [[h, w] per stride].
     BACKBONE = "resnet101"
     COMPUTE_BACKBONE_SHAPE = None
+    # Channel multiplier for the built-in ResNets (small CPU presets). 1.0 keeps the standard
+    # widths, which pretrained weights such as Matterport's COCO file need.
+    BACKBONE_WIDTH = 1.0
 
     # Strides of the pyramid levels P2..P6 relative to the input image.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -295,6 +298,8 @@ class Config:
                      "RPN_CONV_CHANNELS", "MASK_HEAD_CHANNELS"):
             value = getattr(self, name)
             _require(_is_int(value) and value >= 1, name, value, "a positive integer")
+        _require(_is_number(self.BACKBONE_WIDTH) and self.BACKBONE_WIDTH > 0, "BACKBONE_WIDTH",
+                 self.BACKBONE_WIDTH, "a positive number (1.0 = standard ResNet widths)")
         _require(_is_int(self.VALIDATION_STEPS) and self.VALIDATION_STEPS >= 0, "VALIDATION_STEPS",
                  self.VALIDATION_STEPS, "an integer >= 0")
         _require(self.IMAGE_MIN_DIM is None or (_is_int(self.IMAGE_MIN_DIM) and self.IMAGE_MIN_DIM >= 1),
