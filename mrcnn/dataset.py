@@ -25,6 +25,7 @@ This module imports neither TensorFlow nor the augmentation libraries, so it is 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +240,10 @@ def load_image_file(path) -> np.ndarray:
         import skimage.io
 
         try:
-            image = skimage.io.imread(str(path))
+            with warnings.catch_warnings():
+                # imageio tries every plugin on an unknown file; some warn that they are deprecated.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                image = skimage.io.imread(str(path))
         except Exception as err:  # imageio's plugins raise many types; keep the cause, name the file
             raise OSError(f"cannot read image {path}: {err}") from err
         channel_order = "rgb"
