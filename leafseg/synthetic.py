@@ -1,0 +1,729 @@
+"""Procedural Arabidopsis rosettes: the built-in leaf data of leafseg.
+
+A stand-in for the CSIRO Synthetic Arabidopsis Dataset (Ward, Moghadam & Hudson, BMVC 2018
+workshop) so that the demo, the tests and the notebooks need no download. Files are written in
+that dataset's format: ``plantNNNNN_rgb.png`` (the photograph) and ``plantNNNNN_label.png``
+(an RGB colour mask: black background, one saturated colour per leaf, visible pixels only).
+
+How a rosette is built (see ``/work/shared/design/LEAF_DATA.md``, "Procedural rosettes"):
+
+* 4..22 leaves on a golden-angle spiral, ``angle_k = angle_0 + k * 137.5 deg`` plus a few
+  degrees of jitter; leaf 0 is the oldest, the largest and reaches furthest out.
+* Each leaf is one polygon: a tapered petiole (0.3..0.6 of the leaf length, labelled as part of
+  its leaf) that opens into an elliptical to obovate blade (length / width 1.2..2) with a
+  slightly curved midrib and a mildly wavy margin.
+* Leaves are painted oldest first, so a younger leaf covers an older one and each label holds
+  exactly the pixels that stay visible. Leaves left with fewer than ``min_visible_pixels`` are
+  removed from the plant (image and label alike) and the ids renumbered.
+* The scene: dark soil with perlite specks in a round pot with a lit rim, a random texture
+  around it, cast shadows, lighting and colour-balance changes, blur and sensor noise. Blur and
+  noise touch the RGB image only; the label is crisp (palette colours and black, nothing else).
+
+Every random number comes from the generator passed in; a dataset derives the generator of
+image ``i`` from ``(seed, i)``, so files are byte-identical whatever the number of workers.
+
+    rosette = generate_rosette(0, size=256)
+    rosette.image, rosette.label, rosette.instance_ids, rosette.masks
+    write_dataset("data/synthetic", count=100, seed=0, workers=2)
+
+Speed: the image is composed as three float32 colour planes and full-size temporaries are kept
+few, because numpy is slow on a trailing axis of 3 and fresh multi-megabyte arrays cost page
+faults; about 30 ms per 500x500 rosette on one core.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+GOLDEN_ANGLE_DEG = 137.5
+# Hue steps of 1/phi spread any number of colours evenly around the wheel.
+_GOLDEN_RATIO_CONJUGATE = (math.sqrt(5.0) - 1.0) / 2.0
+# Fast PNG: zlib level 1 with the "sub" row filter encodes a noisy 500x500 photograph about
+# three times faster than OpenCV's default (adaptive filters) for ~5 % more bytes.
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
+    _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+# Outline stations along a leaf, as fractions of the petiole and of the blade. The blade's
+# stations crowd towards the tip (sine spacing) where its rounded end bends fastest.
+_PETIOLE_STATIONS = np.linspace(0.0, 1.0, 6, endpoint=False)
+_BLADE_STATIONS = np.sin(np.linspace(0.0, np.pi / 2.0, 36))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data types
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Rosette:
+    """One synthetic plant photograph and its ground truth.
+
+    Attributes:
+        image: [H, W, 3] uint8 RGB photograph.
+        label: [H, W, 3] uint8 colour mask: (0, 0, 0) background, ``colors[i - 1]`` on the
+            visible pixels of leaf ``i``; no other colour occurs.
+        instance_ids: [H, W] int32, 0 background, 1..N leaf id. Ids follow leaf age: 1 is the
+            oldest visible leaf, N the youngest.
+        colors: [N, 3] uint8, the label colour of each leaf id (row ``i - 1`` for id ``i``);
+            pairwise distinct, never black.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    instance_ids: np.ndarray
+    colors: np.ndarray
+
+    @property
+    def num_leaves(self) -> int:
+        return len(self.colors)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """[H, W, N] bool, one visible-pixel mask per leaf, in id order (matterport layout)."""
+        return self.instance_ids[..., None] == np.arange(1, self.num_leaves + 1, dtype=np.int32)
+
+
+@dataclass(eq=False)
+class Leaf:
+    """Geometry of one leaf in image pixels (x right, y down).
+
+    The midrib runs from the petiole base ``(x, y)`` towards ``angle`` (radians) for ``length``
+    pixels, bending sideways by ``bend * length`` at the tip. The petiole takes the first
+    ``petiole`` fraction of the length; the blade, ``width`` pixels at its widest, the rest.
+
+    Attributes:
+        widest: where the blade is widest, as a fraction of the blade length (0.5 elliptical,
+            above 0.5 obovate).
+        roundness: exponent of the blade's width profile near base and tip: 0.5 round ends,
+            1 pointed ends.
+        margin: [2, K, 3] rows of (amplitude, cycles along the leaf, phase) whose sine sum
+            perturbs the relative half-width of the left and the right margin; None for a
+            smooth margin.
+    """
+
+    x: float
+    y: float
+    angle: float
+    length: float
+    width: float
+    petiole: float = 0.4
+    bend: float = 0.0
+    widest: float = 0.6
+    roundness: float = 0.55
+    margin: np.ndarray | None = field(default=None, repr=False)
+
+    def halfwidth(self, t: np.ndarray) -> np.ndarray:
+        """Half-width in pixels at fractions ``t`` (any shape) of the length from the base."""
+        return _halfwidth(np.asarray(t, dtype=np.float64), self.width, self.petiole, self.widest,
+                          self.roundness)
+
+    def outline(self) -> np.ndarray:
+        """[P, 2] float32 polygon (x, y): up the left margin from the base, down the right."""
+        return leaf_outlines([self])[0]
+
+
+def _halfwidth(t, width, petiole, widest, roundness):
+    """Half-width at fractions ``t`` of the leaf length; every argument broadcasts.
+
+    The petiole widens from 8 % to 16 % of the blade's half-width; the blade's profile is
+    ``sin(pi * b**gamma) ** roundness`` with ``gamma`` putting the maximum at ``widest``.
+    """
+    half = 0.5 * width
+    # At least ~0.7 px: a petiole thinner than a pixel would rasterise into pieces.
+    stalk = np.maximum(half * (0.08 + 0.08 * np.clip(t / petiole, 0.0, 1.0)), 0.7)
+    b = np.clip((t - petiole) / (1.0 - petiole), 0.0, 1.0)
+    gamma = np.log(0.5) / np.log(widest)
+    blade = half * np.maximum(np.sin(np.pi * b**gamma), 0.0) ** roundness
+    # The petiole ends inside the blade, so the tip still closes to a point.
+    return np.maximum(np.where(b < 0.5, stalk, 0.0), blade)
+
+
+def leaf_outlines(leaves: Sequence[Leaf]) -> np.ndarray:
+    """[n, P, 2] float32 polygons (x, y) of ``leaves``, all with the same number of vertices.
+
+    Each runs up the left margin from the petiole base to the tip and back down the right.
+    """
+    if not leaves:
+        return np.zeros((0, 2 * (len(_PETIOLE_STATIONS) + len(_BLADE_STATIONS)), 2), dtype=np.float32)
+    x, y, angle, length, width, petiole, bend, widest, roundness = np.array(
+        [[lf.x, lf.y, lf.angle, lf.length, lf.width, lf.petiole, lf.bend, lf.widest, lf.roundness]
+         for lf in leaves], dtype=np.float64).T[..., None]  # each [n, 1]
+    t = np.concatenate([petiole * _PETIOLE_STATIONS, petiole + (1.0 - petiole) * _BLADE_STATIONS], axis=1)
+    half = _halfwidth(t, width, petiole, widest, roundness)  # [n, S]
+    sides = np.stack([half, half], axis=1)  # [n, 2, S] left, right
+    for i, leaf in enumerate(leaves):
+        if leaf.margin is not None:
+            amp, cycles, phase = (leaf.margin[..., j:j + 1] for j in range(3))  # [2, K, 1]
+            sides[i] *= 1.0 + (amp * np.sin(2.0 * np.pi * cycles * t[i] + phase)).sum(axis=1)
+    ca, sa = np.cos(angle), np.sin(angle)
+    # Midrib: a parabola bend * L * t^2 off the straight line; tangent (along + 2 bend t across).
+    ax = x + length * (t * ca - bend * t * t * sa)
+    ay = y + length * (t * sa + bend * t * t * ca)
+    tx, ty = ca - 2.0 * bend * t * sa, sa + 2.0 * bend * t * ca
+    norm = np.sqrt(tx * tx + ty * ty)
+    nx, ny = -ty / norm, tx / norm
+    left = np.stack([ax + nx * sides[:, 0], ay + ny * sides[:, 0]], axis=2)
+    right = np.stack([ax - nx * sides[:, 1], ay - ny * sides[:, 1]], axis=2)
+    return np.concatenate([left, right[:, ::-1]], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Colours and rasterisation
+# ---------------------------------------------------------------------------------------------
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """[..., 3] HSV in [0, 1] (hue in turns) -> [..., 3] float64 RGB in [0, 1]."""
+    hsv = np.asarray(hsv, dtype=np.float64)
+    h, s, v = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
+    k = (np.array([5.0, 3.0, 1.0]) + 6.0 * h) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(n: int) -> np.ndarray:
+    colors, seen = [], set()
+    for k in range(n):
+        hue = (k * _GOLDEN_RATIO_CONJUGATE) % 1.0
+        while True:
+            rgb = tuple(int(c) for c in np.round(255.0 * hsv_to_rgb([hue, 1.0, 1.0])))
+            if rgb not in seen:
+                break
+            # The wheel holds 6 * 255 = 1530 fully saturated 8-bit colours, far more than the
+            # 255 asked for at most, so a free one lies a few small steps away.
+            hue = (hue + 1.0 / 1530.0) % 1.0
+        seen.add(rgb)
+        colors.append(rgb)
+    palette = np.array(colors, dtype=np.uint8).reshape(n, 3)
+    palette.flags.writeable = False
+    return palette
+
+
+def leaf_palette(n: int) -> np.ndarray:
+    """[n, 3] uint8 label colours: fully saturated, golden-ratio hue steps from red.
+
+    Deterministic, pairwise distinct as RGB triples and never black, for n up to 255 (the
+    most leaves a rosette holds).
+    Colour ``k`` is the same for every n, so leaf id ``k + 1`` always has colour ``k``. Up to 32
+    colours have distinct grey levels (cv2 / PIL conversion), 33 and more do not: split labels on
+    RGB triples, never on grey.
+    """
+    if not 0 <= n <= 255:
+        raise ValueError(f"leaf_palette: n must be in 0..255, got {n}")
+    return _palette(n).copy()
+
+
+def paint_leaves(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise leaf polygons in painting order: later outlines cover earlier ones.
+
+    Args:
+        outlines: at most 255 polygons [P, 2] (x, y) in pixels, oldest leaf first.
+        shape: (height, width) of the image.
+
+    Returns:
+        [H, W] int32: 0 where no leaf lies, else 1 + the index of the last outline covering the
+        pixel. Crisp (no anti-aliasing); polygons may leave the image.
+    """
+    return _paint(outlines, shape).astype(np.int32)
+
+
+def _paint(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    if len(outlines) > 255:
+        raise ValueError(f"paint_leaves: at most 255 leaves fit the uint8 id canvas, got {len(outlines)}")
+    ids = np.zeros(shape, dtype=np.uint8)
+    for k, poly in enumerate(outlines):
+        # Sub-pixel vertices (4 fractional bits) keep thin petioles smooth.
+        pts = np.round(np.asarray(poly, dtype=np.float64) * 16.0).astype(np.int32)
+        cv2.fillPoly(ids, [pts], k + 1, lineType=cv2.LINE_8, shift=4)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator
+# ---------------------------------------------------------------------------------------------
+
+def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int = 4,
+                     max_leaves: int = 22, diameter: tuple[float, float] = (0.35, 0.9),
+                     min_visible_pixels: int | None = None) -> Rosette:
+    """Draw one synthetic Arabidopsis rosette in a pot.
+
+    Args:
+        rng_or_seed: a ``np.random.Generator`` (consumed) or anything ``np.random.default_rng``
+            accepts (int, sequence of ints, SeedSequence). Nothing else is random.
+        size: image size, an int for a square image or (height, width).
+        min_leaves, max_leaves: range of the number of visible leaves (inclusive, at most 255).
+        diameter: range of the rosette diameter as a fraction of the shorter image side.
+        min_visible_pixels: leaves with fewer visible pixels are left out of the plant;
+            default ``max(10, H * W // 10000)`` (25 at 500x500).
+
+    Returns:
+        A ``Rosette``; see its docstring for the arrays.
+    """
+    rng = np.random.default_rng(rng_or_seed)
+    height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if not 1 <= min_leaves <= max_leaves <= 255:
+        raise ValueError(f"generate_rosette: need 1 <= min_leaves <= max_leaves <= 255, "
+                         f"got {min_leaves}, {max_leaves}")
+    if min(height, width) < 32:
+        raise ValueError(f"generate_rosette: size must be at least 32 pixels, got {size}")
+    if min_visible_pixels is None:
+        min_visible_pixels = max(10, height * width // 10000)
+    scale = min(height, width)
+
+    pot_x = width / 2.0 + rng.normal(0.0, 0.04) * scale
+    pot_y = height / 2.0 + rng.normal(0.0, 0.04) * scale
+    soil_r = scale * rng.uniform(0.36, 0.6)
+    pot = (pot_x, pot_y, soil_r, soil_r * rng.uniform(0.04, 0.09))
+    light = rng.uniform(0.0, 2.0 * math.pi)
+
+    # A plant that ends up with too few visible leaves is drawn again; that is rare, and the
+    # retries come from the same generator, so the result stays deterministic.
+    for _ in range(100):
+        n = int(rng.integers(min_leaves, max_leaves + 1))
+        radius = scale * rng.uniform(*diameter) / 2.0
+        centre = (pot_x + rng.normal(0.0, 0.03) * scale, pot_y + rng.normal(0.0, 0.03) * scale)
+        leaves = _sample_leaves(rng, n, *centre, radius)
+        outlines = leaf_outlines(leaves)
+        ids = _paint(outlines, (height, width))
+        keep = np.flatnonzero(np.bincount(ids.ravel(), minlength=n + 1)[1:] >= min_visible_pixels)
+        if len(keep) < n:
+            # Removing a leaf only uncovers the others, so one repaint settles every count.
+            leaves = [leaves[k] for k in keep]
+            ids = _paint(outlines[keep], (height, width))
+        if len(leaves) >= min_leaves:
+            break
+    else:
+        raise RuntimeError(f"generate_rosette: no plant with >= {min_leaves} leaves of "
+                           f">= {min_visible_pixels} visible pixels at size {size} in 100 tries")
+
+    planes = _scene(rng, height, width, pot, light)
+    _paint_leaf_colours(rng, planes, ids, leaves, light)
+    image = _shadows_and_camera(rng, planes, ids, len(leaves), light)
+
+    colors = leaf_palette(len(leaves))
+    lut = np.zeros((256, 1, 3), dtype=np.uint8)
+    lut[1:len(leaves) + 1, 0] = colors
+    label = cv2.LUT(cv2.merge([ids, ids, ids]), lut)
+    return Rosette(image=image, label=label, instance_ids=ids.astype(np.int32), colors=colors)
+
+
+def _sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius: float) -> list[Leaf]:
+    """n leaves, oldest first, on a golden-angle spiral around (cx, cy) reaching ~radius."""
+    angle0 = rng.uniform(0.0, 2.0 * math.pi)
+    spin = rng.choice([-1.0, 1.0])  # the spiral turns either way in real plants
+    leaves = []
+    for k in range(n):
+        age = 1.0 - k / max(n - 1, 1)  # 1 for the oldest leaf, 0 for the youngest
+        theta = angle0 + spin * math.radians(k * GOLDEN_ANGLE_DEG + rng.uniform(-4.0, 4.0))
+        length = radius * (0.25 + 0.75 * age**0.8) * rng.uniform(0.9, 1.12)
+        # Young leaves are rounder and have short petioles; old ones up to 0.6 of their length.
+        petiole = rng.uniform(0.3, 0.4 + 0.2 * age)
+        width = (1.0 - petiole) * length / rng.uniform(1.2, 1.35 + 0.65 * age)
+        offset = radius * rng.uniform(0.0, 0.04)
+        # Margin waves: a few broad undulations and a faint short-wave serration per side.
+        amp = rng.uniform(0.0, 0.035, size=(2, 4, 1)) * np.array([[1.0], [0.8], [0.5], [0.25]])
+        cycles = rng.uniform(0.5, 1.0, size=(2, 4, 1)) * np.array([[1.0], [2.5], [6.0], [14.0]])
+        phase = rng.uniform(0.0, 2.0 * math.pi, size=(2, 4, 1))
+        leaves.append(Leaf(
+            x=cx + offset * math.cos(theta), y=cy + offset * math.sin(theta), angle=theta,
+            length=length, width=width, petiole=petiole, bend=rng.uniform(-0.08, 0.08),
+            widest=rng.uniform(0.5, 0.72), roundness=rng.uniform(0.45, 0.65),
+            margin=np.concatenate([amp, cycles, phase], axis=2)))
+    return leaves
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only [h, w] float32 (y, x) in full-resolution pixels of the centres of the
+    ``step`` x ``step`` cells of a height x width image."""
+    h, w = -(-height // step), -(-width // step)
+    ys = np.repeat((np.arange(h, dtype=np.float32) * step + (step - 1) / 2.0)[:, None], w, axis=1)
+    xs = np.repeat((np.arange(w, dtype=np.float32) * step + (step - 1) / 2.0)[None, :], h, axis=0)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
+def _noise(rng: np.random.Generator, height: int, width: int,
+           cells: Sequence[int] = (4, 12, 40), weights: Sequence[float] = (0.5, 0.3, 0.2)) -> np.ndarray:
+    """[H, W] float32 smooth fractal noise with mean ~0.5: coarse random grids upsampled."""
+    out = np.zeros((height, width), dtype=np.float32)
+    longest = max(height, width)
+    for c, w in zip(cells, weights):
+        small = rng.random((max(2, round(c * height / longest)), max(2, round(c * width / longest))),
+                           dtype=np.float32)
+        out += np.float32(w) * cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _scene(rng: np.random.Generator, height: int, width: int, pot: tuple[float, float, float, float],
+           light: float) -> np.ndarray:
+    """[3, H, W] float32 RGB planes in [0, 1]: background texture, pot rim, soil with specks."""
+    scale = min(height, width)
+    pcx, pcy, soil_r, rim_w = pot
+    # Everything but the specks varies slowly: compute it on 2x2 cells, then upsample.
+    ys, xs = _grid(height, width, 2)
+    h2, w2 = ys.shape
+    dx, dy = xs - pcx, ys - pcy
+    r = np.sqrt(dx * dx + dy * dy)
+    # cos(direction of the cell from the pot centre - direction of the light)
+    facing = (dx * math.cos(light) + dy * math.sin(light)) / np.maximum(r, 1.0)
+
+    # Background: two random colours mixed by noise, stripes or a checker board.
+    c1 = hsv_to_rgb([rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.85)]).astype(np.float32)
+    c2 = hsv_to_rgb([rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.85)]).astype(np.float32)
+    kind = rng.integers(3)
+    mix = _noise(rng, h2, w2, cells=(3, 10, 50))
+    if kind > 0:
+        period = scale * rng.uniform(0.03, 0.2)
+        a = rng.uniform(0.0, math.pi)
+        wave = np.sin((xs * math.cos(a) + ys * math.sin(a)) * (2.0 * math.pi / period))
+        if kind == 2:
+            wave *= np.sin((ys * math.cos(a) - xs * math.sin(a)) * (2.0 * math.pi / period))
+        # A soft step over about two pixels (sin rises 2 pi / period per pixel at its zeros).
+        mix = 0.6 * mix + 0.4 * np.clip(0.5 + wave * np.float32(period / (4.0 * math.pi)), 0.0, 1.0)
+    mix = np.clip(1.5 * mix - 0.25, 0.0, 1.0)
+
+    # Soil: dark brown, lumpy, darker in the shadow of the pot wall.
+    soil_rgb = hsv_to_rgb([rng.uniform(0.04, 0.1), rng.uniform(0.3, 0.65),
+                           rng.uniform(0.12, 0.3)]).astype(np.float32)
+    lumps = _noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
+    soil = 0.5 + lumps * (0.5 + 0.5 * _smoothstep((soil_r - r) / (0.12 * soil_r)))
+
+    # Pot rim: a lit ring, brightest on its crest and on the side facing the light.
+    pot_rgb = np.float32([(0.08, 0.08, 0.09), (0.25, 0.25, 0.27), (0.62, 0.33, 0.2), (0.15, 0.25, 0.55),
+                          (0.8, 0.8, 0.78), (0.3, 0.2, 0.12)][rng.integers(6)])
+    q = (r - soil_r) / rim_w
+    crest = np.sin(np.pi * np.clip(q, 0.0, 1.0))
+    rim = 0.55 + 0.35 * crest + 0.25 * facing
+    glint = 0.06 * crest**8
+    # Coverage of the pot (rim and all) and of the soil, ramping over one 2x2 cell so that the
+    # upsampled edges come out anti-aliased rather than stair-stepped.
+    in_pot = np.clip(0.5 * (soil_r + rim_w - r) + 0.5, 0.0, 1.0)
+    in_soil = np.clip(0.5 * (soil_r - r) + 0.5, 0.0, 1.0)
+
+    # Perlite (white) and clods (dark), sharp-edged at full resolution: drawn once into a map of
+    # colour-table entries (speck j uses entry 1 + j % 255), then copied into each plane.
+    n_specks = int(math.pi * soil_r * soil_r * rng.uniform(0.6e-3, 3e-3) * (500.0 / scale) ** 0.5)
+    rad = np.sqrt(rng.uniform(0.0, 1.0, n_specks)) * (soil_r - 3.0)
+    ang = rng.uniform(0.0, 2.0 * math.pi, n_specks)
+    centres = np.round(4.0 * np.stack([pcx + rad * np.cos(ang), pcy + rad * np.sin(ang)], axis=1))
+    axes = np.round(4.0 * rng.uniform(0.4, 2.2, (n_specks, 2)) * (scale / 500.0)) + 1
+    tilt = rng.uniform(0.0, 180.0, n_specks)
+    grey = rng.uniform(0.6, 0.95, n_specks)
+    colours = np.where((rng.random(n_specks) < 0.6)[:, None], grey[:, None] * np.float32([1.0, 1.0, 0.95]),
+                       grey[:, None] * 0.6 * soil_rgb)
+    speck_lut = np.zeros((3, 256), dtype=np.float32)
+    speck_lut[:, 1:1 + min(n_specks, 255)] = colours[:255].T
+    specks = np.zeros((height, width), dtype=np.uint8)
+    for j, (c, ax, tl) in enumerate(zip(centres.astype(int).tolist(), axes.astype(int).tolist(), tilt.tolist())):
+        cv2.ellipse(specks, c, ax, tl, 0.0, 360.0, 1 + j % 255, -1, cv2.LINE_8, 2)
+    has_speck = specks > 0
+
+    planes = np.empty((3, height, width), dtype=np.float32)
+    for c in range(3):
+        plane = c1[c] + (c2[c] - c1[c]) * mix
+        plane += (pot_rgb[c] * rim + glint - plane) * in_pot
+        plane += (soil_rgb[c] * soil - plane) * in_soil
+        cv2.resize(plane, (width, height), dst=planes[c], interpolation=cv2.INTER_LINEAR)
+        np.copyto(planes[c], cv2.LUT(specks, speck_lut[c]), where=has_speck)
+    return planes
+
+
+def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray,
+                        leaves: Sequence[Leaf], light: float) -> None:
+    """Colour the visible pixels of every leaf in ``planes`` ([3, H, W] float RGB, in place).
+
+    Per leaf: a green that is yellower and lighter in young leaves, a paler petiole, a lighter
+    midrib, darker margins (the blade is domed) and the side facing the light brighter.
+    """
+    height, width = ids.shape
+    n = len(leaves)
+    age = 1.0 - np.arange(n) / max(n - 1, 1)
+    hue = np.clip(rng.uniform(85.0, 128.0) + rng.normal(0.0, 5.0, n) - 10.0 * (1.0 - age), 75.0, 140.0) / 360.0
+    sat = rng.uniform(0.35, 0.75, n)
+    val = rng.uniform(0.4, 0.7) * rng.uniform(0.85, 1.1, n) * (1.0 + 0.25 * (1.0 - age))
+    # [3, n] colours of blade, petiole and midrib
+    blade_rgb = hsv_to_rgb(np.stack([hue, sat, np.minimum(val, 0.9)], axis=1)).T.astype(np.float32)
+    stalk_rgb = hsv_to_rgb(np.stack([hue - 0.02, 0.6 * sat, np.minimum(1.3 * val, 0.95)], axis=1)).T.astype(np.float32)
+    rib_rgb = hsv_to_rgb(np.stack([hue - 0.01, 0.45 * sat, np.minimum(1.45 * val, 0.97)], axis=1)).T.astype(np.float32)
+    texture = _noise(rng, height, width, cells=(8, 30, 90), weights=(0.3, 0.3, 0.4))
+
+    # Per-leaf constants, gathered below for each pixel by the pixel's leaf index.
+    geo = np.array([[lf.x, lf.y, math.cos(lf.angle), math.sin(lf.angle), 1.0 / lf.length, lf.bend * lf.length,
+                     lf.petiole, 1.0 / (1.0 - lf.petiole), 1.0 / max(0.6, 0.025 * lf.width),
+                     0.18 * math.sin(light - lf.angle), lf.width, lf.widest, lf.roundness] for lf in leaves],
+                   dtype=np.float64).T  # [13, n]
+    stations = np.linspace(0.0, 1.0, 65)
+    half = np.maximum(_halfwidth(stations, *(g[:, None] for g in geo[[10, 6, 11, 12]])), 0.5)  # [n, 65]
+    geo = geo[:10].astype(np.float32)
+
+    flat = np.flatnonzero(ids)
+    ys, xs = np.divmod(flat, width)
+    k = ids.ravel()[flat].astype(np.intp) - 1
+    x0, y0, cos_a, sin_a, inv_len, bend, petiole, inv_blade, inv_rib, tilt = geo[:, k]  # [M] each
+    px = xs.astype(np.float32) - x0
+    py = ys.astype(np.float32) - y0
+    t = np.clip((px * cos_a + py * sin_a) * inv_len, 0.0, 1.0)  # along the midrib: 0 base, 1 tip
+    v = (py * cos_a - px * sin_a) - bend * t * t  # pixels off the midrib
+    vn = np.clip(v / half.astype(np.float32)[k, np.rint(t * 64.0).astype(np.intp)], -1.0, 1.0)
+    blade_t = np.clip((t - petiole) * inv_blade, 0.0, 1.0)
+    shade = (1.0 - 0.35 * vn * vn + tilt * vn + 0.1 * (blade_t - 0.5)) * (0.8 + 0.4 * texture.ravel()[flat])
+    stalk = np.clip((petiole + 0.03 - t) * (1.0 / 0.06), 0.0, 1.0)
+    rib = (np.exp(-np.square(v * inv_rib / (1.3 - blade_t)))
+           * np.where(blade_t < 0.85, np.float32(0.7), np.float32(0.0)) * (1.0 - stalk))
+    for c in range(3):
+        base = blade_rgb[c, k] + (stalk_rgb[c] - blade_rgb[c])[k] * stalk
+        planes[c].ravel()[flat] = base * shade + (rib_rgb[c, k] - base) * rib
+
+
+def _shadows_and_camera(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray, n: int,
+                        light: float) -> np.ndarray:
+    """Cast shadows, uneven lighting, blur, noise, colour balance and gamma -> [H, W, 3] uint8.
+
+    ``planes`` ([3, H, W] float RGB in [0, 1]) is used up.
+    """
+    height, width = ids.shape
+    scale = min(height, width)
+    # Younger leaves sit higher in the rosette and shade what lies under their edges. Shadows
+    # are soft: cast them on 2x2 cells.
+    heights = np.zeros(256, dtype=np.float32)
+    heights[1:n + 1] = 0.5 + 0.5 * np.arange(1, n + 1) / n
+    height_map = cv2.LUT(ids, heights)
+    h2, w2 = (height + 1) // 2, (width + 1) // 2
+    reach = scale * rng.uniform(0.002, 0.0075)  # in 2x2 cells
+    shift = np.float32([[1, 0, -reach * math.cos(light)], [0, 1, -reach * math.sin(light)]])
+    cast = cv2.warpAffine(cv2.resize(height_map, (w2, h2), interpolation=cv2.INTER_AREA), shift, (w2, h2),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    cast = cv2.resize(cv2.GaussianBlur(cast, (0, 0), max(0.5, 0.8 * reach)), (width, height),
+                      interpolation=cv2.INTER_LINEAR)
+    cast -= height_map
+    np.clip(cast, 0.0, 0.8, out=cast)
+
+    # Uneven lighting, smooth: a tilted plane minus a vignette on 8x8 cells, upsampled.
+    ys, xs = _grid(height, width, 8)
+    gx, gy = (float(g) / scale for g in rng.uniform(-0.25, 0.25, 2))
+    vignette = rng.uniform(0.0, 0.5) / (scale * scale)
+    cx, cy = width / 2.0, height / 2.0
+    lighting = 255.0 * (1.0 + gx * (xs - cx) + gy * (ys - cy)
+                        - vignette * (np.square(xs - cx) + np.square(ys - cy)))
+    gain = cv2.resize(lighting, (width, height), interpolation=cv2.INTER_LINEAR)
+    cast *= -rng.uniform(0.5, 0.9)
+    cast += 1.0
+    gain *= cast
+
+    sigma = rng.uniform(0.3, 1.1) * scale / 500.0
+    # Sensor noise: a sum of two uniform bytes is triangular, close enough to Gaussian and
+    # several times cheaper to draw. In-place arithmetic: fresh full-size arrays are slow.
+    pair = rng.integers(0, 256, (2, height, width), dtype=np.uint8).astype(np.float32)
+    noise = pair[0]
+    noise += pair[1]
+    noise -= 255.0
+    noise *= rng.uniform(0.012, 0.05)  # standard deviation 1.2 .. 5 grey levels
+    noise += 0.5  # rounds in the conversion to uint8 below
+    channels = []
+    for plane in planes:
+        plane *= gain
+        cv2.GaussianBlur(plane, (0, 0), sigma, dst=plane)
+        plane += noise
+        np.clip(plane, 0.0, 255.0, out=plane)
+        channels.append(plane.astype(np.uint8))
+    # Exposure, white balance and gamma on the 8-bit image: one lookup table per channel.
+    gamma = rng.uniform(0.8, 1.25)
+    channel_gain = rng.uniform(0.85, 1.2) * rng.uniform(0.9, 1.1, 3)
+    levels = np.arange(256) / 255.0
+    lut = np.stack([np.clip(levels * g, 0.0, 1.0) ** gamma for g in channel_gain], axis=1)
+    return cv2.LUT(cv2.merge(channels), np.round(255.0 * lut).astype(np.uint8)[:, None, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+def rosette_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of image ``index`` of the dataset ``seed`` (independent of other images)."""
+    return np.random.default_rng([seed, index])
+
+
+def dataset_paths(out_dir: str | os.PathLike, index: int) -> tuple[Path, Path]:
+    """(``plantNNNNN_rgb.png``, ``plantNNNNN_label.png``) of image ``index`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    return out_dir / f"plant{index:05d}_rgb.png", out_dir / f"plant{index:05d}_label.png"
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 array as PNG atomically: a temporary file in the same folder, then
+    ``os.replace``, so a reader (or a rerun) never sees a half-written file."""
+    path = Path(path)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
+    if not ok:
+        raise OSError(f"write_png: PNG encoding failed for {path} (array {rgb.shape} {rgb.dtype})")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_one(out_dir: str, seed: int, index: int, size) -> list[Path]:
+    """Generate image ``index`` and write whichever of its two files is missing."""
+    rgb_path, label_path = dataset_paths(out_dir, index)
+    rosette = generate_rosette(rosette_rng(seed, index), size)
+    written = []
+    for path, array in ((rgb_path, rosette.image), (label_path, rosette.label)):
+        if not path.exists():
+            written.append(write_png(path, array))
+    return written
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per worker process: the pool already fills the cores.
+    cv2.setNumThreads(1)
+
+
+def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: int | tuple[int, int] = 500,
+                  workers: int = 1, start: int = 0, progress: bool = True) -> list[Path]:
+    """Write rosettes ``start .. start + count - 1`` as ``plantNNNNN_rgb.png`` + ``_label.png``.
+
+    Idempotent: an image whose two files both exist is skipped without being generated (files
+    are written atomically, so an existing file is a complete one). The bytes depend only on
+    ``(seed, index, size)``: the same with 1 or many workers, and on every rerun.
+
+    Args:
+        out_dir: folder, created if missing.
+        count: number of images.
+        seed: dataset seed; image ``i`` uses ``rosette_rng(seed, i)``.
+        size: image size, int or (height, width).
+        workers: processes; above 1 a spawn-started process pool (safe next to TensorFlow).
+        start: index of the first image.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        Paths written by this call, in index order (rgb before label); empty on a complete rerun.
+    """
+    if count < 0 or start < 0 or workers < 1:
+        raise ValueError(f"write_dataset: need count >= 0, start >= 0, workers >= 1; "
+                         f"got count={count}, start={start}, workers={workers}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(start, start + count) if not all(p.exists() for p in dataset_paths(out_dir, i))]
+    written: list[Path] = []
+    with tqdm(total=count, initial=count - len(todo), disable=not progress, unit="img",
+              desc=f"rosettes -> {out_dir}") as bar:
+        if workers == 1 or len(todo) <= 1:
+            for i in todo:
+                written += _write_one(str(out_dir), seed, i, size)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                jobs = pool.map(_write_one, [str(out_dir)] * len(todo), [seed] * len(todo), todo,
+                                [size] * len(todo), chunksize=max(1, min(16, len(todo) // (4 * workers))))
+                for paths in jobs:
+                    written += paths
+                    bar.update()
+    return written
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"contact_sheet: cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def contact_sheet(items: Iterable[Rosette | str | os.PathLike], out_png: str | os.PathLike | None = None,
+                  cols: int = 4, tile: int = 256, gap: int = 4) -> np.ndarray:
+    """Grid of rosettes, each as photograph and label side by side, for a quick visual check.
+
+    Args:
+        items: ``Rosette`` objects or paths of ``*_rgb.png`` files (the label is the matching
+            ``*_label.png``).
+        out_png: where to write the sheet; None to only return it.
+        cols: rosettes per row.
+        tile: side in pixels of each photograph and label in the sheet.
+        gap: white pixels between cells.
+
+    Returns:
+        The sheet, [rows * (tile + gap) + gap, cols * (2 * tile + 3 * gap), 3] uint8 RGB: cells
+        ``gap`` from the edges and ``2 * gap`` apart, image and label ``gap`` apart.
+    """
+    pairs = []
+    for item in items:
+        if isinstance(item, Rosette):
+            pairs.append((item.image, item.label))
+        else:
+            path = Path(item)
+            if not path.name.endswith("_rgb.png"):
+                raise ValueError(f"contact_sheet: expected a plantNNNNN_rgb.png path, got {path}")
+            pairs.append((_read_rgb(path), _read_rgb(path.with_name(path.name[:-len("_rgb.png")] + "_label.png"))))
+    if not pairs:
+        raise ValueError("contact_sheet: no rosettes given")
+    rows = math.ceil(len(pairs) / cols)
+    cell_w = 2 * tile + gap
+    sheet = np.full((rows * (tile + gap) + gap, cols * (cell_w + 2 * gap), 3), 255, dtype=np.uint8)
+    for k, (image, label) in enumerate(pairs):
+        y = gap + (k // cols) * (tile + gap)
+        x = gap + (k % cols) * (cell_w + 2 * gap)
+        sheet[y:y + tile, x:x + tile] = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
+        sheet[y:y + tile, x + tile + gap:x + cell_w] = cv2.resize(label, (tile, tile),
+                                                                   interpolation=cv2.INTER_NEAREST)
+    if out_png is not None:
+        write_png(out_png, sheet)
+    return sheet
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Options of the synthetic-data command; pass a subparser to reuse them in a larger CLI."""
+    parser = parser or argparse.ArgumentParser(
+        description="Write procedural Arabidopsis rosettes as plantNNNNN_rgb.png + plantNNNNN_label.png "
+                    "(the CSIRO synthetic dataset's format). Reruns skip finished images.")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--count", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--size", type=int, default=500, help="image side in pixels (default 500)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
+    parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the synthetic-data command on parsed arguments; returns the exit status."""
+    written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
+                            start=args.start, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {len(written)} files to {args.out}")
+    if args.contact_sheet and args.count > 0:
+        shown = [dataset_paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
+        contact_sheet(shown, args.contact_sheet)
+        if not args.quiet:
+            print(f"contact sheet: {args.contact_sheet}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``make_synthetic`` entry point: parse ``argv`` (default ``sys.argv[1:]``) and run."""
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,240 @@
+"""Tests of the procedural rosette generator: small images (128 px) and few of them."""
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from leafseg import synthetic
+from leafseg.synthetic import (Leaf, Rosette, contact_sheet, dataset_paths, generate_rosette, leaf_palette,
+                               main, paint_leaves, rosette_rng, write_dataset, write_png)
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def rosettes():
+    return [generate_rosette([5, i], SIZE) for i in range(8)]
+
+
+def read_rgb(path):
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------------------------
+# Palette and geometry
+# ---------------------------------------------------------------------------------------------
+
+def test_palette_distinct_saturated_never_black():
+    for n in (1, 22, 255):
+        colors = leaf_palette(n)
+        assert colors.shape == (n, 3) and colors.dtype == np.uint8
+        assert len({tuple(c) for c in colors}) == n
+        # Full saturation and value: one channel at 255, one at 0 (so never black).
+        np.testing.assert_array_equal(colors.max(axis=1), 255)
+        np.testing.assert_array_equal(colors.min(axis=1), 0)
+
+
+def test_palette_is_a_prefix_sequence_starting_at_red():
+    np.testing.assert_array_equal(leaf_palette(5), leaf_palette(22)[:5])
+    np.testing.assert_array_equal(leaf_palette(1), [[255, 0, 0]])
+    # Second hue: 0.618 turns = 222.5 deg, between blue (240) and cyan (180): B 255, R 0.
+    hue = (5 ** 0.5 - 1) / 2 * 6  # sector 3 + fraction
+    np.testing.assert_array_equal(leaf_palette(2)[1], [0, round(255 * (4 - hue)), 255])
+
+
+def test_leaf_halfwidth_profile_hand_computed():
+    leaf = Leaf(x=0.0, y=0.0, angle=0.0, length=100.0, width=40.0, petiole=0.4, widest=0.6, roundness=0.5)
+    # Blade widest at 0.4 + 0.6 * 0.6 of the length: half of the width.
+    np.testing.assert_allclose(leaf.halfwidth(0.4 + 0.6 * 0.6), 40.0 / 2)
+    # Petiole: 8 % of the blade's half-width at the base, 16 % where the blade starts.
+    np.testing.assert_allclose(leaf.halfwidth([0.0, 0.4]), [0.08 * 20, 0.16 * 20])
+    np.testing.assert_allclose(leaf.halfwidth(1.0), 0.0, atol=1e-6)  # the tip closes
+
+
+def test_leaf_outline_spans_length_and_width():
+    leaf = Leaf(x=10.0, y=50.0, angle=0.0, length=100.0, width=40.0, petiole=0.4)
+    poly = leaf.outline()
+    np.testing.assert_allclose(poly[:, 0].min(), 10.0, atol=1e-4)  # petiole base
+    np.testing.assert_allclose(poly[:, 0].max(), 10.0 + 100.0, atol=1e-4)  # tip
+    np.testing.assert_allclose(poly[:, 1].max() - 50.0, 20.0, atol=0.05)  # widest point, one side
+    np.testing.assert_allclose(poly[:, 1].min() - 50.0, -20.0, atol=0.05)
+    # Rotated by 90 degrees the leaf points down the image (y grows).
+    down = Leaf(x=10.0, y=50.0, angle=np.pi / 2, length=100.0, width=40.0, petiole=0.4).outline()
+    np.testing.assert_allclose(down[:, 1].max(), 150.0, atol=1e-4)
+
+
+def test_younger_leaf_painted_over_older_wins():
+    older = Leaf(x=10.0, y=32.0, angle=0.0, length=50.0, width=24.0, petiole=0.3)
+    younger = Leaf(x=40.0, y=5.0, angle=np.pi / 2, length=50.0, width=24.0, petiole=0.3)
+    alone_old = paint_leaves([older.outline()], (64, 64)) > 0
+    alone_young = paint_leaves([younger.outline()], (64, 64)) > 0
+    overlap = alone_old & alone_young
+    assert overlap.sum() > 50
+    ids = paint_leaves([older.outline(), younger.outline()], (64, 64))
+    assert ids.dtype == np.int32
+    np.testing.assert_array_equal(ids[overlap], 2)
+    np.testing.assert_array_equal(ids[alone_old & ~alone_young], 1)
+    np.testing.assert_array_equal(ids[~alone_old & ~alone_young], 0)
+    # Painted in the other order, the other leaf wins the overlap.
+    swapped = paint_leaves([younger.outline(), older.outline()], (64, 64))
+    np.testing.assert_array_equal(swapped[overlap], 2)
+    np.testing.assert_array_equal(swapped[alone_young & ~alone_old], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# generate_rosette
+# ---------------------------------------------------------------------------------------------
+
+def test_same_seed_same_arrays_different_seed_differs():
+    a, b = generate_rosette(3, SIZE), generate_rosette(np.random.default_rng(3), SIZE)
+    for name in ("image", "label", "instance_ids", "colors"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    c = generate_rosette(4, SIZE)
+    assert not np.array_equal(a.image, c.image)
+    assert not np.array_equal(a.label, c.label)
+
+
+def test_shapes_dtypes_and_non_square_size(rosettes):
+    for r in rosettes:
+        assert isinstance(r, Rosette)
+        assert r.image.shape == (SIZE, SIZE, 3) and r.image.dtype == np.uint8
+        assert r.label.shape == (SIZE, SIZE, 3) and r.label.dtype == np.uint8
+        assert r.instance_ids.shape == (SIZE, SIZE) and r.instance_ids.dtype == np.int32
+        assert r.colors.shape == (r.num_leaves, 3) and r.colors.dtype == np.uint8
+    r = generate_rosette(0, (96, 160))
+    assert r.image.shape == (96, 160, 3) and r.instance_ids.shape == (96, 160)
+
+
+def test_leaf_count_within_range(rosettes):
+    counts = [r.num_leaves for r in rosettes]
+    assert all(4 <= n <= 22 for n in counts), counts
+    assert len(set(counts)) > 1, counts  # the count varies
+    for seed in range(3):
+        assert generate_rosette(seed, SIZE, min_leaves=7, max_leaves=7).num_leaves == 7
+
+
+def test_label_holds_only_black_and_the_listed_colours(rosettes):
+    for r in rosettes:
+        present = np.unique(r.label.reshape(-1, 3), axis=0)
+        expected = np.concatenate([[[0, 0, 0]], r.colors]).astype(np.uint8)
+        # Every leaf is visible, so every colour occurs, and nothing else (no anti-aliasing).
+        np.testing.assert_array_equal(present, np.unique(expected, axis=0))
+        np.testing.assert_array_equal(r.colors, leaf_palette(r.num_leaves))
+
+
+def test_instance_ids_match_label_and_masks(rosettes):
+    for r in rosettes:
+        lut = np.concatenate([[[0, 0, 0]], r.colors]).astype(np.uint8)
+        np.testing.assert_array_equal(r.label, lut[r.instance_ids])
+        np.testing.assert_array_equal(np.unique(r.instance_ids), np.arange(r.num_leaves + 1))
+        masks = r.masks
+        assert masks.shape == (SIZE, SIZE, r.num_leaves) and masks.dtype == bool
+        for i in range(r.num_leaves):
+            np.testing.assert_array_equal(masks[..., i], r.instance_ids == i + 1)
+        np.testing.assert_array_equal(masks.sum(axis=2), r.instance_ids > 0)  # no pixel in two leaves
+
+
+def test_every_leaf_has_the_minimum_visible_pixels(rosettes):
+    default_min = max(10, SIZE * SIZE // 10000)
+    for r in rosettes:
+        assert r.masks.sum(axis=(0, 1)).min() >= default_min
+    strict = generate_rosette(11, SIZE, min_visible_pixels=60)
+    assert strict.masks.sum(axis=(0, 1)).min() >= 60
+    assert 4 <= strict.num_leaves <= 22
+
+
+def test_leaves_are_green_and_soil_is_darker(rosettes):
+    for r in rosettes:
+        hsv = cv2.cvtColor(r.image, cv2.COLOR_RGB2HSV)  # H in 0..180
+        leaf = r.instance_ids > 0
+        assert 30 <= np.median(hsv[..., 0][leaf]) <= 75  # 60..150 degrees
+        near = cv2.dilate(leaf.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        soil = near & ~leaf  # soil (or pot) right around the plant
+        assert np.median(hsv[..., 2][leaf]) > np.median(hsv[..., 2][soil])
+
+
+def test_invalid_arguments_are_named():
+    with pytest.raises(ValueError, match="min_leaves"):
+        generate_rosette(0, SIZE, min_leaves=9, max_leaves=4)
+    with pytest.raises(ValueError, match="at least 32"):
+        generate_rosette(0, 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+def test_write_dataset_names_and_content(tmp_path):
+    written = write_dataset(tmp_path, 3, seed=1, size=SIZE, start=7, progress=False)
+    names = sorted(os.listdir(tmp_path))
+    assert names == [f"plant{i:05d}_{kind}.png" for i in (7, 8, 9) for kind in ("label", "rgb")]
+    assert all(re.fullmatch(r"plant\d{5}_(rgb|label)\.png", n) for n in names)
+    assert written == [p for i in (7, 8, 9) for p in dataset_paths(tmp_path, i)]
+    # The files hold exactly the in-memory rosette, in RGB order.
+    r = generate_rosette(rosette_rng(1, 8), SIZE)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "plant00008_rgb.png"), r.image)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "plant00008_label.png"), r.label)
+
+
+def test_same_bytes_with_one_or_two_workers_and_per_seed(tmp_path):
+    one, two, other = tmp_path / "one", tmp_path / "two", tmp_path / "other"
+    write_dataset(one, 4, seed=2, size=SIZE, workers=1, progress=False)
+    write_dataset(two, 4, seed=2, size=SIZE, workers=2, progress=False)
+    write_dataset(other, 4, seed=3, size=SIZE, workers=1, progress=False)
+    names = sorted(os.listdir(one))
+    assert len(names) == 8 and sorted(os.listdir(two)) == names
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+        assert (one / name).read_bytes() != (other / name).read_bytes(), name
+
+
+def test_rerun_is_idempotent_and_fills_gaps(tmp_path):
+    write_dataset(tmp_path, 3, seed=0, size=SIZE, progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    content = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert write_dataset(tmp_path, 3, seed=0, size=SIZE, progress=False) == []
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+    # A missing file (say, an interrupted run) is written again, the same bytes; nothing else.
+    (tmp_path / "plant00001_label.png").unlink()
+    assert write_dataset(tmp_path, 3, seed=0, size=SIZE, progress=False) == [tmp_path / "plant00001_label.png"]
+    assert (tmp_path / "plant00001_label.png").read_bytes() == content["plant00001_label.png"]
+    assert (tmp_path / "plant00001_rgb.png").stat().st_mtime_ns == stamps["plant00001_rgb.png"]
+    assert sorted(os.listdir(tmp_path)) == sorted(stamps)  # no temporary files left
+
+
+def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(synthetic.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_png(tmp_path / "plant00000_rgb.png", np.zeros((8, 8, 3), np.uint8))
+    assert os.listdir(tmp_path) == []
+
+
+def test_contact_sheet_from_rosettes_and_paths(tmp_path, rosettes):
+    sheet = contact_sheet(rosettes[:3], tmp_path / "sheet.png", cols=2, tile=64, gap=4)
+    assert sheet.shape == (2 * (64 + 4) + 4, 2 * (2 * 64 + 4 + 8), 3)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "sheet.png"), sheet)
+    # First cell: the photograph, then the label (nearest-neighbour, so palette colours only).
+    np.testing.assert_array_equal(sheet[4:68, 4:68], cv2.resize(rosettes[0].image, (64, 64),
+                                                                interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(sheet[4:68, 72:136], cv2.resize(rosettes[0].label, (64, 64),
+                                                                  interpolation=cv2.INTER_NEAREST))
+    write_dataset(tmp_path / "data", 2, size=SIZE, progress=False)
+    from_files = contact_sheet([dataset_paths(tmp_path / "data", i)[0] for i in range(2)], cols=2, tile=64)
+    assert from_files.shape == (64 + 8, 2 * (2 * 64 + 4 + 8), 3)
+
+
+def test_command_line(tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    assert main(["--out", str(tmp_path / "out"), "--count", "2", "--size", "96", "--seed", "4",
+                 "--contact-sheet", str(sheet), "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["plant00000_label.png", "plant00000_rgb.png",
+                                                    "plant00001_label.png", "plant00001_rgb.png"]
+    assert sheet.exists()
+    np.testing.assert_array_equal(read_rgb(tmp_path / "out" / "plant00001_rgb.png"),
+                                  generate_rosette(rosette_rng(4, 1), 96).image)
+    assert capsys.readouterr().out == ""
