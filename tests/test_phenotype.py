@@ -1,0 +1,169 @@
+"""Leaf and plant traits on hand-drawn masks, expected values worked out by hand."""
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from leafseg import phenotype
+
+
+def rectangle(shape, y1, x1, y2, x2):
+    """bool [H, W, 1] with rows y1..y2-1 and columns x1..x2-1 set."""
+    masks = np.zeros((*shape, 1), bool)
+    masks[y1:y2, x1:x2, 0] = True
+    return masks
+
+
+def axis_length(pixels):
+    """Ellipse axis of a filled run of n pixels: 4 sqrt(variance), variance (n² − 1) / 12."""
+    return 4 * math.sqrt((pixels ** 2 - 1) / 12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves
+# ---------------------------------------------------------------------------------------------
+
+def test_horizontal_rectangle_leaf():
+    (leaf,) = phenotype.measure_leaves(rectangle((30, 40), 5, 5, 15, 25), image_name="p1")  # 10 x 20
+    assert leaf["image"] == "p1" and leaf["leaf"] == 1 and leaf["score"] is None
+    assert leaf["area_px"] == 10 * 20
+    assert (leaf["bbox_y1_px"], leaf["bbox_x1_px"], leaf["bbox_y2_px"], leaf["bbox_x2_px"]) == (5, 5, 15, 25)
+    assert leaf["centroid_y_px"] == pytest.approx(5 + (10 - 1) / 2)
+    assert leaf["centroid_x_px"] == pytest.approx(5 + (20 - 1) / 2)
+    assert leaf["length_px"] == pytest.approx(axis_length(20))
+    assert leaf["width_px"] == pytest.approx(axis_length(10))
+    assert leaf["orientation_deg"] == pytest.approx(0.0)
+    assert leaf["perimeter_px"] == pytest.approx(2 * (10 - 1) + 2 * (20 - 1))  # boundary pixel centres
+
+
+def test_orientation_convention():
+    (vertical,) = phenotype.measure_leaves(rectangle((40, 30), 5, 5, 25, 15))  # 20 tall, 10 wide
+    assert vertical["orientation_deg"] == pytest.approx(90.0)
+    assert vertical["length_px"] == pytest.approx(axis_length(20))
+    up_right = np.zeros((20, 20, 2), bool)
+    for i in range(10):
+        up_right[15 - i, 3 + i, 0] = True  # rises to the right on screen
+        up_right[3 + i, 3 + i, 1] = True  # falls to the right on screen
+    rising, falling = phenotype.measure_leaves(up_right)
+    assert rising["orientation_deg"] == pytest.approx(45.0)
+    assert falling["orientation_deg"] == pytest.approx(135.0)
+    assert phenotype.orientation_from_regionprops(-math.pi / 2) == 0.0
+
+
+def test_leaf_in_two_pieces_is_measured_as_one():
+    masks = np.zeros((10, 20, 1), bool)
+    masks[0:4, 0:4, 0] = True
+    masks[0:4, 10:14, 0] = True  # same leaf, cut in two by another lying over it
+    (leaf,) = phenotype.measure_leaves(masks)
+    assert leaf["area_px"] == 2 * 16
+    assert (leaf["bbox_y1_px"], leaf["bbox_x1_px"], leaf["bbox_y2_px"], leaf["bbox_x2_px"]) == (0, 0, 4, 14)
+    assert leaf["centroid_x_px"] == pytest.approx((1.5 + 11.5) / 2)
+    # column variance: within each square (4² − 1) / 12, plus the spread of the centres 1.5, 11.5
+    assert leaf["length_px"] == pytest.approx(4 * math.sqrt((16 - 1) / 12 + 5.0 ** 2))
+    assert leaf["width_px"] == pytest.approx(axis_length(4))
+    assert phenotype.measure_plant(masks)["leaf_count"] == 1
+
+
+def test_overlapping_leaves_are_each_measured_whole():
+    masks = np.zeros((10, 10, 3), bool)
+    masks[0:4, 0:4, 0] = True
+    masks[2:6, 0:4, 1] = True  # overlaps leaf 1 on rows 2-3
+    masks[8:10, 8:10, 2] = True
+    scores = [0.9, 0.8, 0.7]
+    rows = phenotype.measure_leaves(masks, scores=scores)
+    assert [row["area_px"] for row in rows] == [16, 16, 4]
+    assert [row["score"] for row in rows] == scores
+    assert rows[1]["centroid_y_px"] == pytest.approx(3.5)
+    assert [row["leaf"] for row in rows] == [1, 2, 3]
+
+
+def test_empty_leaf_mask_row():
+    masks = np.zeros((5, 5, 2), bool)
+    masks[1:3, 1:3, 1] = True
+    empty, leaf = phenotype.measure_leaves(masks)
+    assert empty["area_px"] == 0 and empty["length_px"] == 0
+    assert math.isnan(empty["centroid_y_px"]) and math.isnan(empty["orientation_deg"])
+    assert leaf["area_px"] == 4
+    assert phenotype.measure_plant(masks)["leaf_count"] == 1
+
+
+def test_leaf_units_in_mm():
+    scale = 0.5
+    (leaf,) = phenotype.measure_leaves(rectangle((30, 40), 5, 5, 15, 25), mm_per_pixel=scale)
+    assert leaf["area_mm2"] == pytest.approx(10 * 20 * scale ** 2)
+    assert leaf["length_mm"] == pytest.approx(axis_length(20) * scale)
+    assert leaf["width_mm"] == pytest.approx(axis_length(10) * scale)
+    assert leaf["perimeter_mm"] == pytest.approx((2 * 9 + 2 * 19) * scale)
+    assert leaf["centroid_y_px"] == pytest.approx(9.5)  # positions stay in pixels
+    assert not any(key.endswith("_px") and not key.startswith(("bbox", "centroid")) for key in leaf)
+
+
+def test_leaf_input_errors():
+    masks = rectangle((5, 5), 0, 0, 2, 2)
+    with pytest.raises(ValueError, match="scores"):
+        phenotype.measure_leaves(masks, scores=[0.1, 0.2])
+    with pytest.raises(ValueError, match="mm_per_pixel"):
+        phenotype.measure_leaves(masks, mm_per_pixel=0)
+    with pytest.raises(ValueError, match=r"\[H, W, N\]"):
+        phenotype.measure_leaves(masks[..., 0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Plants
+# ---------------------------------------------------------------------------------------------
+
+def test_plant_union_of_overlapping_leaves():
+    masks = np.zeros((10, 10, 2), bool)
+    masks[0:4, 0:4, 0] = True
+    masks[0:4, 2:6, 1] = True  # shares a 4 x 2 strip with leaf 1
+    plant = phenotype.measure_plant(masks, image_name="p")
+    assert plant["image"] == "p" and plant["leaf_count"] == 2
+    assert plant["rosette_area_px"] == 16 + 16 - 4 * 2
+    assert plant["convex_hull_area_px"] == pytest.approx(4 * 6)  # the union is a 4 x 6 rectangle
+    assert plant["compactness"] == pytest.approx(1.0)
+    assert plant["diameter_px"] == pytest.approx(math.sqrt(4 ** 2 + 6 ** 2))
+
+
+def test_plant_convex_hull_of_an_l_shape():
+    masks = np.zeros((8, 8, 2), bool)
+    masks[0:6, 0:2, 0] = True  # upright arm, 2 wide and 6 tall
+    masks[4:6, 0:6, 1] = True  # foot, 6 wide and 2 tall
+    plant = phenotype.measure_plant(masks)
+    assert plant["rosette_area_px"] == 12 + 12 - 4
+    # hull corners (x, y): (0, 0) (2, 0) (6, 4) (6, 6) (0, 6): the 6 x 6 square less the
+    # triangle (2, 0) (6, 0) (6, 4)
+    assert plant["convex_hull_area_px"] == pytest.approx(6 * 6 - 4 * 4 / 2)
+    assert plant["compactness"] == pytest.approx((12 + 12 - 4) / (6 * 6 - 4 * 4 / 2))
+    assert plant["diameter_px"] == pytest.approx(math.sqrt(6 ** 2 + 6 ** 2))
+
+
+def test_plant_units_in_mm():
+    masks = np.zeros((10, 10, 1), bool)
+    masks[0:4, 0:6, 0] = True
+    plant = phenotype.measure_plant(masks, mm_per_pixel=0.2)
+    assert plant["rosette_area_mm2"] == pytest.approx(24 * 0.2 ** 2)
+    assert plant["convex_hull_area_mm2"] == pytest.approx(24 * 0.2 ** 2)
+    assert plant["diameter_mm"] == pytest.approx(math.sqrt(4 ** 2 + 6 ** 2) * 0.2)
+    assert plant["compactness"] == pytest.approx(1.0)
+    assert "rosette_area_px" not in plant
+
+
+def test_empty_plant():
+    masks = np.zeros((6, 7, 0), bool)
+    assert phenotype.measure_leaves(masks) == []
+    plant = phenotype.measure_plant(masks, image_name="bare", mm_per_pixel=0.1)
+    assert plant["leaf_count"] == 0
+    assert plant["rosette_area_mm2"] == 0 and plant["convex_hull_area_mm2"] == 0
+    assert plant["diameter_mm"] == 0
+    assert math.isnan(plant["compactness"])
+
+
+def test_write_csv_round_trip(tmp_path):
+    rows = phenotype.measure_leaves(rectangle((10, 10), 1, 1, 3, 5), scores=[0.9], image_name="p")
+    path = phenotype.write_csv(rows, tmp_path / "leaves.csv")
+    with open(path, newline="") as f:
+        (read,) = list(csv.DictReader(f))
+    assert list(read) == list(rows[0])
+    assert float(read["area_px"]) == 2 * 4 and read["image"] == "p"
+    assert [p.name for p in tmp_path.iterdir()] == ["leaves.csv"]
