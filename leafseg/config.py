@@ -36,3 +36,59 @@ class LeafConfig(Config):
     # A rosette has 4..22 leaves (CVPPP A1: 11..20); 50 leaves is a generous cap.
     MAX_GT_INSTANCES = 50
     DETECTION_MAX_INSTANCES = 50
+
+
+class QuickstartConfig(LeafConfig):
+    """A first run on a laptop CPU: a small model trained from scratch on generated rosettes.
+
+    Quarter-size images, a half-width ResNet-18, narrow FPN/RPN/heads and fewer proposals and
+    sampled ROIs, so a step takes a fraction of a second on two cores. BatchNorm trains,
+    because from random initialisation frozen statistics (mean 0, variance 1) would pass the
+    raw pixel scale through the network. ``configs/quickstart_cpu.yaml`` holds the same values.
+    """
+
+    NAME = "leaf_quickstart"
+    BACKBONE = "resnet18"
+    BACKBONE_WIDTH = 0.5
+    TRAIN_BN = True
+
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 50
+    VALIDATION_STEPS = 5
+
+    IMAGE_MIN_DIM = 256
+    IMAGE_MAX_DIM = 256
+
+    TOP_DOWN_PYRAMID_SIZE = 64
+    RPN_CONV_CHANNELS = 64
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    MASK_HEAD_CHANNELS = 64
+
+    PRE_NMS_LIMIT = 2000
+    POST_NMS_ROIS_TRAINING = 1000
+    POST_NMS_ROIS_INFERENCE = 300
+    TRAIN_ROIS_PER_IMAGE = 128
+    MAX_GT_INSTANCES = 30
+    DETECTION_MAX_INSTANCES = 30
+    DETECTION_MIN_CONFIDENCE = 0.5
+    MINI_MASK_SHAPE = (28, 28)
+
+    LEARNING_RATE = 0.01
+
+
+PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig}
+
+
+def load_config(name_or_path="leaf_r101", **overrides):
+    """A leaf config from a preset name (``leaf_r101``, ``quickstart_cpu``) or a YAML file.
+
+    A YAML file is applied on top of :class:`LeafConfig`; ``overrides`` (attribute=value) last.
+    """
+    from pathlib import Path
+
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path](**overrides)
+    path = Path(name_or_path)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise ValueError(f"unknown config {name_or_path!r}: a preset ({', '.join(PRESETS)}) or a .yaml file")
+    return LeafConfig.from_yaml(path, **overrides)

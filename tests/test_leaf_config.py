@@ -24,3 +24,15 @@ def test_yaml_preset_is_the_same_config():
     path = CONFIGS / "leaf_r101.yaml"
     assert LeafConfig.from_yaml(path) == LeafConfig()
     assert Config.from_yaml(path).to_dict() == LeafConfig().to_dict()
+
+
+def test_quickstart_yaml_is_the_same_config_and_presets_resolve():
+    from leafseg.config import QuickstartConfig, load_config
+
+    assert load_config(str(CONFIGS / "quickstart_cpu.yaml")) == QuickstartConfig()
+    assert load_config("quickstart_cpu") == QuickstartConfig()
+    assert load_config("leaf_r101", IMAGES_PER_GPU=1).BATCH_SIZE == 1
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown config 'r50'"):
+        load_config("r50")

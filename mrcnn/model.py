@@ -1,0 +1,504 @@
+"""MaskRCNN: composes the stages into Keras models and offers Matterport's public API.
+
+    model = MaskRCNN(mode="training", config=config, model_dir="logs")
+    model.load_weights("mask_rcnn_coco.h5", exclude=list(weights.COCO_EXCLUDE))
+    model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=9, layers="heads")
+    model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=79, layers="all")
+
+    model = MaskRCNN(mode="inference", config=inference_config, model_dir="logs")
+    model.load_weights(model.find_last())
+    results = model.detect([image])   # [{"rois", "class_ids", "scores", "masks"}]
+
+The stages live in their own modules (see docs/ARCHITECTURE.md); this file only wires them
+together, trains (a Keras ``train_step`` computing the five losses) and converts between
+original images and the model's molded inputs.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers as KL
+
+from mrcnn import losses as L
+from mrcnn import utils, weights
+from mrcnn.anchors import get_anchors
+from mrcnn.backbone import resnet_graph
+from mrcnn.boxes import parse_image_meta_graph
+from mrcnn.config import ConfigError
+from mrcnn.data import build_dataset, compose_image_meta, mold_image
+from mrcnn.detection import DetectionLayer
+from mrcnn.fpn import fpn_graph
+from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
+from mrcnn.layers import ConstantAnchors, DetectionBoxes, NormBoxes
+from mrcnn.proposals import ProposalLayer, proposal_steps
+from mrcnn.rpn import build_rpn_model
+from mrcnn.targets import DetectionTargetLayer
+from mrcnn.trainable import LAYER_REGEX, set_trainable
+
+__all__ = ["MaskRCNN", "build_model", "MaskRCNNTrainer", "LOSS_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+# Checkpoints: <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch:04d>.weights.h5
+# (Matterport's .h5 names are recognised too, for find_last and set_log_dir).
+_CHECKPOINT_RE = re.compile(r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.(weights\.)?h5$")
+
+
+############################################################
+#  Graph
+############################################################
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ActiveClassIds(KL.Layer):
+    """image_meta [B, 12 + NUM_CLASSES] -> active_class_ids float32 [B, NUM_CLASSES]."""
+
+    def call(self, image_meta):
+        return parse_image_meta_graph(image_meta)["active_class_ids"]
+
+
+def _rpn_outputs(feature_maps, config):
+    """Run the shared RPN on every pyramid level and concatenate: logits, probs, deltas [B, A, .]."""
+    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE,
+                          config.RPN_CONV_CHANNELS)
+    per_level = [rpn(p) for p in feature_maps]
+    names = ("rpn_class_logits", "rpn_class", "rpn_bbox")
+    return [KL.Concatenate(axis=1, name=name)([level[i] for level in per_level]) for i, name in enumerate(names)]
+
+
+def build_model(mode, config):
+    """The functional Keras model of ``mode`` ("training" or "inference").
+
+    Inputs (Matterport's names): training: input_image, input_image_meta, input_rpn_match,
+    input_rpn_bbox, input_gt_class_ids, input_gt_boxes, input_gt_masks (data.build_dataset
+    yields exactly these); inference: input_image, input_image_meta, input_anchors.
+
+    Outputs, a dict: training: rpn_class_logits, rpn_bbox, rpn_rois, rois, target_class_ids,
+    target_bbox, target_mask, mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
+    active_class_ids. Inference: detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
+    rpn_class, rpn_bbox.
+    """
+    if mode not in ("training", "inference"):
+        raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+    config.validate()
+    if mode == "training" and not config.USE_RPN_ROIS:
+        raise ConfigError("USE_RPN_ROIS = False (heads trained on ROIs from the input pipeline) is not supported; "
+                          "the heads train on RPN proposals")
+    channels = config.IMAGE_CHANNEL_COUNT
+    # Training inputs all have IMAGE_SHAPE; inference takes any size the backbone accepts.
+    spatial = tuple(int(v) for v in config.IMAGE_SHAPE[:2]) if mode == "training" else (None, None)
+    input_image = keras.Input(shape=spatial + (channels,), name="input_image")
+    input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
+
+    backbone = config.BACKBONE
+    if isinstance(backbone, str):
+        _, C2, C3, C4, C5 = resnet_graph(input_image, backbone, stage5=True, train_bn=config.TRAIN_BN,
+                                         width=config.BACKBONE_WIDTH)
+    else:
+        _, C2, C3, C4, C5 = resnet_graph(input_image, backbone, stage5=True, train_bn=config.TRAIN_BN)
+    P2, P3, P4, P5, P6 = fpn_graph([C2, C3, C4, C5], config.TOP_DOWN_PYRAMID_SIZE)
+    rpn_feature_maps = [P2, P3, P4, P5, P6]
+    mrcnn_feature_maps = [P2, P3, P4, P5]  # P6 only feeds the RPN, as in the FPN paper
+    rpn_class_logits, rpn_class, rpn_bbox = _rpn_outputs(rpn_feature_maps, config)
+
+    if mode == "training":
+        anchors = ConstantAnchors(_normalized_anchors(config, config.IMAGE_SHAPE), name="anchors")(input_image)
+        proposal_count = config.POST_NMS_ROIS_TRAINING
+    else:
+        input_anchors = keras.Input(shape=(None, 4), name="input_anchors")
+        anchors = input_anchors
+        proposal_count = config.POST_NMS_ROIS_INFERENCE
+    rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
+                             config.RPN_BBOX_STD_DEV, name="ROI")([rpn_class, rpn_bbox, anchors])
+
+    if mode == "training":
+        input_rpn_match = keras.Input(shape=(None, 1), name="input_rpn_match", dtype="int32")
+        input_rpn_bbox = keras.Input(shape=(None, 4), name="input_rpn_bbox")
+        input_gt_class_ids = keras.Input(shape=(None,), name="input_gt_class_ids", dtype="int32")
+        input_gt_boxes = keras.Input(shape=(None, 4), name="input_gt_boxes")
+        mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else spatial
+        input_gt_masks = keras.Input(shape=mask_shape + (None,), name="input_gt_masks", dtype="bool")
+        gt_boxes = NormBoxes(name="norm_gt_boxes")(input_gt_boxes, input_image)
+
+        rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+            config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
+            config.USE_MINI_MASK, name="proposal_targets")([rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+            rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+            train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                          conv_channels=config.MASK_HEAD_CHANNELS)
+        inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
+                  input_gt_boxes, input_gt_masks]
+        outputs = {
+            "rpn_class_logits": rpn_class_logits, "rpn_bbox": rpn_bbox, "rpn_rois": rpn_rois, "rois": rois,
+            "target_class_ids": target_class_ids, "target_bbox": target_bbox, "target_mask": target_mask,
+            "mrcnn_class_logits": mrcnn_class_logits, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
+            "mrcnn_mask": mrcnn_mask, "active_class_ids": ActiveClassIds(name="active_class_ids")(input_image_meta),
+        }
+        return keras.Model(inputs, outputs, name="mask_rcnn_training")
+
+    _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+        rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
+                                config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
+                                name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+    # Masks only for the final detections: DETECTION_MAX_INSTANCES rois, not all proposals.
+    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
+                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                      conv_channels=config.MASK_HEAD_CHANNELS)
+    outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
+               "mrcnn_mask": mrcnn_mask, "rpn_rois": rpn_rois, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox}
+    return keras.Model([input_image, input_image_meta, input_anchors], outputs, name="mask_rcnn_inference")
+
+
+def _normalized_anchors(config, image_shape):
+    return get_anchors(tuple(int(v) for v in image_shape[:2]), config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                       config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, normalized=True)
+
+
+############################################################
+#  Training step
+############################################################
+
+def compute_losses(outputs, inputs, batch_size):
+    """The five losses (dict of float32 scalars) from training-model outputs and its inputs."""
+    return {
+        "rpn_class_loss": L.rpn_class_loss(inputs["input_rpn_match"], outputs["rpn_class_logits"]),
+        "rpn_bbox_loss": L.rpn_bbox_loss(inputs["input_rpn_bbox"], inputs["input_rpn_match"], outputs["rpn_bbox"],
+                                         batch_size),
+        "mrcnn_class_loss": L.mrcnn_class_loss(outputs["target_class_ids"], outputs["mrcnn_class_logits"],
+                                               outputs["active_class_ids"]),
+        "mrcnn_bbox_loss": L.mrcnn_bbox_loss(outputs["target_bbox"], outputs["target_class_ids"],
+                                             outputs["mrcnn_bbox"]),
+        "mrcnn_mask_loss": L.mrcnn_mask_loss(outputs["target_mask"], outputs["target_class_ids"],
+                                             outputs["mrcnn_mask"]),
+    }
+
+
+def decayed_weights(model):
+    """The kernels L2 weight decay applies to: convolution and dense kernels, not biases or BatchNorm."""
+    return [w for w in model.trainable_weights if w.path.endswith("kernel")]
+
+
+class MaskRCNNTrainer(keras.Model):
+    """Trains a training-mode functional model: forward pass, five weighted losses, L2 decay.
+
+    ``fit`` / ``evaluate`` take the dicts of :func:`mrcnn.data.build_dataset` (no labels: the
+    targets are inputs). Reported metrics: each loss, ``l2_loss`` and ``loss`` (the total
+    that is minimised). Gradients are clipped by the optimizer (``global_clipnorm``).
+    """
+
+    def __init__(self, net, loss_weights, weight_decay, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.loss_weights = {name: float(loss_weights[name]) for name in LOSS_NAMES}
+        self.weight_decay = float(weight_decay)
+        self.batch_size = int(batch_size)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES + ("l2_loss", "loss")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.net(inputs, training=training)
+
+    def _loss_values(self, data, training):
+        outputs = self.net(data, training=training)
+        values = compute_losses(outputs, data, self.batch_size)
+        total = tf.add_n([self.loss_weights[name] * values[name] for name in LOSS_NAMES])
+        kernels = decayed_weights(self.net)
+        l2 = self.weight_decay * tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in kernels]) \
+            if kernels and self.weight_decay > 0 else tf.constant(0.0)
+        values["l2_loss"] = l2
+        values["loss"] = total + l2
+        return values
+
+    def _record(self, values):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        variables = self.net.trainable_variables
+        with tf.GradientTape() as tape:
+            values = self._loss_values(data, training=True)
+            # Gradients of replicas are summed across devices: scale so the step is the mean.
+            scaled = values["loss"] / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._record(values)
+
+    def test_step(self, data):
+        return self._record(self._loss_values(data, training=False))
+
+
+############################################################
+#  MaskRCNN
+############################################################
+
+class MaskRCNN:
+    """Mask R-CNN with Matterport's interface; the Keras model is ``keras_model``."""
+
+    def __init__(self, mode, config, model_dir):
+        """mode: "training" or "inference"; config: a Config; model_dir: where run folders go."""
+        self.mode = mode
+        self.config = config
+        self.model_dir = str(model_dir)
+        self.epoch = 0
+        self.set_log_dir()
+        self.keras_model = build_model(mode, config)
+        self._predict_fn = None
+
+    # ----------------------------------------------------------------- weights and logs
+
+    def find_last(self):
+        """Path of the newest checkpoint of the newest run of this config's NAME in model_dir."""
+        name = (self.config.NAME or "").lower()
+        runs = sorted(p for p in Path(self.model_dir).glob(f"{name}*") if p.is_dir()) if Path(self.model_dir).is_dir() else []
+        if not runs:
+            raise FileNotFoundError(f"Could not find model directory under {self.model_dir} (runs named {name}*)")
+        for run in reversed(runs):
+            checkpoints = sorted(list(run.glob("mask_rcnn_*.weights.h5")) + list(run.glob("mask_rcnn_*[0-9].h5")))
+            if checkpoints:
+                return str(checkpoints[-1])
+        raise FileNotFoundError(f"Could not find weight files in the runs under {self.model_dir}: "
+                                f"{', '.join(str(r) for r in runs)}")
+
+    def load_weights(self, filepath, by_name=False, exclude=None, skip_mismatch=False, verbose=0):
+        """Load Keras 3 checkpoints or Matterport / Keras 2 ``.h5`` files, always by layer name.
+
+        by_name: accepted for Matterport scripts; loading is by layer name either way.
+        exclude: layer names to skip, e.g. ``weights.COCO_EXCLUDE`` when NUM_CLASSES differs.
+        Returns the :class:`mrcnn.weights.LoadReport`.
+        """
+        report = weights.load_weights_auto(self.keras_model, filepath, exclude=exclude,
+                                           skip_mismatch=skip_mismatch, verbose=verbose)
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath):
+        """Write the model's weights as a Keras 3 ``.weights.h5`` file, atomically."""
+        return weights.save_weights(self.keras_model, filepath)
+
+    def set_log_dir(self, model_path=None):
+        """Start a new run folder, or continue the run (and epoch) of ``model_path``'s checkpoint."""
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            match = _CHECKPOINT_RE.match(str(Path(model_path).resolve()))
+            if match:
+                now = datetime.datetime(*map(int, match.groups()[:5]))
+                # The file holds the weights after epoch N, so training continues with N + 1
+                # (Keras counts from 0, checkpoint names from 1).
+                self.epoch = int(match.group(6))
+        name = (self.config.NAME or "").lower()
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.weights.h5").replace(
+            "*epoch*", "{epoch:04d}")
+
+    # ------------------------------------------------------------------------- training
+
+    def compile_trainer(self, optimizer=None, learning_rate=None, jit_compile=False):
+        """A :class:`MaskRCNNTrainer` around ``keras_model``, compiled (SGD + momentum by default)."""
+        if self.mode != "training":
+            raise RuntimeError("Create model in training mode to train it")
+        config = self.config
+        if optimizer is None:
+            optimizer = keras.optimizers.SGD(
+                learning_rate=config.LEARNING_RATE if learning_rate is None else learning_rate,
+                momentum=config.LEARNING_MOMENTUM, global_clipnorm=config.GRADIENT_CLIP_NORM)
+        trainer = MaskRCNNTrainer(self.keras_model, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, config.IMAGES_PER_GPU)
+        trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+        return trainer
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None, no_augmentation_sources=None, optimizer=None, seed=0, verbose=1):
+        """Train ``layers`` until epoch ``epochs`` (counted across calls, as in Matterport).
+
+        layers: "heads", "3+", "4+", "5+", "all" or a regular expression over layer names.
+        augmentation: an albumentations transform, an imgaug augmenter (where importable) or a
+            callable (see mrcnn.augment). ``no_augmentation_sources`` is not supported.
+        optimizer: a Keras optimizer to use instead of SGD with LEARNING_MOMENTUM.
+        Returns the Keras History.
+        """
+        if no_augmentation_sources:
+            raise NotImplementedError("no_augmentation_sources is not supported; filter the dataset instead")
+        config = self.config
+        set_trainable(self.keras_model, LAYER_REGEX.get(layers, layers), train_bn=config.TRAIN_BN,
+                      verbose=max(0, verbose - 1))
+        train_data = build_dataset(train_dataset, config, shuffle=True, augmentation=augmentation, seed=seed)
+        val_data = build_dataset(val_dataset, config, shuffle=True, seed=seed + 1) if val_dataset is not None else None
+        trainer = self.compile_trainer(optimizer=optimizer, learning_rate=learning_rate)
+        os.makedirs(self.log_dir, exist_ok=True)
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            _CheckpointCallback(self),
+        ] + list(custom_callbacks or [])
+        if verbose:
+            logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch, learning_rate,
+                        self.checkpoint_path)
+        history = trainer.fit(
+            train_data, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=config.STEPS_PER_EPOCH,
+            validation_data=val_data, validation_steps=config.VALIDATION_STEPS if val_data is not None else None,
+            callbacks=callbacks, verbose=verbose)
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    # ------------------------------------------------------------------------ inference
+
+    def mold_inputs(self, images):
+        """Resize and normalise images for the model.
+
+        images: list of [H, W, C] arrays, any sizes.
+        Returns: molded_images float32 [N, h, w, C], image_metas [N, META], windows int [N, 4]
+        (the part of each molded image holding the original, in its pixels).
+        """
+        config = self.config
+        molded_images, image_metas, windows = [], [], []
+        for image in images:
+            molded, window, scale, _, _ = utils.resize_image(
+                image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+            molded = mold_image(molded, config)
+            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                      np.zeros([config.NUM_CLASSES], dtype=np.int32))
+            molded_images.append(molded)
+            image_metas.append(meta)
+            windows.append(window)
+        return np.stack(molded_images).astype(np.float32), np.stack(image_metas), np.stack(windows)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """One image's detections in the coordinates of its original image.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalised, zero-padded.
+        mrcnn_mask: [N, height, width, num_classes] mask probabilities.
+        original_image_shape, image_shape: [H, W, C] before and after resizing.
+        window: [4] pixels of the molded image that hold the original image.
+
+        Returns: boxes int32 [n, 4] (pixels of the original image), class_ids int32 [n],
+        scores float32 [n], masks bool [H, W, n].
+        """
+        count = int(np.count_nonzero(detections[:, 4] > 0))
+        boxes = detections[:count, :4]
+        class_ids = detections[:count, 4].astype(np.int32)
+        scores = detections[:count, 5].astype(np.float32)
+        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
+
+        # Boxes are normalised to the molded image; shift and scale them to the window, then
+        # to the original image's pixels.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window), image_shape[:2])
+        shift = np.array([wy1, wx1, wy1, wx1])
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+        boxes = utils.denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
+
+        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+        height, width = original_image_shape[:2]
+        full_masks = np.zeros((height, width, len(boxes)), dtype=bool)
+        for i in range(len(boxes)):
+            full_masks[:, :, i] = utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+        return boxes.astype(np.int32), class_ids, scores, full_masks
+
+    def get_anchors(self, image_shape):
+        """Normalised anchors [A, 4] for a molded image of ``image_shape``."""
+        return _normalized_anchors(self.config, image_shape)
+
+    def _predict(self, molded_images, image_metas):
+        if self.mode != "inference":
+            raise RuntimeError("Create model in inference mode to detect")
+        anchors = self.get_anchors(molded_images.shape[1:3])
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        if self._predict_fn is None:
+            model = self.keras_model
+            # reduce_retracing: one graph for each input size, not one per call.
+            self._predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        outputs = self._predict_fn([tf.constant(molded_images), tf.constant(image_metas, tf.float32),
+                                    tf.constant(anchors)])
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def detect(self, images, verbose=0):
+        """Detect instances in images of any size.
+
+        images: list of [H, W, C] arrays (any number; Matterport required exactly BATCH_SIZE).
+            All must resize to the same shape (always true in "square" mode).
+        Returns: one dict per image: rois int32 [N, (y1, x1, y2, x2)], class_ids int32 [N],
+        scores float32 [N], masks bool [H, W, N], in the original image's pixels.
+        """
+        images = [np.asarray(image) for image in images]
+        if verbose:
+            logger.info("Processing %d images", len(images))
+        molded_images, image_metas, windows = self.mold_inputs(images)
+        return self.detect_molded(molded_images, image_metas, verbose=verbose, original_images=images,
+                                  windows=windows)
+
+    def detect_molded(self, molded_images, image_metas, verbose=0, original_images=None, windows=None):
+        """Detect on images already molded by :meth:`mold_inputs` (Matterport's debugging entry).
+
+        Results are in the coordinates of the original images described by ``image_metas``.
+        """
+        outputs = self._predict(np.asarray(molded_images, np.float32), np.asarray(image_metas))
+        results = []
+        for i, meta in enumerate(np.asarray(image_metas)):
+            original_shape = meta[1:4].astype(int)
+            image_shape = meta[4:7].astype(int)
+            window = meta[7:11].astype(int) if windows is None else windows[i]
+            rois, class_ids, scores, masks = self.unmold_detections(
+                outputs["detections"][i], outputs["mrcnn_mask"][i], original_shape, image_shape, window)
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+        return results
+
+    # ------------------------------------------------------------------------ inspection
+
+    def run_graph(self, images, outputs=None):
+        """Every intermediate stage for ``images`` (inference mode), as numpy arrays by name.
+
+        outputs: None for the standard set below, or a list of (name, layer name) pairs whose
+        layer outputs to return as well (Matterport's run_graph, e.g. ("res4w_out", "res4w_out")).
+
+        Standard set: molded_images, image_metas, anchors; rpn_class, rpn_bbox (RPN scores and
+        deltas of every anchor); pre_nms_scores, pre_nms_indices, pre_nms_anchors (top
+        PRE_NMS_LIMIT anchors), refined_anchors, refined_anchors_clipped, post_nms_rois (the
+        proposals, POST_NMS_ROIS_INFERENCE), mrcnn_class, mrcnn_bbox (classifier outputs),
+        detections, mrcnn_mask.
+        """
+        config = self.config
+        molded_images, image_metas, _ = self.mold_inputs([np.asarray(image) for image in images])
+        result = {"molded_images": molded_images, "image_metas": image_metas,
+                  "anchors": self.get_anchors(molded_images.shape[1:3])}
+        result.update(self._predict(molded_images, image_metas))
+        steps = proposal_steps(result["rpn_class"], result["rpn_bbox"], result["anchors"],
+                               config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
+                               config.RPN_BBOX_STD_DEV)
+        result.update({name: value.numpy() for name, value in steps.items()})
+        if outputs:
+            model = self.keras_model
+            probe = keras.Model(model.inputs, [model.get_layer(layer).output for _, layer in outputs])
+            anchors = np.broadcast_to(result["anchors"], (len(molded_images),) + result["anchors"].shape)
+            values = probe([molded_images, image_metas.astype(np.float32), anchors], training=False)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            result.update({name: np.asarray(value) for (name, _), value in zip(outputs, values)})
+        return result
+
+
+class _CheckpointCallback(keras.callbacks.Callback):
+    """Save the weights after every epoch, atomically, under the model's checkpoint path."""
+
+    def __init__(self, maskrcnn):
+        super().__init__()
+        self.maskrcnn = maskrcnn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.maskrcnn.save_weights(self.maskrcnn.checkpoint_path.format(epoch=epoch + 1))
