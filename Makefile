@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?= -q
+PYTEST_ARGS ?= -q -n auto
 
 .PHONY: demo test install clean
 
