@@ -33,7 +33,6 @@ setup(
     entry_points={"console_scripts": ["leafseg=leafseg.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Image Recognition",
         "Topic :: Scientific/Engineering :: Bio-Informatics",
     ],
