@@ -22,13 +22,14 @@ the leaves are, so the same label always gives the same order.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from mrcnn.fileio import atomic_path
 
 __all__ = [
     "DEFAULT_MIN_AREA", "LabelError", "SplitResult", "read_label", "split_instances",
@@ -337,11 +338,6 @@ def save_indexed_png(label: np.ndarray, path, palette: np.ndarray | None = None)
         raise ValueError(f"palette must be [256, 3], got {palette.shape}")
     image = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, np.uint8).tobytes())
     image.putpalette(palette.tobytes())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

@@ -35,7 +35,6 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ from pycocotools.cocoeval import COCOeval
 
 from leafseg.masks import masks_to_label
 from mrcnn import utils
+from mrcnn.fileio import write_text_atomic
 
 __all__ = [
     "dice", "best_dice", "symmetric_best_dice", "foreground_dice", "difference_in_count",
@@ -443,23 +443,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    A reader never sees a half-written file, and a crash leaves the old file intact.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_csv(rows, path, fieldnames=None) -> Path:
     """Write dicts as a CSV table, atomically. Returns the path.
 
@@ -474,7 +457,7 @@ def write_csv(rows, path, fieldnames=None) -> Path:
         writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    return _atomic_write_text(path, buffer.getvalue())
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _json_ready(value):
@@ -499,6 +482,6 @@ def write_metrics(per_image, summary, out_dir) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image = list(per_image)
     document = _json_ready({"summary": summary, "per_image": per_image})
-    json_path = _atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
+    json_path = write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
     csv_path = write_csv(per_image, out_dir / "per_image.csv")
     return json_path, csv_path

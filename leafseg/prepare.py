@@ -95,6 +95,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mrcnn.dataset import load_image_file
+from mrcnn.fileio import write_text_atomic
 
 from leafseg.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
@@ -481,13 +482,7 @@ def write_manifest(output_dir) -> tuple[Path, dict[str, int]]:
     path = output_dir / MANIFEST_NAME
     text = buffer.getvalue()
     if not path.is_file() or path.read_text() != text:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, text)
     return path, counts
 
 

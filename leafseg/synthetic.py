@@ -46,6 +46,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mrcnn.fileio import write_bytes_atomic
+
 GOLDEN_ANGLE_DEG = 137.5
 # Hue steps of 1/phi spread any number of colours evenly around the wheel.
 _GOLDEN_RATIO_CONJUGATE = (math.sqrt(5.0) - 1.0) / 2.0
@@ -571,13 +573,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
     if not ok:
         raise OSError(f"write_png: PNG encoding failed for {path} (array {rgb.shape} {rgb.dtype})")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data.tobytes())
     return path
 
 

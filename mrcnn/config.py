@@ -25,8 +25,6 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -388,18 +386,9 @@ class Config:
         import yaml
 
         values = {k: v for k, v in self.to_dict().items() if k not in DERIVED}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                yaml.safe_dump(values, handle, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        from mrcnn.fileio import write_text_atomic
+
+        return write_text_atomic(path, yaml.safe_dump(values, sort_keys=True))
 
     def display(self) -> None:
         """Print every attribute, one per line, as Matterport's ``display()`` does."""

@@ -51,10 +51,11 @@ variable ``LEAFSEG_COCO_WEIGHTS`` at it, or pass its path; :func:`resolve_coco_w
 import dataclasses
 import logging
 import os
-import tempfile
 
 import h5py
 import numpy as np
+
+from mrcnn.fileio import atomic_path
 
 __all__ = [
     "WeightsError",
@@ -557,16 +558,6 @@ def load_weights_auto(model, path, exclude=None, skip_mismatch=False, verbose=0)
 # ---------------------------------------------------------------------------------------------
 # Writing
 
-def _atomic_target(path, suffix):
-    """A temporary path next to `path` (same file system, so os.replace is atomic)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory)
-    os.close(fd)
-    os.remove(tmp)  # Keras and h5py create the file themselves.
-    return tmp
-
-
 def _legacy_weight_names(layer):
     """Keras 2 style names: `conv1/kernel:0`; a nested model's by sub-layer
     (`rpn_class_raw/kernel:0`), as in Matterport's files."""
@@ -592,22 +583,16 @@ def save_legacy_h5(model, path):
     """
     import keras
     path = os.fspath(path)
-    tmp = _atomic_target(path, ".h5")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_str_list(f.attrs, "layer_names", [layer.name for layer in model.layers])
-            f.attrs["backend"] = b"tensorflow"
-            f.attrs["keras_version"] = keras.__version__.encode("utf8")
-            for layer in model.layers:
-                group = f.create_group(layer.name)
-                names = _legacy_weight_names(layer)
-                _write_str_list(group.attrs, "weight_names", names)
-                for name, variable in zip(names, layer.weights):
-                    group.create_dataset(name, data=variable.numpy())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        _write_str_list(f.attrs, "layer_names", [layer.name for layer in model.layers])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = _legacy_weight_names(layer)
+            _write_str_list(group.attrs, "weight_names", names)
+            for name, variable in zip(names, layer.weights):
+                group.create_dataset(name, data=variable.numpy())
     return path
 
 
@@ -621,13 +606,8 @@ def save_weights(model, path):
     temporary `.weights.h5` in the same directory, then renamed). Returns the path."""
     path = os.fspath(path)
     _require_native_name(path)
-    tmp = _atomic_target(path, NATIVE_SUFFIX)
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=NATIVE_SUFFIX) as tmp:
+        model.save_weights(str(tmp))
     return path
 
 
