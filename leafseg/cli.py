@@ -3,6 +3,7 @@
     leafseg synth   --out DIR --count N        procedural rosettes (leafseg.synthetic)
     leafseg prepare --input DIR --output DIR   colour masks -> training layout (leafseg.prepare)
     leafseg demo                               the built-in end-to-end job (leafseg.demo)
+    leafseg bench                              training-step and inference time (leafseg.benchmark)
 
 Each sub-command is the ``main(argv)`` of a library module, imported only when used, so
 ``leafseg --help`` stays fast and ``scripts/*.py`` call the very same functions.
@@ -16,6 +17,7 @@ COMMANDS = {
     "synth": ("leafseg.synthetic", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
     "prepare": ("leafseg.prepare", "split colour masks into per-leaf masks in the training layout"),
     "demo": ("leafseg.demo", "run the built-in end-to-end job on generated rosettes"),
+    "bench": ("leafseg.benchmark", "time a training step and inference of a config, and peak memory"),
 }
 
 

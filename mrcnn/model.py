@@ -36,10 +36,10 @@ from mrcnn.data import build_dataset, compose_image_meta, mold_image
 from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import fpn_graph
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
-from mrcnn.layers import ConstantAnchors, DetectionBoxes, NormBoxes
+from mrcnn.layers import ConstantAnchors, DetectionBoxes, DetectionCount, NormBoxes
 from mrcnn.proposals import ProposalLayer, proposal_steps
 from mrcnn.rpn import build_rpn_model
-from mrcnn.targets import DetectionTargetLayer
+from mrcnn.targets import DetectionTargetLayer, max_positive_rois
 from mrcnn.trainable import LAYER_REGEX, set_trainable
 
 __all__ = ["MaskRCNN", "build_model", "MaskRCNNTrainer", "LOSS_NAMES"]
@@ -83,7 +83,10 @@ def build_model(mode, config):
     Outputs, a dict: training: rpn_class_logits, rpn_bbox, rpn_rois, rois, target_class_ids,
     target_bbox, target_mask, mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
     active_class_ids. Inference: detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-    rpn_class, rpn_bbox.
+    rpn_class, rpn_bbox. With TRAIN_BN = False the training mrcnn_mask holds masks only for the
+    rows that can be positive (the first int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)) and
+    zeros after them: the mask loss scores nothing else. The inference mrcnn_mask holds masks
+    for the rows of ``detections`` that hold one and zeros for the padding rows.
     """
     if mode not in ("training", "inference"):
         raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
@@ -133,9 +136,13 @@ def build_model(mode, config):
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
             train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        # The mask loss scores only the positive ROIs, which come first: with frozen BatchNorm
+        # the head runs on those rows alone (the others are zeros), same loss and gradients.
+        scored_rois = None if config.TRAIN_BN else max_positive_rois(config.TRAIN_ROIS_PER_IMAGE,
+                                                                       config.ROI_POSITIVE_RATIO)
         mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          conv_channels=config.MASK_HEAD_CHANNELS)
+                                          conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=scored_rois)
         inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
                   input_gt_boxes, input_gt_masks]
         outputs = {
@@ -152,11 +159,13 @@ def build_model(mode, config):
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-    # Masks only for the final detections: DETECTION_MAX_INSTANCES rois, not all proposals.
+    # Masks only for the final detections, not all proposals, and only for the rows that hold
+    # one (they come first; the padding rows of mrcnn_mask are zeros).
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    detection_count = DetectionCount(name="detection_count")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                       config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      conv_channels=config.MASK_HEAD_CHANNELS)
+                                      conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=detection_count)
     outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
                "mrcnn_mask": mrcnn_mask, "rpn_rois": rpn_rois, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox}
     return keras.Model([input_image, input_image_meta, input_anchors], outputs, name="mask_rcnn_inference")
@@ -350,10 +359,11 @@ class MaskRCNN:
         if verbose:
             logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch, learning_rate,
                         self.checkpoint_path)
+        # shuffle=False: build_dataset shuffles; for a tf.data input Keras would only warn.
         history = trainer.fit(
             train_data, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=config.STEPS_PER_EPOCH,
             validation_data=val_data, validation_steps=config.VALIDATION_STEPS if val_data is not None else None,
-            callbacks=callbacks, verbose=verbose)
+            callbacks=callbacks, shuffle=False, verbose=verbose)
         self.epoch = max(self.epoch, epochs)
         return history
 

@@ -25,10 +25,15 @@ import tensorflow as tf
 
 from mrcnn.boxes import box_refinement_graph, overlaps_graph
 
-__all__ = ["detection_targets_graph", "DetectionTargetLayer"]
+__all__ = ["detection_targets_graph", "DetectionTargetLayer", "max_positive_rois"]
 
 _POSITIVE_IOU = 0.5
 _CROWD_IOU = 0.001
+
+
+def max_positive_rois(train_rois_per_image, roi_positive_ratio):
+    """The most positive ROIs an image gets: they fill the first rows of its targets."""
+    return min(int(train_rois_per_image), int(train_rois_per_image * roi_positive_ratio))
 
 
 def _pad_if_maybe_empty(tensors, axes):
@@ -94,7 +99,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
             and padding.
     """
     t = int(train_rois_per_image)
-    max_positives = int(train_rois_per_image * roi_positive_ratio)
+    max_positives = max_positive_rois(train_rois_per_image, roi_positive_ratio)
 
     proposals, random_keys = _pad_if_maybe_empty(
         [tf.cast(proposals, tf.float32), tf.cast(random_keys, tf.float32)], axes=[1, 1])  # [B, N, 4], [B, N]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrcnn.anchors import get_anchors
-from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
+from mrcnn.heads import FlatConv2D, build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.rpn import build_rpn_model
 
 STRIDES = [4, 8, 16, 32, 64]
@@ -154,3 +154,95 @@ def test_heads_model_rebuilds_from_its_config(small_heads, rng):
     inputs = small_inputs(rng)
     for before, after in zip(small_heads.predict(inputs, verbose=0), clone.predict(inputs, verbose=0)):
         np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------- speed-ups, same numbers
+
+@pytest.mark.parametrize("kernel", [(7, 7), (1, 1)])
+def test_flat_conv2d_is_the_convolution_it_replaces(kernel, rng):
+    """The classifier's whole-input convolutions as one matrix product: same outputs, same
+    gradients, same weight shapes (so Matterport's files load)."""
+    import tensorflow as tf
+
+    x = rng.normal(size=(6, *kernel, 8)).astype(np.float32)
+    flat = FlatConv2D(5, kernel, padding="valid", activation="relu")
+    conv = keras.layers.Conv2D(5, kernel, padding="valid", activation="relu")
+    flat.build(x.shape)
+    conv.build(x.shape)
+    assert [tuple(w.shape) for w in flat.weights] == [(*kernel, 8, 5), (5,)]
+    conv.set_weights([rng.normal(size=(*kernel, 8, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)])
+    flat.set_weights(conv.get_weights())
+    grads = []
+    for layer in (flat, conv):
+        with tf.GradientTape() as tape:
+            inputs = tf.constant(x)
+            tape.watch(inputs)
+            y = layer(inputs)
+            loss = tf.reduce_sum(y * y)
+        grads.append([np.asarray(g) for g in tape.gradient(loss, [inputs, *layer.trainable_variables])])
+        assert tuple(y.shape) == (6, 1, 1, 5)
+    np.testing.assert_allclose(flat(x), conv(x), rtol=1e-5, atol=1e-5)
+    for g_flat, g_conv in zip(*grads):
+        np.testing.assert_allclose(g_flat, g_conv, rtol=1e-4, atol=1e-4)
+    # Any other input size is an ordinary convolution.
+    larger = rng.normal(size=(2, kernel[0] + 2, kernel[1] + 2, 8)).astype(np.float32)
+    np.testing.assert_allclose(flat(larger), conv(larger), rtol=1e-5, atol=1e-5)
+
+
+def test_mask_head_on_scored_rois_matches_those_rows_and_zeros_the_rest(rng):
+    """scored_rois=3 of 5: the first 3 rows are the full head's, the other 2 are zeros."""
+    rois, meta, maps = head_inputs(5, 8, num_classes=4)
+    full = keras.Model([rois, meta, *maps], build_fpn_mask_graph(rois, maps, meta, 14, 4, train_bn=False,
+                                                                 conv_channels=8))
+    scored = keras.Model([rois, meta, *maps], build_fpn_mask_graph(rois, maps, meta, 14, 4, train_bn=False,
+                                                                   conv_channels=8, scored_rois=3))
+    assert tuple(scored.outputs[0].shape) == (None, 5, 28, 28, 4)
+    scored.set_weights(full.get_weights())
+    inputs = small_inputs(rng)
+    expected, got = full.predict(inputs, verbose=0), scored.predict(inputs, verbose=0)
+    assert got.shape == expected.shape == (2, 5, 28, 28, 4)
+    np.testing.assert_allclose(got[:, :3], expected[:, :3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[:, 3:], 0.0)
+    clone = keras.Model.from_config(scored.get_config())
+    clone.set_weights(scored.get_weights())
+    np.testing.assert_allclose(clone.predict(inputs, verbose=0), got, rtol=1e-5, atol=1e-6)
+    # A count known only when the graph runs (inference: the number of detections).
+    count = keras.Input((), batch_size=1, dtype="int32", name="count")
+    dynamic = keras.Model([rois, meta, *maps, count], build_fpn_mask_graph(
+        rois, maps, meta, 14, 4, train_bn=False, conv_channels=8, scored_rois=count[0]))
+    dynamic.set_weights(full.get_weights())
+    for n in (0, 2, 5):
+        got = np.asarray(dynamic([*inputs, np.array([n], np.int32)]))
+        assert got.shape == (2, 5, 28, 28, 4)
+        np.testing.assert_allclose(got[:, :n], expected[:, :n], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got[:, n:], 0.0)
+
+
+def test_mask_loss_and_gradients_are_the_same_on_scored_rois(rng):
+    """Training's mask head on the rows that can be positive: the loss and every gradient (head
+    weights, feature maps) equal those of the head run on all ROIs, since positives come first."""
+    import tensorflow as tf
+
+    from mrcnn.losses import mrcnn_mask_loss
+
+    rois, meta, maps = head_inputs(5, 8, num_classes=4)
+    full = keras.Model([rois, meta, *maps], build_fpn_mask_graph(rois, maps, meta, 14, 4, train_bn=False,
+                                                                 conv_channels=8))
+    scored = keras.Model([rois, meta, *maps], build_fpn_mask_graph(rois, maps, meta, 14, 4, train_bn=False,
+                                                                   conv_channels=8, scored_rois=3))
+    scored.set_weights(full.get_weights())
+    inputs = [tf.constant(x) for x in small_inputs(rng)]
+    # Image 0: rows 0 and 1 positive (classes 2 and 3); image 1: row 0 positive (class 1).
+    target_class_ids = tf.constant([[2, 3, 0, 0, 0], [1, 0, 0, 0, 0]], tf.int32)
+    target_masks = tf.constant(rng.integers(0, 2, size=(2, 5, 28, 28)).astype(np.float32))
+    results = []
+    for model in (full, scored):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs[2:])
+            loss = mrcnn_mask_loss(target_masks, target_class_ids, model(inputs))
+        results.append((loss, tape.gradient(loss, model.trainable_variables + inputs[2:])))
+    (loss_full, grads_full), (loss_scored, grads_scored) = results
+    assert float(loss_full) > 0
+    np.testing.assert_allclose(float(loss_scored), float(loss_full), rtol=1e-6)
+    for g_scored, g_full in zip(grads_scored, grads_full):
+        np.testing.assert_allclose(np.asarray(g_scored), np.asarray(g_full), rtol=1e-4, atol=1e-6)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn import utils
-from mrcnn.targets import DetectionTargetLayer, detection_targets_graph
+from mrcnn.targets import DetectionTargetLayer, detection_targets_graph, max_positive_rois
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 SHAPE = (32, 32)
@@ -125,6 +125,10 @@ def test_counts_respect_positive_ratio(rng, num_positive, num_negative, expected
     np.testing.assert_array_equal(rois[0, sampled:], 0.0)
     assert np.all(np.any(masks[0, :positives] != 0, axis=(1, 2)))
     assert_finite([rois, deltas, masks])
+    # The mask head is trained on the first max_positive_rois rows only: they hold every positive.
+    assert max_positive_rois(200, 0.33) == 66
+    np.testing.assert_array_equal(class_ids[0, max_positive_rois(200, 0.33):], 0)
+    np.testing.assert_array_equal(masks[0, max_positive_rois(200, 0.33):], 0.0)
 
 
 def test_zero_gt_gives_only_negatives_without_nan(rng):

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Mean training-step time, inference time and peak memory of a config, on this machine.
+
+    python scripts/benchmark.py                      # leaf ResNet101, 512x512, batch 1, 12 leaves
+    python scripts/benchmark.py --set BACKBONE=resnet50 --steps 10 --peer-json peer.txt
+
+Not a test: it prints figures (and a ``json:`` line). Options: ``--help``; what is measured
+and how: ``leafseg.benchmark``. Compare with ``../shared/bench/torchvision_peer.py`` run in
+the same session.
+"""
+import sys
+
+from leafseg.benchmark import main
+
+if __name__ == "__main__":
+    sys.exit(main())
