@@ -279,7 +279,14 @@ def run(args) -> dict:
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
     }
     if "training" not in args.skip:
-        train = benchmark_training(config, batch, args.warmup, args.steps, jit_compile=args.jit)
+        try:
+            train = benchmark_training(config, batch, args.warmup, args.steps, jit_compile=args.jit)
+        except tf.errors.InvalidArgumentError as err:
+            if not args.jit:
+                raise
+            # Proposal NMS, detection NMS and crop_and_resize have no XLA kernels.
+            first = str(err).strip().splitlines()[0]
+            raise SystemExit(f"--jit: XLA cannot compile this training step ({first[:200]}); run without --jit")
         result["train"] = train
         result["train_step_s"] = train["mean_s"]
         print(f"leafseg {label} batch {config.BATCH_SIZE}: train_step_s={train['mean_s']:.3f} "

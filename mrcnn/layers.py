@@ -95,3 +95,18 @@ class DetectionBoxes(keras.layers.Layer):
 
     def call(self, detections):
         return detections[..., :4]
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionCount(keras.layers.Layer):
+    """Detections [B, N, (y1, x1, y2, x2, class_id, score)] -> int32 scalar: the largest number
+    of detections (rows with class_id > 0, which come first) of any image of the batch."""
+
+    def call(self, detections):
+        import tensorflow as tf
+
+        per_image = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)  # [B]
+        return tf.reduce_max(tf.concat([per_image, [0]], axis=0))
+
+    def compute_output_shape(self, detections_shape):
+        return ()
