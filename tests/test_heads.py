@@ -245,4 +245,7 @@ def test_mask_loss_and_gradients_are_the_same_on_scored_rois(rng):
     assert float(loss_full) > 0
     np.testing.assert_allclose(float(loss_scored), float(loss_full), rtol=1e-6)
     for g_scored, g_full in zip(grads_scored, grads_full):
-        np.testing.assert_allclose(np.asarray(g_scored), np.asarray(g_full), rtol=1e-4, atol=1e-6)
+        # Float32 sums in a different order (ROIAlign's gradient scatters in parallel): allow
+        # differences far below the gradient's own scale.
+        scale = float(np.max(np.abs(np.asarray(g_full)))) or 1.0
+        np.testing.assert_allclose(np.asarray(g_scored), np.asarray(g_full), rtol=1e-4, atol=1e-4 * scale)
