@@ -73,7 +73,8 @@ class QuickstartConfig(LeafConfig):
     DETECTION_MIN_CONFIDENCE = 0.5
     MINI_MASK_SHAPE = (28, 28)
 
-    LEARNING_RATE = 0.01
+    # For Adam, which the demo uses from scratch.
+    LEARNING_RATE = 0.001
 
 
 PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig}

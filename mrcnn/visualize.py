@@ -48,7 +48,7 @@ def draw_instances(image, masks, labels=None, colors=None, boxes=None, alpha=0.4
     colors = random_colors(count) if colors is None else np.asarray(colors, dtype=np.uint8)
     for i in range(count):
         out[masks[..., i]] = (1 - alpha) * out[masks[..., i]] + alpha * colors[i]
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     for i in range(count):
         color = tuple(int(c) for c in colors[i])
         if outline:
@@ -116,10 +116,11 @@ def plot_history(history, path=None, title="Training losses", boundaries=()):
     for ax, key in zip(axes.flat, panels):
         values = np.asarray(history[key], dtype=float)
         epochs = np.asarray(history.get("epoch", np.arange(1, len(values) + 1)), dtype=float)
-        ax.plot(epochs[: len(values)], values, label="train" if key != rate_key else key)
+        # Markers, so that a run of one or two epochs still shows its points.
+        ax.plot(epochs[: len(values)], values, marker="o", markersize=3, label="train" if key != rate_key else key)
         if f"val_{key}" in history:
             val = np.asarray(history[f"val_{key}"], dtype=float)
-            ax.plot(epochs[: len(val)], val, label="validation")
+            ax.plot(epochs[: len(val)], val, marker="o", markersize=3, label="validation")
         for b in boundaries:
             ax.axvline(b, color="gray", linestyle="--", linewidth=0.8)
         ax.set_title(key)
