@@ -10,10 +10,11 @@ x = 40 + 30 i, y = 60 + 25 i, every layer trainable, SGD with learning rate 0.00
 momentum 0.9.
 
 * Training step: the function ``fit`` calls per batch (Keras' ``train_function``, a
-  ``tf.function`` of ``MaskRCNNTrainer.train_step``) on one fixed batch (forward pass, the five losses, L2 decay,
-  gradients, clipping, the SGD update). The input pipeline is left out, as the peer leaves
-  out its data loading: the batch is built once by :func:`mrcnn.data.build_sample` (the RPN
-  targets and mini masks of the real pipeline) and held as tensors.
+  ``tf.function`` of ``MaskRCNNTrainer.train_step``: forward pass, the five losses, L2
+  decay, gradients, clipping, the SGD update) on one fixed batch. The input pipeline is left
+  out, as the peer leaves out its data loading: the batch is built once by
+  :func:`mrcnn.data.build_sample` (the RPN targets and mini masks of the real pipeline) and
+  held as tensors.
 * Inference: :meth:`MaskRCNN.detect` on one original image, so molding, the model and
   unmolding the masks to full size are all in, as the peer's ``m([img])`` includes its
   transform and post-processing.
@@ -22,6 +23,14 @@ momentum 0.9.
 
 Figures are means over ``--steps`` calls after ``--warmup`` calls (the first traces the graph).
 Output: one line per figure, then one JSON line (prefix ``json:``) with everything.
+
+Reading the ratio: both models start from random weights, and the work of their second stage
+depends on what those weights propose. The peer adds the ground-truth boxes to its proposals
+and trains its mask head on the positives only (12 ROIs at random initialisation), and finds
+no detection, so its inference runs no mask head. leafseg, as Matterport, trains the mask
+head on the rows that can be positive (int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO), 66)
+and runs it on every detection (``detections`` in the JSON). Its RPN convolution is also
+twice as wide (RPN_CONV_CHANNELS 512 against 256).
 """
 from __future__ import annotations
 
@@ -38,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_config", "peer_input", "benchmark_training", "benchmark_inference", "read_peer", "main"]
+__all__ = ["load_config", "parse_overrides", "peer_input", "benchmark_training", "benchmark_inference", "read_peer",
+           "main"]
 
 DEFAULT_CONFIG = "leaf_r101"
 # The peer's ground truth: leaf i is the rectangle x in [40 + 30 i, 80 + 30 i), y in [60 + 25 i, 120 + 25 i).
@@ -176,7 +186,6 @@ def benchmark_training(config, batch, warmup=2, steps=5, jit_compile=False, mode
     result = _timed(step, warmup, steps)
     result["losses"] = dict(losses)
     result["peak_rss_mib"] = _rss_mib()
-    del trainer, model
     return result
 
 
