@@ -37,6 +37,10 @@ class LeafConfig(Config):
     MAX_GT_INSTANCES = 50
     DETECTION_MAX_INSTANCES = 50
 
+    # The heads also sample from the ground-truth boxes (Detectron's and torchvision's
+    # default): every leaf is a positive ROI from the first step, not only once the RPN finds it.
+    ADD_GT_AS_PROPOSALS = True
+
 
 class QuickstartConfig(LeafConfig):
     """A first run on a laptop CPU: a small model trained from scratch on generated rosettes.

@@ -155,6 +155,10 @@ class Config:
     # Train the heads on RPN proposals (True) or on ROIs from the input pipeline (False).
     USE_RPN_ROIS = True
 
+    # Add the ground-truth boxes to the proposals the heads' ROIs are sampled from (not in
+    # Matterport; standard in Detectron and torchvision): positives from the first step on.
+    ADD_GT_AS_PROPOSALS = False
+
     # Train BatchNorm layers. Off by default: batches are too small for good statistics.
     TRAIN_BN = False
 
@@ -364,7 +368,7 @@ class Config:
             _require(_is_number(value) and value >= 0, name, value, "a number >= 0")
         _require(self.GRADIENT_CLIP_NORM is None or (_is_number(self.GRADIENT_CLIP_NORM) and self.GRADIENT_CLIP_NORM > 0),
                  "GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, "a positive number or None")
-        for name in ("USE_MINI_MASK", "USE_RPN_ROIS", "TRAIN_BN"):
+        for name in ("USE_MINI_MASK", "USE_RPN_ROIS", "TRAIN_BN", "ADD_GT_AS_PROPOSALS"):
             value = getattr(self, name)
             _require(isinstance(value, (bool, np.bool_)) or value is None, name, value, "True or False")
         return self

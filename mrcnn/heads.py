@@ -142,9 +142,14 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     shared = SplitRoiAxis(name="mrcnn_class_split_rois")(x, rois)  # [B, N, fc]
 
     # Dense acts on the last axis, so on [B, N, fc] it is the per-ROI layer as it stands.
-    mrcnn_class_logits = KL.Dense(num_classes, name="mrcnn_class_logits")(shared)
+    # Detectron's initialisation of the two predictors (N(0, 0.01) and N(0, 0.001), zero
+    # biases): a new head gives every class the same score and leaves boxes where they are,
+    # so from scratch it neither detects noise nor starts with large box losses.
+    mrcnn_class_logits = KL.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                                  name="mrcnn_class_logits")(shared)
     mrcnn_probs = KL.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
-    x = KL.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
+    x = KL.Dense(num_classes * 4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+                 name="mrcnn_bbox_fc")(shared)
     mrcnn_bbox = KL.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)  # [B, N, K, 4]
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
@@ -165,9 +170,10 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         (an int, or an int32 scalar tensor) and return zeros for the others, which is exact
         where the caller does not use those rows and BatchNorm takes no statistics over the
         ROIs (frozen, ``train_bn=False``, or inference). Training uses it: the mask loss scores
-        only positive ROIs, which DetectionTargetLayer puts first, at most int(TRAIN_ROIS_PER_IMAGE
-        * ROI_POSITIVE_RATIO) of them, so with 200 ROIs and ratio 0.33 two thirds of the head's
-        work was thrown away. Inference uses it for the detections, which come first too.
+        only positive ROIs, which DetectionTargetLayer puts first, so the head runs on as many
+        rows as the batch's largest positive count (a tensor; at most int(TRAIN_ROIS_PER_IMAGE
+        * ROI_POSITIVE_RATIO)), not on all 200 ROIs. Inference uses it for the detections,
+        which come first too.
 
     Returns: [B, N, 2 * pool_size, 2 * pool_size, K] per-class mask probabilities (sigmoid).
         The weights of the last layer are in "mrcnn_mask"; the tensor returned comes from the

@@ -31,15 +31,18 @@ from mrcnn import utils, weights
 from mrcnn.anchors import get_anchors
 from mrcnn.backbone import resnet_graph
 from mrcnn.boxes import parse_image_meta_graph
+from mrcnn.callbacks import (CSVLog, EpochCheckpoint, LearningRateLogger, LossPlot, NonFiniteLossError,
+                             TensorBoard, TerminateOnNonFinite)
 from mrcnn.config import ConfigError
 from mrcnn.data import build_dataset, compose_image_meta, mold_image
 from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import fpn_graph
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.layers import ConstantAnchors, DetectionBoxes, DetectionCount, NormBoxes
+from mrcnn.optimizers import decays_weights, learning_rate_value, load_optimizer_state
 from mrcnn.proposals import ProposalLayer, proposal_steps
 from mrcnn.rpn import build_rpn_model
-from mrcnn.targets import DetectionTargetLayer, max_positive_rois
+from mrcnn.targets import DetectionTargetLayer, PositiveCount
 from mrcnn.trainable import LAYER_REGEX, set_trainable
 
 __all__ = ["MaskRCNN", "build_model", "MaskRCNNTrainer", "LOSS_NAMES"]
@@ -83,9 +86,9 @@ def build_model(mode, config):
     Outputs, a dict: training: rpn_class_logits, rpn_bbox, rpn_rois, rois, target_class_ids,
     target_bbox, target_mask, mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
     active_class_ids. Inference: detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-    rpn_class, rpn_bbox. With TRAIN_BN = False the training mrcnn_mask holds masks only for the
-    rows that can be positive (the first int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)) and
-    zeros after them: the mask loss scores nothing else. The inference mrcnn_mask holds masks
+    rpn_class, rpn_bbox. The training mrcnn_mask holds masks only for the first rows, as many
+    as the most positive ROIs of any image of the batch, and zeros after them: the mask loss
+    scores nothing else. The inference mrcnn_mask holds masks
     for the rows of ``detections`` that hold one and zeros for the padding rows.
     """
     if mode not in ("training", "inference"):
@@ -132,17 +135,19 @@ def build_model(mode, config):
 
         rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
             config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
-            config.USE_MINI_MASK, name="proposal_targets")([rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+            config.USE_MINI_MASK, add_gt_as_proposals=config.ADD_GT_AS_PROPOSALS,
+            name="proposal_targets")([rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
             train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
-        # The mask loss scores only the positive ROIs, which come first: with frozen BatchNorm
-        # the head runs on those rows alone (the others are zeros), same loss and gradients.
-        scored_rois = None if config.TRAIN_BN else max_positive_rois(config.TRAIN_ROIS_PER_IMAGE,
-                                                                       config.ROI_POSITIVE_RATIO)
+        # The mask loss scores only the positive ROIs, which come first: the head runs on the
+        # first rows up to the batch's largest positive count (the others are zeros), which
+        # changes neither the loss nor the gradients with frozen BatchNorm. With TRAIN_BN its
+        # statistics come from those rows rather than from all sampled ROIs and padding.
+        positive_count = PositiveCount(name="positive_count")(target_class_ids)
         mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=scored_rois)
+                                          conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=positive_count)
         inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
                   input_gt_boxes, input_gt_masks]
         outputs = {
@@ -204,8 +209,16 @@ class MaskRCNNTrainer(keras.Model):
     """Trains a training-mode functional model: forward pass, five weighted losses, L2 decay.
 
     ``fit`` / ``evaluate`` take the dicts of :func:`mrcnn.data.build_dataset` (no labels: the
-    targets are inputs). Reported metrics: each loss, ``l2_loss`` and ``loss`` (the total
-    that is minimised). Gradients are clipped by the optimizer (``global_clipnorm``).
+    targets are inputs); ``train_on_batch`` / ``test_on_batch`` take one such dict. Reported
+    metrics: each loss, ``l2_loss`` and ``loss`` (the total that is minimised).
+
+    weight_decay: the L2 term's factor; 0 when the optimiser decays weights itself (AdamW).
+
+    Gradients are clipped to the optimiser's ``global_clipnorm``. With one replica the optimiser
+    does it. Under a tf.distribute strategy with several replicas Keras would clip each replica's
+    share before summing them (tensorflow#33929), a different and replica-count dependent step, so
+    ``compile`` moves the norm to the trainer, which clips the summed gradient (one extra
+    all-reduce per step) exactly as a single device would.
     """
 
     def __init__(self, net, loss_weights, weight_decay, batch_size, **kwargs):
@@ -215,10 +228,19 @@ class MaskRCNNTrainer(keras.Model):
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES + ("l2_loss", "loss")}
+        self.clip_norm = None
 
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    def compile(self, optimizer="sgd", **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        self.clip_norm = None
+        if self.distribute_strategy.num_replicas_in_sync > 1 and inner.global_clipnorm:
+            self.clip_norm = float(inner.global_clipnorm)
+            inner.global_clipnorm = None
 
     def call(self, inputs, training=False):
         return self.net(inputs, training=training)
@@ -240,6 +262,8 @@ class MaskRCNNTrainer(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
+        # fit passes the dict itself, train_on_batch an (x, y, sample_weight) tuple.
+        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.net.trainable_variables
         with tf.GradientTape() as tape:
             values = self._loss_values(data, training=True)
@@ -247,11 +271,42 @@ class MaskRCNNTrainer(keras.Model):
             scaled = values["loss"] / tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(scaled)
         gradients = tape.gradient(scaled, variables)
+        if self.clip_norm:
+            gradients = self._clip_summed_gradients(gradients)
         self.optimizer.apply(gradients, variables)
         return self._record(values)
 
+    def _clip_summed_gradients(self, gradients):
+        """This replica's gradients scaled so that their sum over replicas has norm <= clip_norm.
+
+        A NaN or Inf norm makes every gradient NaN, as ``clip_by_global_norm`` does, so that the
+        step is visibly bad (and a LossScaleOptimizer skips it).
+        """
+        present = [g for g in gradients if g is not None]
+        total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present)
+        norm = tf.linalg.global_norm(total)
+        # A LossScaleOptimizer's gradients are of the scaled loss: clip at the scaled norm.
+        scale = getattr(self.optimizer, "dynamic_scale", None)
+        limit = self.clip_norm * (tf.cast(scale, norm.dtype) if scale is not None else 1.0)
+        factor = limit / tf.maximum(norm, limit) + (norm - norm)
+        return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+
     def test_step(self, data):
+        data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._record(self._loss_values(data, training=False))
+
+    def build_optimizer(self):
+        """Create the optimiser's variables for the net's trainable variables (once; in the
+        strategy's scope), e.g. before restoring a saved optimiser state into them."""
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.net.trainable_variables)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras's TF trainer averages a real batch across replicas to learn the
+        # input shapes (AddN fails on the bool input_gt_masks), then builds the model and the
+        # optimiser. The functional net is built when it is created: only the optimiser is left.
+        self.build_optimizer()
 
 
 ############################################################
@@ -321,51 +376,133 @@ class MaskRCNN:
     # ------------------------------------------------------------------------- training
 
     def compile_trainer(self, optimizer=None, learning_rate=None, jit_compile=False):
-        """A :class:`MaskRCNNTrainer` around ``keras_model``, compiled (SGD + momentum by default)."""
+        """A :class:`MaskRCNNTrainer` around ``keras_model``, compiled (SGD + momentum by default).
+
+        The trainer is created in the scope of the tf.distribute strategy the model was built
+        under (``keras_model.distribute_strategy``): build the model inside ``strategy.scope()``
+        and create ``optimizer`` there too. When the optimiser decays weights itself (AdamW) the
+        L2 term is left out of the loss.
+        """
         if self.mode != "training":
             raise RuntimeError("Create model in training mode to train it")
         config = self.config
-        if optimizer is None:
-            optimizer = keras.optimizers.SGD(
-                learning_rate=config.LEARNING_RATE if learning_rate is None else learning_rate,
-                momentum=config.LEARNING_MOMENTUM, global_clipnorm=config.GRADIENT_CLIP_NORM)
-        trainer = MaskRCNNTrainer(self.keras_model, config.LOSS_WEIGHTS, config.WEIGHT_DECAY, config.IMAGES_PER_GPU)
-        trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+        with self.keras_model.distribute_strategy.scope():
+            if optimizer is None:
+                optimizer = keras.optimizers.SGD(
+                    learning_rate=config.LEARNING_RATE if learning_rate is None else learning_rate,
+                    momentum=config.LEARNING_MOMENTUM, global_clipnorm=config.GRADIENT_CLIP_NORM)
+            weight_decay = 0.0 if decays_weights(optimizer) else config.WEIGHT_DECAY
+            trainer = MaskRCNNTrainer(self.keras_model, config.LOSS_WEIGHTS, weight_decay, config.IMAGES_PER_GPU)
+            trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
         return trainer
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, optimizer=None, seed=0, verbose=1):
+              custom_callbacks=None, no_augmentation_sources=None, optimizer=None, seed=0, verbose=1,
+              optimizer_state=None, keep_checkpoints=None, plot=False, jit_compile=False, stage=None,
+              checkpoint_metadata=None):
         """Train ``layers`` until epoch ``epochs`` (counted across calls, as in Matterport).
 
+        train_dataset, val_dataset: prepared :class:`mrcnn.dataset.Dataset` objects (val may be
+            None), or ``tf.data.Dataset`` objects of input dicts in global batches of BATCH_SIZE.
+        learning_rate: the rate of the default optimiser (SGD with LEARNING_MOMENTUM); ignored
+            when ``optimizer`` is given.
         layers: "heads", "3+", "4+", "5+", "all" or a regular expression over layer names.
         augmentation: an albumentations transform, an imgaug augmenter (where importable) or a
             callable (see mrcnn.augment). ``no_augmentation_sources`` is not supported.
-        optimizer: a Keras optimizer to use instead of SGD with LEARNING_MOMENTUM.
-        Returns the Keras History.
+        custom_callbacks: Keras callbacks; they run before the checkpoint is written, so that
+            what they change at the end of an epoch (a learning rate) is part of it.
+        optimizer: a Keras optimizer (e.g. ``mrcnn.optimizers.make_optimizer``), created inside
+            the strategy's scope when the model was built under one.
+        optimizer_state: an optimiser state file written beside a checkpoint (``x.optimizer.hdf5``)
+            to restore before the first step: momenta or accumulators, the iteration count (so
+            the schedule's position) and the counters of callbacks such as ReduceLROnPlateau.
+            Load the checkpoint's weights first (``load_weights``, which also sets the epoch).
+        keep_checkpoints: keep the newest N checkpoints and the best by val_loss; None keeps all.
+        plot: redraw ``<log_dir>/losses.png`` after every epoch.
+        jit_compile: compile the training step with XLA.
+        stage: label of this call in the CSV log (default ``layers``).
+        checkpoint_metadata: a JSON-serialisable dict stored with every checkpoint's optimiser state.
+
+        Writes into ``log_dir``: a checkpoint per epoch (weights, and the optimiser state of the
+        newest), ``checkpoints.json``, TensorBoard events, ``training_log.csv`` and optionally
+        ``losses.png`` (see mrcnn.callbacks). Raises :class:`mrcnn.callbacks.NonFiniteLossError`
+        when a loss becomes NaN or Inf; that epoch writes no checkpoint. Returns the Keras History.
         """
         if no_augmentation_sources:
             raise NotImplementedError("no_augmentation_sources is not supported; filter the dataset instead")
         config = self.config
+        strategy = self.keras_model.distribute_strategy
+        if config.GPU_COUNT != strategy.num_replicas_in_sync:
+            raise ConfigError(f"GPU_COUNT = {config.GPU_COUNT} but the model was built under a strategy with "
+                              f"{strategy.num_replicas_in_sync} replicas; set GPU_COUNT to the number of replicas "
+                              "(the global batch is IMAGES_PER_GPU * GPU_COUNT)")
         set_trainable(self.keras_model, LAYER_REGEX.get(layers, layers), train_bn=config.TRAIN_BN,
                       verbose=max(0, verbose - 1))
-        train_data = build_dataset(train_dataset, config, shuffle=True, augmentation=augmentation, seed=seed)
-        val_data = build_dataset(val_dataset, config, shuffle=True, seed=seed + 1) if val_dataset is not None else None
-        trainer = self.compile_trainer(optimizer=optimizer, learning_rate=learning_rate)
+        train_data = self._input_pipeline(train_dataset, strategy, augmentation, seed)
+        val_data = self._input_pipeline(val_dataset, strategy, None, seed + 1)
+        trainer = self.compile_trainer(optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
+        trainer.build_optimizer()  # its variables exist before a saved state is restored into them
+
         os.makedirs(self.log_dir, exist_ok=True)
+        csv_path = os.path.join(self.log_dir, "training_log.csv")
+        inner = getattr(trainer.optimizer, "inner_optimizer", trainer.optimizer)
+        guard = TerminateOnNonFinite()
         callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            _CheckpointCallback(self),
-        ] + list(custom_callbacks or [])
+            LearningRateLogger(),
+            guard,
+            TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            CSVLog(csv_path, extra={"stage": stage or layers, "optimizer": type(inner).__name__.lower()}),
+        ]
+        if plot:
+            callbacks.append(LossPlot(csv_path, os.path.join(self.log_dir, "losses.png"),
+                                      title=f"{config.NAME}: training losses"))
+        callbacks += list(custom_callbacks or [])
+        stateful = [cb for cb in callbacks if hasattr(cb, "get_state") and hasattr(cb, "set_state")]
+        checkpoint = _CheckpointCallback(self, keep=keep_checkpoints, metadata=checkpoint_metadata,
+                                         state_callbacks=stateful)
+        callbacks.append(checkpoint)
+        if optimizer_state:
+            self._restore_optimizer_state(trainer, optimizer_state, stateful)
+
         if verbose:
-            logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch, learning_rate,
-                        self.checkpoint_path)
+            logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch,
+                        learning_rate_value(trainer.optimizer), self.checkpoint_path)
         # shuffle=False: build_dataset shuffles; for a tf.data input Keras would only warn.
         history = trainer.fit(
             train_data, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=config.STEPS_PER_EPOCH,
             validation_data=val_data, validation_steps=config.VALIDATION_STEPS if val_data is not None else None,
             callbacks=callbacks, shuffle=False, verbose=verbose)
-        self.epoch = max(self.epoch, epochs)
+        if checkpoint.last_epoch is not None:
+            self.epoch = checkpoint.last_epoch
+        if guard.failure:
+            newest = checkpoint.last_path or checkpoint.newest_path()
+            raise NonFiniteLossError(f"{guard.failure}; training stopped, the last good checkpoint is "
+                                     f"{newest or 'none (no epoch was completed)'}")
         return history
+
+    def _input_pipeline(self, dataset, strategy, augmentation, seed):
+        """What ``fit`` takes for ``dataset``: a tf.data pipeline in global batches, or one pipeline
+        per worker under MultiWorkerMirroredStrategy (each worker draws its own seeded stream
+        instead of computing every sample and keeping a share of them)."""
+        if dataset is None or isinstance(dataset, tf.data.Dataset):
+            return dataset
+        config = self.config
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            def per_worker(context):
+                return build_dataset(dataset, config, shuffle=True, augmentation=augmentation,
+                                     seed=seed + 7919 * context.input_pipeline_id,
+                                     batch_size=context.get_per_replica_batch_size(config.BATCH_SIZE))
+            return strategy.distribute_datasets_from_function(per_worker)
+        return build_dataset(dataset, config, shuffle=True, augmentation=augmentation, seed=seed)
+
+    def _restore_optimizer_state(self, trainer, path, stateful_callbacks):
+        info = load_optimizer_state(trainer.optimizer, path, trainer.net.trainable_variables)
+        states = info.get("metadata", {}).get("callbacks", {})
+        for callback in stateful_callbacks:
+            if type(callback).__name__ in states:
+                callback.set_state(states[type(callback).__name__])
+        logger.info("Restored the optimizer state of %s (optimizer step %d)", path, info["iterations"])
+        return info
 
     # ------------------------------------------------------------------------ inference
 
@@ -503,12 +640,10 @@ class MaskRCNN:
         return result
 
 
-class _CheckpointCallback(keras.callbacks.Callback):
-    """Save the weights after every epoch, atomically, under the model's checkpoint path."""
+class _CheckpointCallback(EpochCheckpoint):
+    """:class:`mrcnn.callbacks.EpochCheckpoint` of a MaskRCNN: its ``checkpoint_path`` (Matterport's
+    names, which find_last and set_log_dir read) and the functional model's weights."""
 
-    def __init__(self, maskrcnn):
-        super().__init__()
+    def __init__(self, maskrcnn, **kwargs):
+        super().__init__(maskrcnn.checkpoint_path, save_weights=maskrcnn.save_weights, **kwargs)
         self.maskrcnn = maskrcnn
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.maskrcnn.save_weights(self.maskrcnn.checkpoint_path.format(epoch=epoch + 1))

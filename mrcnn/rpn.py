@@ -25,16 +25,24 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
         [B, h * w * anchors, n] keeps that order because the channel axis is innermost.
     Its weights, in order: rpn_conv_shared kernel and bias, rpn_class_raw kernel and bias,
     rpn_bbox_pred kernel and bias (the order of ``rpn_model`` in Matterport's files).
+
+    Initialisation (for training from scratch; loaded weights replace it): the two output
+    layers start from N(0, 0.01) kernels and zero biases, as in Detectron and torchvision, so
+    that a new RPN scores every anchor near 0.5 and barely moves it, rather than Glorot's
+    confident random proposals.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = KL.Conv2D(conv_channels, (3, 3), padding="same", activation="relu", strides=anchor_stride,
                        name="rpn_conv_shared")(feature_map)
 
-    x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", name="rpn_class_raw")(shared)
+    small = keras.initializers.RandomNormal(stddev=0.01)
+    x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
+                  name="rpn_class_raw")(shared)
     rpn_class_logits = KL.Reshape((-1, 2), name="rpn_class_logits_flat")(x)  # [B, a, 2]
     rpn_probs = KL.Activation("softmax", name="rpn_probs")(rpn_class_logits)
 
-    x = KL.Conv2D(4 * anchors_per_location, (1, 1), padding="valid", name="rpn_bbox_pred")(shared)
+    x = KL.Conv2D(4 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
+                  name="rpn_bbox_pred")(shared)
     rpn_bbox = KL.Reshape((-1, 4), name="rpn_bbox_flat")(x)  # [B, a, 4]
 
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")

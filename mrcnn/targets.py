@@ -16,6 +16,11 @@ Matterport's ``detection_targets_graph`` semantics, computed for the whole batch
 - each positive is assigned the ground-truth box it overlaps most, and gets that box's
   class, its deltas (divided by ``bbox_std_dev``) and its mask cropped to the ROI.
 
+With ``add_gt_as_proposals`` (config ADD_GT_AS_PROPOSALS; not in Matterport, standard in
+Detectron and torchvision) the non-crowd ground-truth boxes join each image's proposals
+before sampling. Every image with ground truth then has positives from the first step, which
+matters most when training from scratch, while the RPN still proposes nothing useful.
+
 Sampling draws one uniform key per proposal and takes the largest keys among the positives
 (negatives): a uniform random subset in random order, like Matterport's shuffles, and
 reproducible when the layer is given a seed.
@@ -25,7 +30,7 @@ import tensorflow as tf
 
 from mrcnn.boxes import box_refinement_graph, overlaps_graph
 
-__all__ = ["detection_targets_graph", "DetectionTargetLayer", "max_positive_rois"]
+__all__ = ["detection_targets_graph", "DetectionTargetLayer", "PositiveCount", "max_positive_rois"]
 
 _POSITIVE_IOU = 0.5
 _CROWD_IOU = 0.001
@@ -74,7 +79,7 @@ def _static_or_dynamic_min(value, tensor, axis):
 
 def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_keys,
                             train_rois_per_image, roi_positive_ratio, bbox_std_dev,
-                            mask_shape, use_mini_mask):
+                            mask_shape, use_mini_mask, add_gt_as_proposals=False):
     """Sample ROIs and compute their class, box and mask targets, for a batch.
 
     proposals: [batch, N, (y1, x1, y2, x2)] normalised, zero-padded.
@@ -88,6 +93,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
     bbox_std_dev: [4] BBOX_STD_DEV the deltas are divided by.
     mask_shape: (height, width) of the mask targets (MASK_SHAPE).
     use_mini_mask: whether gt_masks are mini masks.
+    add_gt_as_proposals: append the non-crowd GT boxes to the proposals (random_keys must
+        then be [batch, N + G]).
 
     Returns: (rois, target_class_ids, target_bbox, target_mask), each image's rows being its
     positives, then its negatives, then zero padding:
@@ -100,6 +107,11 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
     """
     t = int(train_rois_per_image)
     max_positives = max_positive_rois(train_rois_per_image, roi_positive_ratio)
+    if add_gt_as_proposals:
+        # Crowd boxes and padding become zero rows: padding to everything below.
+        gt_proposals = tf.where((tf.cast(gt_class_ids, tf.int32) > 0)[..., tf.newaxis],
+                                tf.cast(gt_boxes, tf.float32), 0.0)
+        proposals = tf.concat([tf.cast(proposals, tf.float32), gt_proposals], axis=1)  # [B, N + G, 4]
 
     proposals, random_keys = _pad_if_maybe_empty(
         [tf.cast(proposals, tf.float32), tf.cast(random_keys, tf.float32)], axes=[1, 1])  # [B, N, 4], [B, N]
@@ -196,10 +208,11 @@ class DetectionTargetLayer(keras.layers.Layer):
     target_bbox float32 [batch, T, 4], target_mask float32 [batch, T, mask_h, mask_w]],
     T = train_rois_per_image, each zero-padded after the image's sampled ROIs. Outputs carry
     no gradient. ``seed`` makes the sampling reproducible (a new sample on every call).
+    ``add_gt_as_proposals``: see the module doc.
     """
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 mask_shape=(28, 28), use_mini_mask=True, seed=None, **kwargs):
+                 mask_shape=(28, 28), use_mini_mask=True, seed=None, add_gt_as_proposals=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.train_rois_per_image = int(train_rois_per_image)
@@ -208,18 +221,37 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = [int(v) for v in mask_shape]
         self.use_mini_mask = bool(use_mini_mask)
         self.seed = seed
+        self.add_gt_as_proposals = bool(add_gt_as_proposals)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
-        keys = keras.random.uniform(tf.shape(proposals)[:2], dtype="float32", seed=self.seed_generator)
+        rows = tf.shape(proposals)[1] + (tf.shape(gt_boxes)[1] if self.add_gt_as_proposals else 0)
+        keys = keras.random.uniform(tf.stack([tf.shape(proposals)[0], rows]), dtype="float32",
+                                    seed=self.seed_generator)
         return list(detection_targets_graph(
             proposals, gt_class_ids, gt_boxes, gt_masks, keys, self.train_rois_per_image,
-            self.roi_positive_ratio, self.bbox_std_dev, self.mask_shape, self.use_mini_mask))
+            self.roi_positive_ratio, self.bbox_std_dev, self.mask_shape, self.use_mini_mask,
+            self.add_gt_as_proposals))
 
     def get_config(self):
         config = super().get_config()
         config.update(train_rois_per_image=self.train_rois_per_image,
                       roi_positive_ratio=self.roi_positive_ratio, bbox_std_dev=self.bbox_std_dev,
-                      mask_shape=self.mask_shape, use_mini_mask=self.use_mini_mask, seed=self.seed)
+                      mask_shape=self.mask_shape, use_mini_mask=self.use_mini_mask, seed=self.seed,
+                      add_gt_as_proposals=self.add_gt_as_proposals)
         return config
+
+
+class PositiveCount(keras.layers.Layer):
+    """target_class_ids int [B, T] -> int32 scalar: the most positive ROIs (class id > 0, the
+    first rows) of any image of the batch, and at least 1. The mask head runs on that many
+    rows only; the floor of 1 keeps a training-mode BatchNorm from taking the statistics of
+    an empty batch (NaN) when no image has a positive."""
+
+    def call(self, target_class_ids):
+        per_image = tf.reduce_sum(tf.cast(target_class_ids > 0, tf.int32), axis=1)  # [B]
+        return tf.reduce_max(tf.concat([per_image, [1]], axis=0))
+
+    def compute_output_shape(self, target_class_ids_shape):
+        return ()

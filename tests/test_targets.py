@@ -219,3 +219,35 @@ def test_unknown_proposal_and_gt_counts_give_the_same_targets(rng):
     expected = detection_targets_graph(*inputs, keys, 16, 0.33, STD, (4, 4), True)
     for a, b in zip(dynamic(*inputs, keys), expected):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_gt_boxes_join_the_proposals_when_asked():
+    """No useful proposal (only negatives): with add_gt_as_proposals the GT box itself is the
+    positive, with zero deltas and its whole mask; crowd boxes are not added."""
+    proposals, gt_class_ids, gt_boxes, gt_masks = hand_placed_inputs(use_mini_mask=True)
+    proposals[0, :2] = 0.0  # drop the GT-like and the shifted proposal: negatives only
+    gt_class_ids[0, 1] = -1  # a crowd box, which must not become a positive
+    gt_boxes[0, 1] = norm([[0, 16, 16, 32]])[0]
+
+    def run(add_gt):
+        layer = DetectionTargetLayer(8, 0.5, STD, (16, 16), True, seed=0, add_gt_as_proposals=add_gt)
+        return [x.numpy() for x in layer([proposals, gt_class_ids, gt_boxes, gt_masks])]
+
+    _, class_ids, _, _ = run(False)
+    assert np.count_nonzero(class_ids) == 0
+    rois, class_ids, deltas, masks = run(True)
+    assert_finite([rois, class_ids, deltas, masks])
+    assert class_ids[0].tolist().count(2) == 1 and class_ids[0, 0] == 2 and np.count_nonzero(class_ids) == 1
+    np.testing.assert_allclose(rois[0, 0], norm(GT_BOX)[0], atol=1e-6)
+    np.testing.assert_allclose(deltas[0, 0], 0.0, atol=1e-5)
+    np.testing.assert_array_equal(masks[0, 0], full_mask()[8:24, 8:24, 0].astype(np.float32))
+    # Negatives still fill the rest at the positive ratio (1 positive -> 1 negative at 0.5).
+    assert np.count_nonzero(np.any(rois[0] != 0, axis=-1)) == 2
+
+
+def test_positive_count_is_the_batch_maximum_and_at_least_one():
+    from mrcnn.targets import PositiveCount
+
+    ids = np.array([[1, 1, 1, 0, 0], [2, 0, 0, 0, 0]], np.int32)
+    assert int(PositiveCount()(ids)) == 3
+    assert int(PositiveCount()(np.zeros((2, 5), np.int32))) == 1

@@ -48,6 +48,8 @@ class ToyConfig(Config):
     # From random initialisation, frozen BatchNorms (moving mean 0, variance 1) pass the
     # unnormalised pixel scale (+-128) through every stage; trained ones normalise it.
     TRAIN_BN = True
+    # Positives from the first step: the heads learn while the RPN still proposes noise.
+    ADD_GT_AS_PROPOSALS = True
 
 
 class ShapesDataset(Dataset):
