@@ -1,13 +1,15 @@
 """The built-in end-to-end job: generate rosettes, prepare them, train, evaluate, predict.
 
     make demo                         # what the README runs first
-    leafseg demo --minutes 10         # longer training, better leaves
+    leafseg demo --minutes 12         # longer training, better leaves
     python scripts/demo.py --minutes 1 --images 24     # a quick look
 
 Everything runs on the CPU from data generated on the spot; nothing is downloaded. Outputs go
 to ``--out`` (default ``demo_output/``): the generated and prepared data, the run folder with
-checkpoints and TensorBoard logs, ``losses.png``, ``metrics.json`` / ``per_image.csv`` of the
-held-out images and ``overlays/`` (ground truth beside prediction).
+checkpoints and TensorBoard logs, ``losses.png``, ``evaluation/`` (metrics of the held-out
+images: metrics.json, per_image.csv, pr_curve.png, and gallery.png with the worst images beside
+their ground truth) and ``predictions/`` on newly generated rosettes (overlays, CVPPP label
+images, leaves.csv and plants.csv).
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["run_demo", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
@@ -30,13 +30,14 @@ def _step(number, total, text):
     print(f"\n[{number}/{total}] {text}", flush=True)
 
 
-def run_demo(out="demo_output", images=80, size=256, minutes=4.0, seed=0, workers=2, config="quickstart_cpu",
-             eval_images=16, overlays=4):
+def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, workers=2, config="quickstart_cpu",
+             eval_images=20, predict=4):
     """Run the whole job; returns the evaluation summary (dict of metric means and stds)."""
     from leafseg.config import load_config
     from leafseg.dataset import LeafDataset
-    from leafseg.evaluate import evaluate_model
-    from leafseg.metrics import format_table, write_metrics
+    from leafseg.evaluate import evaluate_dataset
+    from leafseg.metrics import format_table
+    from leafseg.predict import predict_images
     from leafseg.prepare import prepare_dataset
     from leafseg.synthetic import write_dataset
 
@@ -75,40 +76,39 @@ def run_demo(out="demo_output", images=80, size=256, minutes=4.0, seed=0, worker
     weights_path = model.save_weights(out / "model.weights.h5")
     visualize.plot_history(history.history, out / "losses.png", title=f"{cfg.NAME}: training losses")
 
-    _step(4, total, f"Evaluating on {min(eval_images, len(val.image_ids))} held-out images")
-    inference = MaskRCNN("inference", cfg.replace(IMAGES_PER_GPU=1), out / "logs")
+    _step(4, total, f"Evaluating on {min(eval_images, len(val.image_ids))} held-out images in {out / 'evaluation'}")
+    inference = MaskRCNN("inference", cfg.replace(IMAGES_PER_GPU=1, GPU_COUNT=1), out / "logs")
     inference.load_weights(weights_path)
     ids = list(val.image_ids[:eval_images])
-    per_image, summary, results = evaluate_model(inference, val, ids, keep_results=True)
+    _, summary, outputs = evaluate_dataset(inference, val, out / "evaluation", ids, gallery=min(6, len(ids)))
     print(format_table(summary))
-    write_metrics(per_image, summary, out)
 
-    _step(5, total, f"Writing {min(overlays, len(ids))} overlays (ground truth | prediction) to {out / 'overlays'}")
-    for image_id, result in list(zip(ids, results))[:overlays]:
-        image = val.load_image(image_id)
-        gt_masks, _ = val.load_mask(image_id)
-        left = visualize.draw_instances(image, gt_masks, labels=range(1, gt_masks.shape[-1] + 1))
-        right = visualize.draw_instances(image, result["masks"], labels=range(1, len(result["scores"]) + 1))
-        name = val.image_info[image_id]["id"]
-        visualize.save_image(np.concatenate([left, right], axis=1), out / "overlays" / f"{name}.png")
+    predict_dir = out / "predictions"
+    _step(5, total, f"Predicting leaves on {predict} new rosettes: overlays, label images and CSVs in {predict_dir}")
+    if predict > 0:
+        write_dataset(out / "new_rosettes", predict, seed=seed + 1, size=size, workers=workers, progress=False)
+        new_images = sorted((out / "new_rosettes").glob("*_rgb.png"))
+        report = predict_images(inference, new_images, predict_dir, progress=True)
+        print(report.summary())
 
     elapsed = (time.monotonic() - started) / 60
     print(f"\nDone in {elapsed:.1f} minutes. SBD {100 * summary['sbd_mean']:.1f}, |DiC| {summary['abs_dic_mean']:.2f}, "
           f"mask AP50 {summary['ap50_mean']:.3f} on {summary['n_images']} held-out images.")
-    print(f"  losses:    {out / 'losses.png'}\n  metrics:   {out / 'metrics.json'}\n"
-          f"  overlays:  {out / 'overlays'}\n  weights:   {weights_path}\n  logs:      {model.log_dir} "
-          "(tensorboard --logdir there)")
+    print(f"  losses:      {out / 'losses.png'}\n  evaluation:  {out / 'evaluation'} (metrics.json, per_image.csv, "
+          f"pr_curve.png, gallery.png)\n  predictions: {predict_dir} (overlays/, labels/, leaves.csv, plants.csv)\n"
+          f"  weights:     {weights_path}\n  logs:        {model.log_dir} (tensorboard --logdir there)")
     return summary
 
 
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(prog="leafseg demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    parser.add_argument("--images", type=int, default=80, help="rosettes to generate (default: 80)")
+    parser.add_argument("--images", type=int, default=100, help="rosettes to generate (default: 100)")
     parser.add_argument("--size", type=int, default=256, help="rosette image size in pixels (default: 256)")
-    parser.add_argument("--minutes", type=float, default=4.0, help="training time budget (default: 4)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time budget (default: 8)")
     parser.add_argument("--config", default="quickstart_cpu", help="preset name or YAML file (default: quickstart_cpu)")
-    parser.add_argument("--eval-images", type=int, default=16, help="held-out images to evaluate (default: 16)")
+    parser.add_argument("--eval-images", type=int, default=20, help="held-out images to evaluate (default: 20)")
+    parser.add_argument("--predict", type=int, default=4, help="new rosettes to predict on (default: 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     return parser
@@ -118,7 +118,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,
-             workers=args.workers, config=args.config, eval_images=args.eval_images)
+             workers=args.workers, config=args.config, eval_images=args.eval_images, predict=args.predict)
     return 0
 
 

@@ -1,13 +1,63 @@
-"""Evaluate a trained model on a LeafDataset: CVPPP metrics and mask AP50 per image and overall."""
+"""Evaluate a trained model on leaves with known masks: CVPPP metrics, mask AP50, COCO AP.
+
+    leafseg evaluate --weights run/mask_rcnn_leaf_0040.weights.h5 --dataset data/leaves \\
+        --subset val --out eval/
+    python scripts/evaluate.py ...       # the same command
+
+``--dataset`` is the prepared layout (``DIR/<subset>/<id>/images``, scripts/prepare_masks.py)
+or a raw folder of image + label pairs (colour masks or CVPPP indexed labels), whose
+``--subset`` is the seeded part leafseg.prepare would put there; ``--subset all`` takes every
+image. ``--limit N`` evaluates the first N.
+
+Per image (``per_image.csv``, and ``metrics.json`` "per_image"):
+
+- sbd, fbd, dic, abs_dic, best_dice_*, pred_count, gt_count: leafseg.metrics.compare_labels of
+  the prediction flattened into a label image (label_from_detections, the more confident
+  detection on top) against the ground-truth label;
+- ap50: Matterport's mask AP at IoU 0.5 (leafseg.metrics.mask_ap50, utils.compute_ap);
+- mask_AP, mask_AP50, mask_AP75, box_AP, box_AP50, box_AP75: pycocotools' COCOeval on that
+  image alone (leafseg.metrics.coco_evaluate; boxes are the masks' tight boxes; -1 where
+  COCOeval finds the value undefined, e.g. no leaf in either).
+
+Overall (``summary.csv``, ``metrics.json`` "summary", the terminal table): the mean and
+population std over images of sbd, fbd, dic, abs_dic and ap50 (as leafseg.metrics.
+evaluate_labels reports them; the ap50 mean is Matterport's mAP), and COCOeval over all images
+together, its twelve numbers for masks (``mask_AP`` ... ``mask_ARl``) and boxes (``box_*``).
+
+Plots: ``pr_curve.png``, the precision-recall curves of the masks at IoU 0.5 and 0.75 with all
+images' detections ranked together (Matterport's matching: each detection, best score first,
+takes the unmatched ground truth it overlaps most, if the IoU reaches the threshold); and
+``gallery.png``, the images with the lowest SBD, prediction beside ground truth.
+
+:func:`evaluate_model` (per-image CVPPP metrics and AP50 only) is what the demo uses.
+"""
 from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from leafseg.masks import masks_to_label
-from leafseg.metrics import evaluate_labels, label_from_detections, mask_ap50
+from leafseg.metrics import (COCO_STAT_NAMES, coco_evaluate, compare_labels, evaluate_labels, label_from_detections,
+                             mask_ap50, write_csv, write_metrics)
+from mrcnn import utils
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "ImageScores", "score_image", "summarize", "precision_recall", "load_eval_dataset",
+           "evaluate_dataset", "format_coco_table", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
+
+logger = logging.getLogger(__name__)
+
+PR_IOUS = (0.5, 0.75)
+# COCOeval numbers reported per image (all twelve are in the summary).
+PER_IMAGE_COCO = ("AP", "AP50", "AP75")
+_MEAN_STD = ("sbd", "fbd", "dic", "abs_dic", "ap50")
+_COCO_KINDS = (("mask", "segm"), ("box", "bbox"))
+_COCO_ROW_NAMES = {"mask": "masks", "box": "boxes"}
 
 
 def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=False):
@@ -38,3 +88,312 @@ def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=F
     summary["ap50_mean"] = float(np.mean(ap50))
     summary["ap50_std"] = float(np.std(ap50))
     return (per_image, summary, results) if keep_results else (per_image, summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring, one image at a time
+# ---------------------------------------------------------------------------------------------
+
+class _RLEMasks:
+    """Instance masks kept as COCO RLE (a few hundred bytes per leaf instead of H x W bytes).
+
+    ``np.asarray`` decodes them to bool [H, W, N], so they can be handed to functions that take
+    mask arrays (coco_evaluate converts one image at a time) without holding every image's
+    masks in memory at once.
+    """
+
+    def __init__(self, masks):
+        from pycocotools import mask as mask_utils
+
+        masks = np.asarray(masks, dtype=bool)
+        self.shape = masks.shape
+        self.rles = mask_utils.encode(np.asfortranarray(masks, dtype=np.uint8)) if masks.shape[-1] else []
+
+    def __array__(self, dtype=None, copy=None):
+        from pycocotools import mask as mask_utils
+
+        if not self.rles:
+            masks = np.zeros(self.shape, dtype=bool)
+        else:
+            masks = mask_utils.decode(self.rles).astype(bool)
+        return masks if dtype is None else masks.astype(dtype)
+
+
+class ImageScores:
+    """One image's metrics (``row``) and what the overall figures need from it.
+
+    row: {"image", CVPPP metrics, "ap50", "mask_AP", ...} (see the module docstring).
+    matches: {iou: (scores [P] descending, matched bool [P])} for the precision-recall curves.
+    gt_count: leaves in the ground truth; gt, pred: (masks, class ids[, scores]) in RLE form.
+    """
+
+    def __init__(self, row, matches, gt_count, gt, pred):
+        self.row, self.matches, self.gt_count, self.gt, self.pred = row, matches, gt_count, gt, pred
+
+
+def _matches(gt_masks, gt_class_ids, pred_masks, pred_class_ids, scores, iou):
+    """utils.compute_matches of one image: (scores descending, matched flags)."""
+    order = np.argsort(-scores, kind="stable")
+    if pred_masks.shape[-1] == 0:
+        return scores[order], np.zeros(0, bool)
+    # compute_matches drops all-zero boxes as padding: empty masks get a placeholder box
+    # (boxes play no other part in its mask matching), as mask_ap50 does.
+    pred_boxes = utils.extract_bboxes(pred_masks)
+    pred_boxes[~pred_masks.any(axis=(0, 1))] = (0, 0, 1, 1)
+    _, pred_match, _ = utils.compute_matches(utils.extract_bboxes(gt_masks), gt_class_ids, gt_masks, pred_boxes,
+                                             pred_class_ids, scores, pred_masks, iou_threshold=iou)
+    return scores[order], pred_match > -1
+
+
+def score_image(name, gt_masks, gt_class_ids, result) -> ImageScores:
+    """All per-image metrics of one image's detections against its ground truth.
+
+    gt_masks: bool [H, W, G]; gt_class_ids: [G]; result: MaskRCNN.detect's dict for the image.
+    """
+    gt_masks = np.asarray(gt_masks, bool)
+    gt_class_ids = np.asarray(gt_class_ids, np.int64).reshape(-1)
+    keep = gt_masks.any(axis=(0, 1))  # as mask_ap50 and coco_evaluate: an empty mask is nothing to find
+    gt_masks, gt_class_ids = gt_masks[..., keep], gt_class_ids[keep]
+    pred_masks = np.asarray(result["masks"], bool)
+    scores = np.asarray(result["scores"], np.float64)
+    pred_class_ids = np.asarray(result["class_ids"], np.int64)
+
+    row = {"image": str(name)}
+    row.update(compare_labels(label_from_detections(pred_masks, scores), masks_to_label(gt_masks)))
+    row["ap50"] = mask_ap50(gt_masks, pred_masks, scores, gt_class_ids, pred_class_ids)
+    for prefix, iou_type in _COCO_KINDS:
+        stats = coco_evaluate([(gt_masks, gt_class_ids)], [(pred_masks, pred_class_ids, scores)], iou_type)
+        row.update({f"{prefix}_{stat}": stats[stat] for stat in PER_IMAGE_COCO})
+    matches = {iou: _matches(gt_masks, gt_class_ids, pred_masks, pred_class_ids, scores, iou) for iou in PR_IOUS}
+    return ImageScores(row, matches, gt_masks.shape[-1], (_RLEMasks(gt_masks), gt_class_ids),
+                       (_RLEMasks(pred_masks), pred_class_ids, scores))
+
+
+def precision_recall(image_scores, iou):
+    """The pooled precision-recall curve at ``iou``: (precisions [P], recalls [P], AP).
+
+    Every image's detections ranked together by score (ties: image order, then score order);
+    AP is the area under the curve with Matterport's all-points interpolation (compute_ap's).
+    """
+    scores = np.concatenate([s.matches[iou][0] for s in image_scores] + [np.zeros(0)])
+    matched = np.concatenate([s.matches[iou][1] for s in image_scores] + [np.zeros(0, bool)])
+    total = sum(s.gt_count for s in image_scores)
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(matched[order])
+    precisions = hits / np.arange(1, len(order) + 1)
+    recalls = hits / total if total else np.zeros(len(order))
+    envelope = np.concatenate([[0], precisions, [0]])
+    steps = np.concatenate([[0], recalls, [1]])
+    envelope = np.maximum.accumulate(envelope[::-1])[::-1]
+    changes = np.flatnonzero(steps[1:] != steps[:-1]) + 1
+    ap = float(np.sum((steps[changes] - steps[changes - 1]) * envelope[changes]))
+    return precisions, recalls, ap
+
+
+def summarize(image_scores) -> dict:
+    """The overall figures (module docstring) of a list of :class:`ImageScores`."""
+    if not image_scores:
+        raise ValueError("no images were evaluated")
+    rows = [s.row for s in image_scores]
+    summary = {"n_images": len(rows)}
+    for metric in _MEAN_STD:
+        values = np.array([row[metric] for row in rows], dtype=np.float64)
+        summary[f"{metric}_mean"] = float(values.mean())
+        summary[f"{metric}_std"] = float(values.std())
+    for prefix, iou_type in _COCO_KINDS:
+        stats = coco_evaluate([s.gt for s in image_scores], [s.pred for s in image_scores], iou_type)
+        summary.update({f"{prefix}_{name}": stats[name] for name in COCO_STAT_NAMES})
+    return summary
+
+
+def format_coco_table(summary) -> str:
+    """The headline COCO numbers of a summary, one row for masks and one for boxes."""
+    lines = [f"{'COCO':<10}{'AP':>10}{'AP50':>10}{'AP75':>10}", "-" * 40]
+    for prefix, _ in _COCO_KINDS:
+        values = "".join(f"{summary[f'{prefix}_{stat}']:>10.3f}" for stat in PER_IMAGE_COCO)
+        lines.append(f"{_COCO_ROW_NAMES[prefix]:<10}{values}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# A data set
+# ---------------------------------------------------------------------------------------------
+
+def load_eval_dataset(path, subset="val"):
+    """A prepared LeafDataset of ``path``: the prepared layout, or a raw image + label folder.
+
+    subset: "train", "val" or "all".
+    """
+    from leafseg.dataset import LeafDataset
+
+    path = Path(path)
+    if subset not in ("train", "val", "all"):
+        raise ValueError(f"subset must be train, val or all, got {subset!r}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {path}")
+    dataset = LeafDataset()
+    if (path / "train").is_dir() or (path / "val").is_dir():
+        subsets = ("train", "val") if subset == "all" else (subset,)
+        present = [s for s in subsets if (path / s).is_dir()]
+        if not present:
+            raise FileNotFoundError(f"{path} has no {subset!r} folder (prepared layout: {path}/<subset>/<id>/images)")
+        for s in present:
+            dataset.load_leaves(path, s)
+    else:
+        count = dataset.load_color_masks(path, subset=None if subset == "all" else subset)
+        if count == 0:
+            raise ValueError(f"none of the image/label pairs of {path} is in subset {subset!r}; "
+                             "use --subset all to evaluate every pair")
+    dataset.prepare()
+    return dataset
+
+
+def _gallery(dataset, image_ids, image_scores, count, path):
+    """The ``count`` images with the lowest SBD: prediction | ground truth, one row each."""
+    from leafseg.synthetic import leaf_palette
+    from mrcnn import visualize
+
+    worst = sorted(range(len(image_scores)),
+                   key=lambda i: (image_scores[i].row["sbd"], image_scores[i].row["fbd"], image_scores[i].row["image"]))
+    rows, titles = [], []
+    palette = leaf_palette(255)
+    for i in worst[:count]:
+        scores = image_scores[i]
+        image = dataset.load_image(image_ids[i])
+        pred_masks = np.asarray(scores.pred[0])
+        label = label_from_detections(pred_masks, scores.pred[2])
+        # The prediction as scored: the flattened label's leaves, ids in detection order.
+        ids = [k for k in np.unique(label) if k]
+        visible = label[..., np.newaxis] == np.asarray(ids, label.dtype).reshape(1, 1, -1)
+        gt = np.asarray(scores.gt[0])
+        rows.append([
+            visualize.draw_instances(image, visible, labels=range(1, len(ids) + 1),
+                                     colors=palette[np.arange(len(ids)) % 255]),
+            visualize.draw_instances(image, gt, labels=range(1, gt.shape[-1] + 1),
+                                     colors=palette[np.arange(gt.shape[-1]) % 255]),
+        ])
+        row = scores.row
+        titles.append(f"{row['image']}: SBD {100 * row['sbd']:.1f}, FBD {100 * row['fbd']:.1f}, "
+                      f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})")
+    return visualize.plot_image_grid(rows, path, row_titles=titles,
+                                     column_titles=("prediction", "ground truth"),
+                                     title=f"The {len(rows)} images with the lowest SBD")
+
+
+def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progress=True):
+    """Detect on ``dataset``, score every image, write the outputs of the module docstring.
+
+    model: an inference-mode MaskRCNN; dataset: a prepared mrcnn Dataset with instance masks.
+    image_ids: the images to use (default all); gallery: how many images the gallery shows.
+    Returns: (per_image rows, summary, {output name: path}).
+    """
+    from mrcnn import visualize
+
+    out_dir = Path(out_dir)
+    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
+    if not image_ids:
+        raise ValueError("no images to evaluate")
+    image_scores = []
+    for image_id in tqdm(image_ids, desc="evaluate", unit="image", disable=not progress):
+        image = dataset.load_image(image_id)
+        gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        result = model.detect([image])[0]
+        image_scores.append(score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, result))
+    per_image = [s.row for s in image_scores]
+    summary = summarize(image_scores)
+
+    json_path, csv_path = write_metrics(per_image, summary, out_dir)
+    outputs = {"metrics.json": json_path, "per_image.csv": csv_path,
+               "summary.csv": write_csv([{"metric": k, "value": v} for k, v in summary.items()],
+                                        out_dir / "summary.csv")}
+    curves = {}
+    for iou in PR_IOUS:
+        precisions, recalls, ap = precision_recall(image_scores, iou)
+        curves[f"mask IoU {iou:.2f} (AP {ap:.3f})"] = (recalls, precisions)
+    outputs["pr_curve.png"] = visualize.plot_pr_curves(
+        curves, out_dir / "pr_curve.png",
+        title=f"Precision-recall of the masks, {len(image_scores)} images ranked together")
+    if gallery > 0:
+        outputs["gallery.png"] = _gallery(dataset, image_ids, image_scores, gallery, out_dir / "gallery.png")
+    return per_image, summary, outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _score(text):
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score a trained model on images with known leaves: CVPPP SBD / FBD / DiC, mask AP50, "
+                    "COCO AP for masks and boxes.",
+        epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png. Definitions: "
+               "python -c 'import leafseg.evaluate; help(leafseg.evaluate)'.")
+    parser.add_argument("--weights", required=True,
+                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+    parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
+                                                         "label folder")
+    parser.add_argument("--subset", default="val", choices=("train", "val", "all"), help="default: val")
+    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
+                                         "(default: config.yaml beside the weights, else leaf_r101)")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
+    parser.add_argument("--min-score", type=_score, help="keep detections scoring at least this "
+                                                         "(default: the config's DETECTION_MIN_CONFIDENCE)")
+    parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args) -> int:
+    from leafseg.predict import load_inference_model
+
+    # TensorFlow's C++ notes and warnings (graph cost estimates, CPU features) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        dataset = load_eval_dataset(args.dataset, args.subset)
+        model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
+                                                             model_dir=args.out)
+    except (OSError, ValueError) as err:
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 2
+    image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
+    if not args.quiet:
+        print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {args.subset}) with {weights}, "
+              f"config {config_source}", file=sys.stderr)
+    _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
+                                           progress=not args.quiet)
+    from leafseg.metrics import format_table
+
+    print(format_table(summary))
+    print()
+    print(format_coco_table(summary))
+    print()
+    for name, path in outputs.items():
+        print(f"  {name:14} {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``leafseg evaluate`` / ``scripts/evaluate.py``: parse ``argv`` and run."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Find and measure the leaves in a batch of images with a trained model.
+
+    leafseg predict --weights logs/leaf20260101T1200/mask_rcnn_leaf_0040.weights.h5 \\
+        --out results/ --mm-per-pixel 0.12 --coco-json photos/ extra/*.jpg plant7.tif
+    python scripts/predict.py ...        # the same command
+
+Inputs are files, folders (their files with an image suffix, not recursing; other files are
+listed as ignored) and glob patterns (``**`` recurses). Any size; grayscale, 16-bit and RGBA
+images are converted to RGB as for training (``mrcnn.dataset.load_image_file``). A file that
+cannot be read (missing, truncated, not an image) is reported by name and skipped; the others
+go on. The exit status is 0 when at least one image was predicted, 1 when none could be, 2 on
+a usage or model error.
+
+Outputs in ``--out`` (each written atomically, so an interrupted run leaves no partial file)::
+
+    overlays/<name>.png    the image with each leaf in its colour, its outline and its id
+    labels/<name>.png      CVPPP label: palette PNG, index = leaf id, 0 = background
+    leaves.csv             one row per leaf (see leafseg.phenotype.measure_leaves)
+    plants.csv             one row per image: leaf count, rosette area, convex hull area,
+                           compactness, diameter (see leafseg.phenotype.measure_plant)
+    predictions_coco.json  with --coco-json: COCO format, RLE masks, one "score" per leaf
+
+``<name>`` is the file name without its suffix (``_2``, ``_3``, ... added when two inputs share
+one). Units: pixels, or mm and mm² with ``--mm-per-pixel`` (columns ``*_px``, ``*_mm``,
+``*_mm2``); boxes and centroids always in pixels.
+
+Leaves are the *visible* parts of the detections, as in CVPPP labels: Mask R-CNN's masks may
+overlap, so they are flattened with the more confident detection on top
+(``leafseg.metrics.label_from_detections``) and a detection hidden entirely is dropped. Leaf
+ids are 1..N in descending score; the label PNG, the overlay, both CSVs and the COCO file all
+describe these same pixels.
+
+Weights and config: ``--weights`` is a ``.weights.h5`` checkpoint written by training, a
+Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config`` is a preset
+name, a YAML file or a run folder holding ``config.yaml``; without it the ``config.yaml``
+beside the weights is used when there is one, else the ``leaf_r101`` preset.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from leafseg.masks import save_indexed_png
+from leafseg.metrics import label_from_detections, write_csv
+from leafseg.phenotype import measure_leaves, measure_plant
+from mrcnn.dataset import load_image_file
+from mrcnn.fileio import atomic_path, write_text_atomic
+
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "read_image", "resolve_weights", "resolve_config",
+           "load_inference_model", "visible_leaves", "PredictReport", "predict_images", "build_parser", "run",
+           "main"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class ImageReadError(OSError):
+    """An input image that cannot be read; the message names the file."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def find_inputs(inputs, exclude=None):
+    """Expand files, folders and glob patterns into the image files to predict.
+
+    inputs: paths or patterns (str or Path).
+    exclude: a folder whose files are never inputs (the output folder).
+
+    Returns: (files, problems, ignored): files in the given order (each folder's and pattern's
+    files in natural order), duplicates removed; problems: [(input, reason)] for inputs that
+    match nothing; ignored: files of folders skipped for not having an image suffix.
+    """
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    files, problems, ignored, seen = [], [], [], set()
+
+    def add(path: Path):
+        resolved = path.resolve()
+        if resolved in seen or (exclude is not None and exclude in resolved.parents):
+            return
+        seen.add(resolved)
+        files.append(path)
+
+    def add_folder(folder: Path):
+        for path in sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                           key=_natural_key):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                add(path)
+            else:
+                ignored.append(path)
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file():
+            add(path)
+        elif _GLOB_CHARS.search(str(item)):
+            matches = sorted((Path(p) for p in glob.glob(str(item), recursive=True)), key=_natural_key)
+            if not matches:
+                problems.append((str(item), "no file matches this pattern"))
+            for match in matches:
+                if match.is_dir():
+                    add_folder(match)
+                else:
+                    add(match)
+        else:
+            problems.append((str(item), "no such file or folder"))
+    return files, problems, ignored
+
+
+def read_image(path) -> np.ndarray:
+    """An input image as RGB uint8 [H, W, 3]; raises :class:`ImageReadError` naming the file.
+
+    PIL decodes the whole file first, because OpenCV returns a partly grey image for some
+    truncated files instead of failing; files PIL does not know go to OpenCV / imageio.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        pass  # not for PIL (or too large for its safety limit): the readers below decide
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, f"cannot decode ({err}); truncated or corrupt file?") from err
+    try:
+        return load_image_file(path)
+    except OSError as err:
+        raise ImageReadError(path, f"not a readable image ({err})") from err
+
+
+def _unique_names(paths):
+    names, used = [], set()
+    for path in paths:
+        name, k = path.stem, 1
+        while name in used:
+            k += 1
+            name = f"{path.stem}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+def resolve_weights(weights) -> Path:
+    """A weights file, or the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder."""
+    path = Path(weights)
+    if path.is_dir():
+        checkpoints = sorted(list(path.glob("mask_rcnn_*.weights.h5")) + list(path.glob("mask_rcnn_*[0-9].h5")))
+        if not checkpoints:
+            raise FileNotFoundError(f"{path} holds no checkpoint (mask_rcnn_*.weights.h5); pass the weights file")
+        return checkpoints[-1]
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
+def resolve_config(config=None, weights=None, **overrides):
+    """The config to run with, and where it came from (for messages).
+
+    config: a preset name, a YAML file, a run folder holding ``config.yaml``, or None: the
+        ``config.yaml`` beside ``weights`` if there is one, else the ``leaf_r101`` preset.
+    overrides: attribute values applied on top (e.g. IMAGES_PER_GPU=1).
+    """
+    from leafseg.config import PRESETS, load_config
+
+    if config is None:
+        beside = Path(weights).parent / "config.yaml" if weights is not None else None
+        config = str(beside) if beside is not None and beside.is_file() else "leaf_r101"
+    elif str(config) not in PRESETS and Path(config).is_dir():
+        inside = Path(config) / "config.yaml"
+        if not inside.is_file():
+            raise FileNotFoundError(f"--config {config} is a folder without config.yaml")
+        config = str(inside)
+    return load_config(str(config), **overrides), str(config)
+
+
+def load_inference_model(weights, config=None, min_score=None, model_dir=None, **overrides):
+    """An inference-mode MaskRCNN with ``weights`` loaded.
+
+    weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
+    min_score: drop detections scoring lower (sets DETECTION_MIN_CONFIDENCE, so the model's own
+        cut-off is replaced, lower or higher).
+    Returns: (model, config source string, weights path).
+    """
+    from mrcnn.model import MaskRCNN
+
+    weights = resolve_weights(weights)
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+    if min_score is not None:
+        if not 0.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"min score must be in [0, 1], got {min_score}")
+        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
+    config, source = resolve_config(config, weights, **overrides)
+    model = MaskRCNN("inference", config, model_dir or weights.parent)
+    model.load_weights(str(weights))
+    return model, source, weights
+
+
+# ---------------------------------------------------------------------------------------------
+# One image
+# ---------------------------------------------------------------------------------------------
+
+def visible_leaves(result):
+    """Detections -> the visible leaves, one id each (see the module docstring).
+
+    result: MaskRCNN.detect's dict for one image (masks bool [H, W, N], scores [N], ...).
+    Returns: (label [H, W] uint8 (uint16 above 255 leaves), 0 = background, leaf k at id k + 1;
+    masks bool [H, W, n] of the visible pixels; {"scores", "class_ids", "rois"} [n] of the
+    kept detections), leaves in descending score.
+    """
+    scores = np.asarray(result["scores"], np.float64)
+    order = np.argsort(-scores, kind="stable")
+    masks = np.asarray(result["masks"], bool)[..., order]
+    label = label_from_detections(masks, scores[order])
+    present = np.zeros(masks.shape[-1] + 1, bool)
+    present[np.unique(label)] = True
+    kept = np.flatnonzero(present[1:])
+    # Renumber the detections that kept a pixel 1..n, in score order.
+    lookup = np.zeros(masks.shape[-1] + 1, label.dtype)
+    lookup[kept + 1] = np.arange(1, len(kept) + 1)
+    label = lookup[label]
+    visible = label[..., np.newaxis] == np.arange(1, len(kept) + 1)
+    details = {name: np.asarray(result[name])[order][kept] for name in ("scores", "class_ids", "rois")}
+    return label, visible, details
+
+
+def _coco_annotations(visible, details, image_id, first_id):
+    from pycocotools import mask as mask_utils
+
+    annotations = []
+    for k in range(visible.shape[-1]):
+        rle = mask_utils.encode(np.asfortranarray(visible[..., k], dtype=np.uint8))
+        annotations.append({
+            "id": first_id + k, "image_id": image_id, "category_id": int(details["class_ids"][k]),
+            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            "area": int(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            "iscrowd": 0, "score": float(details["scores"][k]), "leaf_id": k + 1,
+        })
+    return annotations
+
+
+def _save_label(label, path):
+    if label.max(initial=0) <= 255:
+        return save_indexed_png(label.astype(np.uint8), path)
+    import cv2  # more leaves than a palette holds: a 16-bit gray PNG, still index = leaf id
+
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), label.astype(np.uint16)):
+            raise OSError(f"could not write {path}")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A batch
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PredictReport:
+    """What :func:`predict_images` did."""
+
+    predicted: list = field(default_factory=list)   # [(input path, output name, leaf count)]
+    skipped: list = field(default_factory=list)     # [(input, reason)]
+    ignored: list = field(default_factory=list)     # folder files without an image suffix
+    outputs: dict = field(default_factory=dict)     # {"leaves.csv": path, ...}
+
+    def summary(self) -> str:
+        lines = [f"predicted {len(self.predicted)} images "
+                 f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"]
+        lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
+        if self.ignored:
+            shown = ", ".join(p.name for p in self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
+            lines.append(f"  ignored {len(self.ignored)} folder files without an image suffix: {shown}")
+        lines += [f"  {name:22} {path}" for name, path in self.outputs.items()]
+        return "\n".join(lines)
+
+
+def _leaf_columns(mm_per_pixel):
+    return list(measure_leaves(np.ones((1, 1, 1), bool), [1.0], "", mm_per_pixel)[0])
+
+
+def _plant_columns(mm_per_pixel):
+    row = measure_plant(np.zeros((1, 1, 0), bool), "", mm_per_pixel)
+    return ["image", "file"] + [key for key in row if key != "image"]
+
+
+def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, progress=True,
+                   class_names=None) -> PredictReport:
+    """Predict every input image and write the outputs of the module docstring to ``out_dir``.
+
+    model: an inference-mode MaskRCNN.
+    inputs: files, folders and patterns (see :func:`find_inputs`).
+    mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
+    class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
+        for any other id).
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from leafseg.synthetic import leaf_palette
+    from mrcnn import visualize
+
+    out_dir = Path(out_dir)
+    files, problems, ignored = find_inputs(inputs, exclude=out_dir)
+    report = PredictReport(skipped=list(problems), ignored=ignored)
+    for item, reason in problems:
+        logger.warning("skipped %s: %s", item, reason)
+    names = _unique_names(files)
+    leaves_rows, plant_rows, coco_images, coco_annotations = [], [], [], []
+    palette = leaf_palette(255)
+    with logging_redirect_tqdm():
+        for path, name in tqdm(list(zip(files, names)), unit="image", desc="predict", disable=not progress):
+            try:
+                image = read_image(path)
+            except ImageReadError as err:
+                logger.warning("skipped %s", err)
+                report.skipped.append((str(path), err.reason))
+                continue
+            result = model.detect([image])[0]
+            label, visible, details = visible_leaves(result)
+            count = visible.shape[-1]
+            colors = palette[np.arange(count) % 255]
+            overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
+            visualize.save_image(overlay, out_dir / "overlays" / f"{name}.png")
+            _save_label(label, out_dir / "labels" / f"{name}.png")
+            leaves_rows += measure_leaves(visible, details["scores"], name, mm_per_pixel)
+            plant = measure_plant(visible, name, mm_per_pixel)
+            plant_rows.append({"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}})
+            if coco_json:
+                image_id = len(coco_images) + 1
+                coco_images.append({"id": image_id, "file_name": str(path), "height": int(image.shape[0]),
+                                    "width": int(image.shape[1]), "name": name})
+                coco_annotations += _coco_annotations(visible, details, image_id, len(coco_annotations) + 1)
+            report.predicted.append((str(path), name, count))
+
+    if report.predicted:
+        report.outputs["overlays/"] = out_dir / "overlays"
+        report.outputs["labels/"] = out_dir / "labels"
+        report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv", _leaf_columns(mm_per_pixel))
+        report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv", _plant_columns(mm_per_pixel))
+        if coco_json:
+            names_by_id = {1: "leaf", **(class_names or {})}
+            ids = range(1, model.config.NUM_CLASSES)
+            document = {
+                "info": {"description": "leafseg predictions: visible leaf masks, RLE, with scores"},
+                "images": coco_images, "annotations": coco_annotations,
+                "categories": [{"id": c, "name": names_by_id.get(c, f"class_{c}")} for c in ids],
+            }
+            report.outputs["predictions_coco.json"] = write_text_atomic(
+                out_dir / "predictions_coco.json", json.dumps(document) + "\n")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def _positive(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _score(text):
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Segment and measure the leaves of images with a trained model.",
+        epilog="Outputs: overlays/, labels/ (CVPPP palette PNGs), leaves.csv, plants.csv and, with "
+               "--coco-json, predictions_coco.json. Details: python -c 'import leafseg.predict; "
+               "help(leafseg.predict)'.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("--weights", required=True,
+                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
+                                         "(default: config.yaml beside the weights, else leaf_r101)")
+    parser.add_argument("--mm-per-pixel", type=_positive, help="pixel size: lengths in mm and areas in mm² "
+                                                               "(default: pixels)")
+    parser.add_argument("--min-score", type=_score, help="keep detections scoring at least this "
+                                                         "(default: the config's DETECTION_MIN_CONFIDENCE)")
+    parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    return parser
+
+
+def run(args) -> int:
+    # TensorFlow's C++ notes and warnings (graph cost estimates, CPU features) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
+                                                             model_dir=args.out)
+    except (OSError, ValueError) as err:
+        print(f"predict: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"weights {weights}, config {config_source}, "
+              f"min score {model.config.DETECTION_MIN_CONFIDENCE:g}", file=sys.stderr)
+    report = predict_images(model, args.inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
+                            progress=not args.quiet)
+    if not args.quiet:
+        print(report.summary())
+    if not report.predicted:
+        print("predict: no image could be predicted", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    """``leafseg predict`` / ``scripts/predict.py``: parse ``argv`` and run."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""leafseg evaluate end to end on the tiny trained model, and its pieces on hand-made cases.
+
+One command run (``evaluated``) on toy images in the prepared layout; the tests recompute every
+number it wrote with leafseg.metrics from the Keras model's own detections of the same images.
+"""
+import contextlib
+import csv
+import io
+import json
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leafseg import evaluate
+from leafseg.masks import masks_to_label
+from leafseg.metrics import COCO_STAT_NAMES, coco_evaluate, evaluate_labels, label_from_detections, mask_ap50
+from leafseg.synthetic import write_dataset
+from mrcnn import visualize
+from tests.tiny_trained import inference_model, trained_run, write_prepared
+from tests.toy_data import shapes_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+VAL_IMAGES = 5
+LIMIT = 4
+PER_IMAGE_COLUMNS = ["image", "sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
+                     "gt_count", "ap50", "mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "box_AP75"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return inference_model(run["weights"])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Toy images (seed 1, unseen in training) in the prepared layout: 5 in val, 2 in train."""
+    root = tmp_path_factory.mktemp("prepared")
+    val = shapes_dataset(VAL_IMAGES, seed=1)
+    ids = write_prepared(val, root, "val")
+    write_prepared(shapes_dataset(2, seed=2), root, "train")
+    return types.SimpleNamespace(root=root, val=val, ids=ids)
+
+
+@pytest.fixture(scope="module")
+def evaluated(run, data, tmp_path_factory):
+    """``leafseg evaluate`` on the val subset (the default), first 4 images, weights and config
+    given as the training run folder."""
+    out = tmp_path_factory.mktemp("evaluated")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = evaluate.main(["--weights", run["run"], "--config", run["run"], "--dataset", str(data.root),
+                                "--out", str(out), "--limit", str(LIMIT), "--quiet"])
+    document = json.loads((out / "metrics.json").read_text()) if status == 0 else None
+    return types.SimpleNamespace(status=status, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue(),
+                                 document=document)
+
+
+@pytest.fixture(scope="module")
+def expected(model, data):
+    """leafseg.metrics on the Keras model's detections of the first 4 val images."""
+    names, gt, predictions, pairs, ap50 = [], [], [], [], []
+    for image_id in data.val.image_ids[:LIMIT]:
+        result = model.detect([data.val.load_image(image_id)])[0]
+        masks, class_ids = data.val.load_mask(image_id)
+        names.append(data.ids[image_id])
+        gt.append((masks, class_ids))
+        predictions.append((result["masks"], result["class_ids"], result["scores"]))
+        pairs.append((data.ids[image_id], label_from_detections(result["masks"], result["scores"]),
+                      masks_to_label(masks)))
+        ap50.append(mask_ap50(masks, result["masks"], result["scores"]))
+    per_image, summary = evaluate_labels(pairs)
+    kinds = (("mask", "segm"), ("box", "bbox"))
+    coco = {kind: coco_evaluate(gt, predictions, iou_type) for kind, iou_type in kinds}
+    per_image_coco = [{kind: coco_evaluate([g], [p], iou_type) for kind, iou_type in kinds}
+                      for g, p in zip(gt, predictions)]
+    return types.SimpleNamespace(names=names, per_image=per_image, summary=summary, ap50=ap50, coco=coco,
+                                 per_image_coco=per_image_coco, predictions=predictions)
+
+
+def test_command_writes_metrics_plots_and_a_table(evaluated):
+    assert evaluated.status == 0, evaluated.stderr
+    for name in ("metrics.json", "per_image.csv", "summary.csv", "pr_curve.png", "gallery.png"):
+        assert (evaluated.out / name).is_file(), name
+    for name in ("pr_curve.png", "gallery.png"):
+        with Image.open(evaluated.out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200, name
+            assert np.array(image.convert("L")).std() > 5, f"{name} is blank"
+    for text in ("SBD (%)", "FBD (%)", "|DiC|", "ap50", "(4 images)", "COCO", "masks", "boxes"):
+        assert text in evaluated.stdout, text
+    assert not [p for p in evaluated.out.rglob(".*")], "temporary files left behind"
+
+
+def test_numbers_equal_leafseg_metrics_on_the_same_predictions(evaluated, expected):
+    summary, per_image = evaluated.document["summary"], evaluated.document["per_image"]
+    assert [row["image"] for row in per_image] == expected.names
+    assert len(expected.names) == LIMIT and summary["n_images"] == LIMIT
+    for row, want, ap50, coco in zip(per_image, expected.per_image, expected.ap50, expected.per_image_coco):
+        for key in ("sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
+                    "gt_count"):
+            assert row[key] == pytest.approx(want[key], abs=1e-12), (row["image"], key)
+        assert row["ap50"] == pytest.approx(ap50, abs=1e-12)
+        for kind in ("mask", "box"):
+            for stat in ("AP", "AP50", "AP75"):
+                assert row[f"{kind}_{stat}"] == pytest.approx(coco[kind][stat], abs=1e-12), (row["image"], kind, stat)
+    for key, value in expected.summary.items():
+        assert summary[key] == pytest.approx(value, abs=1e-12), key
+    assert summary["ap50_mean"] == pytest.approx(np.mean(expected.ap50), abs=1e-12)
+    assert summary["ap50_std"] == pytest.approx(np.std(expected.ap50), abs=1e-12)
+    for kind in ("mask", "box"):
+        for stat in COCO_STAT_NAMES:
+            assert summary[f"{kind}_{stat}"] == pytest.approx(expected.coco[kind][stat], abs=1e-12), (kind, stat)
+    # The tiny model finds shapes (how well depends on training details): not a comparison of zeros.
+    assert summary["ap50_mean"] > 0 and summary["mask_AP50"] > 0 and 0 < summary["sbd_mean"] < 1, summary
+
+
+def test_csv_files_hold_the_json_numbers(evaluated):
+    with open(evaluated.out / "per_image.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == PER_IMAGE_COLUMNS
+        rows = list(reader)
+    for row, want in zip(rows, evaluated.document["per_image"], strict=True):
+        for key in PER_IMAGE_COLUMNS[1:]:
+            assert float(row[key]) == pytest.approx(want[key], rel=1e-12), key
+    with open(evaluated.out / "summary.csv", newline="") as handle:
+        summary = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
+    assert summary == pytest.approx(evaluated.document["summary"], rel=1e-12)
+    for name in ("sbd_mean", "abs_dic_mean", "ap50_mean", "mask_AP", "mask_AP50", "mask_AP75", "box_AP",
+                 "box_AP50", "box_AP75"):
+        assert name in summary
+
+
+def test_evaluate_model_keeps_its_rows_for_the_demo(model, data, evaluated):
+    per_image, summary = evaluate.evaluate_model(model, data.val, data.val.image_ids[:2], progress=False)
+    assert set(per_image[0]) == {"image", "sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic",
+                                 "pred_count", "gt_count", "ap50"}
+    assert set(summary) == {"n_images"} | {f"{m}_{s}" for m in ("sbd", "fbd", "dic", "abs_dic", "ap50")
+                                           for s in ("mean", "std")}
+    for row, full in zip(per_image, evaluated.document["per_image"]):
+        assert data.ids[int(row["image"])] == full["image"]  # the toy dataset's ids, written as toy<id>
+        for key in set(row) - {"image"}:
+            assert row[key] == pytest.approx(full[key], abs=1e-12), key
+
+
+# ---------------------------------------------------------------------------- pieces, by hand
+
+def square(size, y, x, side):
+    mask = np.zeros((size, size), bool)
+    mask[y:y + side, x:x + side] = True
+    return mask
+
+
+def scored(name, gt, pred, scores):
+    result = {"masks": np.stack(pred, axis=-1) if pred else np.zeros(gt[0].shape + (0,), bool), "scores": np.asarray(scores, np.float32),
+              "class_ids": np.ones(len(pred), np.int32)}
+    gt = np.stack(gt, axis=-1)
+    return evaluate.score_image(name, gt, np.ones(gt.shape[-1], np.int32), result)
+
+
+def test_pooled_precision_recall_by_hand():
+    # Image a: 2 leaves; detections 0.9 (on leaf 1) and 0.6 (on nothing).
+    # Image b: 1 leaf; detection 0.8 on it. Ranked together: hit, hit, miss of 3 leaves.
+    a = scored("a", [square(20, 0, 0, 6), square(20, 10, 10, 6)], [square(20, 0, 0, 6), square(20, 0, 12, 4)],
+               [0.9, 0.6])
+    b = scored("b", [square(20, 5, 5, 8)], [square(20, 5, 5, 8)], [0.8])
+    precisions, recalls, ap = evaluate.precision_recall([a, b], 0.5)
+    np.testing.assert_allclose(precisions, [1, 1, 2 / 3])
+    np.testing.assert_allclose(recalls, [1 / 3, 2 / 3, 2 / 3])
+    assert ap == pytest.approx(2 / 3)
+    # One image alone: the pooled AP is Matterport's compute_ap of that image (mask_ap50).
+    assert evaluate.precision_recall([a], 0.5)[2] == pytest.approx(a.row["ap50"]) == pytest.approx(0.5)
+    # At IoU 0.75 a 6 x 6 detection shifted by one pixel no longer matches: 25 / 47 < 0.75 <= 1.
+    c = scored("c", [square(20, 0, 0, 6)], [square(20, 1, 1, 6)], [0.9])
+    assert evaluate.precision_recall([c], 0.5)[2] == pytest.approx(1.0)
+    assert evaluate.precision_recall([c], 0.75)[2] == pytest.approx(0.0)
+
+
+def test_no_detections_give_an_empty_curve_and_ap_0(tmp_path):
+    nothing = scored("n", [square(20, 0, 0, 6)], [], [])
+    precisions, recalls, ap = evaluate.precision_recall([nothing], 0.5)
+    assert precisions.size == recalls.size == 0 and ap == 0
+    assert (nothing.row["sbd"], nothing.row["ap50"], nothing.row["mask_AP"]) == (0, 0, 0)
+    path = visualize.plot_pr_curves({"IoU 0.50": (recalls, precisions)}, tmp_path / "pr.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+
+
+def test_score_image_and_summary_on_a_hand_made_case():
+    a = scored("a", [square(20, 0, 0, 6), square(20, 10, 10, 6)], [square(20, 0, 0, 6), square(20, 0, 12, 4)],
+               [0.9, 0.6])
+    # Leaf 1 found exactly, leaf 2 missed, one false leaf: BestDice both ways is (1 + 0) / 2.
+    assert a.row["sbd"] == pytest.approx(0.5)
+    assert a.row["fbd"] == pytest.approx(2 * 36 / (36 + 16 + 72))
+    assert (a.row["dic"], a.row["pred_count"], a.row["gt_count"]) == (0, 2, 2)
+    assert a.row["ap50"] == pytest.approx(0.5)
+    assert a.row["mask_AP50"] == pytest.approx(coco_evaluate([(a.gt[0], None)], [a.pred], "segm")["AP50"])
+    summary = evaluate.summarize([a, a])
+    assert summary["sbd_mean"] == pytest.approx(0.5) and summary["sbd_std"] == 0
+    assert summary["n_images"] == 2
+
+
+def test_rle_masks_decode_to_the_masks_they_hold():
+    masks = np.stack([square(9, 1, 2, 3), square(9, 0, 0, 9)], axis=-1)
+    np.testing.assert_array_equal(np.asarray(evaluate._RLEMasks(masks)), masks)
+    assert np.asarray(evaluate._RLEMasks(np.zeros((4, 5, 0), bool))).shape == (4, 5, 0)
+
+
+def test_dataset_folders_prepared_and_raw(data, tmp_path):
+    assert evaluate.load_eval_dataset(data.root).num_images == VAL_IMAGES
+    assert evaluate.load_eval_dataset(data.root, "all").num_images == VAL_IMAGES + 2
+    write_dataset(tmp_path / "raw", 3, size=64, progress=False)
+    raw = evaluate.load_eval_dataset(tmp_path / "raw", "all")
+    assert raw.num_images == 3
+    masks, _ = raw.load_mask(0)
+    assert masks.shape[:2] == (64, 64) and masks.shape[-1] >= 1
+    with pytest.raises(FileNotFoundError, match="no_such_folder"):
+        evaluate.load_eval_dataset(tmp_path / "no_such_folder")
+
+
+def test_missing_dataset_is_an_error_naming_it(tmp_path, capsys):
+    status = evaluate.main(["--weights", str(tmp_path / "w.weights.h5"), "--dataset", str(tmp_path / "nowhere"),
+                            "--out", str(tmp_path / "out"), "--quiet"])
+    assert status == 2
+    assert f"dataset folder not found: {tmp_path / 'nowhere'}" in capsys.readouterr().err

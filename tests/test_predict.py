@@ -1,0 +1,298 @@
+"""leafseg predict end to end on the tiny trained model: inputs, label PNGs, overlays, CSVs, COCO.
+
+One command run (``predicted``) over a folder of generated images in several formats, a
+truncated PNG, a text file named .png and a text file, plus a glob pattern and a missing path;
+the tests read what it wrote and compare it with the Keras model's own detections.
+"""
+import contextlib
+import csv
+import io
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from leafseg import predict
+from leafseg.synthetic import generate_rosette
+from tests.tiny_trained import inference_model, trained_run
+from tests.toy_data import shapes_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+MM_PER_PIXEL = 0.5
+MIN_SCORE = 0.6
+LEAF_COLUMNS_MM = ["image", "leaf", "score", "area_mm2", "bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px",
+                   "centroid_y_px", "centroid_x_px", "length_mm", "width_mm", "orientation_deg", "perimeter_mm"]
+PLANT_COLUMNS_MM = ["image", "file", "leaf_count", "rosette_area_mm2", "convex_hull_area_mm2", "compactness",
+                    "diameter_mm"]
+GOOD = ("a_shapes", "b_gray", "c_rgba", "d_large", "e_rosette", "f_extra")
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return inference_model(run["weights"], MIN_SCORE)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder of images in several formats and sizes, broken files, and one image elsewhere.
+
+    Returns the folder, the extra folder and {name: the RGB image the model should see}.
+    """
+    root = tmp_path_factory.mktemp("inputs")
+    folder, extra = root / "photos", root / "more"
+    folder.mkdir()
+    extra.mkdir()
+    shapes = shapes_dataset(4, seed=1)
+    images = {name: shapes.load_image(i) for i, name in enumerate(("a_shapes", "b_gray", "c_rgba", "f_extra"))}
+    write_rgb(folder / "a_shapes.png", images["a_shapes"])
+    gray = cv2.cvtColor(images["b_gray"], cv2.COLOR_RGB2GRAY)
+    assert cv2.imwrite(str(folder / "b_gray.png"), gray)
+    images["b_gray"] = np.repeat(gray[..., np.newaxis], 3, axis=-1)
+    Image.fromarray(np.dstack([images["c_rgba"], np.full(images["c_rgba"].shape[:2], 200, np.uint8)]),
+                    "RGBA").save(folder / "c_rgba.png")
+    # Larger than the model's 64 x 64 input and not square: resized for the model, results
+    # mapped back to 96 x 144.
+    images["d_large"] = cv2.resize(shapes.load_image(3), (144, 96), interpolation=cv2.INTER_NEAREST)
+    write_rgb(folder / "d_large.png", images["d_large"])
+    images["e_rosette"] = generate_rosette(3, (90, 120)).image
+    write_rgb(folder / "e_rosette.png", images["e_rosette"])
+    write_rgb(extra / "f_extra.png", images["f_extra"])
+    (folder / "broken.png").write_bytes((folder / "a_shapes.png").read_bytes()[:300])   # truncated PNG
+    (folder / "fake.png").write_text("not an image\n")
+    (folder / "notes.txt").write_text("measured on 2026-01-01\n")
+    return types.SimpleNamespace(folder=folder, extra=extra, images=images, root=root)
+
+
+@pytest.fixture(scope="module")
+def predicted(run, inputs, tmp_path_factory):
+    """``leafseg predict`` on the folder, a glob and a missing file, in mm, with COCO JSON.
+
+    The weights are given as a checkpoint file: the config comes from the config.yaml beside it.
+    """
+    out = tmp_path_factory.mktemp("predicted")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = predict.main([str(inputs.folder), str(inputs.extra / "*.png"), str(inputs.root / "missing.png"),
+                               "--weights", run["weights"], "--out", str(out), "--mm-per-pixel", str(MM_PER_PIXEL),
+                               "--min-score", str(MIN_SCORE), "--coco-json"])
+    return types.SimpleNamespace(status=status, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+@pytest.fixture(scope="module")
+def in_pixels(model, inputs, tmp_path_factory):
+    """The library call on the same inputs with the test's own model (same min score), in pixels."""
+    out = tmp_path_factory.mktemp("pixels")
+    report = predict.predict_images(model, [inputs.folder, inputs.extra / "*.png"], out, progress=False)
+    return types.SimpleNamespace(report=report, out=out)
+
+
+def detections(model, image):
+    """The model's detections, sorted by descending score (the order leaf ids follow)."""
+    result = model.detect([image])[0]
+    order = np.argsort(-result["scores"], kind="stable")
+    return {name: value[..., order] if name == "masks" else value[order] for name, value in result.items()}
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+def test_good_images_are_predicted_and_bad_inputs_reported_by_name(predicted, inputs):
+    assert predicted.status == 0, predicted.stderr
+    for name in GOOD:
+        assert (predicted.out / "overlays" / f"{name}.png").is_file(), name
+        assert (predicted.out / "labels" / f"{name}.png").is_file(), name
+    # Reported by name, skipped, the rest went on.
+    assert f"skipped {inputs.folder / 'broken.png'}: cannot decode" in predicted.stdout
+    assert "truncated or corrupt" in predicted.stdout
+    assert f"skipped {inputs.folder / 'fake.png'}: not a readable image" in predicted.stdout
+    assert f"skipped {inputs.root / 'missing.png'}: no such file or folder" in predicted.stdout
+    assert "ignored 1 folder files without an image suffix: notes.txt" in predicted.stdout
+    assert f"predicted {len(GOOD)} images" in predicted.stdout
+    written = {p.stem for p in (predicted.out / "labels").iterdir()}
+    assert written == set(GOOD)
+    # Atomic writes leave no temporary files behind.
+    assert not [p for p in predicted.out.rglob(".*")]
+
+
+def test_nothing_predicted_exits_non_zero(model, inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(predict, "load_inference_model", lambda *args, **kwargs: (model, "test", Path("w")))
+    status = predict.main([str(inputs.folder / "broken.png"), str(inputs.folder / "fake.png"),
+                           "--weights", "w", "--out", str(tmp_path), "--quiet"])
+    assert status == 1
+    assert "no image could be predicted" in capsys.readouterr().err
+    assert not (tmp_path / "leaves.csv").exists()
+
+
+def test_find_inputs_expands_folders_globs_and_drops_duplicates(inputs):
+    files, problems, ignored = predict.find_inputs(
+        [inputs.folder, inputs.folder / "a_shapes.png", str(inputs.root / "**" / "f_*.png"),
+         str(inputs.root / "nothing_*.png")])
+    assert [p.name for p in files] == ["a_shapes.png", "b_gray.png", "broken.png", "c_rgba.png", "d_large.png",
+                                       "e_rosette.png", "fake.png", "f_extra.png"]
+    assert problems == [(str(inputs.root / "nothing_*.png"), "no file matches this pattern")]
+    assert [p.name for p in ignored] == ["notes.txt"]
+
+
+def test_read_image_converts_gray_and_rgba_to_rgb_and_names_broken_files(inputs):
+    for name in ("b_gray", "c_rgba", "d_large"):
+        image = predict.read_image(inputs.folder / f"{name}.png")
+        assert image.dtype == np.uint8 and image.shape == inputs.images[name].shape
+        np.testing.assert_array_equal(image, inputs.images[name])
+    with pytest.raises(predict.ImageReadError, match="broken.png: cannot decode"):
+        predict.read_image(inputs.folder / "broken.png")
+
+
+# ------------------------------------------------------------------------------------ labels
+
+def test_label_png_is_a_palette_png_whose_ids_are_the_visible_detections(predicted, model, inputs):
+    _, leaves = read_csv(predicted.out / "leaves.csv")
+    total = 0
+    for name in GOOD:
+        with Image.open(predicted.out / "labels" / f"{name}.png") as png:
+            assert png.mode == "P"
+            label = np.array(png)
+        image = inputs.images[name]
+        assert label.shape == image.shape[:2]
+        result = detections(model, image)
+        rows = [row for row in leaves if row["image"] == name]
+        ids = np.unique(label[label > 0])
+        np.testing.assert_array_equal(ids, np.arange(1, len(rows) + 1))
+        # Leaf k is the k-th detection, in descending score, that kept a visible pixel: its pixels
+        # lie in that detection's mask, and no detection scoring higher covers them.
+        kept = [k for k in range(len(result["scores"]))
+                if np.any(result["masks"][..., k] & ~result["masks"][..., :k].any(axis=-1))]
+        assert len(kept) == len(rows)
+        assert all(float(row["score"]) >= MIN_SCORE for row in rows)
+        for leaf, k in enumerate(kept, start=1):
+            pixels = label == leaf
+            np.testing.assert_array_equal(pixels, result["masks"][..., k] & ~result["masks"][..., :k].any(axis=-1))
+            np.testing.assert_allclose(float(rows[leaf - 1]["score"]), result["scores"][k], rtol=1e-6)
+            assert int(rows[leaf - 1]["leaf"]) == leaf
+        np.testing.assert_array_equal(label > 0, result["masks"].any(axis=-1))
+        total += len(rows)
+    assert total > len(GOOD), "the tiny model should find several leaves in most images"
+
+
+# ------------------------------------------------------------------------------------ tables
+
+def test_csv_columns_and_units_in_mm_and_in_pixels(predicted, in_pixels):
+    columns, leaves_mm = read_csv(predicted.out / "leaves.csv")
+    assert columns == LEAF_COLUMNS_MM
+    columns, plants_mm = read_csv(predicted.out / "plants.csv")
+    assert columns == PLANT_COLUMNS_MM
+    columns, leaves_px = read_csv(in_pixels.out / "leaves.csv")
+    assert columns == [c.replace("_mm2", "_px").replace("_mm", "_px") for c in LEAF_COLUMNS_MM]
+    columns, plants_px = read_csv(in_pixels.out / "plants.csv")
+    assert columns == [c.replace("_mm2", "_px").replace("_mm", "_px") for c in PLANT_COLUMNS_MM]
+
+    assert [row["image"] for row in plants_mm] == list(GOOD)
+    assert len(leaves_mm) == len(leaves_px) > 0
+    for mm, px in zip(leaves_mm, leaves_px):
+        assert (mm["image"], mm["leaf"], mm["bbox_y1_px"], mm["centroid_x_px"]) == \
+               (px["image"], px["leaf"], px["bbox_y1_px"], px["centroid_x_px"])
+        np.testing.assert_allclose(float(mm["area_mm2"]), float(px["area_px"]) * MM_PER_PIXEL ** 2)
+        np.testing.assert_allclose(float(mm["length_mm"]), float(px["length_px"]) * MM_PER_PIXEL)
+        np.testing.assert_allclose(float(mm["width_mm"]), float(px["width_px"]) * MM_PER_PIXEL)
+        np.testing.assert_allclose(float(mm["score"]), float(px["score"]))
+    for mm, px in zip(plants_mm, plants_px):
+        np.testing.assert_allclose(float(mm["rosette_area_mm2"]), float(px["rosette_area_px"]) * MM_PER_PIXEL ** 2)
+        np.testing.assert_allclose(float(mm["convex_hull_area_mm2"]),
+                                   float(px["convex_hull_area_px"]) * MM_PER_PIXEL ** 2)
+        assert mm["leaf_count"] == px["leaf_count"]
+
+
+def test_csv_values_describe_the_label_pixels(predicted, in_pixels, inputs):
+    _, leaves = read_csv(in_pixels.out / "leaves.csv")
+    _, plants = read_csv(in_pixels.out / "plants.csv")
+    for plant in plants:
+        label = np.array(Image.open(in_pixels.out / "labels" / f"{plant['image']}.png"))
+        rows = [row for row in leaves if row["image"] == plant["image"]]
+        assert int(plant["leaf_count"]) == len(rows) == label.max()
+        assert float(plant["rosette_area_px"]) == np.count_nonzero(label)
+        assert Path(plant["file"]).stem == plant["image"]
+        for row in rows:
+            pixels = label == int(row["leaf"])
+            ys, xs = np.nonzero(pixels)
+            assert float(row["area_px"]) == pixels.sum()
+            assert [int(row[k]) for k in ("bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px")] == \
+                   [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
+            np.testing.assert_allclose([float(row["centroid_y_px"]), float(row["centroid_x_px"])],
+                                       [ys.mean(), xs.mean()])
+            assert float(row["length_px"]) >= float(row["width_px"]) >= 0
+            assert 0 <= float(row["orientation_deg"]) < 180
+
+
+# ------------------------------------------------------------------------------ COCO, overlays
+
+def test_coco_json_loads_with_pycocotools_and_matches_the_labels(predicted, inputs):
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(predicted.out / "predictions_coco.json"))
+    _, leaves = read_csv(predicted.out / "leaves.csv")
+    assert len(coco.getAnnIds()) == len(leaves)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["leaf"]
+    images = coco.loadImgs(coco.getImgIds())
+    assert [image["name"] for image in images] == list(GOOD)
+    for image in images:
+        label = np.array(Image.open(predicted.out / "labels" / f"{image['name']}.png"))
+        assert (image["height"], image["width"]) == label.shape
+        assert Path(image["file_name"]).stem == image["name"]
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        rows = [row for row in leaves if row["image"] == image["name"]]
+        assert len(annotations) == len(rows)
+        for ann, row in zip(annotations, rows):
+            assert ann["leaf_id"] == int(row["leaf"])
+            np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), label == ann["leaf_id"])
+            assert ann["area"] == np.count_nonzero(label == ann["leaf_id"])
+            assert ann["score"] == pytest.approx(float(row["score"]))
+            assert ann["bbox"] == list(mask_utils.toBbox(coco.annToRLE(ann)))
+
+
+def test_overlay_colours_each_leaf_and_leaves_the_background(predicted, inputs):
+    for name in GOOD:
+        overlay = cv2.imread(str(predicted.out / "overlays" / f"{name}.png"))[..., ::-1]
+        label = np.array(Image.open(predicted.out / "labels" / f"{name}.png"))
+        image = inputs.images[name]
+        assert overlay.shape == image.shape
+        if label.max() == 0:
+            np.testing.assert_array_equal(overlay, image)
+            continue
+        changed = np.any(overlay != image, axis=-1)
+        assert changed[label > 0].mean() > 0.9, name
+        # Far from every leaf (outlines and id texts are drawn near the leaves) nothing changes.
+        near = cv2.dilate((label > 0).astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+        assert not changed[~near].any(), name
+
+
+# ---------------------------------------------------------------------------------- commands
+
+def test_script_and_cli_entry_points():
+    root = Path(__file__).resolve().parents[1]
+    help_text = subprocess.run([sys.executable, str(root / "scripts" / "predict.py"), "--help"], capture_output=True,
+                               text=True, check=True, cwd=root).stdout
+    for option in ("--weights", "--out", "--config", "--mm-per-pixel", "--coco-json", "--min-score"):
+        assert option in help_text
+    from leafseg.cli import COMMANDS
+
+    assert COMMANDS["predict"][0] == "leafseg.predict"
