@@ -17,7 +17,11 @@ COMMANDS = {
     "synth": ("leafseg.synthetic", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
     "prepare": ("leafseg.prepare", "split colour masks into per-leaf masks in the training layout"),
     "demo": ("leafseg.demo", "run the built-in end-to-end job on generated rosettes"),
+    "train": ("leafseg.train", "train a model in stages: optimisers, schedules, resume, logs, several GPUs"),
     "bench": ("leafseg.benchmark", "time a training step and inference of a config, and peak memory"),
+    "evaluate": ("leafseg.evaluate", "score a model on labelled images: SBD, FBD, DiC, mask AP50, COCO AP"),
+    "predict": ("leafseg.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),
+    "export": ("leafseg.export", "write a model as a TensorFlow SavedModel and check it reloads"),
 }
 
 
