@@ -25,12 +25,13 @@ Figures are means over ``--steps`` calls after ``--warmup`` calls (the first tra
 Output: one line per figure, then one JSON line (prefix ``json:``) with everything.
 
 Reading the ratio: both models start from random weights, and the work of their second stage
-depends on what those weights propose. The peer adds the ground-truth boxes to its proposals
-and trains its mask head on the positives only (12 ROIs at random initialisation), and finds
-no detection, so its inference runs no mask head. leafseg, as Matterport, trains the mask
-head on the rows that can be positive (int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO), 66)
-and runs it on every detection (``detections`` in the JSON). Its RPN convolution is also
-twice as wide (RPN_CONV_CHANNELS 512 against 256).
+depends on what those weights propose. Both add the ground-truth boxes to the proposals (the
+leaf configs set ADD_GT_AS_PROPOSALS) and train the mask head on the positive ROIs only, so
+both do that work for about the 12 leaves. At inference the peer finds no detection and runs
+no mask head; leafseg runs it on every detection it finds (``detections`` in the JSON, a few
+at random initialisation). Its RPN convolution is twice as wide (RPN_CONV_CHANNELS 512, as
+Matterport's weight files need, against 256): ``--set RPN_CONV_CHANNELS=256`` measures the
+peer's architecture.
 """
 from __future__ import annotations
 
@@ -174,8 +175,8 @@ def benchmark_training(config, batch, warmup=2, steps=5, jit_compile=False, mode
     set_trainable(model.keras_model, LAYER_REGEX["all"], train_bn=config.TRAIN_BN)
     trainer = model.compile_trainer(learning_rate=LEARNING_RATE, jit_compile=jit_compile)
     inputs = {name: tf.constant(value) for name, value in batch.items()}
-    # The function fit() runs per batch (keras' one_step_on_data: a tf.function of train_step).
-    # train_on_batch would hand train_step an (x, None, None) tuple, which it does not take.
+    # The function fit() runs per batch (keras' one_step_on_data: a tf.function of train_step),
+    # called directly so that nothing of fit's or train_on_batch's bookkeeping is timed.
     trainer.make_train_function()
     losses = {}
 

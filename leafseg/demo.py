@@ -115,6 +115,8 @@ def build_parser(parser=None):
 
 
 def main(argv=None):
+    # TensorFlow's C++ notes (graph cost estimates, CPU features) would drown the progress display.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,

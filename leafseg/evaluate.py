@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from leafseg.cliargs import fraction, positive_int
 from leafseg.masks import masks_to_label
 from leafseg.metrics import (COCO_STAT_NAMES, coco_evaluate, compare_labels, evaluate_labels, label_from_detections,
                              mask_ap50, write_csv, write_metrics)
@@ -322,20 +323,6 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _score(text):
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -351,8 +338,8 @@ def build_parser(parser=None):
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: config.yaml beside the weights, else leaf_r101)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
-    parser.add_argument("--min-score", type=_score, help="keep detections scoring at least this "
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
+    parser.add_argument("--min-score", type=fraction, help="keep detections scoring at least this "
                                                          "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

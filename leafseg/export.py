@@ -23,6 +23,8 @@ import logging
 import os
 import sys
 
+from leafseg.cliargs import fraction
+
 __all__ = ["check_images", "build_parser", "run", "main"]
 
 
@@ -37,13 +39,6 @@ def check_images(config, paths=()):
     return [generate_rosette(0, side).image, generate_rosette(1, (side * 3 // 4 + 1, side)).image]
 
 
-def _score(text):
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg export", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,7 +50,7 @@ def build_parser(parser=None):
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: config.yaml beside the weights, else leaf_r101)")
-    parser.add_argument("--min-score", type=_score, help="detection score cut-off to bake in "
+    parser.add_argument("--min-score", type=fraction, help="detection score cut-off to bake in "
                                                         "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--check-image", action="append", default=[], metavar="PATH",

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from leafseg.cliargs import fraction, positive_float
 from leafseg.masks import save_indexed_png
 from leafseg.metrics import label_from_detections, write_csv
 from leafseg.phenotype import measure_leaves, measure_plant
@@ -384,20 +385,6 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def _positive(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _score(text):
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg predict", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -411,9 +398,9 @@ def build_parser(parser=None):
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: config.yaml beside the weights, else leaf_r101)")
-    parser.add_argument("--mm-per-pixel", type=_positive, help="pixel size: lengths in mm and areas in mm² "
+    parser.add_argument("--mm-per-pixel", type=positive_float, help="pixel size: lengths in mm and areas in mm² "
                                                                "(default: pixels)")
-    parser.add_argument("--min-score", type=_score, help="keep detections scoring at least this "
+    parser.add_argument("--min-score", type=fraction, help="keep detections scoring at least this "
                                                          "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
