@@ -2,8 +2,7 @@
 
 Writes synthetic 512x512 images with ~15 leaf-like instances each in the data-science-bowl-2018
 layout (``root/train/<id>/images/<id>.png``, ``root/train/<id>/masks/*.png``, 255 inside) to a
-temporary directory, reads them with leafseg's LeafDataset (or a small reader of the same
-layout if leafseg is not importable), then times the full pipeline: read from disk, resize to
+temporary directory, reads them with leafseg's LeafDataset, then times the full pipeline: read from disk, resize to
 512 square, default augmentation, mini-masks 56x56, RPN targets for 65,472 anchors (scales
 8..128), batches of 2.
 
@@ -33,7 +32,6 @@ import numpy as np  # noqa: E402
 from mrcnn import data, utils  # noqa: E402
 from mrcnn.augment import default_augmentation, make_augmenter  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
-from mrcnn.dataset import Dataset  # noqa: E402
 
 
 class BenchConfig(Config):
@@ -51,29 +49,6 @@ class BenchConfig(Config):
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)
     MAX_GT_INSTANCES = 100
-
-
-class BowlDataset(Dataset):
-    """Images in the data-science-bowl-2018 layout; every instance is class 1 ("leaf").
-
-    Used when leafseg's LeafDataset (which reads the same layout) cannot be imported.
-    """
-
-    def load_bowl(self, root):
-        self.add_class("bowl", 1, "leaf")
-        for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
-            self.add_image("bowl", image_id=folder.name, path=str(folder / "images" / f"{folder.name}.png"),
-                           mask_dir=str(folder / "masks"))
-
-    def load_mask(self, image_id):
-        mask_files = sorted(Path(self.image_info[image_id]["mask_dir"]).glob("*.png"))
-        masks = []
-        for path in mask_files:
-            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if mask is None:
-                raise OSError(f"cannot read mask {path}")
-            masks.append(mask > 127)
-        return np.stack(masks, axis=-1), np.ones([len(masks)], dtype=np.int32)
 
 
 def write_synthetic(root, count=32, size=512, instances=15, seed=0):
@@ -108,15 +83,11 @@ def write_synthetic(root, count=32, size=512, instances=15, seed=0):
 
 
 def open_dataset(root):
-    """leafseg's LeafDataset over ``root/train`` if leafseg is importable, else BowlDataset."""
-    try:
-        from leafseg.dataset import LeafDataset
-    except ImportError:
-        dataset = BowlDataset()
-        dataset.load_bowl(root / "train")
-    else:
-        dataset = LeafDataset()
-        dataset.load_leaves(root, "train")
+    """leafseg's LeafDataset over ``root/train``."""
+    from leafseg.dataset import LeafDataset
+
+    dataset = LeafDataset()
+    dataset.load_leaves(root, "train")
     dataset.prepare()
     return dataset
 
