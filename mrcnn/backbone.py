@@ -15,6 +15,7 @@ uses it.
 """
 from keras import layers as KL
 
+from mrcnn.conv import Conv2D
 from mrcnn.layers import BatchNorm
 
 __all__ = ["ARCHITECTURES", "resnet_graph"]
@@ -67,7 +68,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=True, width=1.
         return max(1, int(round(n * width)))
 
     x = KL.ZeroPadding2D((3, 3), name="conv1_pad")(input_image)
-    x = KL.Conv2D(channels(64), (7, 7), strides=2, use_bias=True, name="conv1")(x)
+    x = Conv2D(channels(64), (7, 7), strides=2, use_bias=True, name="conv1")(x)
     x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
     x = KL.Activation("relu", name="conv1_relu")(x)
     x = KL.MaxPooling2D((3, 3), strides=2, padding="same", name="pool1")(x)
@@ -93,13 +94,13 @@ def _bottleneck_block(x, filters, stage, block, strides, train_bn):
     """
     name = f"{stage}{block}"
     out_channels = _BOTTLENECK_EXPANSION * filters
-    y = KL.Conv2D(filters, (1, 1), strides=strides, use_bias=True, name=f"res{name}_branch2a")(x)
+    y = Conv2D(filters, (1, 1), strides=strides, use_bias=True, name=f"res{name}_branch2a")(x)
     y = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch2a")(y)
     y = KL.Activation("relu", name=f"res{name}_branch2a_relu")(y)
-    y = KL.Conv2D(filters, (3, 3), padding="same", use_bias=True, name=f"res{name}_branch2b")(y)
+    y = Conv2D(filters, (3, 3), padding="same", use_bias=True, name=f"res{name}_branch2b")(y)
     y = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch2b")(y)
     y = KL.Activation("relu", name=f"res{name}_branch2b_relu")(y)
-    y = KL.Conv2D(out_channels, (1, 1), use_bias=True, name=f"res{name}_branch2c")(y)
+    y = Conv2D(out_channels, (1, 1), use_bias=True, name=f"res{name}_branch2c")(y)
     y = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch2c")(y)
     return _merge(x, y, name, out_channels, strides, train_bn, block == "a")
 
@@ -107,10 +108,10 @@ def _bottleneck_block(x, filters, stage, block, strides, train_bn):
 def _basic_block(x, filters, stage, block, strides, train_bn):
     """3x3 (filters, stride) -> 3x3 (filters), plus the shortcut (ResNet-18/34)."""
     name = f"{stage}{block}"
-    y = KL.Conv2D(filters, (3, 3), strides=strides, padding="same", use_bias=True, name=f"res{name}_branch2a")(x)
+    y = Conv2D(filters, (3, 3), strides=strides, padding="same", use_bias=True, name=f"res{name}_branch2a")(x)
     y = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch2a")(y)
     y = KL.Activation("relu", name=f"res{name}_branch2a_relu")(y)
-    y = KL.Conv2D(filters, (3, 3), padding="same", use_bias=True, name=f"res{name}_branch2b")(y)
+    y = Conv2D(filters, (3, 3), padding="same", use_bias=True, name=f"res{name}_branch2b")(y)
     y = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch2b")(y)
     needs_projection = strides != 1 or x.shape[-1] != filters
     return _merge(x, y, name, filters, strides, train_bn, needs_projection)
@@ -119,7 +120,7 @@ def _basic_block(x, filters, stage, block, strides, train_bn):
 def _merge(x, y, name, out_channels, strides, train_bn, project):
     """Add the (projected, if ``project``) input to the residual branch, then relu."""
     if project:
-        x = KL.Conv2D(out_channels, (1, 1), strides=strides, use_bias=True, name=f"res{name}_branch1")(x)
+        x = Conv2D(out_channels, (1, 1), strides=strides, use_bias=True, name=f"res{name}_branch1")(x)
         x = BatchNorm(train_bn=train_bn, name=f"bn{name}_branch1")(x)
     y = KL.Add(name=f"res{name}_add")([y, x])
     return KL.Activation("relu", name=f"res{name}_out")(y)

@@ -14,6 +14,8 @@ import keras
 from keras import layers as KL
 import tensorflow as tf
 
+from mrcnn.conv import Conv2D
+
 __all__ = ["CropToMatch", "fpn_graph"]
 
 
@@ -43,22 +45,22 @@ def fpn_graph(backbone_maps, pyramid_size=256):
         s = 4, 8, 16, 32, 64. P6 (P5 subsampled by 2) feeds only the RPN.
     """
     C2, C3, C4, C5 = backbone_maps
-    P5 = KL.Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
+    P5 = Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
     P4 = _top_down(P5, C4, pyramid_size, 4)
     P3 = _top_down(P4, C3, pyramid_size, 3)
     P2 = _top_down(P3, C2, pyramid_size, 2)
     # A 3x3 convolution on each merged map reduces the aliasing of the upsampling.
-    P2 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
-    P3 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
-    P4 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
-    P5 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
+    P2 = Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
+    P3 = Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
+    P4 = Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
+    P5 = Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
     P6 = KL.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
     return [P2, P3, P4, P5, P6]
 
 
 def _top_down(coarser, C, pyramid_size, level):
     """Upsample level ``level + 1`` by 2 (nearest) and add the 1x1 lateral of ``C``."""
-    lateral = KL.Conv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(C)
+    lateral = Conv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(C)
     upsampled = KL.UpSampling2D(size=(2, 2), name=f"fpn_p{level + 1}upsampled")(coarser)
     upsampled = CropToMatch(name=f"fpn_p{level + 1}crop")(upsampled, lateral)
     return KL.Add(name=f"fpn_p{level}add")([upsampled, lateral])

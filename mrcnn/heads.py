@@ -17,6 +17,7 @@ import keras
 from keras import layers as KL
 import tensorflow as tf
 
+from mrcnn.conv import Conv2D
 from mrcnn.layers import BatchNorm
 from mrcnn.roi_align import PyramidROIAlign
 
@@ -48,7 +49,7 @@ class SplitRoiAxis(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class FlatConv2D(KL.Conv2D):
+class FlatConv2D(Conv2D):
     """A valid, stride-1 Conv2D whose kernel covers its whole input, computed as one matrix product.
 
     The classifier's two "fully connected" layers are such convolutions (7 x 7 on the 7 x 7
@@ -188,11 +189,11 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="mrcnn_mask_merge_rois")(x)  # [B * N, pool, pool, C]
     for index in range(1, 5):
-        x = KL.Conv2D(conv_channels, (3, 3), padding="same", name=f"mrcnn_mask_conv{index}")(x)
+        x = Conv2D(conv_channels, (3, 3), padding="same", name=f"mrcnn_mask_conv{index}")(x)
         x = BatchNorm(train_bn=train_bn, name=f"mrcnn_mask_bn{index}")(x)
         x = KL.Activation("relu", name=f"mrcnn_mask_relu{index}")(x)
     x = KL.Conv2DTranspose(conv_channels, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = KL.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask")(x)
+    x = Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask")(x)
     x = SplitRoiAxis(name="mrcnn_mask_split_rois")(x, rois)  # [B, n, 2 * pool, 2 * pool, K]
     if scored_rois is not None:
         x = PadRois(name="mrcnn_mask_pad_rois")(x, all_rois)  # [B, N, 2 * pool, 2 * pool, K]

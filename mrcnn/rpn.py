@@ -2,6 +2,8 @@
 import keras
 from keras import layers as KL
 
+from mrcnn.conv import Conv2D
+
 __all__ = ["build_rpn_model"]
 
 
@@ -32,16 +34,16 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
     confident random proposals.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = KL.Conv2D(conv_channels, (3, 3), padding="same", activation="relu", strides=anchor_stride,
+    shared = Conv2D(conv_channels, (3, 3), padding="same", activation="relu", strides=anchor_stride,
                        name="rpn_conv_shared")(feature_map)
 
     small = keras.initializers.RandomNormal(stddev=0.01)
-    x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
+    x = Conv2D(2 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
                   name="rpn_class_raw")(shared)
     rpn_class_logits = KL.Reshape((-1, 2), name="rpn_class_logits_flat")(x)  # [B, a, 2]
     rpn_probs = KL.Activation("softmax", name="rpn_probs")(rpn_class_logits)
 
-    x = KL.Conv2D(4 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
+    x = Conv2D(4 * anchors_per_location, (1, 1), padding="valid", kernel_initializer=small,
                   name="rpn_bbox_pred")(shared)
     rpn_bbox = KL.Reshape((-1, 4), name="rpn_bbox_flat")(x)  # [B, a, 4]
 
