@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from leafseg.cliargs import fraction, positive_int
+from leafseg.cliargs import add_model_arguments, positive_int, setup_command_logging
 from leafseg.masks import masks_to_label
 from leafseg.metrics import (COCO_STAT_NAMES, coco_evaluate, compare_labels, evaluate_labels, label_from_detections,
                              mask_ap50, write_csv, write_metrics)
@@ -330,17 +329,12 @@ def build_parser(parser=None):
                     "COCO AP for masks and boxes.",
         epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png. Definitions: "
                "python -c 'import leafseg.evaluate; help(leafseg.evaluate)'.")
-    parser.add_argument("--weights", required=True,
-                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+    add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
                                                          "label folder")
     parser.add_argument("--subset", default="val", choices=("train", "val", "all"), help="default: val")
-    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
-                                         "(default: config.yaml beside the weights, else leaf_r101)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
-    parser.add_argument("--min-score", type=fraction, help="keep detections scoring at least this "
-                                                         "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -349,10 +343,7 @@ def build_parser(parser=None):
 def run(args) -> int:
     from leafseg.predict import load_inference_model
 
-    # TensorFlow's C++ notes and warnings (graph cost estimates, CPU features) are noise here.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    setup_command_logging()
     try:
         dataset = load_eval_dataset(args.dataset, args.subset)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,

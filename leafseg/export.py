@@ -19,11 +19,9 @@ graph). Weights and config are found as for ``leafseg predict``.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
-from leafseg.cliargs import fraction
+from leafseg.cliargs import add_model_arguments, setup_command_logging
 
 __all__ = ["check_images", "build_parser", "run", "main"]
 
@@ -45,13 +43,8 @@ def build_parser(parser=None):
         description="Write a model as a TensorFlow SavedModel (uint8 image in, detections out) and check that "
                     "it reloads and detects what the Keras model detects.",
         epilog="Details: python -c 'import mrcnn.export; help(mrcnn.export)'.")
-    parser.add_argument("--weights", required=True,
-                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+    add_model_arguments(parser, "detection score cut-off to bake in")
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
-    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
-                                         "(default: config.yaml beside the weights, else leaf_r101)")
-    parser.add_argument("--min-score", type=fraction, help="detection score cut-off to bake in "
-                                                        "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--check-image", action="append", default=[], metavar="PATH",
                         help="an image to compare the SavedModel and the Keras model on (repeatable; "
@@ -61,14 +54,10 @@ def build_parser(parser=None):
 
 
 def run(args) -> int:
-    # TensorFlow's C++ notes and warnings (graph cost estimates, CPU features) are noise here;
-    # set before TensorFlow is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    setup_command_logging()
     from leafseg.predict import load_inference_model
     from mrcnn.export import check_saved_model, export_saved_model
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     try:
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                              model_dir=args.out)

@@ -41,7 +41,6 @@ import argparse
 import glob
 import json
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from leafseg.cliargs import fraction, positive_float
+from leafseg.cliargs import add_model_arguments, positive_float, setup_command_logging
 from leafseg.masks import save_indexed_png
 from leafseg.metrics import label_from_detections, write_csv
 from leafseg.phenotype import measure_leaves, measure_plant
@@ -393,25 +392,17 @@ def build_parser(parser=None):
                "--coco-json, predictions_coco.json. Details: python -c 'import leafseg.predict; "
                "help(leafseg.predict)'.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    parser.add_argument("--weights", required=True,
-                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+    add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
-                                         "(default: config.yaml beside the weights, else leaf_r101)")
     parser.add_argument("--mm-per-pixel", type=positive_float, help="pixel size: lengths in mm and areas in mm² "
                                                                "(default: pixels)")
-    parser.add_argument("--min-score", type=fraction, help="keep detections scoring at least this "
-                                                         "(default: the config's DETECTION_MIN_CONFIDENCE)")
     parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     return parser
 
 
 def run(args) -> int:
-    # TensorFlow's C++ notes and warnings (graph cost estimates, CPU features) are noise here.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    setup_command_logging()
     try:
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                              model_dir=args.out)
