@@ -40,16 +40,16 @@ def _inputs(n, h, w, c_in, c_out, k, seed=0):
             tf.constant(rng.normal(size=(k, k, c_in, c_out)), tf.float32))
 
 
-@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "xla"])
 @pytest.mark.parametrize("n,h,w,c_in,c_out,k,padding", CASES)
-def test_output_and_gradients_match_tensorflow(n, h, w, c_in, c_out, k, padding, graph):
+def test_output_and_gradients_match_tensorflow(n, h, w, c_in, c_out, k, padding, mode):
     x, kernel = _inputs(n, h, w, c_in, c_out, k)
     expected = _reference(x, kernel, padding)
 
     def run(x, kernel):
         return _with_gradients(lambda x, k: conv2d(x, k, (1, 1), padding), x, kernel)
 
-    actual = tf.function(run)(x, kernel) if graph else run(x, kernel)
+    actual = run(x, kernel) if mode == "eager" else tf.function(run, jit_compile=mode == "xla")(x, kernel)
     for name, e, a in zip(["output", "d_input", "d_kernel"], expected, actual):
         assert a.shape == e.shape, name
         # Different summation orders: float32 rounding relative to the largest value.
