@@ -27,7 +27,7 @@ import keras
 from keras import layers as KL
 import tensorflow as tf
 
-__all__ = ["conv2d", "Conv2D"]
+__all__ = ["conv2d", "matmul", "Conv2D"]
 
 
 def _covered(kernel_size, strides, padding, dilation_rate):
@@ -109,6 +109,26 @@ def _grad_3x3(x, kernel, dy, padding):
     if x.shape[0] is None:
         return dx, tf.cond(tf.shape(x)[0] > 0, dkernel, lambda: tf.zeros_like(kernel))
     return dx, dkernel() if x.shape[0] > 0 else tf.zeros_like(kernel)
+
+
+def matmul(x, kernel):
+    """``x @ kernel`` for x [R, K] and kernel [K, F], with a faster input gradient.
+
+    The classifier head's first fully connected layer multiplies 200-1000 ROIs by a 12544 x 1024
+    kernel. TensorFlow's gradient for its input, ``dy @ kernel^T``, is a product with a
+    transposed operand that took 185 ms on two cores; the same numbers as ``(kernel @ dy^T)^T``
+    take 60 ms.
+    """
+    kernel = tf.convert_to_tensor(kernel)
+
+    @tf.custom_gradient
+    def _matmul(x, kernel):
+        def grad(dy):
+            dx = tf.transpose(tf.matmul(kernel, dy, transpose_b=True))      # [R, K]
+            return dx, tf.matmul(tf.transpose(x), dy)                       # [K, F]
+        return tf.matmul(x, kernel), grad
+
+    return _matmul(x, kernel)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -17,7 +17,7 @@ import keras
 from keras import layers as KL
 import tensorflow as tf
 
-from mrcnn.conv import Conv2D
+from mrcnn.conv import Conv2D, matmul
 from mrcnn.layers import BatchNorm
 from mrcnn.roi_align import PyramidROIAlign
 
@@ -69,7 +69,7 @@ class FlatConv2D(Conv2D):
         if not whole:
             return super().call(inputs)
         flat = keras.ops.reshape(inputs, (-1, kh * kw * inputs.shape[3]))  # [B * N, kh * kw * C]
-        outputs = keras.ops.matmul(flat, keras.ops.reshape(self.kernel, (-1, self.filters)))
+        outputs = matmul(flat, keras.ops.reshape(self.kernel, (-1, self.filters)))
         if self.use_bias:
             outputs = outputs + self.bias
         if self.activation is not None:

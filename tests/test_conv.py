@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.conv import Conv2D, conv2d
+from mrcnn.conv import Conv2D, conv2d, matmul
 
 # (batch, height, width, C_in, C_out, kernel, padding); stride 1, the only one conv2d covers
 CASES = [
@@ -113,3 +113,17 @@ def test_layer_serialises_as_itself():
     layer = Conv2D(4, 3, padding="same", name="c")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is Conv2D and restored.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("rows", [5, 0])
+def test_matmul_and_its_gradients_match_tensorflow(rows):
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(rows, 12)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(12, 7)), tf.float32)
+    expected = _with_gradients(tf.matmul, x, kernel)
+    for mode in ("eager", "tf.function"):
+        actual = (_with_gradients(matmul, x, kernel) if mode == "eager"
+                  else tf.function(lambda x, k: _with_gradients(matmul, x, k))(x, kernel))
+        for name, e, a in zip(["output", "d_input", "d_kernel"], expected, actual):
+            assert a.shape == e.shape, name
+            np.testing.assert_allclose(a.numpy(), e.numpy(), atol=1e-5, err_msg=f"{mode} {name}")
