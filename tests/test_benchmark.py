@@ -1,5 +1,6 @@
 """leafseg.benchmark: the peer's input, config overrides and reading the peer's result (no timing)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,23 @@ def test_read_peer_takes_its_line_or_json(tmp_path):
     data.write_text("{}")
     with pytest.raises(ValueError, match="train_step_s"):
         benchmark.read_peer(data)
+
+
+def test_command_times_training_and_inference_and_compares_with_the_peer(tmp_path, capsys):
+    """A whole run on the quick-start preset at 128 px: every figure and ratio is printed and in the JSON."""
+    peer = tmp_path / "peer.txt"
+    peer.write_text("torchvision 0.29.1 resnet101-FPN 512px train_step_s=3.640 infer_s=1.060\n")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart_cpu.yaml")
+    assert benchmark.main(["--config", config, "--size", "128", "--warmup", "1", "--steps", "1",
+                           "--peer-json", str(peer)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.split("json: ", 1)[1])
+    assert result["train_step_s"] > 0 and result["infer_s"] > 0 and result["size"] == 128
+    assert f"train step: leafseg {result['train_step_s']:.3f} s / peer 3.640 s" in out
+    assert f"inference: leafseg {result['infer_s']:.3f} s / peer 1.060 s" in out
+    if result["infer"]["detections"]:
+        # Random weights found something: the peer's case, no detection, is timed as well.
+        assert result["infer_no_detections"]["detections"] == 0
+        assert f"inference, no detection: leafseg {result['infer_no_detections_s']:.3f} s" in out
+    else:
+        assert "infer_no_detections_s" not in result
