@@ -127,3 +127,25 @@ def test_matmul_and_its_gradients_match_tensorflow(rows):
         for name, e, a in zip(["output", "d_input", "d_kernel"], expected, actual):
             assert a.shape == e.shape, name
             np.testing.assert_allclose(a.numpy(), e.numpy(), atol=1e-5, err_msg=f"{mode} {name}")
+
+
+@pytest.mark.parametrize("kernel_size", [3, 1])
+def test_layer_under_mixed_precision(kernel_size):
+    """``--mixed-precision`` trains in float16 with float32 variables: the kernel is cast, gradients flow back."""
+    x, _ = _inputs(2, 8, 8, 3, 4, 1)
+    ours = Conv2D(4, kernel_size, padding="same", dtype="mixed_float16")
+    theirs = keras.layers.Conv2D(4, kernel_size, padding="same", dtype="mixed_float16")
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        results.append([y, *tape.gradient(loss, layer.trainable_variables)])
+    (y, dk, db), (y_ref, dk_ref, db_ref) = results
+    assert y.dtype == tf.float16 and dk.dtype == tf.float32
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(dk.numpy(), dk_ref.numpy(), rtol=2e-2, atol=0.05 * float(np.abs(dk_ref).max()))
+    np.testing.assert_allclose(db.numpy(), db_ref.numpy(), rtol=2e-2, atol=0.05 * float(np.abs(db_ref).max()))
