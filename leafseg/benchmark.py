@@ -30,9 +30,9 @@ leaf configs set ADD_GT_AS_PROPOSALS) and train the mask head on the positive RO
 both do that work for about the 12 leaves. At inference the peer finds no detection and runs
 no mask head; leafseg runs it on every detection it finds (``detections`` in the JSON: up to
 50 at random initialisation, each a mask head pass). When it finds any, the benchmark also
-times detect with DETECTION_MIN_CONFIDENCE 1.0, which keeps none: the peer's case. Its RPN convolution is twice as wide (RPN_CONV_CHANNELS 512, as
-Matterport's weight files need, against 256): ``--set RPN_CONV_CHANNELS=256`` measures the
-peer's architecture.
+times detect with DETECTION_MIN_CONFIDENCE 1.0, which keeps none: the peer's case. leafseg's
+RPN convolution is twice as wide (RPN_CONV_CHANNELS 512, as Matterport's weight files need,
+against 256): ``--set RPN_CONV_CHANNELS=256`` measures the peer's architecture.
 """
 from __future__ import annotations
 
