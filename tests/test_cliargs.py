@@ -27,7 +27,7 @@ def test_model_arguments_help_names_the_defaults():
 
 
 @pytest.mark.parametrize("argv", [["--min-score", "0.5"], ["--weights", "w.h5", "--min-score", "1.5"]])
-def test_model_arguments_reject(argv, capsys):
+def test_model_arguments_reject(argv):
     with pytest.raises((SystemExit, argparse.ArgumentError)):
         parser().parse_args(argv)
 
