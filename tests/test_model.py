@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import re
-import time
 import types
 from pathlib import Path
 
@@ -87,17 +86,16 @@ def dataset():
     return shapes_dataset(4)
 
 
-def _train_toy_model(dataset, model_dir):
+def train_toy_model(dataset, model_dir):
+    """The learning test's training run (also timed by benchmarks/bench_toy_training.py)."""
     keras.utils.set_random_seed(0)
-    wall, cpu = time.perf_counter(), time.process_time()
     config = ToyConfig(STEPS_PER_EPOCH=LEARNING_STEPS_PER_EPOCH)
     model = modellib.MaskRCNN("training", config, model_dir)
     steps = StepLosses()
     history = model.train(dataset, None, learning_rate=LEARNING_RATE, epochs=LEARNING_EPOCHS, layers="all",
                           optimizer=keras.optimizers.Adam(LEARNING_RATE, global_clipnorm=config.GRADIENT_CLIP_NORM),
                           custom_callbacks=[steps], seed=0, verbose=0)
-    return {"checkpoint": model.find_last(), "history": history.history, "step_losses": steps.losses,
-            "wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+    return {"checkpoint": model.find_last(), "history": history.history, "step_losses": steps.losses}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +103,7 @@ def trained(dataset, tmp_path_factory):
     """The toy model trained, all layers, from random initialisation, on the 4 toy images.
 
     Returns a dict: checkpoint (the last one's path), history (Keras's, per epoch),
-    step_losses (the total loss of each step), wall_seconds and cpu_seconds (build and train).
+    step_losses (the total loss of each step).
     """
     base = tmp_path_factory.getbasetemp()
     # xdist workers' temporary directories share the run's directory.
@@ -115,7 +113,7 @@ def trained(dataset, tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = root / "record.json"
         if not record.exists():
-            record.write_text(json.dumps(_train_toy_model(dataset, root / "logs")))
+            record.write_text(json.dumps(train_toy_model(dataset, root / "logs")))
         return json.loads(record.read_text())
 
 
@@ -199,7 +197,8 @@ def test_build_model_output_shapes_in_both_modes(dataset):
 def test_learns_the_toy_shapes_from_random_initialisation(trained, detector, dataset):
     """Issue 4: from random initialisation, training all layers on 4 simple synthetic images for
     a bounded number of steps lowers the total loss by more than 60%, and detect then finds each
-    object with mask IoU above 0.5, in under 3 minutes on 2 cores."""
+    object with mask IoU above 0.5. (How long that takes is a benchmark:
+    benchmarks/bench_toy_training.py.)"""
     history, steps = trained["history"], np.array(trained["step_losses"])
     assert len(steps) == LEARNING_EPOCHS * LEARNING_STEPS_PER_EPOCH
     assert np.all(np.isfinite(steps))
@@ -209,10 +208,6 @@ def test_learns_the_toy_shapes_from_random_initialisation(trained, detector, dat
     assert last / first < 0.4, f"total loss only went from {first:.3f} to {last:.3f}"
     for name in modellib.LOSS_NAMES:
         assert history[name][-1] < history[name][0], f"{name}: {history[name][0]:.3f} -> {history[name][-1]:.3f}"
-    # CPU seconds of all threads: on two free cores the wall time is at most this, and other
-    # jobs on a shared machine do not inflate it as they inflate the wall time.
-    assert trained["cpu_seconds"] < 180, (
-        f"building and training took {trained['cpu_seconds']:.0f} CPU seconds ({trained['wall_seconds']:.0f} s wall)")
 
     results = detector.model.detect([dataset.load_image(i) for i in dataset.image_ids])
     for image_id, result in zip(dataset.image_ids, results):
@@ -400,6 +395,25 @@ def test_detect_returns_results_in_each_original_image_size(detector, dataset):
     assert empty["class_ids"].shape == (0,) and empty["class_ids"].dtype == np.int32
     assert empty["scores"].shape == (0,) and empty["scores"].dtype == np.float32
     assert empty["masks"].shape == (50, 90, 0) and empty["masks"].dtype == bool
+
+
+def test_detect_with_no_detection_when_the_mask_head_is_narrower_than_the_pyramid():
+    """No detection means a mask head run on zero ROIs. With oneDNN's kernels a convolution of
+    an empty batch returned its input, which broke the bias addition whenever the mask head's
+    width differs from the pyramid's (as here): detect must still return empty results. A
+    model with random weights and a score threshold of 1 detects nothing, without training."""
+    config = ToyConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=1.0)
+    assert config.MASK_HEAD_CHANNELS != config.TOP_DOWN_PYRAMID_SIZE
+    keras.utils.set_random_seed(0)
+    model = modellib.MaskRCNN("inference", config, "unused_logs")
+    image = shapes_dataset(1).load_image(0)
+    result = model.detect([image])[0]
+    assert result["rois"].shape == (0, 4) and result["scores"].shape == (0,)
+    assert result["masks"].shape == image.shape[:2] + (0,)
+    # The standard set has the inference mrcnn_mask: its rows past the detections are zeros.
+    masks = model.run_graph([image])["mrcnn_mask"]
+    assert masks.shape[1:] == (config.DETECTION_MAX_INSTANCES, *config.MASK_SHAPE, config.NUM_CLASSES)
+    np.testing.assert_array_equal(masks, 0)
 
 
 # -------------------------------------------------------------------------------- run_graph
