@@ -1,7 +1,8 @@
 """Install leafseg (the leaf application) and mrcnn (the Mask R-CNN library) together.
 
     pip install -e .              # library and command-line tools
-    pip install -e ".[test]"      # + what the tests and notebooks need
+    pip install -e ".[test]"      # + what the tests need (they also run the notebooks)
+    pip install -e ".[notebooks]" # + JupyterLab and papermill, to open or run the notebooks
     pip install -e ".[gpu]"       # + TensorFlow's CUDA libraries (Linux, NVIDIA GPU)
 """
 from pathlib import Path
@@ -28,6 +29,7 @@ setup(
     install_requires=read_requirements(),
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["leafseg=leafseg.cli:main"]},

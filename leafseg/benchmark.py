@@ -4,10 +4,10 @@
     python scripts/benchmark.py --config configs/leaf_r101.yaml --set BACKBONE=resnet50
     python scripts/benchmark.py --peer-json peer.txt         # + ratios to torchvision's figures
 
-The input is the one of ``/work/shared/bench/torchvision_peer.py``, so the two figures compare:
-a random image and ``--leaves`` rectangles of 40 x 60 pixels (width x height) at
-x = 40 + 30 i, y = 60 + 25 i, every layer trainable, SGD with learning rate 0.001 and
-momentum 0.9.
+The input is the one of ``benchmarks/peer_torchvision.py`` (torchvision's Mask R-CNN of the
+same sizes, run in its own virtual environment), so the two figures compare: a random image
+and ``--leaves`` rectangles of 40 x 60 pixels (width x height) at x = 40 + 30 i,
+y = 60 + 25 i, every layer trainable, SGD with learning rate 0.001 and momentum 0.9.
 
 * Training step: the function ``fit`` calls per batch (Keras' ``train_function``, a
   ``tf.function`` of ``MaskRCNNTrainer.train_step``: forward pass, the five losses, L2
@@ -48,6 +48,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
 
 __all__ = ["load_config", "parse_overrides", "peer_input", "benchmark_training", "benchmark_inference", "read_peer",
            "main"]
@@ -209,7 +211,7 @@ def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None):
 
 
 def read_peer(path) -> dict:
-    """The peer's figures from a file: its JSON, or the line torchvision_peer.py prints.
+    """The peer's figures from a file: its JSON, or the line benchmarks/peer_torchvision.py prints.
 
     Returns a dict with at least train_step_s and infer_s (floats), plus any other values.
     """
@@ -226,7 +228,7 @@ def read_peer(path) -> dict:
     missing = [key for key in ("train_step_s", "infer_s") if key not in values]
     if missing:
         raise ValueError(f"{path}: no {', '.join(missing)} in the peer's result (expected its JSON or the "
-                         "'train_step_s=... infer_s=...' line of torchvision_peer.py)")
+                         "'train_step_s=... infer_s=...' line of benchmarks/peer_torchvision.py)")
     return values
 
 
@@ -243,7 +245,7 @@ def _tf_memory_info():
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="benchmark", description=__doc__.split("\n\n")[0],
+        prog="leafseg bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help="'leaf_r101' (leafseg.config.LeafConfig, the default) or a YAML config file")
@@ -264,8 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out a phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image and of TensorFlow (default 0)")
     parser.add_argument("--peer-json", metavar="PATH",
-                        help="the peer's result (its JSON, or the line torchvision_peer.py prints): print ratios")
+                        help="the peer's result (its JSON, or the line benchmarks/peer_torchvision.py "
+                             "prints): print ratios")
     parser.add_argument("--target", type=float, default=0.8, help="ratio to the peer to meet (default 0.8)")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -339,8 +343,8 @@ def run(args) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``scripts/benchmark.py`` entry point: parse ``argv`` (default ``sys.argv[1:]``) and run."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose)
     run(args)
     return 0

@@ -1,17 +1,26 @@
 """The ``leafseg`` command: one entry point, one sub-command per job.
 
-    leafseg synth   --out DIR --count N        procedural rosettes (leafseg.synthetic)
-    leafseg prepare --input DIR --output DIR   colour masks -> training layout (leafseg.prepare)
-    leafseg demo                               the built-in end-to-end job (leafseg.demo)
-    leafseg bench                              training-step and inference time (leafseg.benchmark)
+    leafseg synth    --out DIR --count N         procedural rosettes (leafseg.synthetic)
+    leafseg prepare  --input DIR --output DIR    colour masks -> training layout (leafseg.prepare)
+    leafseg demo                                 the built-in end-to-end job (leafseg.demo)
+    leafseg train    --dataset DIR --weights W   train in stages, resume (leafseg.train)
+    leafseg bench                                training-step and inference time (leafseg.benchmark)
+    leafseg evaluate --weights W --dataset DIR   SBD, FBD, DiC, AP50, COCO AP (leafseg.evaluate)
+    leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.predict)
+    leafseg export   --weights W --out DIR       TensorFlow SavedModel (leafseg.export)
 
 Each sub-command is the ``main(argv)`` of a library module, imported only when used, so
-``leafseg --help`` stays fast and ``scripts/*.py`` call the very same functions.
+``leafseg --help`` stays fast and ``scripts/*.py`` call the very same functions. Every command
+hides TensorFlow's start-up and C++ log lines; ``--verbose`` shows them
+(:func:`leafseg.cliargs.quiet_tensorflow`).
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from leafseg.cliargs import VERBOSE_ENV
 
 COMMANDS = {
     "synth": ("leafseg.synthetic", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
@@ -26,14 +35,18 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: leafseg COMMAND [options]", "", "commands:"]
+    lines = ["usage: leafseg [--verbose] COMMAND [options]", "", "commands:"]
     lines += [f"  {name:10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "leafseg COMMAND --help shows the options of a command."]
+    lines += ["", "leafseg COMMAND --help shows the options of a command. --verbose keeps TensorFlow's start-up",
+              "and C++ log lines, which every command hides by default (most commands also take --verbose)."]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-v", "--verbose"):
+        os.environ[VERBOSE_ENV] = "1"
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
+
 __all__ = ["run_demo", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
         print(report.summary())
 
     elapsed = (time.monotonic() - started) / 60
-    print(f"\nDone in {elapsed:.1f} minutes. SBD {100 * summary['sbd_mean']:.1f}, |DiC| {summary['abs_dic_mean']:.2f}, "
+    print(f"\nDone in {elapsed:.1f} minutes. SBD {summary['sbd_mean']:.3f}, |DiC| {summary['abs_dic_mean']:.2f}, "
           f"mask AP50 {summary['ap50_mean']:.3f} on {summary['n_images']} held-out images.")
     print(f"  losses:      {out / 'losses.png'}\n  evaluation:  {out / 'evaluation'} (metrics.json, per_image.csv, "
           f"pr_curve.png, gallery.png)\n  predictions: {predict_dir} (overlays/, labels/, leaves.csv, plants.csv)\n"
@@ -111,14 +113,15 @@ def build_parser(parser=None):
     parser.add_argument("--predict", type=int, default=4, help="new rosettes to predict on (default: 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    add_verbose_argument(parser)
     return parser
 
 
 def main(argv=None):
-    # TensorFlow's C++ notes (graph cost estimates, CPU features) would drown the progress display.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # TensorFlow's C++ notes (graph cost estimates, CPU features) would drown the progress display.
+    quiet_tensorflow(args.verbose)
     run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,
              workers=args.workers, config=args.config, eval_images=args.eval_images, predict=args.predict)
     return 0

@@ -5,16 +5,24 @@
     python scripts/evaluate.py ...       # the same command
 
 ``--dataset`` is the prepared layout (``DIR/<subset>/<id>/images``, scripts/prepare_masks.py)
-or a raw folder of image + label pairs (colour masks or CVPPP indexed labels), whose
-``--subset`` is the seeded part leafseg.prepare would put there; ``--subset all`` takes every
-image. ``--limit N`` evaluates the first N.
+or a raw folder of image + label pairs (colour masks or CVPPP indexed labels). ``--subset``
+``auto`` (the default) takes the ``val`` subset of a prepared layout and every pair of a raw
+folder; ``train`` / ``val`` of a raw folder is the seeded part leafseg.prepare would put there;
+``all`` takes every image. ``--limit N`` evaluates the first N.
+
+Every score is a fraction in [0, 1] (SBD 0.849, not 84.9), in the printed tables, the CSVs,
+metrics.json and the plots; the CSVs and metrics.json round every value to 4 decimals.
 
 Per image (``per_image.csv``, and ``metrics.json`` "per_image"):
 
-- sbd, fbd, dic, abs_dic, best_dice_*, pred_count, gt_count: leafseg.metrics.compare_labels of
-  the prediction flattened into a label image (label_from_detections, the more confident
-  detection on top) against the ground-truth label;
-- ap50: Matterport's mask AP at IoU 0.5 (leafseg.metrics.mask_ap50, utils.compute_ap);
+- image, subset: the sample id and its subset (prepared layout: the folder it is in; raw
+  folder: the subset leafseg.prepare would give it with its default seed and val fraction);
+- sbd (Symmetric Best Dice), fbd (Foreground-Background Dice), dic (Difference in Count:
+  predicted minus true leaf count), abs_dic, best_dice_*, pred_count, gt_count:
+  leafseg.metrics.compare_labels of the prediction flattened into a label image
+  (label_from_detections, the more confident detection on top) against the ground-truth label;
+- ap50: the image's mask AP at IoU 0.5, Matterport's (leafseg.metrics.mask_ap50,
+  utils.compute_ap: all-point interpolation);
 - mask_AP, mask_AP50, mask_AP75, box_AP, box_AP50, box_AP75: pycocotools' COCOeval on that
   image alone (leafseg.metrics.coco_evaluate; boxes are the masks' tight boxes; -1 where
   COCOeval finds the value undefined, e.g. no leaf in either).
@@ -23,11 +31,22 @@ Overall (``summary.csv``, ``metrics.json`` "summary", the terminal table): the m
 population std over images of sbd, fbd, dic, abs_dic and ap50 (as leafseg.metrics.
 evaluate_labels reports them; the ap50 mean is Matterport's mAP), and COCOeval over all images
 together, its twelve numbers for masks (``mask_AP`` ... ``mask_ARl``) and boxes (``box_*``).
+metrics.json also holds the "definitions" of these names.
 
-Plots: ``pr_curve.png``, the precision-recall curves of the masks at IoU 0.5 and 0.75 with all
-images' detections ranked together (Matterport's matching: each detection, best score first,
-takes the unmatched ground truth it overlaps most, if the IoU reaches the threshold); and
-``gallery.png``, the images with the lowest SBD, prediction beside ground truth.
+Mask AP at IoU 0.5 is reported three ways, which differ by design:
+
+- ``ap50_mean``, "mask AP50 (mean of per-image AP)": each image's AP, averaged over images;
+  an image with few leaves weighs as much as one with many;
+- ``pooled_ap50``, "pooled mask AP50 (pr_curve.png)": all images' detections ranked together
+  by score into one precision-recall curve (the same matching and all-point interpolation as
+  ap50), the AP the curve's legend shows (``pooled_ap75`` at IoU 0.75);
+- ``mask_AP50``, "COCO mask AP50 (pycocotools)": COCOeval over all images together, which
+  matches detections its own way and interpolates precision at 101 recall points.
+
+Plots: ``pr_curve.png``, the pooled precision-recall curves of the masks at IoU 0.5 and 0.75
+(Matterport's matching: each detection, best score first, takes the unmatched ground truth it
+overlaps most, if the IoU reaches the threshold); and ``gallery.png``, the images with the
+lowest SBD, prediction beside ground truth.
 
 :func:`evaluate_model` (per-image CVPPP metrics and AP50 only) is what the demo uses.
 """
@@ -41,14 +60,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from leafseg.cliargs import add_model_arguments, positive_int, setup_command_logging
+from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_int, setup_command_logging
 from leafseg.masks import masks_to_label
-from leafseg.metrics import (COCO_STAT_NAMES, coco_evaluate, compare_labels, evaluate_labels, label_from_detections,
-                             mask_ap50, write_csv, write_metrics)
+from leafseg.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
+                             label_from_detections, mask_ap50, round_floats, write_csv, write_metrics)
 from mrcnn import utils
 
 __all__ = ["evaluate_model", "ImageScores", "score_image", "summarize", "precision_recall", "load_eval_dataset",
-           "evaluate_dataset", "format_coco_table", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
+           "evaluate_dataset", "format_coco_table", "format_ap50_comparison", "format_definitions", "DEFINITIONS",
+           "DECIMALS", "resolve_subset", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +78,21 @@ PER_IMAGE_COCO = ("AP", "AP50", "AP75")
 _MEAN_STD = ("sbd", "fbd", "dic", "abs_dic", "ap50")
 _COCO_KINDS = (("mask", "segm"), ("box", "bbox"))
 _COCO_ROW_NAMES = {"mask": "masks", "box": "boxes"}
+# Decimals of every value in per_image.csv, summary.csv and metrics.json.
+DECIMALS = 4
+SUBSET_CHOICES = ("auto", "train", "val", "all")
+
+# What the names in evaluate's output mean (printed once, and in metrics.json "definitions").
+DEFINITIONS = {
+    **CVPPP_DEFINITIONS,
+    "ap50": "mask AP50 of one image: average precision of its detections' masks at IoU 0.5 (Matterport's "
+            "compute_ap, all-point interpolation); ap50_mean is their mean over images",
+    "pooled_ap50": "pooled mask AP50: all images' detections ranked together by score in one precision-recall "
+                   "curve (pr_curve.png), same matching and interpolation as ap50; pooled_ap75 at IoU 0.75",
+    "mask_AP50": "COCO mask AP50: pycocotools' COCOeval over all images together (its own matching, 101-point "
+                 "interpolation); mask_AP averages IoU 0.50:0.95, box_* score the masks' tight boxes",
+    "units": "every score is a fraction in [0, 1] (SBD 0.849 is 84.9 %); dic and counts are leaf counts",
+}
 
 
 def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=False):
@@ -200,6 +235,8 @@ def summarize(image_scores) -> dict:
         values = np.array([row[metric] for row in rows], dtype=np.float64)
         summary[f"{metric}_mean"] = float(values.mean())
         summary[f"{metric}_std"] = float(values.std())
+    for iou in PR_IOUS:
+        summary[f"pooled_ap{round(100 * iou)}"] = precision_recall(image_scores, iou)[2]
     for prefix, iou_type in _COCO_KINDS:
         stats = coco_evaluate([s.gt for s in image_scores], [s.pred for s in image_scores], iou_type)
         summary.update({f"{prefix}_{name}": stats[name] for name in COCO_STAT_NAMES})
@@ -208,42 +245,85 @@ def summarize(image_scores) -> dict:
 
 def format_coco_table(summary) -> str:
     """The headline COCO numbers of a summary, one row for masks and one for boxes."""
-    lines = [f"{'COCO':<10}{'AP':>10}{'AP50':>10}{'AP75':>10}", "-" * 40]
+    lines = [f"{'COCO':<10}{'AP':>10}{'AP50':>10}{'AP75':>10}   (pycocotools, all images together)", "-" * 40]
     for prefix, _ in _COCO_KINDS:
         values = "".join(f"{summary[f'{prefix}_{stat}']:>10.3f}" for stat in PER_IMAGE_COCO)
         lines.append(f"{_COCO_ROW_NAMES[prefix]:<10}{values}")
     return "\n".join(lines)
 
 
+def format_ap50_comparison(summary) -> str:
+    """The three mask AP50 figures of a summary, each named by how it is computed."""
+    rows = [
+        ("mask AP50 (mean of per-image AP)", summary["ap50_mean"], "ap50_mean: each image's AP at IoU 0.5, averaged"),
+        ("pooled mask AP50 (pr_curve.png)", summary["pooled_ap50"],
+         "pooled_ap50: all images' detections ranked together"),
+        ("COCO mask AP50 (pycocotools)", summary["mask_AP50"],
+         "mask_AP50: COCOeval over all images, 101-point interpolation"),
+    ]
+    lines = ["mask AP at IoU 0.5, three ways (they differ by design; see help(leafseg.evaluate)):"]
+    lines += [f"  {name:<34}{value:>7.3f}   {note}" for name, value, note in rows]
+    return "\n".join(lines)
+
+
+def format_definitions() -> str:
+    """SBD, FBD and DiC spelled out, and the units, for the printed output."""
+    import textwrap
+
+    texts = [DEFINITIONS[key] for key in ("sbd", "fbd", "dic")] + ["All scores are fractions in [0, 1] (0.70 = 70 %)."]
+    return "\n".join(textwrap.fill(text, width=100, subsequent_indent="    ") for text in texts)
+
+
 # ---------------------------------------------------------------------------------------------
 # A data set
 # ---------------------------------------------------------------------------------------------
 
-def load_eval_dataset(path, subset="val"):
+def _is_prepared(path: Path) -> bool:
+    return (path / "train").is_dir() or (path / "val").is_dir()
+
+
+def resolve_subset(path, subset="auto") -> str:
+    """``subset`` with "auto" made concrete: "val" for a prepared layout, "all" for a raw folder."""
+    if subset not in SUBSET_CHOICES:
+        raise ValueError(f"subset must be one of {', '.join(SUBSET_CHOICES)}, got {subset!r}")
+    if subset != "auto":
+        return subset
+    return "val" if _is_prepared(Path(path)) else "all"
+
+
+def load_eval_dataset(path, subset="auto"):
     """A prepared LeafDataset of ``path``: the prepared layout, or a raw image + label folder.
 
-    subset: "train", "val" or "all".
+    subset: "auto" (val of a prepared layout, every pair of a raw folder), "train", "val" or
+    "all". Each image's info gets a "subset" (see the module docstring).
     """
     from leafseg.dataset import LeafDataset
+    from leafseg.prepare import assign_subset
 
     path = Path(path)
-    if subset not in ("train", "val", "all"):
-        raise ValueError(f"subset must be train, val or all, got {subset!r}")
+    if subset not in SUBSET_CHOICES:
+        raise ValueError(f"subset must be one of {', '.join(SUBSET_CHOICES)}, got {subset!r}")
     if not path.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {path}")
+    subset = resolve_subset(path, subset)
     dataset = LeafDataset()
-    if (path / "train").is_dir() or (path / "val").is_dir():
+    if _is_prepared(path):
         subsets = ("train", "val") if subset == "all" else (subset,)
         present = [s for s in subsets if (path / s).is_dir()]
         if not present:
             raise FileNotFoundError(f"{path} has no {subset!r} folder (prepared layout: {path}/<subset>/<id>/images)")
         for s in present:
+            first = len(dataset.image_info)
             dataset.load_leaves(path, s)
+            for info in dataset.image_info[first:]:
+                info["subset"] = s
     else:
         count = dataset.load_color_masks(path, subset=None if subset == "all" else subset)
         if count == 0:
             raise ValueError(f"none of the image/label pairs of {path} is in subset {subset!r}; "
-                             "use --subset all to evaluate every pair")
+                             "use --subset all (or auto) to evaluate every pair")
+        for info in dataset.image_info:
+            info["subset"] = assign_subset(info["id"])  # load_color_masks' default seed and fraction
     dataset.prepare()
     return dataset
 
@@ -273,7 +353,7 @@ def _gallery(dataset, image_ids, image_scores, count, path):
                                      colors=palette[np.arange(gt.shape[-1]) % 255]),
         ])
         row = scores.row
-        titles.append(f"{row['image']}: SBD {100 * row['sbd']:.1f}, FBD {100 * row['fbd']:.1f}, "
+        titles.append(f"{row['image']}: SBD {row['sbd']:.3f}, FBD {row['fbd']:.3f}, "
                       f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})")
     return visualize.plot_image_grid(rows, path, row_titles=titles,
                                      column_titles=("prediction", "ground truth"),
@@ -285,7 +365,7 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
 
     model: an inference-mode MaskRCNN; dataset: a prepared mrcnn Dataset with instance masks.
     image_ids: the images to use (default all); gallery: how many images the gallery shows.
-    Returns: (per_image rows, summary, {output name: path}).
+    Returns: (per_image rows, summary, {output name: path}), numbers rounded to DECIMALS as written.
     """
     from mrcnn import visualize
 
@@ -298,21 +378,28 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
         image = dataset.load_image(image_id)
         gt_masks, gt_class_ids = dataset.load_mask(image_id)
         result = model.detect([image])[0]
-        image_scores.append(score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, result))
-    per_image = [s.row for s in image_scores]
-    summary = summarize(image_scores)
+        scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, result)
+        # The subset right after the image's name (score_image's rows start with "image").
+        scores.row = {"image": scores.row["image"], "subset": dataset.image_info[image_id].get("subset", ""),
+                      **scores.row}
+        image_scores.append(scores)
+    # Every number reported (files, table, plot) rounded once, so they all agree.
+    per_image = round_floats([s.row for s in image_scores], DECIMALS)
+    summary = round_floats(summarize(image_scores), DECIMALS)
 
-    json_path, csv_path = write_metrics(per_image, summary, out_dir)
+    json_path, csv_path = write_metrics(per_image, summary, out_dir, definitions=DEFINITIONS)
     outputs = {"metrics.json": json_path, "per_image.csv": csv_path,
                "summary.csv": write_csv([{"metric": k, "value": v} for k, v in summary.items()],
                                         out_dir / "summary.csv")}
     curves = {}
     for iou in PR_IOUS:
-        precisions, recalls, ap = precision_recall(image_scores, iou)
-        curves[f"mask IoU {iou:.2f} (AP {ap:.3f})"] = (recalls, precisions)
+        precisions, recalls, _ = precision_recall(image_scores, iou)
+        name = f"pooled_ap{round(100 * iou)}"
+        curves[f"IoU {iou:.2f}: pooled mask AP{round(100 * iou)} = {summary[name]:.3f}"] = (recalls, precisions)
     outputs["pr_curve.png"] = visualize.plot_pr_curves(
         curves, out_dir / "pr_curve.png",
-        title=f"Precision-recall of the masks, {len(image_scores)} images ranked together")
+        title=f"Masks, {len(image_scores)} images' detections ranked together\n(pooled AP, = pooled_ap50 / "
+              f"pooled_ap75 in summary.csv; not the mean of per-image AP)")
     if gallery > 0:
         outputs["gallery.png"] = _gallery(dataset, image_ids, image_scores, gallery, out_dir / "gallery.png")
     return per_image, summary, outputs
@@ -332,18 +419,21 @@ def build_parser(parser=None):
     add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
                                                          "label folder")
-    parser.add_argument("--subset", default="val", choices=("train", "val", "all"), help="default: val")
+    parser.add_argument("--subset", default="auto", choices=SUBSET_CHOICES,
+                        help="auto (default): val of a prepared layout, every image of a raw folder; train / val "
+                             "of a raw folder: the part leafseg prepare would put there; all: every image")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_argument(parser)
     return parser
 
 
 def run(args) -> int:
     from leafseg.predict import load_inference_model
 
-    setup_command_logging()
+    setup_command_logging(args.verbose)
     try:
         dataset = load_eval_dataset(args.dataset, args.subset)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
@@ -353,7 +443,9 @@ def run(args) -> int:
         return 2
     image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
     if not args.quiet:
-        print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {args.subset}) with {weights}, "
+        subset = resolve_subset(args.dataset, args.subset)
+        shown = subset + (" (auto)" if args.subset == "auto" else "")
+        print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
               f"config {config_source}", file=sys.stderr)
     _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
                                            progress=not args.quiet)
@@ -361,7 +453,11 @@ def run(args) -> int:
 
     print(format_table(summary))
     print()
+    print(format_ap50_comparison(summary))
+    print()
     print(format_coco_table(summary))
+    print()
+    print(format_definitions())
     print()
     for name, path in outputs.items():
         print(f"  {name:14} {path}")

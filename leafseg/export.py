@@ -10,6 +10,10 @@ bool [H, W, N]); see ``mrcnn.export`` for what happens inside. Load it with Tens
     served = tf.saved_model.load("exported/leaf")
     r = served.serve(tf.constant(image))            # or served.signatures["serving_default"](image=...)
 
+Only uint8 images are taken: a float image is refused with an error naming its dtype and saying
+how to convert it (``np.clip(image, 0, 255).astype(np.uint8)``, after ``* 255`` for values in
+[0, 1]), never silently rescaled.
+
 After writing, the command reloads the SavedModel and compares its detections with the Keras
 model's on check images (``--check-image``, default: two generated rosettes, one square and one
 not, so the resizing is exercised); the exit status is 1 when they differ, 2 on a usage or
@@ -21,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cliargs import add_model_arguments, setup_command_logging
+from leafseg.cliargs import add_model_arguments, add_verbose_argument, setup_command_logging
 
 __all__ = ["check_images", "build_parser", "run", "main"]
 
@@ -50,11 +54,12 @@ def build_parser(parser=None):
                         help="an image to compare the SavedModel and the Keras model on (repeatable; "
                              "default: two generated rosettes)")
     parser.add_argument("--no-check", action="store_true", help="skip the reload-and-compare check")
+    add_verbose_argument(parser)
     return parser
 
 
 def run(args) -> int:
-    setup_command_logging()
+    setup_command_logging(args.verbose)
     from leafseg.predict import load_inference_model
     from mrcnn.export import check_saved_model, export_saved_model
 

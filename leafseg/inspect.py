@@ -19,6 +19,10 @@ determinism, so it comes out the same each time on a given machine.
     dataset = load_dataset(subset="val")      # its held-out rosettes
     outputs = stage_outputs(model, dataset.load_image(dataset.image_ids[0]))
     plot_proposal_steps(outputs, model.config)
+
+Relative paths given to the loaders (``DATASET = "data/leaves"``) are found from the working
+directory, which is ``notebooks/`` for a notebook opened there, and else from the repository
+root (:func:`resolve_path`).
 """
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ import numpy as np
 from mrcnn import utils, visualize
 
 __all__ = [
-    "TINY_CONFIG", "TINY_STAGES", "CACHE_ENV", "Assets", "default_dataset", "default_assets", "load_dataset",
-    "load_config", "load_model", "format_table",
+    "TINY_CONFIG", "TINY_STAGES", "CACHE_ENV", "Assets", "default_dataset", "default_assets", "resolve_path",
+    "load_dataset", "load_config", "load_model", "format_table",
     # data
     "colour_label", "plot_samples", "plot_leaf_masks", "plot_leaf_sizes", "resized_image", "plot_resize",
     "plot_mini_masks",
@@ -194,14 +198,42 @@ def _train_tiny(config_path, dataset, logs):
 #  Loading what the notebooks inspect
 ############################################################
 
+def resolve_path(path, what="path"):
+    """``path`` as an existing absolute Path. A relative path is tried from the working directory,
+    then from the repository root (the folder above ``notebooks/``: a notebook's kernel runs in
+    ``notebooks/``, a user's paths are usually from the root). FileNotFoundError names every
+    absolute path tried and the working directory."""
+    path = Path(path).expanduser()
+    cwd = Path.cwd()
+    if path.is_absolute():
+        tried = [path]
+    else:
+        roots = [cwd]
+        if cwd.name == "notebooks":
+            roots.append(cwd.parent)
+        repository = Path(__file__).resolve().parents[1]
+        if (repository / "notebooks").is_dir():
+            roots.append(repository)
+        tried = list(dict.fromkeys((root / path).resolve() for root in roots))
+    for candidate in tried:
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{what} not found: {str(path)!r}, tried {', '.join(map(str, tried))} "
+                            f"(working directory {cwd})")
+
+
+def _looks_like_path(value):
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and (
+        os.sep in value or "/" in value or value.endswith((".yaml", ".yml"))))
+
+
 def load_dataset(path=None, subset="train", cache_dir=None):
     """A prepared LeafDataset: ``path`` in the prepared layout or a raw folder of image + label
     pairs (colour masks or CVPPP indexed labels); None: the built-in rosettes (raw, so that
     their colour labels can be shown). subset: "train", "val" or "all"."""
     from leafseg.evaluate import load_eval_dataset
 
-    if path is None:
-        path = default_dataset(cache_dir).rosettes
+    path = default_dataset(cache_dir).rosettes if path is None else resolve_path(path, "dataset")
     return load_eval_dataset(path, subset)
 
 
@@ -209,6 +241,8 @@ def load_config(config="leaf_r101", **overrides):
     """A config from a preset name, a YAML file or a run folder with config.yaml."""
     from leafseg.predict import resolve_config
 
+    if _looks_like_path(config):
+        config = resolve_path(config, "config")
     return resolve_config(config, **overrides)[0]
 
 
@@ -218,8 +252,9 @@ def load_model(weights=None, config=None, min_confidence=None, cache_dir=None):
     config.yaml beside the weights; ``min_confidence`` replaces DETECTION_MIN_CONFIDENCE."""
     from leafseg.predict import load_inference_model
 
-    if weights is None:
-        weights = default_assets(cache_dir).weights
+    weights = default_assets(cache_dir).weights if weights is None else resolve_path(weights, "weights")
+    if _looks_like_path(config):
+        config = resolve_path(config, "config")
     model, _, _ = load_inference_model(weights, config, min_score=min_confidence)
     return model
 
@@ -775,7 +810,7 @@ def plot_detections_vs_truth(image, gt_masks, result, cell_inches=4.0):
     return visualize.show_images(
         [truth, found], [f"ground truth: {gt_masks.shape[-1]} leaves", f"detections: {len(result['scores'])}"],
         cols=2, cell_inches=cell_inches,
-        title=f"SBD {100 * scores['sbd']:.1f}, |DiC| {scores['abs_dic']}, mask AP50 {scores['ap50']:.3f}")
+        title=f"SBD {scores['sbd']:.3f}, |DiC| {scores['abs_dic']}, mask AP50 {scores['ap50']:.3f}")
 
 
 ############################################################
@@ -831,8 +866,10 @@ def load_runs(run_dirs=None, labels=None, cache_dir=None):
     """:class:`RunLog` of each run folder (one path or a list); None: the tiny model's run."""
     if run_dirs is None:
         run_dirs = [default_assets(cache_dir).run_dir]
-    elif isinstance(run_dirs, (str, os.PathLike)):
-        run_dirs = [run_dirs]
+    else:
+        if isinstance(run_dirs, (str, os.PathLike)):
+            run_dirs = [run_dirs]
+        run_dirs = [resolve_path(run_dir, "run folder") for run_dir in run_dirs]
     labels = list(labels) if labels is not None else [None] * len(run_dirs)
     return [read_run(run_dir, label) for run_dir, label in zip(run_dirs, labels)]
 

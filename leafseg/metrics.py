@@ -49,8 +49,8 @@ from mrcnn.fileio import write_text_atomic
 __all__ = [
     "dice", "best_dice", "symmetric_best_dice", "foreground_dice", "difference_in_count",
     "abs_difference_in_count", "compare_labels", "label_from_detections", "mask_ap50",
-    "coco_evaluate", "COCO_STAT_NAMES", "evaluate_labels", "format_table", "write_metrics",
-    "write_csv",
+    "coco_evaluate", "COCO_STAT_NAMES", "CVPPP_DEFINITIONS", "evaluate_labels", "format_table", "round_floats",
+    "write_metrics", "write_csv",
 ]
 
 # pycocotools' COCOeval.stats, in its order: AP over IoU .50:.05:.95 (and at .50, .75, then by
@@ -60,8 +60,19 @@ COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
 
 # Per-image values that evaluate_labels summarises, in table order.
 _SUMMARY_METRICS = ("sbd", "fbd", "dic", "abs_dic")
-_DISPLAY_NAMES = {"sbd": "SBD (%)", "fbd": "FBD (%)", "dic": "DiC", "abs_dic": "|DiC|"}
-_PERCENT = {"sbd", "fbd"}
+_DISPLAY_NAMES = {"sbd": "SBD", "fbd": "FBD", "dic": "DiC", "abs_dic": "|DiC|", "ap50": "mask AP50"}
+
+# The CVPPP metrics' names spelled out, for printed output and metrics.json.
+CVPPP_DEFINITIONS = {
+    "sbd": "SBD, Symmetric Best Dice: the smaller of the two mean best-match Dice scores (each predicted leaf "
+           "with its best ground-truth leaf, and each ground-truth leaf with its best predicted leaf); a "
+           "fraction in [0, 1], higher is better",
+    "fbd": "FBD, Foreground-Background Dice: Dice of the plant's pixels (all leaves together) against the "
+           "ground truth's; a fraction in [0, 1], higher is better",
+    "dic": "DiC, Difference in Count: predicted leaves minus ground-truth leaves (negative: leaves missed); "
+           "best 0",
+    "abs_dic": "|DiC|: the absolute Difference in Count; best 0",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,16 +439,16 @@ def evaluate_labels(pairs) -> tuple[list[dict], dict]:
 def format_table(summary: dict) -> str:
     """A terminal table of a summary: one row per "<m>_mean" / "<m>_std" pair, CVPPP style.
 
-    SBD and FBD are shown in percent (as published: "SBD 84.9"), counts as they are.
+    Every score is a fraction in [0, 1], as everywhere in leafseg's output (the CVPPP papers'
+    "SBD 84.9" is 0.849 here); counts as they are.
     """
     metrics = [key[:-len("_mean")] for key in summary if key.endswith("_mean")]
-    header = f"{'metric':<10}{'mean':>10}{'std':>10}"
+    header = f"{'metric':<12}{'mean':>10}{'std':>10}"
     lines = [header, "-" * len(header)]
     for metric in metrics:
-        scale = 100.0 if metric in _PERCENT else 1.0
-        mean = summary[f"{metric}_mean"] * scale
-        std = summary.get(f"{metric}_std", math.nan) * scale
-        lines.append(f"{_DISPLAY_NAMES.get(metric, metric):<10}{mean:>10.2f}{std:>10.2f}")
+        mean = summary[f"{metric}_mean"]
+        std = summary.get(f"{metric}_std", math.nan)
+        lines.append(f"{_DISPLAY_NAMES.get(metric, metric):<12}{mean:>10.3f}{std:>10.3f}")
     if "n_images" in summary:
         lines.append(f"({summary['n_images']} images)")
     return "\n".join(lines)
@@ -460,6 +471,20 @@ def write_csv(rows, path, fieldnames=None) -> Path:
     return write_text_atomic(path, buffer.getvalue())
 
 
+def round_floats(value, decimals: int):
+    """``value`` with every float (in nested dicts, lists and tuples) rounded to ``decimals``;
+    ints, strings, None, NaN and inf unchanged. Tables then hold 0.3, not 0.30000000000000004."""
+    if isinstance(value, dict):
+        return {k: round_floats(v, decimals) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(round_floats(v, decimals) for v in value)
+    if isinstance(value, np.floating):
+        value = float(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value, decimals)
+    return value
+
+
 def _json_ready(value):
     """numpy scalars -> Python; NaN / inf -> None (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -473,15 +498,22 @@ def _json_ready(value):
     return value
 
 
-def write_metrics(per_image, summary, out_dir) -> tuple[Path, Path]:
+def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None) -> tuple[Path, Path]:
     """Write ``metrics.json`` ({"summary": ..., "per_image": [...]}) and ``per_image.csv``.
 
+    decimals: round every float of both files to this many decimals (None: full precision).
+    definitions: {name: what it means}, written as "definitions" in metrics.json.
     Both are written atomically; ``out_dir`` is created if needed. Returns the two paths.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image = list(per_image)
-    document = _json_ready({"summary": summary, "per_image": per_image})
+    if decimals is not None:
+        per_image, summary = round_floats(per_image, decimals), round_floats(summary, decimals)
+    document = {"summary": summary, "per_image": per_image}
+    if definitions:
+        document = {"definitions": dict(definitions), **document}
+    document = _json_ready(document)
     json_path = write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
     csv_path = write_csv(per_image, out_dir / "per_image.csv")
     return json_path, csv_path

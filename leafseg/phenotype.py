@@ -2,7 +2,7 @@
 
     leaves = measure_leaves(r["masks"], r["scores"], image_name="plant001", mm_per_pixel=0.1)
     plant = measure_plant(r["masks"], image_name="plant001", mm_per_pixel=0.1)
-    write_csv(leaves, "leaves.csv"); write_csv([plant], "plants.csv")
+    write_csv(round_traits(leaves, 0.1), "leaves.csv"); write_csv(round_traits([plant], 0.1), "plants.csv")
 
 Per leaf (one row per mask, in input order): area, bounding box, centroid, length and width,
 orientation, perimeter. A leaf is its whole mask, even in several pieces (a leaf cut in two by
@@ -22,6 +22,13 @@ Units: with ``mm_per_pixel=None`` lengths are in pixels (columns ``*_px``) and a
 square pixels (``*_px``, short for px²); with a scale, lengths in mm (``*_mm``) and areas in mm²
 (``*_mm2``, scaled by mm_per_pixel²). Bounding boxes and centroids are positions in the image
 and stay in pixels whatever the scale. Orientation and compactness have no unit.
+
+The measures are returned at full float precision; :func:`round_traits` rounds them to what a
+pixel grid supports, for tables (``leafseg predict``'s CSVs): pixel counts (``area_px``,
+``rosette_area_px``) as integers, the convex hull area (a multiple of half a pixel) to 0.5 px,
+lengths, widths, perimeters, diameters and centroids to 0.01 px, orientation to 0.01°, score
+and compactness to 4 decimals; in mm, lengths to the decimals of 0.01 px in mm (3 decimals
+for 0.1 mm/px) and areas to those of 0.1 px² in mm² (3 decimals for 0.1 mm/px).
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ import skimage.measure
 
 from leafseg.metrics import write_csv
 
-__all__ = ["measure_leaves", "measure_plant", "write_csv", "orientation_from_regionprops"]
+__all__ = ["measure_leaves", "measure_plant", "round_traits", "write_csv", "orientation_from_regionprops"]
 
 _REGION_PROPERTIES = ("label", "area", "bbox", "centroid", "axis_major_length",
                       "axis_minor_length", "orientation", "perimeter")
@@ -189,3 +196,36 @@ def measure_plant(masks, image_name: str = "", mm_per_pixel=None) -> dict:
         "compactness": rosette_area / hull_area if hull_area else math.nan,
         f"diameter_{length_unit}": diameter * scale,
     }
+
+
+def _decimals(step: float) -> int:
+    """The decimals that resolve ``step`` (0.005 -> 3, 0.01 -> 2, 2.0 -> 0)."""
+    return max(0, math.ceil(-math.log10(step) - 1e-9))
+
+
+def round_traits(rows, mm_per_pixel=None) -> list[dict]:
+    """Copies of :func:`measure_leaves` / :func:`measure_plant` rows rounded for a table.
+
+    Rounding by column (see the module docstring): what a measure on a pixel grid supports,
+    without float noise such as ``790.7800000000002``. mm_per_pixel: the scale the rows were
+    measured with (None: pixels), which sets the decimals of the mm and mm² columns. Columns
+    not listed there (image, leaf, boxes), None and NaN are copied as they are.
+    """
+    scale = 1.0 if mm_per_pixel is None else float(mm_per_pixel)
+    length_mm, area_mm2 = _decimals(0.01 * scale), _decimals(0.1 * scale ** 2)
+    rules = {"score": 4, "compactness": 4, "orientation_deg": 2, "centroid_y_px": 2, "centroid_x_px": 2,
+             "area_px": None, "rosette_area_px": None, "convex_hull_area_px": 1}
+    for prefix in ("length", "width", "perimeter", "diameter"):
+        rules[f"{prefix}_px"], rules[f"{prefix}_mm"] = 2, length_mm
+    for prefix in ("area", "rosette_area", "convex_hull_area"):
+        rules[f"{prefix}_mm2"] = area_mm2
+    rounded = []
+    for row in rows:
+        out = dict(row)
+        for key, value in row.items():
+            if key not in rules or value is None or not math.isfinite(value):
+                continue
+            digits = rules[key]
+            out[key] = int(round(value)) if digits is None else round(float(value), digits)
+        rounded.append(out)
+    return rounded

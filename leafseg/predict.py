@@ -7,22 +7,34 @@
 Inputs are files, folders (their files with an image suffix, not recursing; other files are
 listed as ignored) and glob patterns (``**`` recurses). Any size; grayscale, 16-bit and RGBA
 images are converted to RGB as for training (``mrcnn.dataset.load_image_file``). A file that
-cannot be read (missing, truncated, not an image) is reported by name and skipped; the others
-go on. The exit status is 0 when at least one image was predicted, 1 when none could be, 2 on
-a usage or model error.
+cannot be read (missing, truncated, not an image file) is reported by name and skipped; the
+others go on. The exit status is 0 when at least one image was predicted, 1 when none could be,
+2 on a usage or model error.
+
+Label images are not photos: an input whose name ends with ``--label-suffix`` (default
+``_label.png``, what ``leafseg prepare`` takes as a label) and CVPPP's ``_fg.png`` /
+``_centers.png`` masks are skipped and counted in the summary, so a folder of image + label
+pairs (``plant00005_rgb.png`` + ``plant00005_label.png``) predicts its photos only.
+``--include-labels`` predicts them too.
 
 Outputs in ``--out`` (each written atomically, so an interrupted run leaves no partial file)::
 
-    overlays/<name>.png    the image with each leaf in its colour, its outline and its id
-    labels/<name>.png      CVPPP label: palette PNG, index = leaf id, 0 = background
+    overlays/<name>_overlay.png   the image with each leaf in its colour, its outline and its id
+    labels/<name>_label.png       CVPPP label: palette PNG, index = leaf id, 0 = background
     leaves.csv             one row per leaf (see leafseg.phenotype.measure_leaves)
     plants.csv             one row per image: leaf count, rosette area, convex hull area,
                            compactness, diameter (see leafseg.phenotype.measure_plant)
     predictions_coco.json  with --coco-json: COCO format, RLE masks, one "score" per leaf
 
-``<name>`` is the file name without its suffix (``_2``, ``_3``, ... added when two inputs share
-one). Units: pixels, or mm and mm² with ``--mm-per-pixel`` (columns ``*_px``, ``*_mm``,
-``*_mm2``); boxes and centroids always in pixels.
+``<name>`` is the file name without its suffix and without a final ``_rgb`` (``_2``, ``_3``, ...
+added when two inputs share one): ``plant00005_rgb.png`` and ``plant00005.jpg`` both give
+``plant00005``, the sample id ``leafseg prepare`` gives them. The label is named as the seed data
+and CVPPP name theirs (``<name>`` + ``--label-suffix``), so predictions go back into training:
+copy ``labels/*_label.png`` next to the input images, correct them, and ``leafseg prepare``
+pairs each with its image. Units: pixels, or mm and mm² with ``--mm-per-pixel`` (columns
+``*_px``, ``*_mm``, ``*_mm2``); boxes and centroids always in pixels. Values are rounded to what
+the measurement supports (``leafseg.phenotype.round_traits``): areas in px to whole pixels,
+lengths to 0.01 px, mm and mm² to the matching decimals, scores and compactness to 4 decimals.
 
 Leaves are the *visible* parts of the detections, as in CVPPP labels: Mask R-CNN's masks may
 overlap, so they are flattened with the more confident detection on top
@@ -49,21 +61,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from leafseg.cliargs import add_model_arguments, positive_float, setup_command_logging
+from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_float, setup_command_logging
 from leafseg.masks import save_indexed_png
 from leafseg.metrics import label_from_detections, write_csv
-from leafseg.phenotype import measure_leaves, measure_plant
+from leafseg.phenotype import measure_leaves, measure_plant, round_traits
+from leafseg.prepare import DEFAULT_LABEL_SUFFIX
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
 
-__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "read_image", "resolve_weights", "resolve_config",
-           "load_inference_model", "visible_leaves", "PredictReport", "predict_images", "build_parser", "run",
-           "main"]
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "is_label_file", "output_name", "read_image",
+           "resolve_weights", "resolve_config", "load_inference_model", "visible_leaves", "PredictReport",
+           "predict_images", "build_parser", "run", "main"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# CVPPP's other per-plant masks (foreground, leaf centres): not photos either; prepare ignores them.
+_CVPPP_MASK_SUFFIXES = ("_fg.png", "_centers.png")
+_RGB_SUFFIX = "_rgb"
+# The first bytes of the formats PIL decodes: a file that starts like one but cannot be decoded
+# is a broken image; a file that starts like none is not an image file.
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
 
 
 class ImageReadError(OSError):
@@ -83,24 +103,45 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
-def find_inputs(inputs, exclude=None):
+def is_label_file(path, label_suffix=DEFAULT_LABEL_SUFFIX) -> bool:
+    """Whether ``path`` names a label image rather than a photo: its name ends with
+    ``label_suffix`` (``leafseg prepare``'s rule for labels) or with CVPPP's ``_fg.png`` /
+    ``_centers.png``."""
+    name = Path(path).name
+    return name.endswith(label_suffix) or name.endswith(_CVPPP_MASK_SUFFIXES)
+
+
+def output_name(path) -> str:
+    """The name of an input's outputs: the file name without its suffix and a final ``_rgb``
+    (``leafseg prepare``'s sample id for a file directly in its input folder)."""
+    stem = Path(path).stem
+    return stem[: -len(_RGB_SUFFIX)] if stem.endswith(_RGB_SUFFIX) and len(stem) > len(_RGB_SUFFIX) else stem
+
+
+def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
     """Expand files, folders and glob patterns into the image files to predict.
 
     inputs: paths or patterns (str or Path).
     exclude: a folder whose files are never inputs (the output folder).
+    label_suffix: files that :func:`is_label_file` finds to be labels are left out, whether
+        named, in a folder or matched by a pattern; None keeps them.
 
-    Returns: (files, problems, ignored): files in the given order (each folder's and pattern's
-    files in natural order), duplicates removed; problems: [(input, reason)] for inputs that
-    match nothing; ignored: files of folders skipped for not having an image suffix.
+    Returns: (files, problems, ignored, labels): files in the given order (each folder's and
+    pattern's files in natural order), duplicates removed; problems: [(input, reason)] for
+    inputs that match nothing; ignored: files of folders skipped for not having an image
+    suffix; labels: the label images left out.
     """
     exclude = Path(exclude).resolve() if exclude is not None else None
-    files, problems, ignored, seen = [], [], [], set()
+    files, problems, ignored, labels, seen = [], [], [], [], set()
 
     def add(path: Path):
         resolved = path.resolve()
         if resolved in seen or (exclude is not None and exclude in resolved.parents):
             return
         seen.add(resolved)
+        if label_suffix is not None and is_label_file(path, label_suffix):
+            labels.append(path)
+            return
         files.append(path)
 
     def add_folder(folder: Path):
@@ -128,16 +169,19 @@ def find_inputs(inputs, exclude=None):
                     add(match)
         else:
             problems.append((str(item), "no such file or folder"))
-    return files, problems, ignored
+    return files, problems, ignored, labels
 
 
 def read_image(path) -> np.ndarray:
     """An input image as RGB uint8 [H, W, 3]; raises :class:`ImageReadError` naming the file.
 
     PIL decodes the whole file first, because OpenCV returns a partly grey image for some
-    truncated files instead of failing; files PIL does not know go to OpenCV / imageio.
+    truncated files instead of failing; files PIL does not know go to OpenCV / imageio. A file
+    none of them reads is "not an image file", or a "truncated or corrupt" one when it starts
+    as an image format does.
     """
     path = Path(path)
+    unidentified = False
     try:
         with Image.open(path) as image:
             image.load()
@@ -145,23 +189,34 @@ def read_image(path) -> np.ndarray:
         raise ImageReadError(path, "file not found") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a folder, not an image") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        pass  # not for PIL (or too large for its safety limit): the readers below decide
+    except UnidentifiedImageError:
+        unidentified = True  # not for PIL: OpenCV and imageio decide below
+    except Image.DecompressionBombError:
+        pass  # too large for PIL's safety limit: the readers below decide
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(path, f"cannot decode ({err}); truncated or corrupt file?") from err
+    if unidentified:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+        if kind is not None:
+            raise ImageReadError(path, f"cannot decode this {kind} file; truncated or corrupt file?")
     try:
         return load_image_file(path)
     except OSError as err:
+        if unidentified:  # imageio's message (plugins to install) would mislead: it is no image
+            raise ImageReadError(path, "not an image file (its content is in no image format)") from None
         raise ImageReadError(path, f"not a readable image ({err})") from err
 
 
 def _unique_names(paths):
     names, used = [], set()
     for path in paths:
-        name, k = path.stem, 1
+        base = output_name(path)
+        name, k = base, 1
         while name in used:
             k += 1
-            name = f"{path.stem}_{k}"
+            name = f"{base}_{k}"
         used.add(name)
         names.append(name)
     return names
@@ -291,17 +346,25 @@ class PredictReport:
     predicted: list = field(default_factory=list)   # [(input path, output name, leaf count)]
     skipped: list = field(default_factory=list)     # [(input, reason)]
     ignored: list = field(default_factory=list)     # folder files without an image suffix
+    labels: list = field(default_factory=list)      # label images left out (see is_label_file)
     outputs: dict = field(default_factory=dict)     # {"leaves.csv": path, ...}
 
     def summary(self) -> str:
         lines = [f"predicted {len(self.predicted)} images "
-                 f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"]
+                 f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"
+                 + (f" (and {len(self.labels)} label images)" if self.labels else "")]
         lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
+        if self.labels:
+            lines.append(f"  skipped {len(self.labels)} label images ({_shown(self.labels)}); "
+                         "--include-labels predicts them too")
         if self.ignored:
-            shown = ", ".join(p.name for p in self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
-            lines.append(f"  ignored {len(self.ignored)} folder files without an image suffix: {shown}")
+            lines.append(f"  ignored {len(self.ignored)} folder files without an image suffix: {_shown(self.ignored)}")
         lines += [f"  {name:22} {path}" for name, path in self.outputs.items()]
         return "\n".join(lines)
+
+
+def _shown(paths, count=5):
+    return ", ".join(p.name for p in paths[:count]) + (", ..." if len(paths) > count else "")
 
 
 def _leaf_columns(mm_per_pixel):
@@ -314,7 +377,7 @@ def _plant_columns(mm_per_pixel):
 
 
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, progress=True,
-                   class_names=None) -> PredictReport:
+                   class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN.
@@ -322,6 +385,9 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
     class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
         for any other id).
+    label_suffix: the label images' suffix (``leafseg prepare``'s ``--label-suffix``, ending in
+        ``.png``): input files named so are skipped, and predicted labels are named so.
+    include_labels: predict label images too.
     """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -329,11 +395,16 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
     from leafseg.synthetic import leaf_palette
     from mrcnn import visualize
 
+    if not str(label_suffix).lower().endswith(".png"):
+        raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
     out_dir = Path(out_dir)
-    files, problems, ignored = find_inputs(inputs, exclude=out_dir)
-    report = PredictReport(skipped=list(problems), ignored=ignored)
+    files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
+                                                   label_suffix=None if include_labels else label_suffix)
+    report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
     for item, reason in problems:
         logger.warning("skipped %s: %s", item, reason)
+    if labels:
+        logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
     names = _unique_names(files)
     leaves_rows, plant_rows, coco_images, coco_annotations = [], [], [], []
     palette = leaf_palette(255)
@@ -350,10 +421,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
             count = visible.shape[-1]
             colors = palette[np.arange(count) % 255]
             overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
-            visualize.save_image(overlay, out_dir / "overlays" / f"{name}.png")
-            _save_label(label, out_dir / "labels" / f"{name}.png")
-            leaves_rows += measure_leaves(visible, details["scores"], name, mm_per_pixel)
-            plant = measure_plant(visible, name, mm_per_pixel)
+            visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
+            _save_label(label, out_dir / "labels" / f"{name}{label_suffix}")
+            leaves_rows += round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel), mm_per_pixel)
+            (plant,) = round_traits([measure_plant(visible, name, mm_per_pixel)], mm_per_pixel)
             plant_rows.append({"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}})
             if coco_json:
                 image_id = len(coco_images) + 1
@@ -388,7 +459,8 @@ def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg predict", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Segment and measure the leaves of images with a trained model.",
-        epilog="Outputs: overlays/, labels/ (CVPPP palette PNGs), leaves.csv, plants.csv and, with "
+        epilog="Outputs: overlays/<name>_overlay.png, labels/<name>_label.png (CVPPP palette PNGs, named "
+               "as leafseg prepare pairs them with <name>_rgb.png), leaves.csv, plants.csv and, with "
                "--coco-json, predictions_coco.json. Details: python -c 'import leafseg.predict; "
                "help(leafseg.predict)'.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
@@ -397,12 +469,23 @@ def build_parser(parser=None):
     parser.add_argument("--mm-per-pixel", type=positive_float, help="pixel size: lengths in mm and areas in mm² "
                                                                "(default: pixels)")
     parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")
+    parser.add_argument("--label-suffix", default=DEFAULT_LABEL_SUFFIX,
+                        help="label images end with this (as for leafseg prepare; default %(default)s): input "
+                             "files named so are skipped, predicted labels are named <name>SUFFIX")
+    parser.add_argument("--include-labels", action="store_true",
+                        help="also predict input files that look like label images (*SUFFIX, CVPPP *_fg.png, "
+                             "*_centers.png), skipped by default")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_verbose_argument(parser)
     return parser
 
 
 def run(args) -> int:
-    setup_command_logging()
+    setup_command_logging(args.verbose)
+    if not args.label_suffix.lower().endswith(".png"):
+        print(f"predict: error: --label-suffix must end with .png (labels are written as PNG), got "
+              f"{args.label_suffix!r}", file=sys.stderr)
+        return 2
     try:
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                              model_dir=args.out)
@@ -413,7 +496,8 @@ def run(args) -> int:
         print(f"weights {weights}, config {config_source}, "
               f"min score {model.config.DETECTION_MIN_CONFIDENCE:g}", file=sys.stderr)
     report = predict_images(model, args.inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
-                            progress=not args.quiet)
+                            progress=not args.quiet, label_suffix=args.label_suffix,
+                            include_labels=args.include_labels)
     if not args.quiet:
         print(report.summary())
     if not report.predicted:

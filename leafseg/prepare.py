@@ -32,6 +32,9 @@ Split. A sample goes to ``val`` iff ``sha256("<seed>:<id>")``, read as a fractio
 below ``--val-fraction``. It depends on (seed, id) alone: not on ``--workers``, file order or
 the other samples, so adding samples never moves the existing ones. The val share is
 ``--val-fraction`` on average (binomial spread: 20 % +- 4 % for 100 samples, +- 0.4 % for 10,000).
+A few samples can leave val empty; the warning then names the smallest ``--val-fraction`` that
+puts one there. ``--val-ids a,b`` (or ``@FILE``, one id per line) chooses the val samples
+instead: exactly those, every other one to train; an id that names no sample is an error.
 
 Instances. One per distinct label colour (full RGB triple) or id, in ascending colour / id
 order; colours covering fewer than ``--min-area`` pixels are dropped as noise (noted). See
@@ -59,8 +62,9 @@ Reruns. A sample is written into ``OUT/<subset>/.tmp-<id>-<pid>`` and renamed in
 complete, so a sample folder with its ``sample.json`` is a finished sample and an interrupted
 run leaves only temporary folders, removed by the next run (do not run two prepares into one
 output at once). A rerun skips finished samples (changed options or inputs need
-``--overwrite``), moves a finished sample whose subset changed (another ``--seed`` or
-``--val-fraction``), and rebuilds ``manifest.csv`` from the ``sample.json`` files on disk,
+``--overwrite``), moves a finished sample whose subset changed (another ``--seed``,
+``--val-fraction`` or ``--val-ids``: give ``--val-ids`` again on reruns, or the samples move
+back to the seeded split), and rebuilds ``manifest.csv`` from the ``sample.json`` files on disk,
 rewriting it only when its content changes. The input folder is only read.
 
 Bad input. An unreadable, truncated or non-image file, a missing partner, a label without
@@ -97,12 +101,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
+from leafseg.cliargs import add_verbose_argument, setup_command_logging
 from leafseg.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
 __all__ = [
     "DEFAULT_IMAGE_GLOB", "DEFAULT_LABEL_SUFFIX", "DEFAULT_MAX_LEAVES", "SIZE_MISMATCH_RULES",
     "SUBSETS", "MANIFEST_COLUMNS", "Sample", "Problem", "SampleReport", "PrepareResult",
-    "find_samples", "assign_subset", "fit_label", "prepare_dataset", "write_manifest",
+    "find_samples", "assign_subset", "smallest_val_fraction", "read_id_list", "fit_label", "prepare_dataset",
+    "write_manifest",
     "build_parser", "run", "main",
 ]
 
@@ -272,8 +278,39 @@ def find_samples(input_dir, image_glob: str = DEFAULT_IMAGE_GLOB, label_suffix: 
 
 def assign_subset(sample_id: str, seed: int = 0, val_fraction: float = 0.2) -> str:
     """``"val"`` iff sha256("<seed>:<id>") as a fraction in [0, 1) is below val_fraction."""
+    return "val" if _split_value(sample_id, seed) < val_fraction else "train"
+
+
+def _split_value(sample_id: str, seed: int) -> float:
     digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2.0**64 < val_fraction else "train"
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def smallest_val_fraction(sample_ids: Iterable[str], seed: int = 0, step: float = 0.01) -> float:
+    """The smallest multiple of ``step`` that :func:`assign_subset` turns into at least one val
+    sample among ``sample_ids`` (at most 1.0)."""
+    lowest = min(_split_value(sample_id, seed) for sample_id in sample_ids)
+    multiple = int(lowest / step) + 1
+    while round(multiple * step, 10) <= lowest:  # lowest / step rounded down past a multiple
+        multiple += 1
+    return min(1.0, round(multiple * step, 10))
+
+
+def read_id_list(text: str) -> list[str]:
+    """Sample ids from ``a,b,c``, or from a text file (``@FILE`` or an existing path) of one id
+    per line (blank lines and lines starting with ``#`` are skipped)."""
+    path = Path(text[1:]) if text.startswith("@") else Path(text)
+    if text.startswith("@") or path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise ValueError(f"cannot read the id list {path}: {err.strerror or err}") from err
+        ids = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise ValueError(f"no sample ids in {text!r}")
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +524,7 @@ def write_manifest(output_dir) -> tuple[Path, dict[str, int]]:
 
 
 def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: int = 0, workers: int = 1,
-                    overwrite: bool = False, size_mismatch: str = "resize",
+                    val_ids: Iterable[str] | None = None, overwrite: bool = False, size_mismatch: str = "resize",
                     image_glob: str = DEFAULT_IMAGE_GLOB, label_suffix: str = DEFAULT_LABEL_SUFFIX,
                     min_area: int = DEFAULT_MIN_AREA, max_leaves: int = DEFAULT_MAX_LEAVES,
                     progress: bool | None = False) -> PrepareResult:
@@ -495,12 +532,14 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     docstring for the rules). Problems are logged as they are found and returned.
 
     Args:
+        val_ids: the ids of the val samples (every other sample goes to train); None: the
+            seeded split by ``val_fraction``.
         progress: tqdm progress bar; None shows it only on a terminal.
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``input_dir`` is not a folder.
-        ValueError: an option out of range, or the input is the output folder or inside the
-            output's train/ or val/.
+        ValueError: an option out of range, a ``val_ids`` id that names no sample, or the input
+            is the output folder or inside the output's train/ or val/.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.exists():
@@ -523,6 +562,13 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
                          "or lie in its train/ or val/")
 
     samples, problems, ignored = find_samples(input_dir, image_glob, label_suffix, exclude=[output_dir])
+    if val_ids is not None:
+        val_ids = set(val_ids)
+        unknown = sorted(val_ids - {sample.id for sample in samples})
+        if unknown:
+            known = ", ".join(sample.id for sample in samples[:3]) + (", ..." if len(samples) > 3 else "")
+            raise ValueError(f"--val-ids names {len(unknown)} id(s) that are no sample of {input_dir}: "
+                             f"{', '.join(unknown)} (sample ids: {known or 'none found'})")
     result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored)
     for problem in problems:
         logger.warning("%s", problem)
@@ -533,7 +579,10 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     options = _Options(size_mismatch, min_area, max_leaves)
     jobs = []
     for sample in samples:
-        subset = assign_subset(sample.id, seed, val_fraction)
+        if val_ids is None:
+            subset = assign_subset(sample.id, seed, val_fraction)
+        else:
+            subset = "val" if sample.id in val_ids else "train"
         final = output_dir / subset / sample.id
         elsewhere = output_dir / _other(subset) / sample.id
         if not overwrite and _is_finished(final):
@@ -553,9 +602,16 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
             bar.update()
             _record(result, report, output_dir, labels[report.id])
     result.manifest, result.subset_counts = write_manifest(output_dir)
-    if result.finished and val_fraction > 0 and not result.subset_counts.get("val"):
-        logger.warning("the val subset is empty: %d samples are too few for --val-fraction %g",
-                       result.finished, val_fraction)
+    if result.finished and not result.subset_counts.get("val"):
+        if val_ids is not None:
+            logger.warning("the val subset is empty: none of the --val-ids could be prepared")
+        elif val_fraction > 0:
+            finished = result.prepared + result.skipped + result.moved
+            fraction = smallest_val_fraction(finished, seed)
+            count = sum(assign_subset(sample_id, seed, fraction) == "val" for sample_id in finished)
+            logger.warning("the val subset is empty: with %d samples and --seed %d, --val-fraction %g puts none "
+                           "in val; --val-fraction %g puts %d in val, or choose them with --val-ids ID,ID",
+                           result.finished, seed, val_fraction, fraction, count)
     return result
 
 
@@ -584,16 +640,29 @@ def _record(result: PrepareResult, report: SampleReport, output_dir: Path, label
 # Command line
 # ---------------------------------------------------------------------------------------------
 
+def _id_list(text: str) -> list[str]:
+    try:
+        return read_id_list(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Options of the prepare command; pass a subparser to reuse them in a larger CLI."""
     parser = parser or argparse.ArgumentParser(
+        prog="leafseg prepare",
         description="Split colour (or indexed) leaf label images into one binary mask per leaf, in the "
                     "data-science-bowl-2018 layout: OUT/{train,val}/<id>/images/<id>.png and "
                     "OUT/{train,val}/<id>/masks/<id>_<k>.png, plus OUT/manifest.csv. Reruns skip finished "
                     "samples. Rules: python -c 'import leafseg.prepare; help(leafseg.prepare)'.")
     parser.add_argument("--input", required=True, help="folder searched recursively for image/label pairs")
     parser.add_argument("--output", required=True, help="output folder (created if missing)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of samples for val (default 0.2)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=0.2,
+                       help="share of samples for val, chosen by a hash of --seed and the id (default 0.2)")
+    split.add_argument("--val-ids", type=_id_list, metavar="ID,ID|@FILE",
+                       help="the val samples by id (comma-separated, or @FILE / a file of one id per line); "
+                            "every other sample goes to train")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when any input was bad")
@@ -611,19 +680,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--max-leaves", type=int, default=DEFAULT_MAX_LEAVES,
                         help=f"a label with more leaves is reported as bad (default {DEFAULT_MAX_LEAVES})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_verbose_argument(parser, uses_tensorflow=False)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the prepare command on parsed arguments; returns the exit status."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    setup_command_logging(args.verbose, tensorflow=False)
     try:
         result = prepare_dataset(
             args.input, args.output, val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
-            overwrite=args.overwrite, size_mismatch=args.size_mismatch, image_glob=args.image_glob,
-            label_suffix=args.label_suffix, min_area=args.min_area, max_leaves=args.max_leaves,
-            progress=False if args.quiet else None)
+            val_ids=args.val_ids, overwrite=args.overwrite, size_mismatch=args.size_mismatch,
+            image_glob=args.image_glob, label_suffix=args.label_suffix, min_area=args.min_area,
+            max_leaves=args.max_leaves, progress=False if args.quiet else None)
     except (OSError, ValueError) as err:
         print(f"prepare: error: {err}", file=sys.stderr)
         return 2

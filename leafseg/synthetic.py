@@ -5,7 +5,7 @@ workshop) so that the demo, the tests and the notebooks need no download. Files 
 that dataset's format: ``plantNNNNN_rgb.png`` (the photograph) and ``plantNNNNN_label.png``
 (an RGB colour mask: black background, one saturated colour per leaf, visible pixels only).
 
-How a rosette is built (see ``/work/shared/design/LEAF_DATA.md``, "Procedural rosettes"):
+How a rosette is built (see ``docs/LEAF_DATA.md``, "Procedural rosettes"):
 
 * 4..22 leaves on a golden-angle spiral, ``angle_k = angle_0 + k * 137.5 deg`` plus a few
   degrees of jitter; leaf 0 is the oldest, the largest and reaches furthest out.
@@ -47,6 +47,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mrcnn.fileio import write_bytes_atomic
+
+from leafseg.cliargs import add_verbose_argument, setup_command_logging
 
 GOLDEN_ANGLE_DEG = 137.5
 # Hue steps of 1/phi spread any number of colours evenly around the wheel.
@@ -693,6 +695,7 @@ def contact_sheet(items: Iterable[Rosette | str | os.PathLike], out_png: str | o
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Options of the synthetic-data command; pass a subparser to reuse them in a larger CLI."""
     parser = parser or argparse.ArgumentParser(
+        prog="leafseg synth",
         description="Write procedural Arabidopsis rosettes as plantNNNNN_rgb.png + plantNNNNN_label.png "
                     "(the CSIRO synthetic dataset's format). Reruns skip finished images.")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -703,11 +706,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
+    add_verbose_argument(parser, uses_tensorflow=False)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the synthetic-data command on parsed arguments; returns the exit status."""
+    setup_command_logging(args.verbose, tensorflow=False)
     written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
                             start=args.start, progress=not args.quiet)
     if not args.quiet:

@@ -1,14 +1,21 @@
 """Export an inference MaskRCNN as a TensorFlow SavedModel: one image in, its detections out.
 
     model = MaskRCNN(mode="inference", config=config, model_dir="logs")
-    model.load_weights("mask_rcnn_leaf.weights.h5")
-    export_saved_model(model, "exported/leaf")
+    model.load_weights("mask_rcnn_model.weights.h5")
+    export_saved_model(model, "exported/model")
 
     # Anywhere with TensorFlow (no mrcnn, no Keras needed to run it):
-    served = tf.saved_model.load("exported/leaf")
+    served = tf.saved_model.load("exported/model")
     r = served.serve(tf.constant(image))          # image: uint8 [H, W, 3] (RGB), any size
     # r["rois"] int32 [N, (y1, x1, y2, x2)], r["class_ids"] int32 [N], r["scores"] float32 [N],
     # r["masks"] bool [H, W, N]: what MaskRCNN.detect([image])[0] returns.
+
+Input dtype: the model takes uint8 images only, the pixels it was trained on. A float or other
+integer image (float16/32/64, int32, int64, uint16, any channel count) is refused with an
+InvalidArgumentError that names its dtype and says how to convert it
+(:data:`WRONG_DTYPE_ADVICE`), rather than guessed at: a float image may be in [0, 1] or
+[0, 255], and guessing wrong gives detections on a black image. ``load_saved_model``'s
+``detect`` raises a ValueError with the same advice before calling the model.
 
 The serving function (endpoint ``serve``, also the ``serving_default`` signature for TF
 Serving) does in the graph what :meth:`MaskRCNN.detect` does around the Keras model in numpy:
@@ -39,9 +46,14 @@ import tensorflow as tf
 
 __all__ = ["mold_image_graph", "anchors_graph", "unmold_detections_graph", "make_serving_function",
            "export_saved_model", "load_saved_model", "compare_detections", "check_saved_model",
-           "OUTPUT_NAMES", "EXPORTABLE_RESIZE_MODES"]
+           "OUTPUT_NAMES", "EXPORTABLE_RESIZE_MODES", "WRONG_DTYPE_ADVICE", "REFUSED_DTYPES"]
 
 OUTPUT_NAMES = ("rois", "class_ids", "scores", "masks")
+WRONG_DTYPE_ADVICE = ("pass a uint8 RGB image (0-255); convert with np.clip(image, 0, 255).astype(np.uint8), "
+                      "after multiplying by 255 if its values are in [0, 1]")
+# Input dtypes the serving function has a trace for that refuses them with WRONG_DTYPE_ADVICE
+# (any other dtype meets TensorFlow's own "could not find matching concrete function").
+REFUSED_DTYPES = (tf.float16, tf.float32, tf.float64, tf.int32, tf.int64, tf.uint16, tf.int8, tf.int16)
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
 # Matterport's normalised-box convention (utils.norm_boxes): y2 / x2 move one pixel inside.
 _NORM_SHIFT = np.array([0.0, 0.0, 1.0, 1.0])
@@ -239,25 +251,41 @@ def unmold_detections_graph(detections, mrcnn_mask, original_image_shape, image_
 #  Serving function, export, reload, check
 ############################################################
 
+def _empty_detections():
+    return {"rois": tf.zeros([0, 4], tf.int32), "class_ids": tf.zeros([0], tf.int32),
+            "scores": tf.zeros([0], tf.float32), "masks": tf.zeros([0, 0, 0], tf.bool)}
+
+
 def make_serving_function(model):
     """A ``tf.function`` taking a uint8 [H, W, C] image and returning its detections.
 
     model: an inference-mode ``mrcnn.model.MaskRCNN`` (its ``keras_model`` and ``config``).
-    Returns: the function; its outputs are those of :func:`unmold_detections_graph`.
+    Returns: the function, traced for uint8 [None, None, C] images (its first concrete
+    function, the ``serving_default`` signature, input named "image"); its outputs are those
+    of :func:`unmold_detections_graph`. It is also traced for each of :data:`REFUSED_DTYPES`,
+    traces that only raise InvalidArgumentError "... got <dtype>: <WRONG_DTYPE_ADVICE>", so a
+    float image gets that message from the SavedModel too instead of a binding error.
     """
     if model.mode != "inference":
         raise ValueError(f"export needs a MaskRCNN in inference mode, got mode {model.mode!r}")
     config, net = model.config, model.keras_model
     _check_exportable(config)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, config.IMAGE_CHANNEL_COUNT], tf.uint8, name="image")])
+    @tf.function(autograph=False)
     def serve(image):
+        if image.dtype != tf.uint8:  # decided when tracing: one trace per refused dtype
+            message = f"the exported model takes uint8 images, got {image.dtype.name}: {WRONG_DTYPE_ADVICE}"
+            with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [message])]):
+                return {name: tf.identity(value) for name, value in _empty_detections().items()}
         molded, meta, window = mold_image_graph(image, config)
         anchors = anchors_graph(tf.shape(molded), config)
         outputs = net([molded[tf.newaxis], meta[tf.newaxis], anchors[tf.newaxis]], training=False)
         return unmold_detections_graph(outputs["detections"][0], outputs["mrcnn_mask"][0], tf.shape(image),
                                        tf.shape(molded), window)
 
+    serve.get_concrete_function(tf.TensorSpec([None, None, config.IMAGE_CHANNEL_COUNT], tf.uint8, name="image"))
+    for dtype in REFUSED_DTYPES:
+        serve.get_concrete_function(tf.TensorSpec([None, None, None], dtype, name="image"))
     return serve
 
 
@@ -309,7 +337,7 @@ def load_saved_model(path):
     def detect(image):
         image = np.asarray(image)
         if image.dtype != np.uint8:
-            raise ValueError(f"the exported model takes uint8 images, got {image.dtype}")
+            raise ValueError(f"the exported model takes uint8 images, got {image.dtype}: {WRONG_DTYPE_ADVICE}")
         outputs = served.serve(tf.constant(image))
         return {name: outputs[name].numpy() for name in OUTPUT_NAMES}
 

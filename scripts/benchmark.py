@@ -5,7 +5,7 @@
     python scripts/benchmark.py --set BACKBONE=resnet50 --steps 10 --peer-json peer.txt
 
 Not a test: it prints figures (and a ``json:`` line). Options: ``--help``; what is measured
-and how: ``leafseg.benchmark``. Compare with ``../shared/bench/torchvision_peer.py`` run in
+and how: ``leafseg.benchmark``. Compare with ``benchmarks/peer_torchvision.py`` run in
 the same session.
 """
 import sys

@@ -7,17 +7,20 @@ import contextlib
 import csv
 import io
 import json
+import re
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from leafseg import evaluate
+from leafseg import evaluate, predict
+from leafseg.prepare import assign_subset
 from leafseg.masks import masks_to_label
 from leafseg.metrics import COCO_STAT_NAMES, coco_evaluate, evaluate_labels, label_from_detections, mask_ap50
 from leafseg.synthetic import write_dataset
-from mrcnn import visualize
+from mrcnn import utils, visualize
 from tests.tiny_trained import inference_model, trained_run, write_prepared
 from tests.toy_data import shapes_dataset
 
@@ -25,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 VAL_IMAGES = 5
 LIMIT = 4
-PER_IMAGE_COLUMNS = ["image", "sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
+PER_IMAGE_COLUMNS = ["image", "subset", "sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
                      "gt_count", "ap50", "mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "box_AP75"]
 
 
@@ -93,30 +96,51 @@ def test_command_writes_metrics_plots_and_a_table(evaluated):
         with Image.open(evaluated.out / name) as image:
             assert image.format == "PNG" and min(image.size) > 200, name
             assert np.array(image.convert("L")).std() > 5, f"{name} is blank"
-    for text in ("SBD (%)", "FBD (%)", "|DiC|", "ap50", "(4 images)", "COCO", "masks", "boxes"):
+    for text in ("SBD", "FBD", "|DiC|", "mask AP50", "(4 images)", "COCO", "masks", "boxes",
+                 "Symmetric Best Dice", "Foreground-Background Dice", "Difference in Count"):
         assert text in evaluated.stdout, text
+    assert "(%)" not in evaluated.stdout
     assert not [p for p in evaluated.out.rglob(".*")], "temporary files left behind"
+
+
+def test_printed_scores_are_fractions_and_the_three_ap50s_are_named(evaluated):
+    summary = evaluated.document["summary"]
+    lines = evaluated.stdout.splitlines()
+    sbd = next(line for line in lines if line.startswith("SBD "))
+    assert sbd.split()[1:] == [f"{summary['sbd_mean']:.3f}", f"{summary['sbd_std']:.3f}"]  # 0..1, not percent
+    printed = {}
+    for name, key in (("mask AP50 (mean of per-image AP)", "ap50_mean"),
+                      ("pooled mask AP50 (pr_curve.png)", "pooled_ap50"),
+                      ("COCO mask AP50 (pycocotools)", "mask_AP50")):
+        line = next(line for line in lines if line.strip().startswith(name))
+        printed[key] = line.strip()[len(name):].split()[0]
+        assert printed[key] == f"{summary[key]:.3f}", (name, line)
+    assert "pooled_ap50" in evaluated.document["definitions"] and "sbd" in evaluated.document["definitions"]
+    assert "Symmetric Best Dice" in evaluated.document["definitions"]["sbd"]
 
 
 def test_numbers_equal_leafseg_metrics_on_the_same_predictions(evaluated, expected):
     summary, per_image = evaluated.document["summary"], evaluated.document["per_image"]
     assert [row["image"] for row in per_image] == expected.names
     assert len(expected.names) == LIMIT and summary["n_images"] == LIMIT
+    # metrics.json holds every value rounded to 4 decimals.
+    tol = 5e-5 + 1e-12
     for row, want, ap50, coco in zip(per_image, expected.per_image, expected.ap50, expected.per_image_coco):
+        assert row["subset"] == "val"
         for key in ("sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
                     "gt_count"):
-            assert row[key] == pytest.approx(want[key], abs=1e-12), (row["image"], key)
-        assert row["ap50"] == pytest.approx(ap50, abs=1e-12)
+            assert row[key] == pytest.approx(want[key], abs=tol), (row["image"], key)
+        assert row["ap50"] == pytest.approx(ap50, abs=tol)
         for kind in ("mask", "box"):
             for stat in ("AP", "AP50", "AP75"):
-                assert row[f"{kind}_{stat}"] == pytest.approx(coco[kind][stat], abs=1e-12), (row["image"], kind, stat)
+                assert row[f"{kind}_{stat}"] == pytest.approx(coco[kind][stat], abs=tol), (row["image"], kind, stat)
     for key, value in expected.summary.items():
-        assert summary[key] == pytest.approx(value, abs=1e-12), key
-    assert summary["ap50_mean"] == pytest.approx(np.mean(expected.ap50), abs=1e-12)
-    assert summary["ap50_std"] == pytest.approx(np.std(expected.ap50), abs=1e-12)
+        assert summary[key] == pytest.approx(value, abs=tol), key
+    assert summary["ap50_mean"] == pytest.approx(np.mean(expected.ap50), abs=tol)
+    assert summary["ap50_std"] == pytest.approx(np.std(expected.ap50), abs=tol)
     for kind in ("mask", "box"):
         for stat in COCO_STAT_NAMES:
-            assert summary[f"{kind}_{stat}"] == pytest.approx(expected.coco[kind][stat], abs=1e-12), (kind, stat)
+            assert summary[f"{kind}_{stat}"] == pytest.approx(expected.coco[kind][stat], abs=tol), (kind, stat)
     # The tiny model finds shapes (how well depends on training details): not a comparison of zeros.
     assert summary["ap50_mean"] > 0 and summary["mask_AP50"] > 0 and 0 < summary["sbd_mean"] < 1, summary
 
@@ -127,14 +151,30 @@ def test_csv_files_hold_the_json_numbers(evaluated):
         assert reader.fieldnames == PER_IMAGE_COLUMNS
         rows = list(reader)
     for row, want in zip(rows, evaluated.document["per_image"], strict=True):
-        for key in PER_IMAGE_COLUMNS[1:]:
-            assert float(row[key]) == pytest.approx(want[key], rel=1e-12), key
+        assert row["subset"] == want["subset"] == "val"
+        for key in PER_IMAGE_COLUMNS[2:]:
+            assert float(row[key]) == want[key], key
     with open(evaluated.out / "summary.csv", newline="") as handle:
         summary = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
-    assert summary == pytest.approx(evaluated.document["summary"], rel=1e-12)
-    for name in ("sbd_mean", "abs_dic_mean", "ap50_mean", "mask_AP", "mask_AP50", "mask_AP75", "box_AP",
-                 "box_AP50", "box_AP75"):
+    assert summary == evaluated.document["summary"]
+    for name in ("sbd_mean", "abs_dic_mean", "ap50_mean", "pooled_ap50", "pooled_ap75", "mask_AP", "mask_AP50",
+                 "mask_AP75", "box_AP", "box_AP50", "box_AP75"):
         assert name in summary
+
+
+def assert_no_float_noise(path, decimals=evaluate.DECIMALS):
+    """Every number of a CSV has at most ``decimals`` decimals (no 0.30000000000000004)."""
+    with open(path, newline="") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    numbers = [cell for cell in cells if re.fullmatch(r"-?\d+\.\d+", cell)]
+    assert numbers, path
+    for cell in numbers:
+        assert len(cell.split(".")[1]) <= decimals, (path.name, cell)
+
+
+def test_csv_files_carry_no_float_noise(evaluated):
+    assert_no_float_noise(evaluated.out / "per_image.csv")
+    assert_no_float_noise(evaluated.out / "summary.csv")
 
 
 def test_evaluate_model_keeps_its_rows_for_the_demo(model, data, evaluated):
@@ -146,7 +186,7 @@ def test_evaluate_model_keeps_its_rows_for_the_demo(model, data, evaluated):
     for row, full in zip(per_image, evaluated.document["per_image"]):
         assert data.ids[int(row["image"])] == full["image"]  # the toy dataset's ids, written as toy<id>
         for key in set(row) - {"image"}:
-            assert row[key] == pytest.approx(full[key], abs=1e-12), key
+            assert row[key] == pytest.approx(full[key], abs=5e-5 + 1e-12), key  # metrics.json: 4 decimals
 
 
 # ---------------------------------------------------------------------------- pieces, by hand
@@ -213,15 +253,30 @@ def test_rle_masks_decode_to_the_masks_they_hold():
 
 
 def test_dataset_folders_prepared_and_raw(data, tmp_path):
-    assert evaluate.load_eval_dataset(data.root).num_images == VAL_IMAGES
-    assert evaluate.load_eval_dataset(data.root, "all").num_images == VAL_IMAGES + 2
+    prepared = evaluate.load_eval_dataset(data.root)  # auto: the val subset of a prepared layout
+    assert prepared.num_images == VAL_IMAGES
+    assert {info["subset"] for info in prepared.image_info} == {"val"}
+    both = evaluate.load_eval_dataset(data.root, "all")
+    assert both.num_images == VAL_IMAGES + 2
+    assert sorted(info["subset"] for info in both.image_info) == ["train"] * 2 + ["val"] * VAL_IMAGES
     write_dataset(tmp_path / "raw", 3, size=64, progress=False)
-    raw = evaluate.load_eval_dataset(tmp_path / "raw", "all")
-    assert raw.num_images == 3
+    # auto: every pair of a raw folder (no hidden val split), each with the subset prepare would give it.
+    for subset in ("auto", "all"):
+        raw = evaluate.load_eval_dataset(tmp_path / "raw", subset)
+        assert raw.num_images == 3
+        assert [info["subset"] for info in raw.image_info] == [assign_subset(info["id"]) for info in raw.image_info]
+    assert evaluate.resolve_subset(tmp_path / "raw") == "all" and evaluate.resolve_subset(data.root) == "val"
     masks, _ = raw.load_mask(0)
     assert masks.shape[:2] == (64, 64) and masks.shape[-1] >= 1
     with pytest.raises(FileNotFoundError, match="no_such_folder"):
         evaluate.load_eval_dataset(tmp_path / "no_such_folder")
+
+
+def test_subset_help_documents_auto(capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "auto (default): val of a prepared layout, every image of a raw folder" in text
 
 
 def test_missing_dataset_is_an_error_naming_it(tmp_path, capsys):
@@ -229,3 +284,40 @@ def test_missing_dataset_is_an_error_naming_it(tmp_path, capsys):
                             "--out", str(tmp_path / "out"), "--quiet"])
     assert status == 2
     assert f"dataset folder not found: {tmp_path / 'nowhere'}" in capsys.readouterr().err
+
+
+class FixedModel:
+    """Stands in for MaskRCNN.detect: the same two square detections on every image."""
+
+    def detect(self, images):
+        h, w = images[0].shape[:2]
+        masks = np.zeros((h, w, 2), bool)
+        masks[h // 4:h // 2, w // 4:w // 2, 0] = True
+        masks[h // 2:, w // 3:, 1] = True
+        return [{"masks": masks, "scores": np.array([0.9, 0.6], np.float32), "class_ids": np.ones(2, np.int32),
+                 "rois": utils.extract_bboxes(masks)}]
+
+
+def test_raw_folder_defaults_to_every_image_and_the_pr_legend_names_its_ap(tmp_path, monkeypatch, capsys):
+    write_dataset(tmp_path / "raw", 5, size=64, progress=False)
+    monkeypatch.setattr(predict, "load_inference_model", lambda *args, **kwargs: (FixedModel(), "test", Path("w")))
+    legends = []
+    plot = visualize.plot_pr_curves
+    monkeypatch.setattr(visualize, "plot_pr_curves", lambda curves, *a, **k: legends.extend(curves) or plot(curves, *a, **k))
+    status = evaluate.main(["--weights", "w", "--dataset", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                            "--gallery", "0"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "evaluating 5 images" in captured.err and "(subset all (auto))" in captured.err
+    with open(tmp_path / "out" / "per_image.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5
+    assert [row["subset"] for row in rows] == [assign_subset(row["image"]) for row in rows]
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())["summary"]
+    # The legend shows the pooled AP, the figure printed as "pooled mask AP50 (pr_curve.png)".
+    assert legends == [f"IoU 0.50: pooled mask AP50 = {summary['pooled_ap50']:.3f}",
+                       f"IoU 0.75: pooled mask AP75 = {summary['pooled_ap75']:.3f}"]
+    assert re.search(rf"pooled mask AP50 \(pr_curve.png\) +{summary['pooled_ap50']:.3f} ", captured.out)
+    assert_no_float_noise(tmp_path / "out" / "per_image.csv")
+    assert_no_float_noise(tmp_path / "out" / "summary.csv")
+

@@ -178,10 +178,26 @@ def test_load_saved_model_returns_detect_like_dicts(reloaded, exported, model, i
     result = reloaded(images["large"])
     assert set(result) == {"rois", "class_ids", "scores", "masks"}
     assert export.compare_detections(model.detect([images["large"]])[0], result) == []
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match=r"uint8 images, got float32: pass a uint8 RGB image \(0-255\); convert "
+                                         r"with np.clip\(image, 0, 255\).astype\(np.uint8\)"):
         reloaded(images["large"].astype(np.float32))
     with pytest.raises(FileNotFoundError, match="not a SavedModel"):
         export.load_saved_model(exported.path.parent / "nothing")
+
+
+def test_savedmodel_refuses_float_images_with_a_message_naming_the_dtype(reloaded, images):
+    served = reloaded.saved_model
+    # The TF Serving signature stays uint8, input "image".
+    spec = served.signatures["serving_default"].structured_input_signature[1]["image"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, 3]
+    for dtype in (np.float32, np.float64, np.int64):
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            served.serve(tf.constant(images["shapes"].astype(dtype)))
+        message = str(error.value)
+        assert f"the exported model takes uint8 images, got {tf.as_dtype(dtype).name}" in message, message
+        assert export.WRONG_DTYPE_ADVICE in message
+    # uint8 still detects.
+    assert served.serve(tf.constant(images["shapes"]))["scores"].dtype == tf.float32
 
 
 def test_export_refuses_to_replace_a_folder_unless_asked(model, tmp_path):

@@ -6,6 +6,7 @@ tests/test_notebooks.py; here the model tests use an untrained toy model.
 """
 import io
 import json
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -223,6 +224,40 @@ def test_default_dataset_is_made_once_per_cache_folder(tmp_path, monkeypatch):
     assert li.default_dataset().root.parent == (tmp_path / "env").resolve()
     monkeypatch.setitem(li.TINY_CONFIG, "STEPS_PER_EPOCH", 21)
     assert li._cache_root(tmp_path) != assets.root  # another tiny model, another cache
+
+
+def test_relative_paths_from_notebooks_fall_back_on_the_folder_above(tmp_path, monkeypatch):
+    from leafseg.synthetic import generate_rosette, write_png
+
+    rosette = generate_rosette(0, 64)
+    data = tmp_path / "data" / "leaves"
+    write_png(data / "plant00000_rgb.png", rosette.image)
+    write_png(data / "plant00000_label.png", rosette.label)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # a notebook's kernel runs in its folder
+    assert li.resolve_path("data/leaves") == data.resolve()
+    assert len(li.load_dataset("data/leaves", "all").image_ids) == 1
+    monkeypatch.chdir(tmp_path)
+    assert li.resolve_path("data/leaves") == data.resolve()  # from the working directory first
+
+
+def test_relative_paths_fall_back_on_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = Path(li.__file__).resolve().parents[1]
+    assert li.resolve_path("configs/quickstart_cpu.yaml") == root / "configs" / "quickstart_cpu.yaml"
+    assert li.load_config("configs/quickstart_cpu.yaml").NAME == li.load_config("quickstart_cpu").NAME
+
+
+def test_missing_path_error_names_what_was_tried_and_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with pytest.raises(FileNotFoundError) as error:
+        li.load_dataset("data/none")
+    message = str(error.value)
+    root = Path(li.__file__).resolve().parents[1]
+    for tried in (tmp_path / "notebooks" / "data" / "none", tmp_path / "data" / "none", root / "data" / "none"):
+        assert str(tried.resolve()) in message
+    assert f"working directory {(tmp_path / 'notebooks').resolve()}" in message
 
 
 ############################################################

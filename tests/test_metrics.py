@@ -3,6 +3,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -376,9 +377,26 @@ def test_format_table():
     _, summary = metrics.evaluate_labels(two_image_pairs())
     table = metrics.format_table(summary)
     lines = table.splitlines()
-    assert lines[2].split() == ["SBD", "(%)", "75.00", "25.00"]
-    assert lines[4].split() == ["DiC", "-0.50", "0.50"]
-    assert "|DiC|" in table and "(2 images)" in table
+    # Fractions, as everywhere in leafseg's output (not percent).
+    assert lines[2].split() == ["SBD", "0.750", "0.250"]
+    assert lines[4].split() == ["DiC", "-0.500", "0.500"]
+    assert "|DiC|" in table and "(2 images)" in table and "%" not in table
+    for name, words in (("sbd", "Symmetric Best Dice"), ("fbd", "Foreground-Background Dice"),
+                        ("dic", "Difference in Count")):
+        assert words in metrics.CVPPP_DEFINITIONS[name]
+
+
+def test_round_floats_and_write_metrics_decimals(tmp_path):
+    noisy = {"a": 0.1 + 0.2, "b": [2.2300000000000004, np.float64(1 / 3)], "n": 7, "s": "x", "nan": float("nan")}
+    rounded = metrics.round_floats(noisy, 4)
+    assert rounded["a"] == 0.3 and rounded["b"] == [2.23, 0.3333] and rounded["n"] == 7 and rounded["s"] == "x"
+    assert math.isnan(rounded["nan"])
+    json_path, csv_path = metrics.write_metrics([{"image": "a", "sbd": 0.1 + 0.2, "dic": -1}], {"sbd_mean": 1 / 3},
+                                                tmp_path, decimals=4, definitions={"sbd": "Symmetric Best Dice"})
+    assert csv_path.read_text() == "image,sbd,dic\na,0.3,-1\n"
+    document = json.loads(json_path.read_text())
+    assert document == {"definitions": {"sbd": "Symmetric Best Dice"}, "summary": {"sbd_mean": 0.3333},
+                        "per_image": [{"image": "a", "sbd": 0.3, "dic": -1}]}
 
 
 def test_write_metrics(tmp_path):

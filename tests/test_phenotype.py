@@ -167,3 +167,34 @@ def test_write_csv_round_trip(tmp_path):
     assert list(read) == list(rows[0])
     assert float(read["area_px"]) == 2 * 4 and read["image"] == "p"
     assert [p.name for p in tmp_path.iterdir()] == ["leaves.csv"]
+
+
+def test_round_traits_rounds_to_what_the_pixel_grid_supports(tmp_path):
+    masks = np.concatenate([rectangle((40, 50), 3, 4, 20, 31), rectangle((40, 50), 22, 10, 37, 17)], axis=-1)
+    masks[25:30, 20:40, 1] = True  # an L: hull area a multiple of 0.5, compactness < 1
+    scale = 0.12
+    leaves = phenotype.measure_leaves(masks, scores=[0.987654321, 0.5], image_name="p", mm_per_pixel=scale)
+    plant = phenotype.measure_plant(masks, image_name="p", mm_per_pixel=scale)
+    rounded = phenotype.round_traits(leaves, scale)
+    (rounded_plant,) = phenotype.round_traits([plant], scale)
+    # 0.12 mm/px: 0.01 px is 0.0012 mm (3 decimals), 0.1 px² is 0.00144 mm² (3 decimals).
+    assert rounded[0]["score"] == 0.9877
+    assert rounded[0]["area_mm2"] == round(leaves[0]["area_mm2"], 3)
+    assert rounded[0]["length_mm"] == round(leaves[0]["length_mm"], 3)
+    assert rounded[0]["centroid_y_px"] == round(leaves[0]["centroid_y_px"], 2)
+    assert rounded[0]["bbox_y1_px"] == 3 and rounded[0]["image"] == "p" and rounded[0]["leaf"] == 1
+    assert rounded_plant["compactness"] == round(plant["compactness"], 4) < 1
+    assert leaves[0]["score"] == 0.987654321, "the measures themselves keep full precision"
+    # In pixels: pixel counts are integers, lengths 0.01 px; no float noise once written.
+    (in_px,) = phenotype.round_traits([phenotype.measure_plant(masks)])
+    assert isinstance(in_px["rosette_area_px"], int) and in_px["rosette_area_px"] == masks.any(-1).sum()
+    assert in_px["convex_hull_area_px"] * 2 == int(in_px["convex_hull_area_px"] * 2)
+    path = phenotype.write_csv(rounded + phenotype.round_traits(leaves[:1], scale), tmp_path / "leaves.csv")
+    for row in csv.DictReader(open(path, newline="")):
+        for key, text in row.items():
+            if "." in text:
+                assert len(text.split(".")[1]) <= 4, (key, text)
+    # NaN (an empty plant's compactness) and None stay as they are.
+    (empty,) = phenotype.round_traits([phenotype.measure_plant(np.zeros((5, 5, 0), bool))])
+    assert math.isnan(empty["compactness"]) and empty["rosette_area_px"] == 0
+    assert phenotype.round_traits(phenotype.measure_leaves(masks[..., :1]))[0]["score"] is None

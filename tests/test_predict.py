@@ -1,9 +1,13 @@
 """leafseg predict end to end on the tiny trained model: inputs, label PNGs, overlays, CSVs, COCO.
 
 One command run (``predicted``) over a folder of generated images in several formats, a
-truncated PNG, a text file named .png and a text file, plus a glob pattern and a missing path;
-the tests read what it wrote and compare it with the Keras model's own detections.
+truncated PNG, a text file named .png, a text file and label images (``*_label.png``,
+``*_fg.png``), plus a glob pattern and a missing path; the tests read what it wrote and compare
+it with the Keras model's own detections. A second folder of ``*_rgb.png`` + ``*_label.png``
+pairs goes through predict and back into ``leafseg prepare``.
 """
+import re
+import shutil
 import contextlib
 import csv
 import io
@@ -20,6 +24,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from leafseg import predict
+from leafseg.masks import DEFAULT_MIN_AREA
+from leafseg.prepare import find_samples, prepare_dataset
 from leafseg.synthetic import generate_rosette
 from tests.tiny_trained import inference_model, trained_run
 from tests.toy_data import shapes_dataset
@@ -82,7 +88,15 @@ def inputs(tmp_path_factory):
     write_rgb(extra / "f_extra.png", images["f_extra"])
     (folder / "broken.png").write_bytes((folder / "a_shapes.png").read_bytes()[:300])   # truncated PNG
     (folder / "fake.png").write_text("not an image\n")
+    (folder / "header_only.png").write_bytes((folder / "a_shapes.png").read_bytes()[:8])  # the PNG signature only
     (folder / "notes.txt").write_text("measured on 2026-01-01\n")
+    # Label images, not photos: skipped unless --include-labels.
+    masks, _ = shapes.load_mask(0)
+    label = np.zeros(masks.shape[:2] + (3,), np.uint8)
+    for k in range(masks.shape[-1]):
+        label[masks[..., k]] = (60 * (k + 1), 255 - 50 * k, 40)
+    write_rgb(folder / "a_shapes_label.png", label)
+    assert cv2.imwrite(str(folder / "a_shapes_fg.png"), masks.any(axis=-1).astype(np.uint8) * 255)
     return types.SimpleNamespace(folder=folder, extra=extra, images=images, root=root)
 
 
@@ -121,17 +135,24 @@ def detections(model, image):
 def test_good_images_are_predicted_and_bad_inputs_reported_by_name(predicted, inputs):
     assert predicted.status == 0, predicted.stderr
     for name in GOOD:
-        assert (predicted.out / "overlays" / f"{name}.png").is_file(), name
-        assert (predicted.out / "labels" / f"{name}.png").is_file(), name
+        assert (predicted.out / "overlays" / f"{name}_overlay.png").is_file(), name
+        assert (predicted.out / "labels" / f"{name}_label.png").is_file(), name
     # Reported by name, skipped, the rest went on.
     assert f"skipped {inputs.folder / 'broken.png'}: cannot decode" in predicted.stdout
     assert "truncated or corrupt" in predicted.stdout
-    assert f"skipped {inputs.folder / 'fake.png'}: not a readable image" in predicted.stdout
+    assert f"skipped {inputs.folder / 'header_only.png'}: cannot decode this PNG file; truncated or corrupt" \
+        in predicted.stdout
+    # A text file named .png is no image; imageio's plugin advice would mislead.
+    assert f"skipped {inputs.folder / 'fake.png'}: not an image file" in predicted.stdout
+    assert "pip install" not in predicted.stdout + predicted.stderr
+    # Label images are not segmented as photos, and the summary says so.
+    assert "skipped 2 label images (a_shapes_fg.png, a_shapes_label.png)" in predicted.stdout
+    assert "--include-labels" in predicted.stdout
     assert f"skipped {inputs.root / 'missing.png'}: no such file or folder" in predicted.stdout
     assert "ignored 1 folder files without an image suffix: notes.txt" in predicted.stdout
     assert f"predicted {len(GOOD)} images" in predicted.stdout
-    written = {p.stem for p in (predicted.out / "labels").iterdir()}
-    assert written == set(GOOD)
+    assert {p.name for p in (predicted.out / "labels").iterdir()} == {f"{name}_label.png" for name in GOOD}
+    assert {p.name for p in (predicted.out / "overlays").iterdir()} == {f"{name}_overlay.png" for name in GOOD}
     # Atomic writes leave no temporary files behind.
     assert not [p for p in predicted.out.rglob(".*")]
 
@@ -145,14 +166,28 @@ def test_nothing_predicted_exits_non_zero(model, inputs, tmp_path, monkeypatch, 
     assert not (tmp_path / "leaves.csv").exists()
 
 
+def test_label_suffix_must_name_a_png(tmp_path, capsys):
+    status = predict.main([str(tmp_path), "--weights", "w", "--out", str(tmp_path / "out"), "--label-suffix", "_m.tif"])
+    assert status == 2
+    assert "--label-suffix must end with .png" in capsys.readouterr().err
+
+
 def test_find_inputs_expands_folders_globs_and_drops_duplicates(inputs):
-    files, problems, ignored = predict.find_inputs(
+    files, problems, ignored, labels = predict.find_inputs(
         [inputs.folder, inputs.folder / "a_shapes.png", str(inputs.root / "**" / "f_*.png"),
          str(inputs.root / "nothing_*.png")])
     assert [p.name for p in files] == ["a_shapes.png", "b_gray.png", "broken.png", "c_rgba.png", "d_large.png",
-                                       "e_rosette.png", "fake.png", "f_extra.png"]
+                                       "e_rosette.png", "fake.png", "header_only.png", "f_extra.png"]
     assert problems == [(str(inputs.root / "nothing_*.png"), "no file matches this pattern")]
     assert [p.name for p in ignored] == ["notes.txt"]
+    assert [p.name for p in labels] == ["a_shapes_fg.png", "a_shapes_label.png"]
+    # Named explicitly (as a shell expands raw/*.png) they are still labels; --include-labels keeps them.
+    files, _, _, labels = predict.find_inputs([inputs.folder / "a_shapes_label.png"])
+    assert files == [] and labels == [inputs.folder / "a_shapes_label.png"]
+    files, _, _, labels = predict.find_inputs([inputs.folder], label_suffix=None)
+    assert {"a_shapes_label.png", "a_shapes_fg.png"} <= {p.name for p in files} and labels == []
+    # Another label suffix, as prepare's --label-suffix.
+    assert predict.is_label_file("x_mask.png", "_mask.png") and not predict.is_label_file("x_label.png", "_mask.png")
 
 
 def test_read_image_converts_gray_and_rgba_to_rgb_and_names_broken_files(inputs):
@@ -162,6 +197,11 @@ def test_read_image_converts_gray_and_rgba_to_rgb_and_names_broken_files(inputs)
         np.testing.assert_array_equal(image, inputs.images[name])
     with pytest.raises(predict.ImageReadError, match="broken.png: cannot decode"):
         predict.read_image(inputs.folder / "broken.png")
+    with pytest.raises(predict.ImageReadError) as error:
+        predict.read_image(inputs.folder / "fake.png")
+    assert str(error.value) == f"{inputs.folder / 'fake.png'}: not an image file (its content is in no image format)"
+    with pytest.raises(predict.ImageReadError, match="header_only.png: cannot decode this PNG file"):
+        predict.read_image(inputs.folder / "header_only.png")
 
 
 # ------------------------------------------------------------------------------------ labels
@@ -170,7 +210,7 @@ def test_label_png_is_a_palette_png_whose_ids_are_the_visible_detections(predict
     _, leaves = read_csv(predicted.out / "leaves.csv")
     total = 0
     for name in GOOD:
-        with Image.open(predicted.out / "labels" / f"{name}.png") as png:
+        with Image.open(predicted.out / "labels" / f"{name}_label.png") as png:
             assert png.mode == "P"
             label = np.array(png)
         image = inputs.images[name]
@@ -188,7 +228,7 @@ def test_label_png_is_a_palette_png_whose_ids_are_the_visible_detections(predict
         for leaf, k in enumerate(kept, start=1):
             pixels = label == leaf
             np.testing.assert_array_equal(pixels, result["masks"][..., k] & ~result["masks"][..., :k].any(axis=-1))
-            np.testing.assert_allclose(float(rows[leaf - 1]["score"]), result["scores"][k], rtol=1e-6)
+            assert float(rows[leaf - 1]["score"]) == pytest.approx(result["scores"][k], abs=5e-5)  # 4 decimals
             assert int(rows[leaf - 1]["leaf"]) == leaf
         np.testing.assert_array_equal(label > 0, result["masks"].any(axis=-1))
         total += len(rows)
@@ -212,14 +252,16 @@ def test_csv_columns_and_units_in_mm_and_in_pixels(predicted, in_pixels):
     for mm, px in zip(leaves_mm, leaves_px):
         assert (mm["image"], mm["leaf"], mm["bbox_y1_px"], mm["centroid_x_px"]) == \
                (px["image"], px["leaf"], px["bbox_y1_px"], px["centroid_x_px"])
-        np.testing.assert_allclose(float(mm["area_mm2"]), float(px["area_px"]) * MM_PER_PIXEL ** 2)
-        np.testing.assert_allclose(float(mm["length_mm"]), float(px["length_px"]) * MM_PER_PIXEL)
-        np.testing.assert_allclose(float(mm["width_mm"]), float(px["width_px"]) * MM_PER_PIXEL)
-        np.testing.assert_allclose(float(mm["score"]), float(px["score"]))
+        # Pixel counts are exact; lengths are rounded to 0.01 px (0.005 mm here, written with 3 decimals).
+        assert float(mm["area_mm2"]) == int(px["area_px"]) * MM_PER_PIXEL ** 2
+        assert float(mm["length_mm"]) == pytest.approx(float(px["length_px"]) * MM_PER_PIXEL, abs=0.0051)
+        assert float(mm["width_mm"]) == pytest.approx(float(px["width_px"]) * MM_PER_PIXEL, abs=0.0051)
+        assert mm["score"] == px["score"]
     for mm, px in zip(plants_mm, plants_px):
-        np.testing.assert_allclose(float(mm["rosette_area_mm2"]), float(px["rosette_area_px"]) * MM_PER_PIXEL ** 2)
-        np.testing.assert_allclose(float(mm["convex_hull_area_mm2"]),
-                                   float(px["convex_hull_area_px"]) * MM_PER_PIXEL ** 2)
+        assert float(mm["rosette_area_mm2"]) == int(px["rosette_area_px"]) * MM_PER_PIXEL ** 2
+        # The hull area is a multiple of half a pixel: exact in both units.
+        assert float(mm["convex_hull_area_mm2"]) == pytest.approx(float(px["convex_hull_area_px"]) * MM_PER_PIXEL ** 2,
+                                                                  abs=0.0051)
         assert mm["leaf_count"] == px["leaf_count"]
 
 
@@ -227,7 +269,7 @@ def test_csv_values_describe_the_label_pixels(predicted, in_pixels, inputs):
     _, leaves = read_csv(in_pixels.out / "leaves.csv")
     _, plants = read_csv(in_pixels.out / "plants.csv")
     for plant in plants:
-        label = np.array(Image.open(in_pixels.out / "labels" / f"{plant['image']}.png"))
+        label = np.array(Image.open(in_pixels.out / "labels" / f"{plant['image']}_label.png"))
         rows = [row for row in leaves if row["image"] == plant["image"]]
         assert int(plant["leaf_count"]) == len(rows) == label.max()
         assert float(plant["rosette_area_px"]) == np.count_nonzero(label)
@@ -239,9 +281,79 @@ def test_csv_values_describe_the_label_pixels(predicted, in_pixels, inputs):
             assert [int(row[k]) for k in ("bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px")] == \
                    [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
             np.testing.assert_allclose([float(row["centroid_y_px"]), float(row["centroid_x_px"])],
-                                       [ys.mean(), xs.mean()])
+                                       [ys.mean(), xs.mean()], atol=0.005)  # rounded to 0.01 px
             assert float(row["length_px"]) >= float(row["width_px"]) >= 0
             assert 0 <= float(row["orientation_deg"]) < 180
+
+
+# Decimals each column may have (predict's rounding), for the mm run at 0.5 mm/px and in pixels.
+DECIMALS = {"leaf_count": 0, "score": 4, "compactness": 4, "orientation_deg": 2, "centroid_y_px": 2, "centroid_x_px": 2,
+            "area_px": 0, "rosette_area_px": 0, "convex_hull_area_px": 1, "length_px": 2, "width_px": 2,
+            "perimeter_px": 2, "diameter_px": 2, "area_mm2": 2, "rosette_area_mm2": 2, "convex_hull_area_mm2": 2,
+            "length_mm": 3, "width_mm": 3, "perimeter_mm": 3, "diameter_mm": 3}
+
+
+def test_csv_numbers_carry_no_float_noise(predicted, in_pixels):
+    checked = set()
+    for out in (predicted.out, in_pixels.out):
+        for table in ("leaves.csv", "plants.csv"):
+            columns, rows = read_csv(out / table)
+            assert rows
+            for row in rows:
+                for column, text in row.items():
+                    if column in ("image", "file", "leaf") or column.startswith("bbox_"):
+                        assert "." not in text or column == "file", (table, column, text)
+                        continue
+                    assert re.fullmatch(r"-?\d+(\.\d+)?|nan", text), (table, column, text)
+                    decimals = len(text.split(".")[1]) if "." in text else 0
+                    assert decimals <= DECIMALS[column], (table, column, text)
+                    checked.add(column)
+    assert checked == set(DECIMALS)
+    # Values really are rounded, not merely short: e.g. some score needs its 4 decimals.
+    _, leaves = read_csv(in_pixels.out / "leaves.csv")
+    assert any(len(row["score"].split(".")[1]) == 4 for row in leaves)
+
+
+def test_predicted_labels_go_back_into_prepare(model, tmp_path):
+    """A folder of *_rgb.png + *_label.png pairs: the photos are predicted, the labels skipped, and
+    the predicted labels, put beside the photos, are paired by leafseg prepare: a loop."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shapes = shapes_dataset(3, seed=3)
+    for i in shapes.image_ids:
+        write_rgb(raw / f"plant{i:05d}_rgb.png", shapes.load_image(i))
+        masks, _ = shapes.load_mask(i)
+        write_rgb(raw / f"plant{i:05d}_label.png",
+                  np.stack([masks[..., k] * (80 * (k + 1)) for k in range(3)], axis=-1).astype(np.uint8))
+    report = predict.predict_images(model, [raw], tmp_path / "out", progress=False)
+    assert [name for _, name, _ in report.predicted] == ["plant00000", "plant00001", "plant00002"]
+    assert [p.name for p in report.labels] == [f"plant{i:05d}_label.png" for i in range(3)]
+    assert "skipped 3 label images" in report.summary()
+    _, plants = read_csv(tmp_path / "out" / "plants.csv")
+    assert [row["image"] for row in plants] == ["plant00000", "plant00001", "plant00002"]
+    assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == \
+        [f"plant{i:05d}_label.png" for i in range(3)]
+
+    corrected = tmp_path / "corrected"
+    corrected.mkdir()
+    for path in raw.glob("*_rgb.png"):
+        shutil.copy(path, corrected / path.name)
+    for path in (tmp_path / "out" / "labels").iterdir():
+        shutil.copy(path, corrected / path.name)
+    samples, problems, _ = find_samples(corrected)
+    assert problems == []
+    assert [(s.id, s.image.name, s.label.name) for s in samples] == \
+        [(f"plant{i:05d}", f"plant{i:05d}_rgb.png", f"plant{i:05d}_label.png") for i in range(3)]
+    result = prepare_dataset(corrected, tmp_path / "prepared", workers=1, progress=False)
+    _, leaves = read_csv(tmp_path / "out" / "leaves.csv")
+    # prepare drops regions under its --min-area (5 px), noise to it.
+    counts = {row["image"]: sum(1 for leaf in leaves if leaf["image"] == row["image"]
+                                and int(leaf["area_px"]) >= DEFAULT_MIN_AREA) for row in plants}
+    assert sum(counts.values()) > 0
+    _, manifest = read_csv(result.manifest)
+    # Each prepared sample has the leaves predict found (a label without leaves is reported as such).
+    assert {row["id"]: int(row["leaf_count"]) for row in manifest} == {k: v for k, v in counts.items() if v}
+    assert {p.path.name for p in result.problems} == {f"{k}_label.png" for k, v in counts.items() if not v}
 
 
 # ------------------------------------------------------------------------------ COCO, overlays
@@ -255,7 +367,7 @@ def test_coco_json_loads_with_pycocotools_and_matches_the_labels(predicted, inpu
     images = coco.loadImgs(coco.getImgIds())
     assert [image["name"] for image in images] == list(GOOD)
     for image in images:
-        label = np.array(Image.open(predicted.out / "labels" / f"{image['name']}.png"))
+        label = np.array(Image.open(predicted.out / "labels" / f"{image['name']}_label.png"))
         assert (image["height"], image["width"]) == label.shape
         assert Path(image["file_name"]).stem == image["name"]
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
@@ -265,14 +377,14 @@ def test_coco_json_loads_with_pycocotools_and_matches_the_labels(predicted, inpu
             assert ann["leaf_id"] == int(row["leaf"])
             np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), label == ann["leaf_id"])
             assert ann["area"] == np.count_nonzero(label == ann["leaf_id"])
-            assert ann["score"] == pytest.approx(float(row["score"]))
+            assert ann["score"] == pytest.approx(float(row["score"]), abs=5e-5)  # the CSV's has 4 decimals
             assert ann["bbox"] == list(mask_utils.toBbox(coco.annToRLE(ann)))
 
 
 def test_overlay_colours_each_leaf_and_leaves_the_background(predicted, inputs):
     for name in GOOD:
-        overlay = cv2.imread(str(predicted.out / "overlays" / f"{name}.png"))[..., ::-1]
-        label = np.array(Image.open(predicted.out / "labels" / f"{name}.png"))
+        overlay = cv2.imread(str(predicted.out / "overlays" / f"{name}_overlay.png"))[..., ::-1]
+        label = np.array(Image.open(predicted.out / "labels" / f"{name}_label.png"))
         image = inputs.images[name]
         assert overlay.shape == image.shape
         if label.max() == 0:
@@ -291,7 +403,8 @@ def test_script_and_cli_entry_points():
     root = Path(__file__).resolve().parents[1]
     help_text = subprocess.run([sys.executable, str(root / "scripts" / "predict.py"), "--help"], capture_output=True,
                                text=True, check=True, cwd=root).stdout
-    for option in ("--weights", "--out", "--config", "--mm-per-pixel", "--coco-json", "--min-score"):
+    for option in ("--weights", "--out", "--config", "--mm-per-pixel", "--coco-json", "--min-score", "--include-labels",
+                   "--label-suffix"):
         assert option in help_text
     from leafseg.cli import COMMANDS
 

@@ -1,6 +1,7 @@
 """leafseg.prepare: image/label pairs -> data-science-bowl-2018 layout."""
 import csv
 import os
+import re
 from collections import Counter
 import subprocess
 import sys
@@ -379,3 +380,53 @@ def test_input_inside_the_output_subsets_is_refused(tmp_path):
         prepare_dataset(src, tmp_path / "out")
     with pytest.raises(ValueError, match="must not be the output folder"):
         prepare_dataset(src, src)
+
+
+def _subsets(out):
+    return {row["id"]: row["subset"] for row in _manifest(out)}
+
+
+def test_empty_val_names_the_smallest_fraction_that_fills_it(tmp_path, caplog):
+    src = _dataset(tmp_path / "in", 6)
+    prepare_dataset(src, tmp_path / "out", val_fraction=0.1)
+    assert "val" not in _subsets(tmp_path / "out").values()
+    message = next(r.getMessage() for r in caplog.records if "the val subset is empty" in r.getMessage())
+    suggested = re.search(r"--val-fraction ([0-9.]+) puts (\d+) in val", message)
+    assert "with 6 samples and --seed 0" in message and suggested, message
+    fraction, count = float(suggested.group(1)), int(suggested.group(2))
+    assert count >= 1
+    prepare_dataset(src, tmp_path / "out", val_fraction=fraction)
+    assert Counter(_subsets(tmp_path / "out").values())["val"] == count
+    prepare_dataset(src, tmp_path / "out", val_fraction=round(fraction - 0.01, 2))  # the smallest that works
+    assert "val" not in _subsets(tmp_path / "out").values()
+
+
+def test_val_ids_choose_the_val_samples_and_reruns_follow(tmp_path):
+    src = _dataset(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    assert main(["--input", str(src), "--output", str(out), "--val-ids", "plant00001, plant00004", "--quiet"]) == 0
+    expected = {f"plant{i:05d}": "val" if i in (1, 4) else "train" for i in range(6)}
+    assert _subsets(out) == expected
+    assert _sample_dirs(out) == {(subset, sample_id) for sample_id, subset in expected.items()}
+
+    ids = tmp_path / "val_ids.txt"
+    ids.write_text("# chosen by hand\nplant00002\n\n")
+    for option in (f"@{ids}", str(ids)):
+        assert main(["--input", str(src), "--output", str(out), "--val-ids", option, "--quiet"]) == 0
+        expected = {f"plant{i:05d}": "val" if i == 2 else "train" for i in range(6)}
+        assert _subsets(out) == expected
+        assert _sample_dirs(out) == {(subset, sample_id) for sample_id, subset in expected.items()}
+
+
+def test_val_ids_that_name_no_sample_are_an_error(tmp_path, capsys):
+    src = _dataset(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    assert main(["--input", str(src), "--output", str(out), "--val-ids", "plant00001,plantX,nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope, plantX" in err and "plant00000" in err  # the unknown ids, and what ids look like
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--input", str(src), "--output", str(out), "--val-ids", f"@{tmp_path / 'missing.txt'}"])
+    assert "missing.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--input", str(src), "--output", str(out), "--val-ids", "plant00001", "--val-fraction", "0.5"])
