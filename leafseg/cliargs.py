@@ -55,7 +55,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) ->
     parser.add_argument("--weights", required=True,
                         help="a .weights.h5 / Matterport .h5 file, or a training run folder")
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
-                                         "(default: config.yaml beside the weights, else leaf_r101)")
+                                         "(default: the config stored in the weights file, else config.yaml beside the weights, "
+                                         "else leaf_r101)")
     parser.add_argument("--min-score", type=fraction,
                         help=f"{min_score_help} (default: the config's DETECTION_MIN_CONFIDENCE)")
 

@@ -77,7 +77,9 @@ class QuickstartConfig(LeafConfig):
     DETECTION_MIN_CONFIDENCE = 0.5
     MINI_MASK_SHAPE = (28, 28)
 
-    # For Adam, which the demo uses from scratch.
+    # From scratch, Adam gets a small model going far faster than SGD (the demo and
+    # ``leafseg train`` use it unless --optimizer says otherwise).
+    OPTIMIZER = "adam"
     LEARNING_RATE = 0.001
 
 
@@ -97,3 +99,47 @@ def load_config(name_or_path="leaf_r101", **overrides):
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise ValueError(f"unknown config {name_or_path!r}: a preset ({', '.join(PRESETS)}) or a .yaml file")
     return LeafConfig.from_yaml(path, **overrides)
+
+
+def config_for_weights(weights, **overrides):
+    """The config that ``weights`` were trained with, and where it came from (for messages).
+
+    In order: the config stored in the weights file (every ``.weights.h5`` leafseg writes has
+    one), the ``config.yaml`` beside it, else the ``leaf_r101`` preset with a warning saying so.
+    ``overrides`` (attribute=value) are applied on top.
+    """
+    import logging
+    from pathlib import Path
+
+    from mrcnn.weights import WeightsError, read_metadata
+
+    weights = Path(weights)
+    metadata = None
+    if weights.is_file():
+        try:
+            metadata = read_metadata(weights)
+        except WeightsError:
+            metadata = None  # not a weights file: loading it reports that
+    if metadata is not None and metadata.config_yaml:
+        source = f"the config stored in {weights}"
+        return LeafConfig.from_yaml_text(metadata.config_yaml, source=source, **overrides), source
+    beside = weights.parent / "config.yaml"
+    if beside.is_file():
+        return load_config(str(beside), **overrides), str(beside)
+    logging.getLogger(__name__).warning(
+        "%s stores no config and has no config.yaml beside it: using the leaf_r101 preset (pass --config "
+        "if the weights were trained with another one)", weights)
+    return load_config("leaf_r101", **overrides), "leaf_r101 (default)"
+
+
+def coco_mismatches(config):
+    """How ``config`` differs from the architecture of Matterport's COCO weights ([] when it fits):
+    "BACKBONE resnet18 (COCO: resnet101)", ..."""
+    coco = {"BACKBONE": "resnet101", "BACKBONE_WIDTH": 1.0, "TOP_DOWN_PYRAMID_SIZE": 256, "RPN_CONV_CHANNELS": 512,
+            "FPN_CLASSIF_FC_LAYERS_SIZE": 1024, "MASK_HEAD_CHANNELS": 256, "POOL_SIZE": 7,
+            "IMAGE_CHANNEL_COUNT": 3}
+    out = [f"{name} {getattr(config, name)} (COCO: {value})" for name, value in coco.items()
+           if getattr(config, name) != value]
+    if len(config.RPN_ANCHOR_RATIOS) != 3:
+        out.append(f"{len(config.RPN_ANCHOR_RATIOS)} RPN_ANCHOR_RATIOS (COCO: 3)")
+    return out

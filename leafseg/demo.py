@@ -63,7 +63,9 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
 
     from mrcnn import visualize
     from mrcnn.callbacks import TimeBudget
+    from leafseg.train import DEFAULT_KEEP_CHECKPOINTS
     from mrcnn.model import MaskRCNN
+    from mrcnn.optimizers import make_optimizer
 
     cfg = load_config(config)
     keras.utils.set_random_seed(seed)
@@ -71,10 +73,12 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
           f"on {len(train.image_ids)} images for up to {minutes:g} minutes")
     model = MaskRCNN("training", cfg, out / "logs")
     epochs = max(1, math.ceil(minutes * 60 / (cfg.STEPS_PER_EPOCH * 0.2)))
-    # From scratch, Adam gets a small model going far faster than SGD (see tests/test_model.py).
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE, global_clipnorm=cfg.GRADIENT_CLIP_NORM)
+    # The preset's optimiser (quickstart_cpu: Adam, which from scratch gets a small model going far
+    # faster than SGD; see tests/test_model.py), and the checkpoints `leafseg train` keeps.
+    optimizer = make_optimizer(cfg.OPTIMIZER, cfg.LEARNING_RATE, cfg)
     history = model.train(train, val, learning_rate=cfg.LEARNING_RATE, epochs=epochs, layers="all",
-                          custom_callbacks=[TimeBudget(minutes * 60)], seed=seed, optimizer=optimizer)
+                          custom_callbacks=[TimeBudget(minutes * 60)], seed=seed, optimizer=optimizer,
+                          keep_checkpoints=DEFAULT_KEEP_CHECKPOINTS)
     weights_path = model.save_weights(out / "model.weights.h5")
     visualize.plot_history(history.history, out / "losses.png", title=f"{cfg.NAME}: training losses")
 

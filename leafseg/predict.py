@@ -44,8 +44,9 @@ describe these same pixels.
 
 Weights and config: ``--weights`` is a ``.weights.h5`` checkpoint written by training, a
 Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config`` is a preset
-name, a YAML file or a run folder holding ``config.yaml``; without it the ``config.yaml``
-beside the weights is used when there is one, else the ``leaf_r101`` preset.
+name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
+weights file is used (every ``.weights.h5`` leafseg writes has one), else the ``config.yaml``
+beside the weights, else the ``leaf_r101`` preset.
 """
 from __future__ import annotations
 
@@ -243,14 +244,16 @@ def resolve_config(config=None, weights=None, **overrides):
     """The config to run with, and where it came from (for messages).
 
     config: a preset name, a YAML file, a run folder holding ``config.yaml``, or None: the
-        ``config.yaml`` beside ``weights`` if there is one, else the ``leaf_r101`` preset.
+        config stored in the ``weights`` file, else the ``config.yaml`` beside it, else the
+        ``leaf_r101`` preset (with a warning); see :func:`leafseg.config.config_for_weights`.
     overrides: attribute values applied on top (e.g. IMAGES_PER_GPU=1).
     """
-    from leafseg.config import PRESETS, load_config
+    from leafseg.config import PRESETS, config_for_weights, load_config
 
     if config is None:
-        beside = Path(weights).parent / "config.yaml" if weights is not None else None
-        config = str(beside) if beside is not None and beside.is_file() else "leaf_r101"
+        if weights is not None:
+            return config_for_weights(weights, **overrides)
+        config = "leaf_r101"
     elif str(config) not in PRESETS and Path(config).is_dir():
         inside = Path(config) / "config.yaml"
         if not inside.is_file():
@@ -277,7 +280,14 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, *
         overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
     config, source = resolve_config(config, weights, **overrides)
     model = MaskRCNN("inference", config, model_dir or weights.parent)
-    model.load_weights(str(weights))
+    from mrcnn.weights import WeightsMismatchError
+
+    try:
+        model.load_weights(str(weights))
+    except WeightsMismatchError as err:
+        # The per-layer listing is for programmers; a command's user needs the cause and the fix.
+        raise ValueError(f"{weights}: these weights were trained with another configuration than {source} "
+                         f"{err.detail}; pass --config with the configuration they were trained with") from None
     return model, source, weights
 
 

@@ -13,12 +13,13 @@ The seed post's two stages, then its optimiser switch when the loss plateaued::
     python scripts/train.py ... --strategy mirrored   # every GPU of this machine
 
 Epochs count across calls: ``--epochs 79`` trains until epoch 79, wherever the weights left off.
-``--weights last`` (or a checkpoint path) continues that checkpoint's run folder and epoch with a
-fresh optimiser: a new stage. ``--resume`` continues the newest checkpoint of the newest run
-under ``--logs``; when it belongs to the same stage (same layers and optimiser) the optimiser
-state, the schedule's position and the plateau counters are restored too, and options that are
-not given again are taken from that stage. Without any checkpoint yet, ``--resume`` starts as
-the command would without it, so a killed job can always be restarted with ``--resume`` added.
+``--weights last`` (or ``best``, or a checkpoint path) continues that checkpoint's run folder and
+epoch with a fresh optimiser: a new stage. ``--resume`` continues the newest checkpoint of the
+newest run under ``--logs``; when it belongs to the same stage (same layers and optimiser) the
+optimiser state, the schedule's position and the plateau counters are restored too, and options
+that are not given again are taken from that stage (and without ``--config``, the config from
+the run's ``config.yaml``). Without any checkpoint yet, ``--resume`` starts as the command would
+without it, so a killed job can always be restarted with ``--resume`` added.
 
 The run folder ``<logs>/<name>YYYYmmddTHHMM/`` holds the checkpoints
 (``mask_rcnn_<name>_NNNN.weights.h5``, the newest with its ``.optimizer.hdf5``; the last
@@ -47,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from leafseg.cliargs import quiet_tensorflow
+
 __all__ = ["SetupError", "StageSpec", "TrainResult", "build_parser", "parse_overrides", "run", "main"]
 
 logger = logging.getLogger(__name__)
@@ -59,10 +62,15 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 # not import TensorFlow.
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
-# Stage options: a resumed stage takes those not given again from its checkpoint, then these.
-STAGE_DEFAULTS = {"optimizer": "sgd", "lr": None, "schedule": "constant", "warmup_steps": 0, "lr_steps": None,
+# Stage options: a resumed stage takes those not given again from its checkpoint, then these
+# (the optimiser's default is the config's OPTIMIZER).
+STAGE_DEFAULTS = {"optimizer": None, "lr": None, "schedule": "constant", "warmup_steps": 0, "lr_steps": None,
                   "lr_factor": 0.1, "patience": 5, "augment": "none"}
 COCO_CLASSES = 81
+# --keep-checkpoints' default (the demo keeps as many).
+DEFAULT_KEEP_CHECKPOINTS = 5
+# A bare --verbose (no progress level): TensorFlow's log lines too, as every command's --verbose.
+VERBOSE_LOGS = 3
 
 
 class SetupError(Exception):
@@ -81,8 +89,9 @@ examples:
 
 Epochs count across calls. --weights starts a new stage (a fresh optimiser); --resume continues
 the newest checkpoint under --logs, with its optimiser state when it belongs to the same stage
-(options not given again are taken from it). Exit status: 0 done, 1 training failed (e.g. a NaN
-loss), 2 bad input found before training, 130 interrupted.
+(options not given again are taken from it, and without --config the run's config.yaml). Ctrl-C
+prints the epoch saved and the command that resumes. Exit status: 0 done, 1 training failed (e.g.
+a NaN loss), 2 bad input found before training, 130 interrupted.
 """
 
 
@@ -93,19 +102,24 @@ def build_parser(parser=None):
         prog="leafseg train", description="Train Mask R-CNN on leaf images in stages.", epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--config", default="leaf_r101",
-        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of config values (default: leaf_r101)")
+    add("--config",
+        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of config values (default: with --resume or "
+             "--weights last|best the run's config.yaml, with --weights PATH the config stored in the file, "
+             "else leaf_r101)")
     add("--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, read as YAML (e.g. IMAGES_PER_GPU=1); repeatable")
     add("--dataset", required=True, metavar="DIR", help="prepared data folder holding train/ (and val/)")
     add("--stage", choices=STAGES, help="the layers to train (required unless --resume)")
     add("--epochs", type=int, metavar="N", help="train until epoch N, counted across calls (required unless --resume)")
-    add("--weights", metavar="coco|last|none|PATH", help="the weights to start from (required unless --resume)")
+    add("--weights", metavar="coco|last|best|none|PATH",
+        help="the weights to start from: coco (Matterport's, ResNet101 presets only), last (the newest checkpoint "
+             "under --logs), best (its run's best by val_loss), none (random) or a file (required unless --resume)")
     add("--coco-path", metavar="PATH", help="mask_rcnn_coco.h5 for --weights coco (default: $LEAFSEG_COCO_WEIGHTS, "
                                             "then ~/.keras/models/mask_rcnn_coco.h5)")
     add("--exclude-heads", action="store_true",
         help="skip the class-specific head layers of the weights (automatic for COCO and another NUM_CLASSES)")
-    add("--optimizer", choices=OPTIMIZERS, help="default: sgd (momentum LEARNING_MOMENTUM)")
+    add("--optimizer", choices=OPTIMIZERS, help="default: the config's OPTIMIZER (sgd with momentum "
+                                                "LEARNING_MOMENTUM; adam in quickstart_cpu)")
     add("--lr", type=float, help="learning rate (default: the config's LEARNING_RATE)")
     add("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: constant)")
     add("--warmup-steps", type=int, metavar="N", help="linear warmup over the stage's first N steps (default: 0)")
@@ -119,15 +133,17 @@ def build_parser(parser=None):
     add("--augment", choices=AUGMENTATIONS, help="training augmentation (default: none)")
     add("--logs", default="logs", metavar="DIR", help="the folder of run folders (default: logs)")
     add("--resume", action="store_true", help="continue the newest checkpoint under --logs")
-    add("--keep-checkpoints", type=int, default=5, metavar="K",
+    add("--keep-checkpoints", type=int, default=DEFAULT_KEEP_CHECKPOINTS, metavar="K",
         help="keep the newest K checkpoints and the best; 0 keeps all (default: 5)")
     add("--seed", type=int, default=0, help="seed of the initial weights, sampling and data order (default: 0)")
     add("--strategy", choices=STRATEGIES, default="default",
         help="mirrored: every GPU of this machine; multiworker: the machines of TF_CONFIG (default: default)")
     add("--mixed-precision", action="store_true", help="compute in float16 (for GPUs)")
     add("--jit", action="store_true", help="compile the training step with XLA")
-    add("--verbose", type=int, choices=(0, 1, 2), default=1,
-        help="0: quiet, 1: a progress bar, 2: a line per epoch (default: 1)")
+    add("--verbose", nargs="?", type=int, choices=(0, 1, 2), const=VERBOSE_LOGS, default=1, metavar="0|1|2",
+        help="alone: also show TensorFlow's start-up and C++ log lines (hidden by default), with a "
+             "progress bar; with a number, Keras' progress display: 0 none, 1 a progress bar, 2 a "
+             "line per epoch (default: 1)")
     return parser
 
 
@@ -162,8 +178,6 @@ def _lr_steps(text):
 
 def check_options(args):
     """The checks that need neither TensorFlow nor the model, so that they fail at once."""
-    from mrcnn import weights as W
-
     if args.keep_checkpoints < 0:
         raise SetupError(f"--keep-checkpoints {args.keep_checkpoints}: expected >= 0 (0 keeps all)")
     if args.resume:
@@ -173,12 +187,45 @@ def check_options(args):
     if missing:
         raise SetupError(f"{', '.join(missing)} required (or --resume to continue the last checkpoint)")
     if args.weights == "coco":
-        try:
-            W.resolve_coco_weights(args.coco_path)
-        except FileNotFoundError as err:
-            raise SetupError(str(err)) from err
-    elif args.weights not in ("last", "none") and not os.path.isfile(args.weights):
+        _coco_path(args)
+    elif args.weights not in ("last", "best", "none") and not os.path.isfile(args.weights):
         raise SetupError(f"weights file not found: {args.weights}")
+
+
+def _coco_path(args):
+    from mrcnn import weights as W
+
+    try:
+        return W.resolve_coco_weights(args.coco_path)
+    except FileNotFoundError as err:
+        message = str(err)
+        if not args.coco_path:
+            message = message.replace(" For example:", " Or pass --coco-path PATH. For example:", 1)
+        raise SetupError(message) from err
+
+
+def check_coco_fits(config, config_source):
+    """--weights coco: Matterport's file is a ResNet101 with the standard widths; fail at once otherwise."""
+    from leafseg.config import coco_mismatches
+
+    differences = coco_mismatches(config)
+    if differences:
+        raise SetupError(f"COCO weights fit only ResNet101 presets such as leaf_r101, not {config_source} "
+                         f"({', '.join(differences)}): use --weights none, or --config leaf_r101")
+
+
+_RUN_RE = re.compile(r"\d{8}T\d{4}$")
+
+
+def newest_run(logs):
+    """The newest run folder under ``logs`` holding a config.yaml (by the time in its name), or None."""
+    logs = Path(logs)
+    if not logs.is_dir():
+        return None
+    runs = [p for p in logs.iterdir() if p.is_dir() and _RUN_RE.search(p.name) and (p / "config.yaml").is_file()]
+    if not runs:
+        return None
+    return max(runs, key=lambda p: (_RUN_RE.search(p.name).group(), (p / "config.yaml").stat().st_mtime))
 
 
 def make_strategy(name):
@@ -209,9 +256,25 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
+def config_source(args):
+    """What the config comes from: ``--config``; without it, for --resume and --weights last|best
+    the newest run's config.yaml under --logs, for --weights PATH the file (its own config, else
+    the config.yaml beside it, else leaf_r101), else the leaf_r101 preset."""
+    if args.config is not None:
+        return args.config
+    if args.resume or args.weights in ("last", "best"):
+        run_dir = newest_run(args.logs)
+        if run_dir is not None:
+            return str(run_dir / "config.yaml")
+    elif args.weights not in (None, "coco", "none"):
+        return ("weights", args.weights)
+    return "leaf_r101"
+
+
 def build_config(args, replicas):
-    """The config of ``--config`` with ``--set`` and the step options applied; GPU_COUNT = replicas."""
-    from leafseg.config import load_config
+    """The config of ``--config`` (see :func:`config_source`) with ``--set`` and the step options
+    applied; GPU_COUNT = replicas. Sets ``args.config_source`` to a description for messages."""
+    from leafseg.config import config_for_weights, load_config
 
     overrides = parse_overrides(args.set)
     if args.steps_per_epoch is not None:
@@ -219,10 +282,18 @@ def build_config(args, replicas):
     if args.validation_steps is not None:
         overrides["VALIDATION_STEPS"] = args.validation_steps
     overrides["GPU_COUNT"] = int(replicas)
+    source = config_source(args)
+    args.config_source = source if isinstance(source, str) else None
     try:
-        return load_config(args.config, **overrides)
+        if isinstance(source, tuple):
+            config, args.config_source = config_for_weights(source[1], **overrides)
+        else:
+            config = load_config(source, **overrides)
     except (ValueError, OSError) as err:  # ConfigError is a ValueError
-        raise SetupError(f"config {args.config}: {err}") from err
+        raise SetupError(f"config {args.config_source or source[1]}: {err}") from err
+    if args.config is None and args.config_source != "leaf_r101":
+        logger.info("config: %s", args.config_source)
+    return config
 
 
 def load_datasets(root, config):
@@ -296,28 +367,43 @@ def load_start_weights(model, args):
         return _Start("none")
     exclude = list(W.COCO_EXCLUDE) if args.exclude_heads else None
     if weights == "coco":
-        try:
-            path = W.resolve_coco_weights(args.coco_path)
-        except FileNotFoundError as err:
-            raise SetupError(str(err)) from err
+        path = _coco_path(args)
         if model.config.NUM_CLASSES != COCO_CLASSES:
             exclude = list(W.COCO_EXCLUDE)
-    elif weights == "last":
+    elif weights in ("last", "best"):
         try:
             path = model.find_last()
         except FileNotFoundError as err:
-            raise SetupError(f"--weights last: {err}") from err
+            raise SetupError(f"--weights {weights}: {err}") from err
+        if weights == "best":
+            path = best_checkpoint(path)
     else:
         path = weights
     _load(model, path, exclude)
-    return _Start(weights if weights in ("coco", "last") else "file", checkpoint=path)
+    return _Start(weights if weights in ("coco", "last", "best") else "file", checkpoint=path)
+
+
+def best_checkpoint(newest):
+    """The best checkpoint by val_loss of the run folder of ``newest`` (its checkpoints.json)."""
+    index_path = Path(newest).parent / "checkpoints.json"
+    try:
+        best = json.loads(index_path.read_text(encoding="utf-8")).get("best")
+    except (OSError, ValueError) as err:
+        raise SetupError(f"--weights best: cannot read {index_path}: {err}") from err
+    if not best or not os.path.isfile(best.get("path", "")):
+        raise SetupError(f"--weights best: {index_path} names no best checkpoint that exists")
+    logger.info("--weights best: epoch %s (%s %.4g), %s", best["epoch"], best["monitor"], best["value"], best["path"])
+    return best["path"]
 
 
 def _load(model, path, exclude):
-    from mrcnn.weights import WeightsError
+    from mrcnn.weights import WeightsError, WeightsMismatchError
 
     try:
         model.load_weights(path, exclude=exclude)
+    except WeightsMismatchError as err:
+        raise SetupError(f"{path}: these weights were trained with another configuration {err.detail}; "
+                         f"pass --config with the configuration they were trained with") from None
     except (WeightsError, OSError) as err:
         raise SetupError(str(err)) from err
 
@@ -364,7 +450,7 @@ def resolve_stage(args, config, start, epoch):
     """
     saved = start.saved_stage if start.source == "resume" else None
     values = {}
-    for name, default in STAGE_DEFAULTS.items():
+    for name, default in dict(STAGE_DEFAULTS, optimizer=config.OPTIMIZER).items():
         given = getattr(args, name)
         saved_name = {"lr": "learning_rate"}.get(name, name)
         values[name] = given if given is not None else (saved.get(saved_name, default) if saved else default)
@@ -492,9 +578,13 @@ def run(argv=None, callbacks=None):
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose == VERBOSE_LOGS)
+    args.progress = 1 if args.verbose == VERBOSE_LOGS else args.verbose
     check_options(args)
     strategy = make_strategy(args.strategy)
     config = build_config(args, strategy.num_replicas_in_sync)
+    if args.weights == "coco" and not args.resume:
+        check_coco_fits(config, args.config_source)
     train_set, val_set = load_datasets(args.dataset, config)
 
     import keras
@@ -515,7 +605,8 @@ def run(argv=None, callbacks=None):
             try:
                 model = MaskRCNN("training", config, args.logs)
             except Exception as err:  # any failure to build is a config that cannot work
-                raise SetupError(f"cannot build a model from {args.config}: {type(err).__name__}: {err}") from err
+                raise SetupError(f"cannot build a model from {args.config_source}: "
+                                 f"{type(err).__name__}: {err}") from err
         start = load_start_weights(model, args)
         spec, restore = resolve_stage(args, config, start, model.epoch)
         if (spec.steps_per_epoch, spec.validation_steps) != (config.STEPS_PER_EPOCH, config.VALIDATION_STEPS):
@@ -523,7 +614,7 @@ def run(argv=None, callbacks=None):
                 config = model.config = config.replace(STEPS_PER_EPOCH=spec.steps_per_epoch,
                                                        VALIDATION_STEPS=spec.validation_steps)
             except ValueError as err:
-                raise SetupError(f"config {args.config}: {err}") from err
+                raise SetupError(f"config {args.config_source}: {err}") from err
         if config.VALIDATION_STEPS == 0:
             val_set = None
         if model.epoch >= spec.end_epoch:
@@ -572,11 +663,8 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
 
     os.makedirs(model.log_dir, exist_ok=True)
     record = RunRecord(model.log_dir) if chief else None
-    if record:
-        config.to_yaml(Path(model.log_dir) / "config.yaml")
+    if record:  # (MaskRCNN.train writes config.yaml)
         record.begin(argv, spec, start, restore, LAYER_REGEX[spec.stage], model.epoch)
-        # At the start of an epoch the previous one's checkpoint exists: record it as done.
-        extra.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: record.progress(epoch)))
     logger.info("Stage %s: epochs %d..%d, %s lr=%g (%s schedule), run folder %s", spec.stage, model.epoch + 1,
                 spec.end_epoch, spec.optimizer, spec.learning_rate, spec.schedule, model.log_dir)
     status, message = "failed", None
@@ -584,9 +672,11 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
         history = model.train(
             train_set, val_set, learning_rate=spec.learning_rate, epochs=spec.end_epoch, layers=spec.stage,
             augmentation=augmentation, custom_callbacks=extra, optimizer=optimizer, seed=args.seed,
-            verbose=args.verbose, optimizer_state=start.state_path if restore else None,
+            verbose=args.progress, optimizer_state=start.state_path if restore else None,
             keep_checkpoints=args.keep_checkpoints or None, plot=chief, jit_compile=args.jit, stage=spec.stage,
-            checkpoint_metadata={"stage": spec.as_dict()})
+            checkpoint_metadata={"stage": spec.as_dict()},
+            # Each checkpoint written is an epoch done: a run killed later still shows how far it got.
+            on_checkpoint=(lambda epoch, path: record.progress(epoch)) if record else None)
         status = "completed" if model.epoch >= spec.end_epoch else "stopped"
     except NonFiniteLossError as err:
         message = str(err)
@@ -596,7 +686,7 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
         raise SetupError(message) from err
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
+        raise TrainInterrupted(interrupted_message(args, model, chief)) from None
     except Exception as err:
         message = describe_error(err)
         raise
@@ -605,6 +695,32 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
             record.end(status, model.epoch, message)
     checkpoint = model.find_last() if chief else None
     return TrainResult(model, model.log_dir, model.epoch, checkpoint, history, spec)
+
+
+class TrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the last epoch saved and the command that resumes."""
+
+
+def resume_command(args, run_dir):
+    """The command line that continues this run: its config (``--config`` as given, else the run's
+    config.yaml), dataset and logs, and --resume."""
+    import shlex
+
+    config = args.config if args.config is not None else os.path.join(str(run_dir), "config.yaml")
+    words = ["leafseg", "train", "--config", str(config)]
+    for pair in args.set:
+        words += ["--set", pair]
+    words += ["--dataset", str(args.dataset), "--logs", str(args.logs)]
+    if args.strategy != "default":
+        words += ["--strategy", args.strategy]
+    return " ".join(shlex.quote(w) for w in words + ["--resume"])
+
+
+def interrupted_message(args, model, chief=True):
+    if not model.epoch:
+        return f"interrupted before the first checkpoint; nothing is saved in {model.log_dir}"
+    where = model.log_dir if chief else "the chief worker's run folder"
+    return f"interrupted; epoch {model.epoch} is saved in {where}; resume with: {resume_command(args, model.log_dir)}"
 
 
 def _one_line(message):
@@ -648,8 +764,9 @@ def main(argv=None, callbacks=None):
     except SetupError as err:
         print(f"leafseg train: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("leafseg train: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"leafseg train: {err}" if isinstance(err, TrainInterrupted) else "leafseg train: interrupted",
+              file=sys.stderr)
         _end_process(EXIT_INTERRUPTED)
     except Exception as err:  # what stopped training: one line for the user, a traceback unless expected
         from mrcnn.callbacks import NonFiniteLossError  # (imported here: --help needs no TensorFlow)

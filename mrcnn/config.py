@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 RESIZE_MODES = ("none", "square", "pad64", "crop")
+OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
@@ -138,7 +139,9 @@ class Config:
     DETECTION_MIN_CONFIDENCE = 0.7
     DETECTION_NMS_THRESHOLD = 0.3
 
-    # Optimiser settings (SGD with momentum, as in the Mask R-CNN paper).
+    # Optimiser settings (SGD with momentum, as in the Mask R-CNN paper). OPTIMIZER is the one a
+    # training command uses unless told otherwise: "sgd", "adagrad", "adam" or "adamw".
+    OPTIMIZER = "sgd"
     LEARNING_RATE = 0.001
     LEARNING_MOMENTUM = 0.9
     WEIGHT_DECAY = 0.0001
@@ -235,23 +238,29 @@ class Config:
         The file is a flat mapping of attribute names (``IMAGES_PER_GPU: 1``). Unknown keys are
         errors that name the file and suggest the closest attribute.
         """
-        import yaml
-
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        return cls.from_yaml_text(text, source=str(path), **overrides)
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str = "YAML text", **overrides: Any) -> "Config":
+        """As :meth:`from_yaml`, from YAML text (``to_yaml_text()`` output, e.g. the config stored
+        in a weights file); ``source`` names it in error messages."""
+        import yaml
+
         try:
             values = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+            raise ConfigError(f"{source} is not valid YAML: {err}") from err
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of config attributes, not {type(values).__name__}")
+            raise ConfigError(f"{source} must hold a mapping of config attributes, not {type(values).__name__}")
         config = cls()
-        config._apply(values, source=str(path))
+        config._apply(values, source=source)
         config._apply(overrides, source="arguments")
         config.validate()
         return config
@@ -363,6 +372,7 @@ class Config:
                  "LOSS_WEIGHTS", self.LOSS_WEIGHTS, f"a mapping with exactly the keys {', '.join(LOSS_NAMES)}")
         _require(all(_is_number(w) and w >= 0 for w in self.LOSS_WEIGHTS.values()), "LOSS_WEIGHTS",
                  self.LOSS_WEIGHTS, "non-negative weights")
+        _require(self.OPTIMIZER in OPTIMIZERS, "OPTIMIZER", self.OPTIMIZER, f"one of {', '.join(OPTIMIZERS)}")
         for name in ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY"):
             value = getattr(self, name)
             _require(_is_number(value) and value >= 0, name, value, "a number >= 0")
@@ -385,14 +395,18 @@ class Config:
             out[name] = _plain(getattr(self, name))
         return out
 
-    def to_yaml(self, path) -> Path:
-        """Write the settable attributes to a YAML file atomically; returns the path."""
+    def to_yaml_text(self) -> str:
+        """The settable attributes as YAML text, which :meth:`from_yaml_text` reads back."""
         import yaml
 
         values = {k: v for k, v in self.to_dict().items() if k not in DERIVED}
+        return yaml.safe_dump(values, sort_keys=True)
+
+    def to_yaml(self, path) -> Path:
+        """Write the settable attributes to a YAML file atomically; returns the path."""
         from mrcnn.fileio import write_text_atomic
 
-        return write_text_atomic(path, yaml.safe_dump(values, sort_keys=True))
+        return write_text_atomic(path, self.to_yaml_text())
 
     def display(self) -> None:
         """Print every attribute, one per line, as Matterport's ``display()`` does."""

@@ -346,16 +346,28 @@ class MaskRCNN:
 
         by_name: accepted for Matterport scripts; loading is by layer name either way.
         exclude: layer names to skip, e.g. ``weights.COCO_EXCLUDE`` when NUM_CLASSES differs.
+        The class names a file stores (see :meth:`save_weights`) become ``class_names``.
         Returns the :class:`mrcnn.weights.LoadReport`.
         """
         report = weights.load_weights_auto(self.keras_model, filepath, exclude=exclude,
                                            skip_mismatch=skip_mismatch, verbose=verbose)
+        metadata = weights.read_metadata(filepath)
+        if metadata is not None and metadata.class_names:
+            self.class_names = list(metadata.class_names)
         self.set_log_dir(filepath)
         return report
 
-    def save_weights(self, filepath):
-        """Write the model's weights as a Keras 3 ``.weights.h5`` file, atomically."""
-        return weights.save_weights(self.keras_model, filepath)
+    def save_weights(self, filepath, class_names=None):
+        """Write the model's weights as a Keras 3 ``.weights.h5`` file, atomically, with the config
+        (YAML text) and the class names in the file (``mrcnn.weights.read_metadata`` reads them).
+
+        class_names: default the training dataset's (recorded by :meth:`train`) or the loaded
+        file's; none are stored when neither is known.
+        """
+        if class_names is None:
+            class_names = getattr(self, "class_names", None)
+        return weights.save_weights(self.keras_model, filepath, config_yaml=self.config.to_yaml_text(),
+                                    class_names=None if class_names is None else list(class_names))
 
     def set_log_dir(self, model_path=None):
         """Start a new run folder, or continue the run (and epoch) of ``model_path``'s checkpoint."""
@@ -399,7 +411,7 @@ class MaskRCNN:
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, optimizer=None, seed=0, verbose=1,
               optimizer_state=None, keep_checkpoints=None, plot=False, jit_compile=False, stage=None,
-              checkpoint_metadata=None):
+              checkpoint_metadata=None, on_checkpoint=None):
         """Train ``layers`` until epoch ``epochs`` (counted across calls, as in Matterport).
 
         train_dataset, val_dataset: prepared :class:`mrcnn.dataset.Dataset` objects (val may be
@@ -422,9 +434,12 @@ class MaskRCNN:
         jit_compile: compile the training step with XLA.
         stage: label of this call in the CSV log (default ``layers``).
         checkpoint_metadata: a JSON-serialisable dict stored with every checkpoint's optimiser state.
+        on_checkpoint: callable(epoch, path) called after each checkpoint is written; ``self.epoch``
+            is that epoch by then, also when training is interrupted later.
 
-        Writes into ``log_dir``: a checkpoint per epoch (weights, and the optimiser state of the
-        newest), ``checkpoints.json``, TensorBoard events, ``training_log.csv`` and optionally
+        Writes into ``log_dir``: ``config.yaml``, a checkpoint per epoch (weights with the config
+        and the training dataset's class names, and the optimiser state of the newest),
+        ``checkpoints.json``, TensorBoard events, ``training_log.csv`` and optionally
         ``losses.png`` (see mrcnn.callbacks). Raises :class:`mrcnn.callbacks.NonFiniteLossError`
         when a loss becomes NaN or Inf; that epoch writes no checkpoint. Returns the Keras History.
         """
@@ -436,6 +451,8 @@ class MaskRCNN:
             raise ConfigError(f"GPU_COUNT = {config.GPU_COUNT} but the model was built under a strategy with "
                               f"{strategy.num_replicas_in_sync} replicas; set GPU_COUNT to the number of replicas "
                               "(the global batch is IMAGES_PER_GPU * GPU_COUNT)")
+        if getattr(train_dataset, "class_names", None):
+            self.class_names = list(train_dataset.class_names)
         set_trainable(self.keras_model, LAYER_REGEX.get(layers, layers), train_bn=config.TRAIN_BN,
                       verbose=max(0, verbose - 1))
         train_data = self._input_pipeline(train_dataset, strategy, augmentation, seed)
@@ -444,6 +461,7 @@ class MaskRCNN:
         trainer.build_optimizer()  # its variables exist before a saved state is restored into them
 
         os.makedirs(self.log_dir, exist_ok=True)
+        config.to_yaml(os.path.join(self.log_dir, "config.yaml"))
         csv_path = os.path.join(self.log_dir, "training_log.csv")
         inner = getattr(trainer.optimizer, "inner_optimizer", trainer.optimizer)
         guard = TerminateOnNonFinite()
@@ -459,7 +477,7 @@ class MaskRCNN:
         callbacks += list(custom_callbacks or [])
         stateful = [cb for cb in callbacks if hasattr(cb, "get_state") and hasattr(cb, "set_state")]
         checkpoint = _CheckpointCallback(self, keep=keep_checkpoints, metadata=checkpoint_metadata,
-                                         state_callbacks=stateful)
+                                         state_callbacks=stateful, on_saved=on_checkpoint)
         callbacks.append(checkpoint)
         if optimizer_state:
             self._restore_optimizer_state(trainer, optimizer_state, stateful)
@@ -644,6 +662,17 @@ class _CheckpointCallback(EpochCheckpoint):
     """:class:`mrcnn.callbacks.EpochCheckpoint` of a MaskRCNN: its ``checkpoint_path`` (Matterport's
     names, which find_last and set_log_dir read) and the functional model's weights."""
 
-    def __init__(self, maskrcnn, **kwargs):
+    def __init__(self, maskrcnn, on_saved=None, **kwargs):
         super().__init__(maskrcnn.checkpoint_path, save_weights=maskrcnn.save_weights, **kwargs)
         self.maskrcnn = maskrcnn
+        self.on_saved = on_saved
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.last_epoch
+        super().on_epoch_end(epoch, logs)
+        if self.last_epoch is not None and self.last_epoch != before:
+            # The model's epoch follows the checkpoints, so that an interrupted train() leaves it
+            # at the last epoch saved.
+            self.maskrcnn.epoch = self.last_epoch
+            if self.on_saved is not None:
+                self.on_saved(self.last_epoch, self.last_path)

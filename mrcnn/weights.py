@@ -44,9 +44,17 @@ asset of the v2.0 release of matterport/Mask_RCNN on GitHub:
 
     https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5
 
-leafseg never downloads anything at run time. Put the file at ``~/.keras/models/mask_rcnn_coco.h5``
+Nothing is downloaded at run time. Put the file at ``~/.keras/models/mask_rcnn_coco.h5``
 (``$KERAS_HOME/models/`` when ``KERAS_HOME`` is set), or anywhere and point the environment
 variable ``LEAFSEG_COCO_WEIGHTS`` at it, or pass its path; :func:`resolve_coco_weights` finds it.
+The file is a ResNet-101 model with the standard widths: it fits only configs with
+``BACKBONE = "resnet101"``, ``BACKBONE_WIDTH = 1.0`` and Matterport's head widths.
+
+Weights that describe themselves
+--------------------------------
+:func:`save_weights` can store the config the weights were trained with (``Config.to_yaml_text()``)
+and the dataset's class names in the file's root attributes ``config_yaml`` and ``class_names``;
+:func:`read_metadata` reads them back (None for files without them, such as Matterport's).
 """
 import dataclasses
 import logging
@@ -71,6 +79,11 @@ __all__ = [
     "load_weights_auto",
     "detect_format",
     "resolve_coco_weights",
+    "coco_weights_help",
+    "WeightsMetadata",
+    "read_metadata",
+    "write_metadata",
+    "WeightsMismatchError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,6 +107,62 @@ class WeightsError(ValueError):
 
 class WeightsFileNotFoundError(WeightsError, FileNotFoundError):
     """The weights file does not exist (catch it as WeightsError or FileNotFoundError)."""
+
+
+class WeightsMismatchError(WeightsError):
+    """The file's layers have other shapes than the model's: weights of another configuration.
+
+    The message's first line says so in words; the per-layer detail follows. ``headline`` is
+    that first line, ``problems`` the per-layer lines, ``layers`` the layers that differ.
+    """
+
+    def __init__(self, path, problems, layers):
+        self.path, self.problems, self.layers = path, list(problems), list(layers)
+        count = len(self.layers)
+        # "(2 layers differ, e.g. layer 'x', weight 'x/kernel:0': file shape ..., model shape ...)"
+        self.detail = (f"({count} layer{'s' if count != 1 else ''} differ{'' if count != 1 else 's'}, "
+                       f"e.g. {self.problems[0]})")
+        self.headline = f"{path} does not fit the model: these weights were trained with another configuration " \
+                        f"{self.detail}"
+        super().__init__(
+            self.headline + "\n  " + "\n  ".join(self.problems) +
+            f"\nBuild the model with the configuration the weights were trained with, or exclude the layers "
+            f"that differ, e.g. exclude={self.layers!r} (for Matterport's COCO file and another NUM_CLASSES: "
+            f"exclude={list(COCO_EXCLUDE)!r}), or pass skip_mismatch=True. Nothing was loaded.")
+
+
+@dataclasses.dataclass
+class WeightsMetadata:
+    """What a weights file says about itself: the config's YAML text and the class names (either
+    may be None)."""
+    config_yaml: str | None = None
+    class_names: list | None = None
+
+
+_CONFIG_ATTR = "config_yaml"
+_CLASS_NAMES_ATTR = "class_names"
+
+
+def write_metadata(path, config_yaml=None, class_names=None):
+    """Store the config's YAML text and the class names in an HDF5 weights file's root attributes
+    (in place; :func:`save_weights` calls it on its temporary file before the rename)."""
+    with h5py.File(os.fspath(path), "a") as f:
+        if config_yaml is not None:
+            f.attrs[_CONFIG_ATTR] = str(config_yaml).encode("utf8")
+        if class_names is not None:
+            _write_str_list(f.attrs, _CLASS_NAMES_ATTR, [str(n) for n in class_names])
+
+
+def read_metadata(path):
+    """The :class:`WeightsMetadata` stored in a weights file, or None when it has none (files
+    written before, or by other programs such as Matterport's)."""
+    path = _check_file(path)
+    with _open(path) as f:
+        text = f.attrs.get(_CONFIG_ATTR)
+        names = _read_str_list(f.attrs, _CLASS_NAMES_ATTR)
+    if text is None and names is None:
+        return None
+    return WeightsMetadata(None if text is None else _as_str(text), names)
 
 
 @dataclasses.dataclass
@@ -188,6 +257,8 @@ def _write_str_list(attrs, key, names):
 def _check_file(path):
     path = os.fspath(path)
     if not os.path.exists(path):
+        if os.path.basename(path) == COCO_WEIGHTS_FILENAME:
+            raise WeightsFileNotFoundError(f"Weights file not found: {path}. " + coco_weights_help())
         raise WeightsFileNotFoundError(f"Weights file not found: {path}")
     if os.path.isdir(path):
         raise WeightsError(f"Weights path is a directory, not a file: {path}")
@@ -239,7 +310,7 @@ def detect_format(path):
         keys = list(f.keys())
     if fmt is None:
         raise WeightsError(
-            f"{path} is an HDF5 file but not a weights file leafseg knows: no root attribute "
+            f"{path} is an HDF5 file but not a Keras weights file: no root attribute "
             f"'layer_names' (Keras 2 / Matterport) and no 'layers' group (Keras 3). "
             f"Top-level keys: {_short_list(keys) or 'none'}")
     return fmt
@@ -459,12 +530,7 @@ def _load_by_name(model, path, fmt, file_layers, exclude, skip_mismatch, verbose
         plan.append((report_name, layer_name, variables, datasets))
 
     if problems:
-        names = list(dict.fromkeys(mismatched))
-        raise WeightsError(
-            f"{path} does not fit the model:\n  " + "\n  ".join(problems) +
-            f"\nExclude the layers that differ, e.g. exclude={names!r} (for Matterport's COCO file "
-            f"and a different NUM_CLASSES: exclude={list(COCO_EXCLUDE)!r}), or pass "
-            f"skip_mismatch=True. Nothing was loaded.")
+        raise WeightsMismatchError(path, problems, list(dict.fromkeys(mismatched)))
     if not plan:
         raise WeightsError(f"{path}: every layer it shares with the model was skipped "
                            f"({_short_list(report.skipped_mismatch)}); nothing loaded")
@@ -601,13 +667,17 @@ def _require_native_name(path):
         raise WeightsError(f"Keras 3 weights files must end with '{NATIVE_SUFFIX}': {path}")
 
 
-def save_weights(model, path):
+def save_weights(model, path, config_yaml=None, class_names=None):
     """model.save_weights to a native Keras 3 `.weights.h5` file, atomically (written to a
-    temporary `.weights.h5` in the same directory, then renamed). Returns the path."""
+    temporary `.weights.h5` in the same directory, then renamed). Returns the path.
+
+    config_yaml, class_names: stored in the file (see :func:`write_metadata`) when given."""
     path = os.fspath(path)
     _require_native_name(path)
     with atomic_path(path, suffix=NATIVE_SUFFIX) as tmp:
         model.save_weights(str(tmp))
+        if config_yaml is not None or class_names is not None:
+            write_metadata(tmp, config_yaml, class_names)
     return path
 
 
@@ -635,7 +705,8 @@ def resolve_coco_weights(path=None):
     when set, (3) ~/.keras/models/mask_rcnn_coco.h5 ($KERAS_HOME/models/ when KERAS_HOME is set).
     The first of (1) and (2) that is given must exist: a wrong explicit path is an error, not a
     reason to use another file. A directory means the file mask_rcnn_coco.h5 inside it.
-    Raises FileNotFoundError saying where to download the file and where to put it.
+    Raises FileNotFoundError saying where to download the file and where to put it
+    (:func:`coco_weights_help`).
     """
     default = _default_coco_path()
     if path is not None:
@@ -649,9 +720,13 @@ def resolve_coco_weights(path=None):
         candidate = os.path.join(candidate, COCO_WEIGHTS_FILENAME)
     if os.path.isfile(candidate):
         return candidate
-    raise FileNotFoundError(
-        f"COCO weights not found at {candidate} ({source}). leafseg does not download them: get "
-        f"Matterport's {COCO_WEIGHTS_FILENAME} (about 246 MB, v2.0 release of "
-        f"matterport/Mask_RCNN) from\n  {COCO_WEIGHTS_URL}\nand put it at {default}, "
-        f"or set {COCO_WEIGHTS_ENV} to its path, or pass the path, e.g.\n"
-        f"  mkdir -p {os.path.dirname(default)} && curl -L -o {default} {COCO_WEIGHTS_URL}")
+    raise FileNotFoundError(f"COCO weights not found at {candidate} ({source}). " + coco_weights_help())
+
+
+def coco_weights_help():
+    """Where to get Matterport's COCO file and where to put it (for "not found" messages)."""
+    default = _default_coco_path()
+    return (f"They are never downloaded automatically: download Matterport's {COCO_WEIGHTS_FILENAME} (about 246 MB, "
+            f"v2.0 release of matterport/Mask_RCNN) from {COCO_WEIGHTS_URL} and either put it at {default} or "
+            f"set {COCO_WEIGHTS_ENV} to where it is. For example:\n"
+            f"  mkdir -p {os.path.dirname(default)} && curl -L -o {default} {COCO_WEIGHTS_URL}")

@@ -30,7 +30,8 @@ def test_help_names_the_command(command, capsys):
 
 # Cheap invocations of the commands that load TensorFlow: each imports it, then stops at bad input.
 TENSORFLOW_COMMANDS = {
-    "train": (["train", "--dataset", "missing", "--weights", "none", "--epochs", "1"], 2, "--stage required"),
+    "train": (["train", "--stage", "heads", "--dataset", "missing", "--weights", "none", "--epochs", "1"], 2,
+              "dataset folder not found"),
     "bench": (["bench", "--skip", "training", "--skip", "inference"], 0, ""),
     "evaluate": (["evaluate", "--weights", "missing.h5", "--dataset", "missing", "--out", "ev"], 2,
                  "evaluate: error:"),
@@ -56,3 +57,15 @@ def test_verbose_before_the_command_keeps_tensorflow_lines(tmp_path):
     assert done.returncode == 2
     assert "export: error:" in done.stderr
     assert tensorflow_lines(done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("flag,shown", [(["--verbose"], True), (["--verbose", "2"], False)])
+def test_train_verbose_alone_keeps_tensorflow_lines_and_with_a_number_sets_progress(flag, shown, tmp_path):
+    """train's --verbose N is Keras' progress display (Matterport's meaning); alone, it is every
+    command's --verbose."""
+    argv = ["train", *flag, "--stage", "heads", "--dataset", "missing", "--weights", "none", "--epochs", "1"]
+    done = subprocess.run([sys.executable, "-m", "leafseg.cli", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=user_environment(), timeout=300)
+    # This error comes after TensorFlow is loaded (strategy and config are built first).
+    assert done.returncode == 2 and "dataset folder not found: missing" in done.stderr, done.stderr
+    assert bool(tensorflow_lines(done.stderr)) == shown, done.stderr

@@ -175,3 +175,24 @@ def test_display_lists_every_attribute(capsys):
     for name in ("NAME", "BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE", "RPN_ANCHOR_SCALES", "LOSS_WEIGHTS"):
         assert f"\n{name} " in out
     assert "shapes" in out
+
+
+def test_yaml_text_round_trip_and_source_in_errors():
+    c = ShapesConfig(RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128), OPTIMIZER="adagrad")
+    text = c.to_yaml_text()
+    assert yaml.safe_load(text)["OPTIMIZER"] == "adagrad" and "BATCH_SIZE" not in yaml.safe_load(text)
+    assert ShapesConfig.from_yaml_text(text) == c
+    assert Config.from_yaml_text(text, IMAGES_PER_GPU=1).BATCH_SIZE == 2  # overrides on top
+    with pytest.raises(ConfigError, match="unknown config key 'NUM_CLASS' in the config stored in w.h5"):
+        Config.from_yaml_text("NUM_CLASS: 3", source="the config stored in w.h5")
+
+
+def test_optimizer_is_a_validated_config_value():
+    assert Config().OPTIMIZER == "sgd"
+    assert Config(OPTIMIZER="adamw").OPTIMIZER == "adamw"
+    with pytest.raises(ConfigError, match="OPTIMIZER = 'rmsprop' is invalid: expected one of sgd, adagrad, adam"):
+        Config(OPTIMIZER="rmsprop")
+    from mrcnn.config import OPTIMIZERS as config_optimizers
+    from mrcnn.optimizers import OPTIMIZERS
+
+    assert config_optimizers == OPTIMIZERS

@@ -53,7 +53,9 @@ def commands():
             if line.startswith("# "):
                 line = ""
             words = shlex.split(line) if line else []
-            if words[:1] == ["leafseg"] and len(words) > 1:
+            if words[:1] == ["leafseg"] and words[1:2] in (["--verbose"], ["-v"]):
+                words = ["leafseg", *words[2:]]   # leafseg --verbose COMMAND ...
+            if words[:1] == ["leafseg"] and len(words) > 1 and words[1].islower():
                 lines.append((first + offset, words[1:]))
             elif len(words) > 1 and words[0] == "python" and words[1].startswith("scripts/"):
                 script = words[1].split("/", 1)[1]

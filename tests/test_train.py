@@ -4,13 +4,15 @@ MirroredStrategy, and an input error during training.
 Tracing a training step takes 15-60 s on two CPU cores, so one run folder serves several tests
 and five training runs take place:
 
-1. ``scripts/train.py`` trains the heads (epochs of HEADS_STEPS steps, no validation) in a
-   subprocess, killed with SIGKILL during epoch 2;
-2. ``--resume`` (in this process) finishes epoch 2 from checkpoint 1 and its optimiser state;
+1. ``leafseg train`` trains the heads (epochs of HEADS_STEPS steps, no validation) in a
+   subprocess (tests/train_subprocess.py), killed with SIGKILL once epoch 2 has begun;
+2. ``--resume`` without ``--config`` (in this process) finishes epoch 2 from checkpoint 1 and its
+   optimiser state, with the run's config.yaml;
 3. ``--stage all --epochs 4 --weights last`` with Adagrad, a cosine schedule with warmup and
    validation (in this process), with a weight set to NaN during epoch 4;
 4. beside them, in fresh processes started first: one device against MirroredStrategy over
-   two logical CPUs (tests/train_subprocess.py), and scripts/train.py on a sample without masks.
+   two logical CPUs (tests/train_subprocess.py), scripts/train.py on a sample without masks, and
+   a run interrupted by SIGINT (Ctrl-C) once epoch 3 has begun.
 
 The bad-input tests build at most a model, never a training step.
 """
@@ -18,6 +20,7 @@ import contextlib
 import io
 import json
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -43,9 +46,10 @@ from tests.train_subprocess import MIRRORED_STEPS
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 REPO = Path(__file__).resolve().parents[1]
-# Long enough that the heads run is still in epoch 2 when it is killed 0.3 s after checkpoint 1
-# appeared (a step takes >= 0.1 s).
-HEADS_STEPS = 12
+# The subprocess runs are held at the start of an epoch (a marker file appears) until the test's
+# signal arrives, so the step counts need not outlast anything.
+HEADS_STEPS = 4
+INTERRUPT_STEPS = 2
 ALL_STEPS = 5
 # Stage 2 sets a weight to NaN after this step of epoch 4 (Keras counts from 0): step 3 is bad.
 POISON_EPOCH, POISON_STEP = 3, 1
@@ -108,6 +112,11 @@ def background(data):
                                  str(broken), "--logs", str(data.root / "broken_logs"), "--verbose", "0",
                                  "--stage", "heads", "--epochs", "1", "--weights", "none", "--steps-per-epoch", "4",
                                  "--validation-steps", "0"], data.root / "pipeline_error.log"),
+        # Held when epoch 3 begins (two checkpoints written) until the test sends SIGINT.
+        "interrupted": spawn(["-m", "tests.train_subprocess", "train", str(data.root / "interrupt.marker"), "3"]
+                             + common_args(data, data.root / "interrupt_logs") + [
+                                 "--stage", "heads", "--epochs", "3", "--weights", "none", "--steps-per-epoch",
+                                 str(INTERRUPT_STEPS), "--validation-steps", "0"], data.root / "interrupted.log"),
     }
     yield processes
     for process, log in processes.values():
@@ -156,30 +165,36 @@ class Poison(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, np.float32))
 
 
-@pytest.fixture(scope="module")
-def killed(data, background):
-    """scripts/train.py training the heads, killed with SIGKILL during epoch 2."""
-    logs = data.root / "logs"
-    process, log = spawn([str(REPO / "scripts" / "train.py")] + common_args(data, logs) + [
-        "--stage", "heads", "--epochs", "2", "--weights", "none", "--steps-per-epoch", str(HEADS_STEPS),
-        "--validation-steps", "0", "--seed", "0"], data.root / "killed.log")
+def wait_for(path, process, log, what):
+    """Wait until the file ``path`` exists; fail when the process ends or takes too long first."""
     deadline = time.monotonic() + PROCESS_TIMEOUT
-    while not list(logs.glob("toy*/mask_rcnn_toy_0001.weights.h5")):
+    while not Path(path).exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             code, output = finish(process, log)
-            pytest.fail(f"the heads run ended (status {code}) or took too long before checkpoint 1:\n{output[-3000:]}")
+            pytest.fail(f"the run ended (status {code}) or took too long before {what}:\n{output[-3000:]}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def killed(data, background):
+    """``leafseg train`` training the heads, killed with SIGKILL once epoch 2 has begun."""
+    logs = data.root / "logs"
+    marker = data.root / "killed.marker"
+    process, log = spawn(["-m", "tests.train_subprocess", "train", str(marker), "2"] + common_args(data, logs) + [
+        "--stage", "heads", "--epochs", "2", "--weights", "none", "--steps-per-epoch", str(HEADS_STEPS),
+        "--validation-steps", "0", "--seed", "0"], data.root / "killed.log")
+    wait_for(marker, process, log, "epoch 2 began")
     run_dir = next(logs.glob("toy*"))
     state_path = run_dir / "mask_rcnn_toy_0001.optimizer.hdf5"
     with h5py.File(state_path, "r") as f:
         saved = [np.array(f["optimizer"][str(i)]) for i in range(len(f["optimizer"]))]
     weights_1 = (run_dir / "mask_rcnn_toy_0001.weights.h5").read_bytes()
-    time.sleep(0.3)  # into epoch 2, which takes HEADS_STEPS steps
     process.send_signal(signal.SIGKILL)
     code, _ = finish(process, log)
     return types.SimpleNamespace(logs=logs, run_dir=run_dir, status=code, saved_state=saved, weights_1=weights_1,
                                  files=sorted(p.name for p in run_dir.iterdir()),
+                                 record=json.loads((run_dir / "run.json").read_text()),
                                  saved_info=read_optimizer_state(state_path),
                                  csv_rows=[r["epoch"] for r in _csv(run_dir)])
 
@@ -192,9 +207,11 @@ def _csv(run_dir):
 
 @pytest.fixture(scope="module")
 def resumed(data, killed):
-    """``--resume`` of the killed run, every stage option taken from its checkpoint."""
+    """``--resume`` of the killed run without --config: the config from the run's config.yaml, every
+    stage option from its checkpoint."""
     probe = Probe()
-    result = T.run(common_args(data, killed.logs) + ["--resume"], callbacks=[probe])
+    result = T.run(["--dataset", str(data.dataset), "--logs", str(killed.logs), "--verbose", "0", "--resume"],
+                   callbacks=[probe])
     return types.SimpleNamespace(result=result, probe=probe)
 
 
@@ -220,6 +237,7 @@ def test_resume_after_kill_continues_at_the_right_epoch_with_the_optimizer_state
     assert not [name for name in killed.files if "0002" in name]
     assert killed.csv_rows == ["1"]
     assert killed.saved_info["iterations"] == HEADS_STEPS
+    assert killed.record["stages"][0]["last_epoch"] == 1  # the epoch saved, recorded when it was saved
 
     probe, result = resumed.probe, resumed.result
     assert probe.epochs == [1]  # Keras's epoch 1 is the second one
@@ -230,6 +248,7 @@ def test_resume_after_kill_continues_at_the_right_epoch_with_the_optimizer_state
         np.testing.assert_array_equal(restored, saved)
     assert any(np.any(v != 0) for v in killed.saved_state[2:])  # momenta, not just zeros
     assert result.epoch == 2 and result.run_dir == str(killed.run_dir)
+    assert result.model.config == ToyConfig(STEPS_PER_EPOCH=HEADS_STEPS, VALIDATION_STEPS=0)  # not leaf_r101
     assert result.checkpoint == str(killed.run_dir / "mask_rcnn_toy_0002.weights.h5")
     assert read_optimizer_state(optimizer_state_path(result.checkpoint))["iterations"] == 2 * HEADS_STEPS
 
@@ -347,8 +366,8 @@ def write_legacy_weights(path):
 
 
 @pytest.mark.parametrize("case", ["no dataset", "empty dataset", "config value", "config key", "config file",
-                                  "weights mismatch", "weights file", "coco missing", "options missing",
-                                  "set syntax", "multiworker"])
+                                  "weights mismatch", "weights file", "coco missing", "coco not here", "coco backbone",
+                                  "weights best", "options missing", "set syntax", "multiworker"])
 def test_bad_input_fails_before_training_with_one_line(case, data, tmp_path, monkeypatch):
     logs = tmp_path / "logs"
     args = common_args(data, logs) + ["--stage", "heads", "--epochs", "1", "--weights", "none"]
@@ -361,13 +380,20 @@ def test_bad_input_fails_before_training_with_one_line(case, data, tmp_path, mon
         "config file": (["--config", str(tmp_path / "missing.yaml")], f"cannot read config file "
                                                                        f"{tmp_path / 'missing.yaml'}"),
         "weights mismatch": (["--weights", str(tmp_path / "other.h5")],
-                             f"{tmp_path / 'other.h5'} does not fit the model: layer 'mrcnn_bbox_fc', weight "
-                             f"'mrcnn_bbox_fc/kernel:0': file shape (64, 324), model shape (64, 8)"),
+                             f"{tmp_path / 'other.h5'}: these weights were trained with another configuration "
+                             f"(1 layer differs, e.g. layer 'mrcnn_bbox_fc', weight 'mrcnn_bbox_fc/kernel:0': file "
+                             f"shape (64, 324), model shape (64, 8)); pass --config with the configuration they "
+                             f"were trained with"),
         "weights file": (["--weights", str(tmp_path / "nope.weights.h5")],
                          f"weights file not found: {tmp_path / 'nope.weights.h5'}"),
         "coco missing": (["--weights", "coco", "--coco-path", str(tmp_path / "mask_rcnn_coco.h5")],
-                         f"COCO weights not found at {tmp_path / 'mask_rcnn_coco.h5'} (the path given). leafseg "
-                         "does not download them"),
+                         f"COCO weights not found at {tmp_path / 'mask_rcnn_coco.h5'} (the path given). They are "
+                         "never downloaded automatically: download Matterport's mask_rcnn_coco.h5"),
+        "coco not here": (["--weights", "coco"], "to where it is. Or pass --coco-path PATH. For example: mkdir -p "),
+        "coco backbone": (["--weights", "coco", "--coco-path", str(tmp_path / "coco.h5")],
+                          f"COCO weights fit only ResNet101 presets such as leaf_r101, not {data.config} (BACKBONE "
+                          "resnet18 (COCO: resnet101), BACKBONE_WIDTH 0.25 (COCO: 1.0), "),
+        "weights best": (["--weights", "best"], f"--weights best: Could not find model directory under {logs}"),
         "options missing": (["--epochs", "1"], None),
         "set syntax": (["--set", "IMAGES_PER_GPU"], "--set 'IMAGES_PER_GPU': expected KEY=VALUE"),
         "multiworker": (["--strategy", "multiworker"], "--strategy multiworker needs the TF_CONFIG environment"),
@@ -379,6 +405,11 @@ def test_bad_input_fails_before_training_with_one_line(case, data, tmp_path, mon
         write_legacy_weights(tmp_path / "other.h5")
     if case == "multiworker":
         monkeypatch.delenv("TF_CONFIG", raising=False)
+    if case == "coco not here":
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+        monkeypatch.delenv("LEAFSEG_COCO_WEIGHTS", raising=False)
+    if case == "coco backbone":
+        (tmp_path / "coco.h5").write_bytes(b"")  # found; the config is refused before it is read
     if case == "options missing":
         args = common_args(data, logs) + ["--epochs", "1"]
         message = "--stage, --weights required (or --resume to continue the last checkpoint)"
@@ -437,6 +468,12 @@ def test_resume_restores_the_optimizer_only_into_the_same_kind_of_stage():
     spec, restore = T.resolve_stage(args, config, T._Start("none"), epoch=5)
     assert not restore and (spec.optimizer, spec.learning_rate, spec.schedule, spec.steps_per_epoch) == (
         "sgd", config.LEARNING_RATE, "constant", 7)
+    # The optimiser's default is the config's OPTIMIZER (quickstart_cpu: Adam); --optimizer wins.
+    spec, _ = T.resolve_stage(args, config.replace(OPTIMIZER="adam"), T._Start("none"), epoch=5)
+    assert spec.optimizer == "adam"
+    args.optimizer = "adagrad"
+    assert T.resolve_stage(args, config.replace(OPTIMIZER="adam"), T._Start("none"), epoch=5)[0].optimizer == "adagrad"
+    args.optimizer = None
     # The step schedule drops at 2/3 and 8/9 of the stage unless told: epochs 10 and 11 of 5..12.
     spec.end_epoch, spec.schedule = 12, "step"
     assert [5 + round(7 * 2 / 3), 5 + round(7 * 8 / 9)] == [10, 11]
@@ -481,3 +518,56 @@ def test_an_input_error_during_training_ends_the_command_with_one_line(backgroun
     run_dir = next((data.root / "broken_logs").glob("toy*"))
     stage = json.loads((run_dir / "run.json").read_text())["stages"][0]
     assert stage["status"] == "failed" and stage["message"].startswith("input pipeline: image_id 2")
+
+
+def test_ctrl_c_names_the_epoch_saved_and_the_resume_command(background, data):
+    """SIGINT once epoch 3 has begun: two epochs are saved, run.json says so, and the one line the
+    user reads names the epoch, the run folder and the command that resumes it."""
+    process, log = background["interrupted"]
+    wait_for(data.root / "interrupt.marker", process, log, "epoch 3 began")
+    process.send_signal(signal.SIGINT)
+    code, output = finish(process, log)
+    assert code == T.EXIT_INTERRUPTED, output[-3000:]
+    logs = data.root / "interrupt_logs"
+    run_dir = next(logs.glob("toy*"))
+    command = (f"leafseg train --config {data.config} --dataset {data.dataset} --logs {logs} --resume")
+    assert output.strip().splitlines()[-1] == (
+        f"leafseg train: interrupted; epoch 2 is saved in {run_dir}; resume with: {command}")
+    stage = json.loads((run_dir / "run.json").read_text())["stages"][0]
+    assert (stage["status"], stage["last_epoch"]) == ("interrupted", 2)
+    assert [c["epoch"] for c in json.loads((run_dir / "checkpoints.json").read_text())["checkpoints"]] == [1, 2]
+    # The command is one the parser takes, and it finds this run's config.
+    args = T.build_parser().parse_args(shlex.split(command)[2:])
+    assert args.resume and T.config_source(args) == str(data.config)
+
+
+def test_weights_path_without_config_uses_the_config_stored_in_the_file(killed, data):
+    """Checkpoints carry their config and class names; --weights PATH without --config uses it."""
+    from mrcnn.weights import read_metadata
+
+    checkpoint = killed.run_dir / "mask_rcnn_toy_0001.weights.h5"
+    metadata = read_metadata(checkpoint)
+    trained_with = ToyConfig(STEPS_PER_EPOCH=HEADS_STEPS, VALIDATION_STEPS=0)
+    assert ToyConfig.from_yaml_text(metadata.config_yaml) == trained_with
+    assert metadata.class_names == ["BG", "leaf"]
+    args = T.build_parser().parse_args(["--dataset", str(data.dataset), "--stage", "all", "--epochs", "3",
+                                        "--weights", str(checkpoint)])
+    assert T.build_config(args, 1) == trained_with and str(checkpoint) in args.config_source
+    # --weights last|best without --config: the newest run's config.yaml.
+    args = T.build_parser().parse_args(["--dataset", str(data.dataset), "--logs", str(killed.logs), "--stage", "all",
+                                        "--epochs", "3", "--weights", "best"])
+    assert T.config_source(args) == str(killed.run_dir / "config.yaml")
+
+
+def test_weights_best_is_the_best_checkpoint_by_val_loss(second_stage):
+    run_dir = second_stage.run_dir
+    original = (run_dir / "checkpoints.json").read_text()
+    index = json.loads(original)
+    assert T.best_checkpoint(run_dir / "mask_rcnn_toy_0003.weights.h5") == index["best"]["path"]
+    # The best of the run of the newest checkpoint, not the newest itself, when they differ.
+    index["best"] = dict(index["checkpoints"][0], monitor="loss", value=0.5)
+    (run_dir / "checkpoints.json").write_text(json.dumps(index))
+    try:
+        assert T.best_checkpoint(run_dir / "mask_rcnn_toy_0003.weights.h5") == index["checkpoints"][0]["path"]
+    finally:
+        (run_dir / "checkpoints.json").write_text(original)

@@ -500,3 +500,74 @@ def test_resolve_coco_weights_missing_says_where_to_get_it(tmp_path, monkeypatch
     assert wrong in str(info.value)
     with pytest.raises(FileNotFoundError, match="typo2"):
         W.resolve_coco_weights(tmp_path / "typo2.h5")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights that describe themselves
+
+def test_native_file_carries_config_and_class_names(tmp_path, model):
+    path = str(tmp_path / "m.weights.h5")
+    W.save_weights(model, path, config_yaml="NAME: toy\nNUM_CLASSES: 3\n", class_names=["BG", "leaf", "stem"])
+    metadata = W.read_metadata(path)
+    assert metadata.config_yaml == "NAME: toy\nNUM_CLASSES: 3\n"
+    assert metadata.class_names == ["BG", "leaf", "stem"]
+    with h5py.File(path, "r") as f:  # root attributes, beside Keras's own layout
+        assert "config_yaml" in f.attrs and "layers" in f
+    target = build_model()  # Keras's own loader and the loader by name still read it
+    W.load_weights(target, path)
+    assert_weights_equal(target, snapshot(model))
+    W.load_weights_auto(build_model(), path)
+
+    plain = str(tmp_path / "plain.weights.h5")
+    W.save_weights(model, plain)
+    assert W.read_metadata(plain) is None
+    assert W.read_metadata(write_keras2_h5(tmp_path / "w.h5", matterport_spec(np.random.default_rng(0)))) is None
+
+
+def test_maskrcnn_save_weights_records_config_and_training_class_names(tmp_path):
+    from mrcnn.config import Config
+    from mrcnn.model import MaskRCNN
+    from tests.toy_data import ToyConfig
+
+    model = MaskRCNN("inference", ToyConfig(IMAGES_PER_GPU=1), tmp_path)
+    path = model.save_weights(tmp_path / "a.weights.h5")
+    metadata = W.read_metadata(path)
+    assert ToyConfig.from_yaml_text(metadata.config_yaml) == ToyConfig(IMAGES_PER_GPU=1)
+    assert Config.from_yaml_text(metadata.config_yaml).to_dict() == ToyConfig(IMAGES_PER_GPU=1).to_dict()
+    assert metadata.class_names is None  # not told, not known
+    model.save_weights(tmp_path / "b.weights.h5", class_names=["BG", "shape"])
+    assert W.read_metadata(tmp_path / "b.weights.h5").class_names == ["BG", "shape"]
+    other = MaskRCNN("inference", ToyConfig(IMAGES_PER_GPU=1), tmp_path)
+    other.load_weights(str(tmp_path / "b.weights.h5"))
+    assert other.class_names == ["BG", "shape"]
+
+
+def test_mismatch_error_says_another_configuration_first(tmp_path, rng):
+    net = build_model(num_classes=3)
+    with pytest.raises(W.WeightsMismatchError) as info:
+        W.load_legacy_h5(net, write_keras2_h5(tmp_path / "w.h5", matterport_spec(rng, num_classes=5)))
+    first, *rest = str(info.value).splitlines()
+    assert first.startswith(f"{tmp_path / 'w.h5'} does not fit the model: these weights were trained with another "
+                            f"configuration (")
+    assert first == info.value.headline and "mrcnn_class_logits" in first
+    assert any("mrcnn_class_logits" in line for line in rest)
+    assert "mrcnn_class_logits" in info.value.layers and info.value.problems
+    assert not any(word in str(info.value).lower() for word in ("leaf", "--config"))
+
+
+def test_missing_matterport_file_says_where_to_get_it(tmp_path, model, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    missing = str(tmp_path / "mask_rcnn_coco.h5")
+    with pytest.raises(W.WeightsFileNotFoundError) as info:
+        W.load_weights_auto(model, missing)
+    message = str(info.value)
+    assert message.startswith(f"Weights file not found: {missing}. ")
+    assert W.COCO_WEIGHTS_URL in message and W.COCO_WEIGHTS_ENV in message
+    assert str(tmp_path / "keras_home" / "models" / "mask_rcnn_coco.h5") in message
+    other = str(tmp_path / "other.h5")
+    with pytest.raises(W.WeightsFileNotFoundError) as info:
+        W.load_weights_auto(model, other)
+    assert str(info.value) == f"Weights file not found: {other}"
+    help_text = W.coco_weights_help()
+    assert "e.g." not in help_text and "pass the path" not in help_text
+    assert "For example:\n  mkdir -p " in help_text

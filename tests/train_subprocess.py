@@ -1,6 +1,7 @@
 """Programs that tests/test_train.py runs in fresh Python processes.
 
     python -m tests.train_subprocess mirrored OUT_DIR     # losses on one device vs MirroredStrategy
+    python -m tests.train_subprocess train MARKER EPOCH ARGS...   # leafseg train ARGS, held at EPOCH
 
 ``mirrored`` needs a fresh process because the two logical CPU devices must be configured
 before TensorFlow starts; it prints one JSON line. TensorFlow is imported inside the functions,
@@ -76,5 +77,31 @@ def mirrored(out_dir):
                       "mirrored": steps.steps}))
 
 
+# Seconds a held training run waits for the test's signal before giving up.
+HOLD_SECONDS = 600
+
+
+def train(marker, epoch, *argv):
+    """``leafseg train ARGV`` whose epoch ``epoch`` (counted from 1) begins by writing the file
+    ``marker`` and then waiting for a signal (SIGKILL, SIGINT) from the test: the test acts on an
+    observable event, at a known point of the run, whatever the host's speed."""
+    import time
+
+    import keras
+
+    from leafseg.train import main
+
+    class Hold(keras.callbacks.Callback):
+        def on_epoch_begin(self, index, logs=None):
+            if index + 1 == int(epoch):
+                with open(marker, "w") as handle:
+                    handle.write(f"epoch {epoch} began\n")
+                deadline = time.monotonic() + HOLD_SECONDS
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+    sys.exit(main(list(argv), callbacks=[Hold()]))
+
+
 if __name__ == "__main__":
-    {"mirrored": mirrored}[sys.argv[1]](sys.argv[2])
+    {"mirrored": mirrored, "train": train}[sys.argv[1]](*sys.argv[2:])
