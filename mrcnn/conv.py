@@ -201,10 +201,10 @@ class Conv2D(KL.Conv2D):
       non-empty batch, so the kernels' fusion of convolution, bias and activation stays
       possible;
     * the gradients are :func:`conv2d`'s forms for the stride-1 convolutions it covers, and
-      TensorFlow's own with oneDNN's kernels, where the forms do not pay: on the leaf
-      ResNet101 config's convolutions, oneDNN's gradient kernels took 4.2 s a training step
-      and the forms 4.7 s, while with the standard kernels the forms take 3.9 s against
-      4.8 s (``benchmarks/bench_conv_grad.py`` on a 2-core AVX-512 machine).
+      TensorFlow's own with oneDNN's kernels, where the forms do not pay: for the leaf
+      ResNet101 config's convolutions of one training step, oneDNN's gradient kernels took
+      2.11 s and the forms 2.56 s, while with the standard kernels the forms took 2.23 s
+      against their 2.94 s (``benchmarks/bench_conv_grad.py`` on a 2-core AVX-512 machine).
 
     Anything else is Keras' own convolution.
     """
