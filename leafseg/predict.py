@@ -228,16 +228,26 @@ def _unique_names(paths):
 # ---------------------------------------------------------------------------------------------
 
 def resolve_weights(weights) -> Path:
-    """A weights file, or the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder."""
+    """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
+    the newest run folder (by the time in its name) of a ``--logs`` folder."""
     path = Path(weights)
     if path.is_dir():
-        checkpoints = sorted(list(path.glob("mask_rcnn_*.weights.h5")) + list(path.glob("mask_rcnn_*[0-9].h5")))
+        checkpoints = _checkpoints(path)
         if not checkpoints:
-            raise FileNotFoundError(f"{path} holds no checkpoint (mask_rcnn_*.weights.h5); pass the weights file")
+            runs = sorted((run for run in path.iterdir() if run.is_dir() and _checkpoints(run)),
+                          key=lambda run: (run.name[-13:], run.name))
+            checkpoints = _checkpoints(runs[-1]) if runs else []
+        if not checkpoints:
+            raise FileNotFoundError(f"{path} holds no checkpoint (mask_rcnn_*.weights.h5), nor does any folder in it; "
+                                    "pass the weights file")
         return checkpoints[-1]
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     return path
+
+
+def _checkpoints(run_dir: Path):
+    return sorted(list(run_dir.glob("mask_rcnn_*.weights.h5")) + list(run_dir.glob("mask_rcnn_*[0-9].h5")))
 
 
 def resolve_config(config=None, weights=None, **overrides):

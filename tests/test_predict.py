@@ -6,11 +6,11 @@ truncated PNG, a text file named .png, a text file and label images (``*_label.p
 it with the Keras model's own detections. A second folder of ``*_rgb.png`` + ``*_label.png``
 pairs goes through predict and back into ``leafseg prepare``.
 """
-import re
-import shutil
 import contextlib
 import csv
 import io
+import re
+import shutil
 import subprocess
 import sys
 import types
@@ -409,3 +409,20 @@ def test_script_and_cli_entry_points():
     from leafseg.cli import COMMANDS
 
     assert COMMANDS["predict"][0] == "leafseg.predict"
+
+
+def test_weights_from_a_file_a_run_folder_or_a_logs_folder(tmp_path):
+    logs = tmp_path / "logs"
+    older, newer = logs / "leaf20261204T1200", logs / "leaf20261204T1300"
+    for path in (older / "mask_rcnn_leaf_0001.weights.h5", older / "mask_rcnn_leaf_0002.weights.h5",
+                 newer / "mask_rcnn_leaf_0001.weights.h5"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    (logs / "notes").mkdir()
+    assert predict.resolve_weights(older / "mask_rcnn_leaf_0001.weights.h5") == older / "mask_rcnn_leaf_0001.weights.h5"
+    assert predict.resolve_weights(older) == older / "mask_rcnn_leaf_0002.weights.h5"      # a run folder: its newest
+    assert predict.resolve_weights(logs) == newer / "mask_rcnn_leaf_0001.weights.h5"       # --logs: the newest run's
+    with pytest.raises(FileNotFoundError, match="notes holds no checkpoint"):
+        predict.resolve_weights(logs / "notes")
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        predict.resolve_weights(logs / "missing.weights.h5")
