@@ -53,7 +53,8 @@ def fraction(text: str) -> float:
 def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) -> None:
     """--weights, --config and --min-score: the trained model of evaluate, predict and export."""
     parser.add_argument("--weights", required=True,
-                        help="a .weights.h5 / Matterport .h5 file, or a training run folder")
+                        help="a .weights.h5 / Matterport .h5 file, a training run folder (its newest "
+                             "checkpoint) or a --logs folder (its newest run's)")
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: the config stored in the weights file, else config.yaml beside the weights, "
                                          "else leaf_r101)")
