@@ -2,12 +2,14 @@
 
     python benchmarks/bench_synthetic.py                      # 40 rosettes, 500x500
     python benchmarks/bench_synthetic.py --count 200 --workers 1 2 4
+    python benchmarks/bench_synthetic.py --style classic random   # both styles
 
 Times ``generate_rosette`` alone on one core (OpenCV limited to one thread), then
 ``write_dataset`` (generation + PNG encoding + atomic writes) into a fresh temporary folder for
 each ``--workers`` value, process-pool start-up included. Both wall-clock and CPU rates are
 printed with the load average: on a shared machine the wall-clock rate understates a free core.
-Target: at least 20 rosettes/s generation on one core at 500x500.
+Targets at 500x500: at least 20 rosettes/s generation on one core (classic), and at least 20
+rosettes/s for ``write_dataset`` on 2 workers (either style).
 """
 import argparse
 import os
@@ -29,16 +31,24 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=500, help="image side in pixels (default 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="write_dataset workers to time")
+    parser.add_argument("--style", nargs="+", choices=["classic", "random"], default=["classic"],
+                        help="generator styles to time (default classic)")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"{args.count} rosettes of {args.size}x{args.size}")
+    for style in args.style:
+        bench_style(args, style)
 
-    generate_rosette(rosette_rng(args.seed, 0), args.size)  # warm-up: imports, caches
+
+def bench_style(args, style):
+    print(f"style {style}:")
+
+    generate_rosette(rosette_rng(args.seed, 0), args.size, style=style)  # warm-up: imports, caches
     wall, cpu = time.perf_counter(), time.process_time()
     leaves = 0
     for i in range(args.count):
-        leaves += generate_rosette(rosette_rng(args.seed, i), args.size).num_leaves
+        leaves += generate_rosette(rosette_rng(args.seed, i), args.size, style=style).num_leaves
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"generate_rosette, 1 core:      {args.count / wall:6.1f} rosettes/s wall, "
           f"{args.count / cpu:6.1f} /s per CPU-second ({leaves / args.count:.1f} leaves a plant)")
@@ -46,7 +56,8 @@ def main(argv=None):
     for workers in args.workers:
         with tempfile.TemporaryDirectory(prefix="bench_synthetic_") as out:
             wall, cpu = time.perf_counter(), time.process_time()
-            write_dataset(out, args.count, seed=args.seed, size=args.size, workers=workers, progress=False)
+            write_dataset(out, args.count, seed=args.seed, size=args.size, workers=workers, progress=False,
+                          style=style)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             megabytes = sum(p.stat().st_size for p in Path(out).iterdir()) / 1e6
         # With workers > 1 the work runs in child processes: this process's CPU time means nothing.

@@ -5,7 +5,20 @@ workshop) so that the demo, the tests and the notebooks need no download. Files 
 that dataset's format: ``plantNNNNN_rgb.png`` (the photograph) and ``plantNNNNN_label.png``
 (an RGB colour mask: black background, one saturated colour per leaf, visible pixels only).
 
-How a rosette is built (see ``docs/LEAF_DATA.md``, "Procedural rosettes"):
+Two styles (``style=`` of ``generate_rosette`` and ``write_dataset``, ``--style`` of
+``leafseg synth``):
+
+* ``classic``: one narrow look, a well-lit, centred rosette of light-green obovate leaves in a
+  round pot of dark soil on a simple background; built as described below. The default of the
+  Python API, so that the demo, the tests, notebooks and benchmarks keep byte-identical data.
+* ``random``: domain randomisation (``leafseg.scenes``): backgrounds, pots, trays, bare soil
+  and soils; 2..30 leaves of varied blade shapes, margins, petioles, tilt, curl and colour
+  (yellow-green to blue-green, anthocyanin, senescence) with veins and highlights; exposure,
+  colour temperature, vignetting, contrast, slight perspective (applied to image and label
+  alike), defocus and motion blur, noise and JPEG artefacts. The command line's default: a
+  model trained on the classic look alone fails on other plant photographs.
+
+How a classic rosette is built (see ``docs/LEAF_DATA.md``, "Procedural rosettes"):
 
 * 4..22 leaves on a golden-angle spiral, ``angle_k = angle_0 + k * 137.5 deg`` plus a few
   degrees of jitter; leaf 0 is the oldest, the largest and reaches furthest out.
@@ -22,13 +35,14 @@ How a rosette is built (see ``docs/LEAF_DATA.md``, "Procedural rosettes"):
 Every random number comes from the generator passed in; a dataset derives the generator of
 image ``i`` from ``(seed, i)``, so files are byte-identical whatever the number of workers.
 
-    rosette = generate_rosette(0, size=256)
+    rosette = generate_rosette(0, size=256)                    # classic
     rosette.image, rosette.label, rosette.instance_ids, rosette.masks
-    write_dataset("data/synthetic", count=100, seed=0, workers=2)
+    write_dataset("data/synthetic", count=100, seed=0, workers=2, style="random")
 
 Speed: the image is composed as three float32 colour planes and full-size temporaries are kept
 few, because numpy is slow on a trailing axis of 3 and fresh multi-megabyte arrays cost page
-faults; about 30 ms per 500x500 rosette on one core.
+faults; about 20 ms (classic) and 25 ms (random) per 500x500 rosette on one core, plus about
+10 ms to write the two PNGs.
 """
 from __future__ import annotations
 
@@ -153,17 +167,20 @@ def _halfwidth(t, width, petiole, widest, roundness):
     return np.maximum(np.where(b < 0.5, stalk, 0.0), blade)
 
 
-def leaf_outlines(leaves: Sequence[Leaf]) -> np.ndarray:
+def leaf_outlines(leaves: Sequence[Leaf], blade_stations: int = len(_BLADE_STATIONS)) -> np.ndarray:
     """[n, P, 2] float32 polygons (x, y) of ``leaves``, all with the same number of vertices.
 
     Each runs up the left margin from the petiole base to the tip and back down the right.
+    ``blade_stations``: outline points along each blade side (36; more for toothed margins).
     """
+    stations = (_BLADE_STATIONS if blade_stations == len(_BLADE_STATIONS)
+                else np.sin(np.linspace(0.0, np.pi / 2.0, blade_stations)))
     if not leaves:
-        return np.zeros((0, 2 * (len(_PETIOLE_STATIONS) + len(_BLADE_STATIONS)), 2), dtype=np.float32)
+        return np.zeros((0, 2 * (len(_PETIOLE_STATIONS) + len(stations)), 2), dtype=np.float32)
     x, y, angle, length, width, petiole, bend, widest, roundness = np.array(
         [[lf.x, lf.y, lf.angle, lf.length, lf.width, lf.petiole, lf.bend, lf.widest, lf.roundness]
          for lf in leaves], dtype=np.float64).T[..., None]  # each [n, 1]
-    t = np.concatenate([petiole * _PETIOLE_STATIONS, petiole + (1.0 - petiole) * _BLADE_STATIONS], axis=1)
+    t = np.concatenate([petiole * _PETIOLE_STATIONS, petiole + (1.0 - petiole) * stations], axis=1)
     half = _halfwidth(t, width, petiole, widest, roundness)  # [n, S]
     sides = np.stack([half, half], axis=1)  # [n, 2, S] left, right
     for i, leaf in enumerate(leaves):
@@ -256,25 +273,41 @@ def _paint(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray
 # The generator
 # ---------------------------------------------------------------------------------------------
 
-def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int = 4,
-                     max_leaves: int = 22, diameter: tuple[float, float] = (0.35, 0.9),
-                     min_visible_pixels: int | None = None) -> Rosette:
+STYLES = ("classic", "random")
+
+
+def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int | None = None,
+                     max_leaves: int | None = None, diameter: tuple[float, float] = (0.35, 0.9),
+                     min_visible_pixels: int | None = None, style: str = "classic") -> Rosette:
     """Draw one synthetic Arabidopsis rosette in a pot.
 
     Args:
         rng_or_seed: a ``np.random.Generator`` (consumed) or anything ``np.random.default_rng``
             accepts (int, sequence of ints, SeedSequence). Nothing else is random.
         size: image size, an int for a square image or (height, width).
-        min_leaves, max_leaves: range of the number of visible leaves (inclusive, at most 255).
-        diameter: range of the rosette diameter as a fraction of the shorter image side.
+        min_leaves, max_leaves: range of the number of leaves (inclusive, at most 255); default
+            4..22 (classic) or 2..30 (random). Classic guarantees at least ``min_leaves``
+            visible leaves; random draws that many but leaves out of frame or hidden are
+            dropped, so it guarantees only one.
+        diameter: classic only: range of the rosette diameter as a fraction of the shorter
+            image side.
         min_visible_pixels: leaves with fewer visible pixels are left out of the plant;
             default ``max(10, H * W // 10000)`` (25 at 500x500).
+        style: ``"classic"`` (the default, so that existing callers keep byte-identical data):
+            a well-lit, centred rosette of light-green obovate leaves in a round pot;
+            ``"random"``: domain randomisation over scenes, leaf shapes, colours, camera and
+            light (``leafseg.scenes``).
 
     Returns:
         A ``Rosette``; see its docstring for the arrays.
     """
+    if style not in STYLES:
+        raise ValueError(f"generate_rosette: style must be one of {STYLES}, got {style!r}")
     rng = np.random.default_rng(rng_or_seed)
     height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    default_range = (4, 22) if style == "classic" else (2, 30)
+    min_leaves = default_range[0] if min_leaves is None else min_leaves
+    max_leaves = default_range[1] if max_leaves is None else max_leaves
     if not 1 <= min_leaves <= max_leaves <= 255:
         raise ValueError(f"generate_rosette: need 1 <= min_leaves <= max_leaves <= 255, "
                          f"got {min_leaves}, {max_leaves}")
@@ -282,6 +315,10 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         raise ValueError(f"generate_rosette: size must be at least 32 pixels, got {size}")
     if min_visible_pixels is None:
         min_visible_pixels = max(10, height * width // 10000)
+    if style == "random":
+        from leafseg.scenes import random_rosette
+        image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels)
+        return _rosette(image, ids)
     scale = min(height, width)
 
     pot_x = width / 2.0 + rng.normal(0.0, 0.04) * scale
@@ -313,10 +350,15 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
     planes = _scene(rng, height, width, pot, light)
     _paint_leaf_colours(rng, planes, ids, leaves, light)
     image = _shadows_and_camera(rng, planes, ids, len(leaves), light)
+    return _rosette(image, ids)
 
-    colors = leaf_palette(len(leaves))
+
+def _rosette(image: np.ndarray, ids: np.ndarray) -> Rosette:
+    """The ``Rosette`` of a photograph and its uint8 leaf ids 0..N (every id present)."""
+    n = int(ids.max())
+    colors = leaf_palette(n)
     lut = np.zeros((256, 1, 3), dtype=np.uint8)
-    lut[1:len(leaves) + 1, 0] = colors
+    lut[1:n + 1, 0] = colors
     label = cv2.LUT(cv2.merge([ids, ids, ids]), lut)
     return Rosette(image=image, label=label, instance_ids=ids.astype(np.int32), colors=colors)
 
@@ -450,18 +492,25 @@ def _scene(rng: np.random.Generator, height: int, width: int, pot: tuple[float, 
 
 
 def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray,
-                        leaves: Sequence[Leaf], light: float) -> None:
+                        leaves: Sequence[Leaf], light: float, hsv: np.ndarray | None = None):
     """Colour the visible pixels of every leaf in ``planes`` ([3, H, W] float RGB, in place).
 
-    Per leaf: a green that is yellower and lighter in young leaves, a paler petiole, a lighter
-    midrib, darker margins (the blade is domed) and the side facing the light brighter.
+    Per leaf: a green that is yellower and lighter in young leaves (or the blade colours
+    ``hsv``, [n, 3] hue in turns, saturation, value), a paler petiole, a lighter midrib, darker
+    margins (the blade is domed) and the side facing the light brighter.
+
+    Returns, per visible pixel, for further effects: flat index, leaf index k, position along
+    the leaf t (0 base .. 1 tip), across the blade vn (-1 .. 1) and along the blade blade_t.
     """
     height, width = ids.shape
     n = len(leaves)
-    age = 1.0 - np.arange(n) / max(n - 1, 1)
-    hue = np.clip(rng.uniform(85.0, 128.0) + rng.normal(0.0, 5.0, n) - 10.0 * (1.0 - age), 75.0, 140.0) / 360.0
-    sat = rng.uniform(0.35, 0.75, n)
-    val = rng.uniform(0.4, 0.7) * rng.uniform(0.85, 1.1, n) * (1.0 + 0.25 * (1.0 - age))
+    if hsv is None:
+        age = 1.0 - np.arange(n) / max(n - 1, 1)
+        hue = np.clip(rng.uniform(85.0, 128.0) + rng.normal(0.0, 5.0, n) - 10.0 * (1.0 - age), 75.0, 140.0) / 360.0
+        sat = rng.uniform(0.35, 0.75, n)
+        val = rng.uniform(0.4, 0.7) * rng.uniform(0.85, 1.1, n) * (1.0 + 0.25 * (1.0 - age))
+    else:
+        hue, sat, val = np.asarray(hsv, dtype=np.float64).T
     # [3, n] colours of blade, petiole and midrib
     blade_rgb = hsv_to_rgb(np.stack([hue, sat, np.minimum(val, 0.9)], axis=1)).T.astype(np.float32)
     stalk_rgb = hsv_to_rgb(np.stack([hue - 0.02, 0.6 * sat, np.minimum(1.3 * val, 0.95)], axis=1)).T.astype(np.float32)
@@ -492,6 +541,31 @@ def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.nd
     for c in range(3):
         base = blade_rgb[c, k] + (stalk_rgb[c] - blade_rgb[c])[k] * stalk
         planes[c].ravel()[flat] = base * shade + (rib_rgb[c, k] - base) * rib
+    return flat, k, t, vn, blade_t
+
+
+def _leaf_shadows(rng: np.random.Generator, ids: np.ndarray, n: int, light: float,
+                  reach: tuple[float, float] = (0.002, 0.0075)) -> np.ndarray:
+    """[H, W] float32 shadow depth in 0..0.8 cast by the leaves (``ids`` uint8, painted oldest
+    first, ``n`` of them) on what lies under them, light from direction ``light`` (radians);
+    ``reach``: range of the shadow offset as a fraction of the shorter side."""
+    height, width = ids.shape
+    scale = min(height, width)
+    # Younger leaves sit higher in the rosette and shade what lies under their edges. Shadows
+    # are soft: cast them on 2x2 cells.
+    heights = np.zeros(256, dtype=np.float32)
+    heights[1:n + 1] = 0.5 + 0.5 * np.arange(1, n + 1) / n
+    height_map = cv2.LUT(ids, heights)
+    h2, w2 = (height + 1) // 2, (width + 1) // 2
+    reach = scale * rng.uniform(*reach)  # in 2x2 cells
+    shift = np.float32([[1, 0, -reach * math.cos(light)], [0, 1, -reach * math.sin(light)]])
+    cast = cv2.warpAffine(cv2.resize(height_map, (w2, h2), interpolation=cv2.INTER_AREA), shift, (w2, h2),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    cast = cv2.resize(cv2.GaussianBlur(cast, (0, 0), max(0.5, 0.8 * reach)), (width, height),
+                      interpolation=cv2.INTER_LINEAR)
+    cast -= height_map
+    np.clip(cast, 0.0, 0.8, out=cast)
+    return cast
 
 
 def _shadows_and_camera(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray, n: int,
@@ -502,20 +576,7 @@ def _shadows_and_camera(rng: np.random.Generator, planes: np.ndarray, ids: np.nd
     """
     height, width = ids.shape
     scale = min(height, width)
-    # Younger leaves sit higher in the rosette and shade what lies under their edges. Shadows
-    # are soft: cast them on 2x2 cells.
-    heights = np.zeros(256, dtype=np.float32)
-    heights[1:n + 1] = 0.5 + 0.5 * np.arange(1, n + 1) / n
-    height_map = cv2.LUT(ids, heights)
-    h2, w2 = (height + 1) // 2, (width + 1) // 2
-    reach = scale * rng.uniform(0.002, 0.0075)  # in 2x2 cells
-    shift = np.float32([[1, 0, -reach * math.cos(light)], [0, 1, -reach * math.sin(light)]])
-    cast = cv2.warpAffine(cv2.resize(height_map, (w2, h2), interpolation=cv2.INTER_AREA), shift, (w2, h2),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    cast = cv2.resize(cv2.GaussianBlur(cast, (0, 0), max(0.5, 0.8 * reach)), (width, height),
-                      interpolation=cv2.INTER_LINEAR)
-    cast -= height_map
-    np.clip(cast, 0.0, 0.8, out=cast)
+    cast = _leaf_shadows(rng, ids, n, light)
 
     # Uneven lighting, smooth: a tilted plane minus a vignette on 8x8 cells, upsampled.
     ys, xs = _grid(height, width, 8)
@@ -579,10 +640,10 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     return path
 
 
-def _write_one(out_dir: str, seed: int, index: int, size) -> list[Path]:
+def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic") -> list[Path]:
     """Generate image ``index`` and write whichever of its two files is missing."""
     rgb_path, label_path = dataset_paths(out_dir, index)
-    rosette = generate_rosette(rosette_rng(seed, index), size)
+    rosette = generate_rosette(rosette_rng(seed, index), size, style=style)
     written = []
     for path, array in ((rgb_path, rosette.image), (label_path, rosette.label)):
         if not path.exists():
@@ -596,12 +657,12 @@ def _init_worker() -> None:
 
 
 def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: int | tuple[int, int] = 500,
-                  workers: int = 1, start: int = 0, progress: bool = True) -> list[Path]:
+                  workers: int = 1, start: int = 0, progress: bool = True, style: str = "classic") -> list[Path]:
     """Write rosettes ``start .. start + count - 1`` as ``plantNNNNN_rgb.png`` + ``_label.png``.
 
     Idempotent: an image whose two files both exist is skipped without being generated (files
     are written atomically, so an existing file is a complete one). The bytes depend only on
-    ``(seed, index, size)``: the same with 1 or many workers, and on every rerun.
+    ``(seed, index, size, style)``: the same with 1 or many workers, and on every rerun.
 
     Args:
         out_dir: folder, created if missing.
@@ -611,10 +672,15 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
         workers: processes; above 1 a spawn-started process pool (safe next to TensorFlow).
         start: index of the first image.
         progress: show a tqdm progress bar.
+        style: ``"classic"`` (default here, so that existing callers keep today's data) or
+            ``"random"`` (domain randomisation; the command line's default); see
+            ``generate_rosette``.
 
     Returns:
         Paths written by this call, in index order (rgb before label); empty on a complete rerun.
     """
+    if style not in STYLES:
+        raise ValueError(f"write_dataset: style must be one of {STYLES}, got {style!r}")
     if count < 0 or start < 0 or workers < 1:
         raise ValueError(f"write_dataset: need count >= 0, start >= 0, workers >= 1; "
                          f"got count={count}, start={start}, workers={workers}")
@@ -626,13 +692,14 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
               desc=f"rosettes -> {out_dir}") as bar:
         if workers == 1 or len(todo) <= 1:
             for i in todo:
-                written += _write_one(str(out_dir), seed, i, size)
+                written += _write_one(str(out_dir), seed, i, size, style)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = pool.map(_write_one, [str(out_dir)] * len(todo), [seed] * len(todo), todo,
-                                [size] * len(todo), chunksize=max(1, min(16, len(todo) // (4 * workers))))
+                                [size] * len(todo), [style] * len(todo),
+                                chunksize=max(1, min(16, len(todo) // (4 * workers))))
                 for paths in jobs:
                     written += paths
                     bar.update()
@@ -702,6 +769,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--count", type=int, required=True, help="number of images")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--size", type=int, default=500, help="image side in pixels (default 500)")
+    parser.add_argument("--style", choices=STYLES, default="random",
+                        help="random: domain randomisation over scenes, leaves, camera and light "
+                             "(default); classic: the narrow original look (a centred, well-lit "
+                             "light-green rosette in a round pot)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
@@ -714,7 +785,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the synthetic-data command on parsed arguments; returns the exit status."""
     setup_command_logging(args.verbose, tensorflow=False)
     written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
-                            start=args.start, progress=not args.quiet)
+                            start=args.start, progress=not args.quiet, style=args.style)
     if not args.quiet:
         print(f"wrote {len(written)} files to {args.out}")
     if args.contact_sheet and args.count > 0:

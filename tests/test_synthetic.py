@@ -1,4 +1,5 @@
 """Tests of the procedural rosette generator: small images (128 px) and few of them."""
+import hashlib
 import os
 import re
 
@@ -235,6 +236,104 @@ def test_command_line(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "out")) == ["plant00000_label.png", "plant00000_rgb.png",
                                                     "plant00001_label.png", "plant00001_rgb.png"]
     assert sheet.exists()
+    # The command line's default style is random (the Python API's is classic).
     np.testing.assert_array_equal(read_rgb(tmp_path / "out" / "plant00001_rgb.png"),
-                                  generate_rosette(rosette_rng(4, 1), 96).image)
+                                  generate_rosette(rosette_rng(4, 1), 96, style="random").image)
     assert capsys.readouterr().out == ""
+    assert main(["--out", str(tmp_path / "classic"), "--count", "1", "--size", "96", "--seed", "4",
+                 "--style", "classic", "--quiet"]) == 0
+    np.testing.assert_array_equal(read_rgb(tmp_path / "classic" / "plant00000_label.png"),
+                                  generate_rosette(rosette_rng(4, 0), 96).label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Styles: classic pinned, random varied
+# ---------------------------------------------------------------------------------------------
+
+def _digest(r):
+    return hashlib.sha256(r.image.tobytes() + r.label.tobytes()).hexdigest()
+
+
+def test_classic_style_is_pinned():
+    # Pins the classic style: these digests are those of generate_rosette(0, 128) and
+    # generate_rosette(7, (96, 160)) before the random style existed. Classic output must stay
+    # byte-identical per seed (the demo, the tests and existing datasets rely on it).
+    assert _digest(generate_rosette(0, 128, style="classic")) == \
+        "164260e28cf03e35520b7d06bcc482bc18b9c8bc68ac17422068942b49d1f81c"
+    assert _digest(generate_rosette(0, 128)) == "164260e28cf03e35520b7d06bcc482bc18b9c8bc68ac17422068942b49d1f81c"
+    assert _digest(generate_rosette(7, (96, 160))) == \
+        "b0d18b542cde9f868a8897ac60780632aeb9eea0834ccf84fd5deddca7d15439"
+
+
+def test_unknown_style_is_named(tmp_path):
+    with pytest.raises(ValueError, match="style"):
+        generate_rosette(0, SIZE, style="fancy")
+    with pytest.raises(ValueError, match="style"):
+        write_dataset(tmp_path, 1, size=SIZE, style="fancy", progress=False)
+
+
+@pytest.fixture(scope="module")
+def random_rosettes():
+    return [generate_rosette(rosette_rng(9, i), 160, style="random") for i in range(40)]
+
+
+def test_random_style_deterministic_per_seed():
+    a = generate_rosette(rosette_rng(1, 2), SIZE, style="random")
+    b = generate_rosette(rosette_rng(1, 2), SIZE, style="random")
+    assert _digest(a) == _digest(b)
+    assert _digest(generate_rosette(rosette_rng(1, 3), SIZE, style="random")) != _digest(a)
+    assert _digest(generate_rosette(rosette_rng(1, 2), SIZE)) != _digest(a)  # not the classic picture
+
+
+def test_random_style_same_bytes_with_one_or_two_workers(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_dataset(one, 3, seed=5, size=SIZE, workers=1, progress=False, style="random")
+    write_dataset(two, 3, seed=5, size=SIZE, workers=2, progress=False, style="random")
+    names = sorted(os.listdir(one))
+    assert len(names) == 6 and sorted(os.listdir(two)) == names
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    r = generate_rosette(rosette_rng(5, 1), SIZE, style="random")
+    np.testing.assert_array_equal(read_rgb(one / "plant00001_rgb.png"), r.image)
+    np.testing.assert_array_equal(read_rgb(one / "plant00001_label.png"), r.label)
+
+
+def test_random_style_label_invariants(random_rosettes):
+    min_pixels = max(10, 160 * 160 // 10000)
+    for r in random_rosettes:
+        assert r.image.shape == (160, 160, 3) and r.image.dtype == np.uint8
+        assert 1 <= r.num_leaves <= 30
+        np.testing.assert_array_equal(r.colors, leaf_palette(r.num_leaves))
+        # Only black and palette colours, each leaf's colour present (ids 1..N, none missing).
+        present = np.unique(r.label.reshape(-1, 3), axis=0)
+        expected = np.concatenate([[[0, 0, 0]], r.colors]).astype(np.uint8)
+        np.testing.assert_array_equal(present, np.unique(expected, axis=0))
+        lut = np.concatenate([[[0, 0, 0]], r.colors]).astype(np.uint8)
+        np.testing.assert_array_equal(r.label, lut[r.instance_ids])
+        assert np.bincount(r.instance_ids.ravel(), minlength=r.num_leaves + 1)[1:].min() >= min_pixels
+    strict = generate_rosette(rosette_rng(9, 0), 160, style="random", min_visible_pixels=80)
+    assert np.bincount(strict.instance_ids.ravel())[1:].min() >= 80
+
+
+def test_random_style_varies(random_rosettes):
+    brightness = [float(r.image.mean()) for r in random_rosettes]
+    assert max(brightness) - min(brightness) > 60, brightness
+    counts = [r.num_leaves for r in random_rosettes]
+    assert min(counts) <= 6 and max(counts) >= 18, counts
+    area = [float((r.instance_ids > 0).mean()) for r in random_rosettes]
+    assert min(area) < 0.05 and max(area) > 0.4, area  # seedlings and overflowing rosettes
+    touching = sum(bool(np.any(r.instance_ids[[0, -1]]) or np.any(r.instance_ids[:, [0, -1]]))
+                   for r in random_rosettes)
+    assert 1 <= touching < len(random_rosettes), touching
+    # Leaf hues beyond classic's light green: from yellowish to bluish greens.
+    hues = [np.median(cv2.cvtColor(r.image, cv2.COLOR_RGB2HSV)[..., 0][r.instance_ids > 0])
+            for r in random_rosettes]
+    assert max(hues) - min(hues) > 25, hues
+    assert len({r.image.shape for r in random_rosettes}) == 1
+
+
+def test_random_style_non_square_and_leaf_range():
+    r = generate_rosette(3, (96, 160), style="random")
+    assert r.image.shape == (96, 160, 3) and r.label.shape == (96, 160, 3)
+    r = generate_rosette(3, SIZE, style="random", min_leaves=5, max_leaves=5)
+    assert 1 <= r.num_leaves <= 5
