@@ -230,13 +230,15 @@ def _unique_names(paths):
 def resolve_weights(weights) -> Path:
     """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
     the newest run folder (by the time in its name) of a ``--logs`` folder."""
+    from mrcnn.weights import checkpoints_in
+
     path = Path(weights)
     if path.is_dir():
-        checkpoints = _checkpoints(path)
+        checkpoints = checkpoints_in(path)
         if not checkpoints:
-            runs = sorted((run for run in path.iterdir() if run.is_dir() and _checkpoints(run)),
+            runs = sorted((run for run in path.iterdir() if run.is_dir() and checkpoints_in(run)),
                           key=lambda run: (run.name[-13:], run.name))
-            checkpoints = _checkpoints(runs[-1]) if runs else []
+            checkpoints = checkpoints_in(runs[-1]) if runs else []
         if not checkpoints:
             raise FileNotFoundError(f"{path} holds no checkpoint (mask_rcnn_*.weights.h5), nor does any folder in it; "
                                     "pass the weights file")
@@ -244,10 +246,6 @@ def resolve_weights(weights) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     return path
-
-
-def _checkpoints(run_dir: Path):
-    return sorted(list(run_dir.glob("mask_rcnn_*.weights.h5")) + list(run_dir.glob("mask_rcnn_*[0-9].h5")))
 
 
 def resolve_config(config=None, weights=None, **overrides):

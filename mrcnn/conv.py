@@ -70,6 +70,12 @@ def conv_output_shape(x, kernel_size, filters, strides=(1, 1), padding="valid", 
     return [dims[0], *sizes, filters]
 
 
+def _unguarded(x, fn, shape):
+    """``fn()``: for a caller that never passes an empty batch (the :class:`Conv2D` layer, which
+    guards its whole call)."""
+    return fn()
+
+
 def _unless_empty(x, fn, shape):
     """``fn()``, or zeros of ``shape`` when ``x``'s batch is empty (see the module docstring).
     A batch size known when tracing decides here; an unknown one decides in the graph."""
@@ -92,18 +98,25 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid"):
     if not _covered((kh, kw), strides, padding, (1, 1)):
         raise ValueError(f"conv2d: no gradient form for a {kh} x {kw} kernel with strides {tuple(strides)} and "
                          f"padding {padding!r}; use tf.nn.conv2d")
+    return _conv2d(x, kernel, padding, _unless_empty)
+
+
+def _conv2d(x, kernel, padding, guard):
+    """:func:`conv2d` of a covered case; ``guard(x, fn, shape)`` runs the convolutions that an
+    empty batch would break (:func:`_unless_empty`, or :func:`_unguarded`)."""
+    kh, kw = tuple(kernel.shape)[:2]
     tf_padding = "SAME" if padding == "same" else "VALID"
     kernel = tf.convert_to_tensor(kernel)
 
     @tf.custom_gradient
     def _conv(x, kernel):
-        y = _unless_empty(x, lambda: tf.nn.conv2d(x, kernel, 1, tf_padding),
-                          conv_output_shape(x, (kh, kw), kernel.shape[3], padding=padding))
+        y = guard(x, lambda: tf.nn.conv2d(x, kernel, 1, tf_padding),
+                  conv_output_shape(x, (kh, kw), kernel.shape[3], padding=padding))
 
         def grad(dy):
             if (kh, kw) == (1, 1):
                 return _grad_1x1(x, kernel, dy)
-            return _grad_3x3(x, kernel, dy, padding)
+            return _grad_3x3(x, kernel, dy, padding, guard)
 
         return y, grad
 
@@ -119,17 +132,17 @@ def _grad_1x1(x, kernel, dy):
     return tf.reshape(dx, tf.shape(x)), tf.reshape(dkernel, kernel.shape)
 
 
-def _grad_3x3(x, kernel, dy, padding):
+def _grad_3x3(x, kernel, dy, padding, guard):
     """Gradients of a larger kernel (3 x 3 in the model): two convolutions."""
     kh, kw = kernel.shape[0], kernel.shape[1]
     flipped = tf.transpose(tf.reverse(kernel, [0, 1]), (0, 1, 3, 2))    # [kh, kw, C_out, C_in]
     if padding == "same":
         x_padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
-        dx = _unless_empty(x, lambda: tf.nn.conv2d(dy, flipped, 1, "SAME"), tf.shape(x))
+        dx = guard(x, lambda: tf.nn.conv2d(dy, flipped, 1, "SAME"), tf.shape(x))
     else:
         x_padded = x
         dy_padded = tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
-        dx = _unless_empty(x, lambda: tf.nn.conv2d(dy_padded, flipped, 1, "VALID"), tf.shape(x))
+        dx = guard(x, lambda: tf.nn.conv2d(dy_padded, flipped, 1, "VALID"), tf.shape(x))
     # dK[i, j, c, f] = sum over n, y, x of x_padded[n, y + i, x + j, c] * dy[n, y, x, f]: a valid
     # convolution of x_padded with its channel and batch axes swapped, by dy as the kernel.
     # Padding x explicitly is faster than conv2d's explicit-padding argument (which took twice
@@ -149,9 +162,7 @@ def _grad_3x3(x, kernel, dy, padding):
 
     # A convolution with no input channels is an error, so an empty batch (no positive ROI
     # for the mask head) takes the zero gradient it has.
-    if x.shape[0] is None:
-        return dx, tf.cond(tf.shape(x)[0] > 0, dkernel, lambda: tf.zeros_like(kernel))
-    return dx, dkernel() if x.shape[0] > 0 else tf.zeros_like(kernel)
+    return dx, guard(x, dkernel, tf.shape(kernel))
 
 
 def matmul(x, kernel):
@@ -223,4 +234,5 @@ class Conv2D(KL.Conv2D):
         if (not self._tensorflow_nhwc() or onednn_enabled()
                 or not _covered(self.kernel_size, self.strides, self.padding, self.dilation_rate)):
             return super().convolution_op(inputs, kernel)
-        return conv2d(inputs, kernel, self.strides, self.padding)
+        # call() runs this on a non-empty batch only.
+        return _conv2d(inputs, kernel, self.padding.lower(), _unguarded)

@@ -335,7 +335,7 @@ class MaskRCNN:
         if not runs:
             raise FileNotFoundError(f"Could not find model directory under {self.model_dir} (runs named {name}*)")
         for run in reversed(runs):
-            checkpoints = sorted(list(run.glob("mask_rcnn_*.weights.h5")) + list(run.glob("mask_rcnn_*[0-9].h5")))
+            checkpoints = weights.checkpoints_in(run)
             if checkpoints:
                 return str(checkpoints[-1])
         raise FileNotFoundError(f"Could not find weight files in the runs under {self.model_dir}: "

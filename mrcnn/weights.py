@@ -78,6 +78,7 @@ __all__ = [
     "load_weights",
     "load_weights_auto",
     "detect_format",
+    "checkpoints_in",
     "resolve_coco_weights",
     "coco_weights_help",
     "WeightsMetadata",
@@ -297,6 +298,15 @@ def _format_of(f):
     if isinstance(f.get("layers"), h5py.Group) or isinstance(f.get("vars"), h5py.Group):
         return "native"
     return None
+
+
+def checkpoints_in(folder):
+    """The training checkpoints in a run folder, oldest epoch first: ``mask_rcnn_*.weights.h5``
+    (Keras 3) and Matterport's ``mask_rcnn_*NNNN.h5``."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    return sorted(list(folder.glob("mask_rcnn_*.weights.h5")) + list(folder.glob("mask_rcnn_*[0-9].h5")))
 
 
 def detect_format(path):
