@@ -32,7 +32,12 @@ setup(
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
-    entry_points={"console_scripts": ["leafseg=leafseg.cli:main"]},
+    package_data={"leafseg": ["models/*.weights.h5"]},
+    entry_points={
+        "console_scripts": ["leafseg=leafseg.cli:main"],
+        # Pretrained weights by name: MaskRCNN.load_weights("leaf-small") (mrcnn.weights.resolve_named).
+        "mrcnn.weights": ["leaf-small=leafseg.zoo:leaf_small"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

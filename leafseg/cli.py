@@ -4,6 +4,7 @@
     leafseg prepare  --input DIR --output DIR    colour masks -> training layout (leafseg.prepare)
     leafseg demo                                 the built-in end-to-end job (leafseg.demo)
     leafseg train    --dataset DIR --weights W   train in stages, resume (leafseg.train)
+    leafseg recipe   leaf-small                  rebuild a shipped model from nothing (leafseg.recipe)
     leafseg bench                                training-step and inference time (leafseg.benchmark)
     leafseg evaluate --weights W --dataset DIR   SBD, FBD, DiC, AP50, COCO AP (leafseg.evaluate)
     leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.predict)
@@ -27,6 +28,7 @@ COMMANDS = {
     "prepare": ("leafseg.prepare", "split colour masks into per-leaf masks in the training layout"),
     "demo": ("leafseg.demo", "run the built-in end-to-end job on generated rosettes"),
     "train": ("leafseg.train", "train a model in stages: optimisers, schedules, resume, logs, several GPUs"),
+    "recipe": ("leafseg.recipe", "rebuild a pretrained model of leafseg.zoo (leaf-small) from nothing"),
     "bench": ("leafseg.benchmark", "time a training step and inference of a config, and peak memory"),
     "evaluate": ("leafseg.evaluate", "score a model on labelled images: SBD, FBD, DiC, mask AP50, COCO AP"),
     "predict": ("leafseg.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),

@@ -52,9 +52,10 @@ def fraction(text: str) -> float:
 
 def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) -> None:
     """--weights, --config and --min-score: the trained model of evaluate, predict and export."""
-    parser.add_argument("--weights", required=True,
-                        help="a .weights.h5 / Matterport .h5 file, a training run folder (its newest "
-                             "checkpoint) or a --logs folder (its newest run's)")
+    parser.add_argument("--weights", default="leaf-small",
+                        help="leaf-small (the pretrained model installed with leafseg; the default), a .weights.h5 / "
+                             "Matterport .h5 file, a training run folder (its newest checkpoint) or a --logs folder "
+                             "(its newest run's)")
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: the config stored in the weights file, else config.yaml beside the weights, "
                                          "else leaf_r101)")

@@ -83,7 +83,29 @@ class QuickstartConfig(LeafConfig):
     LEARNING_RATE = 0.001
 
 
-PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig}
+class LeafSmallConfig(QuickstartConfig):
+    """``leaf-small``, the pretrained model that ships with leafseg (``leafseg.zoo``).
+
+    The quickstart architecture (half-width ResNet-18 FPN, narrow heads: a 16 MB file) at
+    384 px, so the small leaves of a 500 px photograph keep most of their pixels; up to 40
+    leaves. Trained from scratch on domain-randomised rosettes with the ``domain``
+    augmentation (``configs/leaf_small.yaml``, ``leafseg recipe leaf-small``; see
+    docs/MODEL_CARD_leaf_small.md).
+    """
+
+    NAME = "leaf_small"
+    STEPS_PER_EPOCH = 200
+    VALIDATION_STEPS = 10
+
+    IMAGE_MIN_DIM = 384
+    IMAGE_MAX_DIM = 384
+
+    MAX_GT_INSTANCES = 40
+    DETECTION_MAX_INSTANCES = 40
+    POST_NMS_ROIS_INFERENCE = 400
+
+
+PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig, "leaf_small": LeafSmallConfig}
 
 
 def load_config(name_or_path="leaf_r101", **overrides):

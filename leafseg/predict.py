@@ -1,5 +1,6 @@
 """Find and measure the leaves in a batch of images with a trained model.
 
+    leafseg predict photos/              # leaf-small, the pretrained model; results in predictions/
     leafseg predict --weights logs/leaf20260101T1200/mask_rcnn_leaf_0040.weights.h5 \\
         --out results/ --mm-per-pixel 0.12 --coco-json photos/ extra/*.jpg plant7.tif
     python scripts/predict.py ...        # the same command
@@ -229,10 +230,14 @@ def _unique_names(paths):
 
 def resolve_weights(weights) -> Path:
     """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
-    the newest run folder (by the time in its name) of a ``--logs`` folder."""
+    the newest run folder (by the time in its name) of a ``--logs`` folder, or the file of a model
+    of :mod:`leafseg.zoo` by name (``leaf-small``) when no such path exists."""
+    from leafseg import zoo
     from mrcnn.weights import checkpoints_in
 
     path = Path(weights)
+    if not path.exists() and zoo.is_name(weights):
+        return zoo.path(weights)
     if path.is_dir():
         checkpoints = checkpoints_in(path)
         if not checkpoints:
@@ -483,7 +488,7 @@ def build_parser(parser=None):
                "help(leafseg.predict)'.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     add_model_arguments(parser, "keep detections scoring at least this")
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--out", default="predictions", help="output folder (created if missing; default: predictions)")
     parser.add_argument("--mm-per-pixel", type=positive_float, help="pixel size: lengths in mm and areas in mm² "
                                                                "(default: pixels)")
     parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")

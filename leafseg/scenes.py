@@ -47,15 +47,53 @@ _MARGINS = ("smooth", "wavy", "serrate", "lobed")
 _BACKGROUNDS = ("plain", "stone", "fabric", "wood", "bench", "mesh", "tray", "checker")
 # A single pot twice as often as each other layout.
 _LAYOUTS = ("pot", "pot", "neighbours", "tray", "soil")
+# Exposures below this make the "dark" family.
+_DARK = 0.55
+
+# Style families, for estimating generalisation to a kind of image never trained on (leave one
+# family out of the training data, test on that family alone). Each family is decided by one
+# draw of the generator, which ``families`` rules force ({"dark": True}: every image dark) or
+# forbid ({"dark": False}: no dark image) by drawing again; without rules every draw is the same
+# as ever, so a seed gives the same images.
+FAMILIES = {
+    "trays": "scene: trays of cells and neighbouring pots (otherwise a single pot or bare soil)",
+    "narrow": "leaf shape: lanceolate blades, or serrate or lobed margins",
+    "purple": "colour: anthocyanin purple flushing blades and petioles",
+    "dark": f"light: an exposure below {_DARK} of the normal",
+}
+
+
+def check_families(families) -> dict:
+    """``families`` as {family: bool} (None -> {}); ValueError naming an unknown family or value."""
+    rules = dict(families or {})
+    for name, value in rules.items():
+        if name not in FAMILIES:
+            raise ValueError(f"unknown style family {name!r}: one of {', '.join(FAMILIES)}")
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"style family {name!r}: True (only that family) or False (never it), got {value!r}")
+    return rules
+
+
+def _drawn(draw, member, family: str, rules: dict | None):
+    """``draw()`` again until its value is in ``family`` (rule True) or not (rule False); the first
+    value when there is no rule for the family."""
+    want = None if not rules else rules.get(family)
+    for _ in range(10_000):
+        value = draw()
+        if want is None or bool(member(value)) == want:
+            return value
+    raise RuntimeError(f"no draw {'in' if want else 'outside'} the style family {family!r} in 10000 tries")
 
 
 def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves: int, max_leaves: int,
-                   min_visible_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+                   min_visible_pixels: int, families: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One randomised photograph: ([H, W, 3] uint8 RGB image, [H, W] uint8 leaf ids 0..N, every
-    id present, oldest visible leaf first)."""
+    id present, oldest visible leaf first). ``families``: {family: True/False}, see FAMILIES."""
+    rules = check_families(families)
     scale = min(height, width)
     light = rng.uniform(0.0, 2.0 * math.pi)
-    layout = _LAYOUTS[rng.integers(len(_LAYOUTS))]
+    layout = _drawn(lambda: _LAYOUTS[rng.integers(len(_LAYOUTS))], lambda kind: kind in ("neighbours", "tray"),
+                    "trays", rules)
     pot_x = width / 2.0 + rng.normal(0.0, 0.12) * scale
     pot_y = height / 2.0 + rng.normal(0.0, 0.12) * scale
     soil_r = scale * rng.uniform(0.2, 0.65)
@@ -66,7 +104,7 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
         # From a seedling to a rosette twice the pot, log-uniform in size.
         radius = soil_r * math.exp(rng.uniform(math.log(0.25), math.log(2.0)))
         centre = (pot_x + rng.normal(0.0, 0.1) * soil_r, pot_y + rng.normal(0.0, 0.1) * soil_r)
-        leaves = sample_leaves(rng, n, *centre, radius)
+        leaves = sample_leaves(rng, n, *centre, radius, rules=rules)
         outlines = leaf_outlines(leaves, _BLADE_STATIONS)
         flat_ids = _paint(outlines, (height, width))
         ids = _warp_ids(flat_ids, warp)
@@ -84,7 +122,7 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
                            f"size {height}x{width} in 100 tries")
 
     planes = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light)
-    _colour_leaves(rng, planes, flat_ids, leaves, light)
+    _colour_leaves(rng, planes, flat_ids, leaves, light, rules)
     cast = _leaf_shadows(rng, flat_ids, len(leaves), light, reach=(0.002, 0.015))
     cast *= -rng.uniform(0.4, 0.95)
     cast += 1.0
@@ -93,22 +131,76 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
     if warp is not None:
         planes = np.stack([cv2.warpPerspective(p, warp, (width, height), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_REPLICATE) for p in planes])
-    return _camera(rng, planes), ids
+    return _camera(rng, planes, rules), drop_remnants(ids, min_visible_pixels)
+
+
+def drop_remnants(ids: np.ndarray, min_visible_pixels: int) -> np.ndarray:
+    """Leaf ids without tiny remnants: the pieces of a leaf (8-connected) other than its largest
+    that have fewer than ``max(4, min_visible_pixels // 2)`` pixels, slivers left between other
+    leaves by rasterising and warping, then any leaf left with fewer than ``min_visible_pixels``,
+    go to the label most common around them (the leaf covering them, or background). Ids are
+    renumbered 1..N in their order. Annotators would not draw such remnants either."""
+    from scipy.ndimage import find_objects
+
+    smallest = max(4, min_visible_pixels // 2)
+    out = ids.copy()
+    n = int(ids.max())
+    height, width = ids.shape
+    kernel = np.ones((3, 3), np.uint8)
+
+    def window(box):  # the leaf's box and a pixel around it
+        return (slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height)),
+                slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width)))
+
+    def give_away(part, piece):
+        ring = cv2.dilate(piece.astype(np.uint8), kernel).astype(bool) & ~piece
+        around = part[ring]
+        part[piece] = np.bincount(around, minlength=n + 1).argmax() if around.size else 0
+
+    for leaf, box in enumerate(find_objects(out), start=1):
+        if box is None:
+            continue
+        part = out[window(box)]  # a view: changes go to out
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats((part == leaf).astype(np.uint8), connectivity=8)
+        if count > 2:
+            largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+            for k in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < smallest) + 1:
+                if k != largest:
+                    x, y, w, h = stats[k, :4]
+                    near = (slice(max(y - 1, 0), y + h + 1), slice(max(x - 1, 0), x + w + 1))
+                    give_away(part[near], pieces[near] == k)
+    areas = np.bincount(out.ravel(), minlength=n + 1)
+    small = set((np.flatnonzero((areas[1:] > 0) & (areas[1:] < min_visible_pixels)) + 1).tolist())
+    if small:
+        for leaf, box in enumerate(find_objects(out), start=1):
+            if leaf in small and box is not None:
+                part = out[window(box)]
+                give_away(part, part == leaf)
+    present = np.flatnonzero(np.bincount(out.ravel(), minlength=n + 1)[1:]) + 1
+    if len(present) == n:
+        return out
+    renumber = np.zeros(n + 1, np.uint8)
+    renumber[present] = np.arange(1, len(present) + 1)
+    return renumber[out]
 
 
 # ---------------------------------------------------------------------------------------------
 # Leaves
 # ---------------------------------------------------------------------------------------------
 
-def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius: float) -> list[Leaf]:
+def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius: float,
+                  rules: dict | None = None) -> list[Leaf]:
     """n varied leaves, oldest first, around (cx, cy) reaching about ``radius``.
 
     One blade shape, margin and petiole range per plant, varied per leaf; some leaves
-    foreshortened (seen tilted) or curled.
+    foreshortened (seen tilted) or curled. ``rules``: the "narrow" family's, see FAMILIES.
     """
-    shape = list(_SHAPES)[rng.integers(len(_SHAPES))]
+    def shape_and_margin():
+        return list(_SHAPES)[rng.integers(len(_SHAPES))], _MARGINS[rng.choice(4, p=[0.35, 0.25, 0.25, 0.15])]
+
+    shape, margin_kind = _drawn(shape_and_margin, lambda pair: pair[0] == "lanceolate" or pair[1] in
+                                ("serrate", "lobed"), "narrow", rules)
     aspect_range, widest_range, round_range = _SHAPES[shape]
-    margin_kind = _MARGINS[rng.choice(4, p=[0.35, 0.25, 0.25, 0.15])]
     petiole_max = rng.choice([0.03, 0.25, 0.45, 0.65])  # none, short, medium, long
     tilt_p = rng.uniform(0.0, 0.6)  # share of foreshortened leaves
     curl = rng.uniform(0.0, 0.3)
@@ -157,9 +249,10 @@ def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius
 
 
 def _colour_leaves(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray, leaves: list[Leaf],
-                   light: float) -> None:
+                   light: float, rules: dict | None = None) -> None:
     """Blade colours from yellow-green to dark blue-green, senescent old leaves, anthocyanin,
-    lateral veins and specular highlights, painted on ``planes`` in place."""
+    lateral veins and specular highlights, painted on ``planes`` in place. ``rules``: the
+    "purple" family's, see FAMILIES."""
     n = len(leaves)
     age = 1.0 - np.arange(n) / max(n - 1, 1)
     hue = rng.uniform(70.0, 160.0) + rng.normal(0.0, 6.0, n) - rng.uniform(0.0, 15.0) * (1.0 - age)
@@ -175,7 +268,8 @@ def _colour_leaves(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray
 
     # Anthocyanin: purple flushing the margins and petioles of some plants.
     purple = hsv_to_rgb([rng.uniform(0.8, 0.95), rng.uniform(0.4, 0.8), rng.uniform(0.15, 0.4)]).astype(np.float32)
-    antho = np.float32(rng.uniform(0.3, 0.9) if rng.random() < 0.3 else 0.0)
+    flushed = _drawn(lambda: rng.random() < 0.3, bool, "purple", rules)
+    antho = np.float32(rng.uniform(0.3, 0.9) if flushed else 0.0)
     # Lateral veins, running out from the midrib towards the tip.
     n_veins = np.float32(rng.uniform(3.0, 8.0))
     vein_amp = np.float32(rng.uniform(0.0, 0.12))
@@ -338,9 +432,10 @@ def _warp_ids(ids: np.ndarray, warp: np.ndarray | None) -> np.ndarray:
     return cv2.warpPerspective(ids, warp, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _camera(rng: np.random.Generator, planes: np.ndarray) -> np.ndarray:
+def _camera(rng: np.random.Generator, planes: np.ndarray, rules: dict | None = None) -> np.ndarray:
     """Exposure, colour temperature, vignetting, uneven light, blur, noise, contrast, gamma and
-    JPEG -> [H, W, 3] uint8 RGB. ``planes`` ([3, H, W] float RGB in [0, 1]) is used up."""
+    JPEG -> [H, W, 3] uint8 RGB. ``planes`` ([3, H, W] float RGB in [0, 1]) is used up.
+    ``rules``: the "dark" family's, see FAMILIES."""
     _, height, width = planes.shape
     scale = min(height, width)
     ys, xs = _grid(height, width, 8)
@@ -348,7 +443,8 @@ def _camera(rng: np.random.Generator, planes: np.ndarray) -> np.ndarray:
     gx, gy = (float(g) / scale for g in rng.uniform(-0.4, 0.4, 2))
     vignette = rng.uniform(0.0, 1.5) if rng.random() < 0.6 else 0.0
     rr = (np.square(xs - cx) + np.square(ys - cy)) / (0.5 * (height * height + width * width))
-    exposure = math.exp(rng.uniform(math.log(0.3), math.log(2.2)))
+    exposure = _drawn(lambda: math.exp(rng.uniform(math.log(0.3), math.log(2.2))), lambda e: e < _DARK, "dark",
+                      rules)
     lighting = np.maximum(255.0 * exposure * (1.0 + gx * (xs - cx) + gy * (ys - cy)) * (1.0 - 0.5 * vignette * rr), 0.0)
     gain = cv2.resize(lighting.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     warm, tint = rng.uniform(-1.0, 1.0), rng.uniform(-0.06, 0.06)

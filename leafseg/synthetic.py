@@ -51,6 +51,7 @@ import functools
 import math
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -278,7 +279,8 @@ STYLES = ("classic", "random")
 
 def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int | None = None,
                      max_leaves: int | None = None, diameter: tuple[float, float] = (0.35, 0.9),
-                     min_visible_pixels: int | None = None, style: str = "classic") -> Rosette:
+                     min_visible_pixels: int | None = None, style: str = "classic",
+                     families: dict | None = None) -> Rosette:
     """Draw one synthetic Arabidopsis rosette in a pot.
 
     Args:
@@ -297,12 +299,18 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
             a well-lit, centred rosette of light-green obovate leaves in a round pot;
             ``"random"``: domain randomisation over scenes, leaf shapes, colours, camera and
             light (``leafseg.scenes``).
+        families: random style only: {family: True (only that family) / False (never it)}, for
+            leave-one-family-out estimates of generalisation; families and their definitions in
+            ``leafseg.scenes.FAMILIES`` (trays, narrow, purple, dark). None changes nothing.
 
     Returns:
         A ``Rosette``; see its docstring for the arrays.
     """
     if style not in STYLES:
         raise ValueError(f"generate_rosette: style must be one of {STYLES}, got {style!r}")
+    if families and style != "random":
+        raise ValueError(f"generate_rosette: style families ({', '.join(families)}) are drawn by the random style "
+                         f"only, not {style!r}")
     rng = np.random.default_rng(rng_or_seed)
     height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
     default_range = (4, 22) if style == "classic" else (2, 30)
@@ -317,7 +325,7 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         min_visible_pixels = max(10, height * width // 10000)
     if style == "random":
         from leafseg.scenes import random_rosette
-        image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels)
+        image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels, families)
         return _rosette(image, ids)
     scale = min(height, width)
 
@@ -640,10 +648,11 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     return path
 
 
-def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic") -> list[Path]:
+def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic",
+               families: dict | None = None) -> list[Path]:
     """Generate image ``index`` and write whichever of its two files is missing."""
     rgb_path, label_path = dataset_paths(out_dir, index)
-    rosette = generate_rosette(rosette_rng(seed, index), size, style=style)
+    rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families)
     written = []
     for path, array in ((rgb_path, rosette.image), (label_path, rosette.label)):
         if not path.exists():
@@ -657,12 +666,13 @@ def _init_worker() -> None:
 
 
 def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: int | tuple[int, int] = 500,
-                  workers: int = 1, start: int = 0, progress: bool = True, style: str = "classic") -> list[Path]:
+                  workers: int = 1, start: int = 0, progress: bool = True, style: str = "classic",
+                  families: dict | None = None) -> list[Path]:
     """Write rosettes ``start .. start + count - 1`` as ``plantNNNNN_rgb.png`` + ``_label.png``.
 
     Idempotent: an image whose two files both exist is skipped without being generated (files
     are written atomically, so an existing file is a complete one). The bytes depend only on
-    ``(seed, index, size, style)``: the same with 1 or many workers, and on every rerun.
+    ``(seed, index, size, style, families)``: the same with 1 or many workers, and on every rerun.
 
     Args:
         out_dir: folder, created if missing.
@@ -675,12 +685,19 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
         style: ``"classic"`` (default here, so that existing callers keep today's data) or
             ``"random"`` (domain randomisation; the command line's default); see
             ``generate_rosette``.
+        families: random style only: {family: bool}, see ``generate_rosette``.
 
     Returns:
         Paths written by this call, in index order (rgb before label); empty on a complete rerun.
     """
     if style not in STYLES:
         raise ValueError(f"write_dataset: style must be one of {STYLES}, got {style!r}")
+    if families:
+        from leafseg.scenes import check_families
+
+        families = check_families(families)
+        if style != "random":
+            raise ValueError(f"write_dataset: style families are drawn by the random style only, not {style!r}")
     if count < 0 or start < 0 or workers < 1:
         raise ValueError(f"write_dataset: need count >= 0, start >= 0, workers >= 1; "
                          f"got count={count}, start={start}, workers={workers}")
@@ -692,13 +709,13 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
               desc=f"rosettes -> {out_dir}") as bar:
         if workers == 1 or len(todo) <= 1:
             for i in todo:
-                written += _write_one(str(out_dir), seed, i, size, style)
+                written += _write_one(str(out_dir), seed, i, size, style, families)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = pool.map(_write_one, [str(out_dir)] * len(todo), [seed] * len(todo), todo,
-                                [size] * len(todo), [style] * len(todo),
+                                [size] * len(todo), [style] * len(todo), [families] * len(todo),
                                 chunksize=max(1, min(16, len(todo) // (4 * workers))))
                 for paths in jobs:
                     written += paths
@@ -773,6 +790,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="random: domain randomisation over scenes, leaves, camera and light "
                              "(default); classic: the narrow original look (a centred, well-lit "
                              "light-green rosette in a round pot)")
+    parser.add_argument("--only", action="append", default=[], metavar="FAMILY",
+                        help="random style: draw only images of this style family (trays, narrow, purple, dark; "
+                             "see leafseg.scenes.FAMILIES); repeatable")
+    parser.add_argument("--without", action="append", default=[], metavar="FAMILY",
+                        help="random style: draw no image of this style family; repeatable")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
@@ -784,8 +806,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     """Run the synthetic-data command on parsed arguments; returns the exit status."""
     setup_command_logging(args.verbose, tensorflow=False)
-    written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
-                            start=args.start, progress=not args.quiet, style=args.style)
+    families = {**{name: True for name in args.only}, **{name: False for name in args.without}}
+    if set(args.only) & set(args.without):
+        print(f"synth: error: --only and --without name the same family: {', '.join(set(args.only) & set(args.without))}",
+              file=sys.stderr)
+        return 2
+    try:
+        written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
+                                start=args.start, progress=not args.quiet, style=args.style, families=families or None)
+    except ValueError as err:
+        print(f"synth: error: {err}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(f"wrote {len(written)} files to {args.out}")
     if args.contact_sheet and args.count > 0:

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STAGES = ("heads", "3+", "4+", "5+", "all")
-AUGMENTATIONS = ("none", "default", "strong")
+AUGMENTATIONS = ("none", "default", "strong", "domain")
 STRATEGIES = ("default", "mirrored", "multiworker")
 # mrcnn.optimizers.OPTIMIZERS and SCHEDULES (a test keeps them equal), here so that --help does
 # not import TensorFlow.
@@ -86,6 +86,7 @@ examples:
   leafseg train --config configs/leaf_r101.yaml --dataset data/leaves --stage heads --epochs 9 --weights coco
   leafseg train --config configs/leaf_r101.yaml --dataset data/leaves --stage all --epochs 79 --weights last
   leafseg train --config configs/leaf_r101.yaml --dataset data/leaves --resume
+  leafseg train --weights leaf-small --dataset my_leaves --stage heads --epochs 10 --set STEPS_PER_EPOCH=50
 
 Epochs count across calls. --weights starts a new stage (a fresh optimiser); --resume continues
 the newest checkpoint under --logs, with its optimiser state when it belongs to the same stage
@@ -111,8 +112,9 @@ def build_parser(parser=None):
     add("--dataset", required=True, metavar="DIR", help="prepared data folder holding train/ (and val/)")
     add("--stage", choices=STAGES, help="the layers to train (required unless --resume)")
     add("--epochs", type=int, metavar="N", help="train until epoch N, counted across calls (required unless --resume)")
-    add("--weights", metavar="coco|last|best|none|PATH",
-        help="the weights to start from: coco (Matterport's, ResNet101 presets only), last (the newest checkpoint "
+    add("--weights", metavar="coco|leaf-small|last|best|none|PATH",
+        help="the weights to start from: coco (Matterport's, ResNet101 presets only), leaf-small (the pretrained "
+             "leaf model installed with leafseg, to fine-tune on your own images), last (the newest checkpoint "
              "under --logs), best (its run's best by val_loss), none (random) or a file (required unless --resume)")
     add("--coco-path", metavar="PATH", help="mask_rcnn_coco.h5 for --weights coco (default: $LEAFSEG_COCO_WEIGHTS, "
                                             "then ~/.keras/models/mask_rcnn_coco.h5)")
@@ -189,7 +191,14 @@ def check_options(args):
     if args.weights == "coco":
         _coco_path(args)
     elif args.weights not in ("last", "best", "none") and not os.path.isfile(args.weights):
-        raise SetupError(f"weights file not found: {args.weights}")
+        from leafseg import zoo
+
+        if not zoo.is_name(args.weights):
+            raise SetupError(f"weights file not found: {args.weights}")
+        try:  # a pretrained model by name: its file, whose stored config is used without --config
+            args.weights = str(zoo.path(args.weights))
+        except FileNotFoundError as err:
+            raise SetupError(str(err)) from err
 
 
 def _coco_path(args):

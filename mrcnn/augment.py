@@ -35,7 +35,7 @@ import numpy as np
 # albumentations asks PyPI for a newer version when imported; training must not touch the network.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__all__ = ["make_augmenter", "default_augmentation", "AlbumentationsAugmenter", "ImgaugAugmenter"]
+__all__ = ["STRENGTHS", "make_augmenter", "default_augmentation", "AlbumentationsAugmenter", "ImgaugAugmenter"]
 
 AugmentFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple]
 
@@ -203,6 +203,9 @@ class ImgaugAugmenter:
         return image, segmaps.get_arr() > 0
 
 
+STRENGTHS = ("default", "strong", "domain")
+
+
 def default_augmentation(strength: str = "default", square: bool = True):
     """An albumentations ``Compose`` for plants photographed from above.
 
@@ -211,8 +214,14 @@ def default_augmentation(strength: str = "default", square: bool = True):
     transforms move the masks with the image (nearest-neighbour for masks), and nothing changes
     the image size.
 
-    strength: "default" (mild: +-10 % scale, +-15° rotation, light colour jitter) or "strong"
-        (+-25 % scale, +-45° rotation, stronger colour jitter, occasional blur and noise).
+    strength: "default" (mild: +-10 % scale, +-15° rotation, light colour jitter), "strong"
+        (+-25 % scale, +-45° rotation, stronger colour jitter, occasional blur and noise) or
+        "domain", for a model meant to work on images unlike its training data (domain
+        generalisation): any rotation, scale 0.5-1.6x (objects of every size at a fixed input
+        size: multi-scale training without changing the tensor shapes), and what cameras and
+        light change between datasets: colour, gamma, white balance (Planckian jitter),
+        occasional greyscale, blur (Gaussian, defocus, motion), sensor noise, downscaling and
+        JPEG compression.
     square: True for square inputs (Matterport's "square" and "crop" modes): the 8 symmetries of
         the square. For non-square inputs pass False: 90° rotations would swap height and width,
         so only horizontal and vertical flips are used.
@@ -226,8 +235,11 @@ def default_augmentation(strength: str = "default", square: bool = True):
     elif strength == "strong":
         scale, rotate, shift = (0.75, 1.25), (-45, 45), (-0.1, 0.1)
         affine_p, brightness, hue, saturation = 0.7, 0.3, 10, 20
+    elif strength == "domain":
+        scale, rotate, shift = (0.5, 1.6), (-180, 180), (-0.15, 0.15)
+        affine_p, brightness, hue, saturation = 0.8, 0.35, 12, 35
     else:
-        raise ValueError(f"default_augmentation: strength must be 'default' or 'strong', got {strength!r}")
+        raise ValueError(f"default_augmentation: strength must be one of {', '.join(STRENGTHS)}; got {strength!r}")
 
     if square:
         symmetries = [A.SquareSymmetry(p=1.0)]
@@ -252,5 +264,22 @@ def default_augmentation(strength: str = "default", square: bool = True):
         transforms += [
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
             A.GaussNoise(std_range=(0.01, 0.05), p=0.1),
+        ]
+    elif strength == "domain":
+        transforms += [
+            A.RandomGamma(gamma_limit=(60, 160), p=0.4),
+            A.PlanckianJitter(p=0.3),
+            A.ToGray(p=0.03),
+            A.OneOf([
+                A.GaussianBlur(blur_limit=(3, 7)),
+                A.Defocus(radius=(1, 3), alias_blur=(0.1, 0.3)),
+                A.MotionBlur(blur_limit=(3, 7)),
+            ], p=0.3),
+            A.Downscale(scale_range=(0.4, 0.9), p=0.15),
+            A.OneOf([
+                A.GaussNoise(std_range=(0.01, 0.06)),
+                A.ISONoise(color_shift=(0.01, 0.04), intensity=(0.1, 0.4)),
+            ], p=0.3),
+            A.ImageCompression(quality_range=(30, 95), p=0.3),
         ]
     return A.Compose(transforms)

@@ -347,8 +347,11 @@ class MaskRCNN:
         by_name: accepted for Matterport scripts; loading is by layer name either way.
         exclude: layer names to skip, e.g. ``weights.COCO_EXCLUDE`` when NUM_CLASSES differs.
         The class names a file stores (see :meth:`save_weights`) become ``class_names``.
+        filepath may also name weights that an installed package offers (leafseg: ``"leaf-small"``;
+        see :func:`mrcnn.weights.resolve_named`).
         Returns the :class:`mrcnn.weights.LoadReport`.
         """
+        filepath = weights.resolve_named(filepath)
         report = weights.load_weights_auto(self.keras_model, filepath, exclude=exclude,
                                            skip_mismatch=skip_mismatch, verbose=verbose)
         metadata = weights.read_metadata(filepath)

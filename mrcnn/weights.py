@@ -79,6 +79,9 @@ __all__ = [
     "load_weights_auto",
     "detect_format",
     "checkpoints_in",
+    "NAMED_WEIGHTS_GROUP",
+    "named_weights",
+    "resolve_named",
     "resolve_coco_weights",
     "coco_weights_help",
     "WeightsMetadata",
@@ -298,6 +301,29 @@ def _format_of(f):
     if isinstance(f.get("layers"), h5py.Group) or isinstance(f.get("vars"), h5py.Group):
         return "native"
     return None
+
+
+NAMED_WEIGHTS_GROUP = "mrcnn.weights"
+
+
+def named_weights():
+    """Weights that installed packages offer by name: {name: entry point}. A package declares
+    ``name = module:function`` in the ``mrcnn.weights`` entry-point group; the function returns the
+    file's path (leafseg offers ``leaf-small`` this way)."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group=NAMED_WEIGHTS_GROUP)}
+
+
+def resolve_named(filepath):
+    """``filepath`` itself when it exists or names no weights; else the path of the named weights
+    an installed package offers (see :func:`named_weights`). Errors of that package's function
+    (e.g. its file is not installed) pass through."""
+    text = os.fspath(filepath)
+    if os.path.exists(text):
+        return filepath
+    entry = named_weights().get(text)
+    return filepath if entry is None else entry.load()()
 
 
 def checkpoints_in(folder):

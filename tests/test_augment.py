@@ -81,22 +81,47 @@ def test_no_masks_is_fine():
     assert out_masks.shape == (32, 48, 0)
 
 
-@pytest.mark.parametrize("strength", ["default", "strong"])
+@pytest.mark.parametrize("strength", ["default", "strong", "domain"])
 def test_default_augmentation_keeps_size_and_alignment(strength):
-    image, masks = image_and_masks()
-    square_image = np.zeros((48, 48, 3), np.uint8)
-    square_image[:32] = image
-    square_masks = np.zeros((48, 48, 2), bool)
-    square_masks[:32] = masks
+    from skimage.filters import threshold_otsu
+
+    # White leaves on black, 96 px: the photometric changes of "domain" (colour, gamma, greyscale,
+    # blur, noise, JPEG) keep the leaves brighter than the background, so Otsu's threshold finds them.
+    masks = np.zeros((96, 96, 2), bool)
+    masks[4:20, 6:40, 0] = True
+    masks[30:60, 50:90, 1] = True
+    image = np.repeat(255 * masks.any(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
     augment = make_augmenter(default_augmentation(strength))
-    for seed in range(6):
-        out_image, out_masks = augment(square_image, square_masks, np.random.default_rng(seed))
-        assert out_image.shape == (48, 48, 3) and out_masks.shape == (48, 48, 2)
-        # The red channel marks the masks; bilinear image vs nearest mask differ only at edges.
-        red = out_image[..., 0] > 127
+    for seed in range(12):
+        out_image, out_masks = augment(image, masks, np.random.default_rng(seed))
+        assert out_image.shape == (96, 96, 3) and out_masks.shape == (96, 96, 2)
+        gray = out_image.mean(axis=-1)
+        bright = gray > threshold_otsu(gray)
         union = out_masks.any(axis=-1)
-        iou = (red & union).sum() / (red | union).sum()
+        iou = (bright & union).sum() / (bright | union).sum()
         assert iou > 0.8, (seed, iou)
+
+
+def test_domain_augmentation_changes_what_cameras_change():
+    """The domain preset holds colour, gamma, blur, noise and JPEG transforms, and varies leaf size
+    (multi-scale training at a fixed input size) far more than the default preset."""
+    from leafseg.synthetic import generate_rosette
+
+    def names(transform):
+        children = getattr(transform, "transforms", [])
+        return {type(transform).__name__}.union(*(names(child) for child in children))
+
+    present = names(default_augmentation("domain"))
+    for wanted in ("HueSaturationValue", "RandomGamma", "PlanckianJitter", "GaussianBlur", "MotionBlur",
+                   "GaussNoise", "ImageCompression", "Affine"):
+        assert wanted in present, (wanted, present)
+    rosette = generate_rosette(3, size=128)
+    spread = {}
+    for strength in ("default", "domain"):
+        augment = make_augmenter(default_augmentation(strength))
+        areas = [augment(rosette.image, rosette.masks, np.random.default_rng(seed))[1].sum() for seed in range(40)]
+        spread[strength] = np.std(areas)
+    assert spread["domain"] > 3 * spread["default"], spread
 
 
 def test_default_augmentation_non_square_keeps_the_shape():

@@ -38,6 +38,13 @@ def test_quickstart_yaml_is_the_same_config_and_presets_resolve():
         load_config("r50")
 
 
+def test_leaf_small_yaml_is_the_same_config():
+    from leafseg.config import LeafSmallConfig, load_config
+
+    assert load_config(str(CONFIGS / "leaf_small.yaml")) == LeafSmallConfig() == load_config("leaf_small")
+    assert LeafSmallConfig().IMAGE_MAX_DIM == 384 and LeafSmallConfig().BACKBONE == "resnet18"
+
+
 def test_presets_carry_their_optimizer():
     from leafseg.config import QuickstartConfig, load_config
 

@@ -311,6 +311,12 @@ def test_random_style_label_invariants(random_rosettes):
         lut = np.concatenate([[[0, 0, 0]], r.colors]).astype(np.uint8)
         np.testing.assert_array_equal(r.label, lut[r.instance_ids])
         assert np.bincount(r.instance_ids.ravel(), minlength=r.num_leaves + 1)[1:].min() >= min_pixels
+        # No tiny remnants: every piece of a leaf but its largest has at least max(4, min // 2) pixels.
+        for leaf in range(1, r.num_leaves + 1):
+            count, _, stats, _ = cv2.connectedComponentsWithStats((r.instance_ids == leaf).astype(np.uint8),
+                                                                  connectivity=8)
+            areas = sorted(stats[1:, cv2.CC_STAT_AREA])
+            assert not areas[:-1] or areas[0] >= max(4, min_pixels // 2), (leaf, areas)
     strict = generate_rosette(rosette_rng(9, 0), 160, style="random", min_visible_pixels=80)
     assert np.bincount(strict.instance_ids.ravel())[1:].min() >= 80
 
@@ -337,3 +343,92 @@ def test_random_style_non_square_and_leaf_range():
     assert r.image.shape == (96, 160, 3) and r.label.shape == (96, 160, 3)
     r = generate_rosette(3, SIZE, style="random", min_leaves=5, max_leaves=5)
     assert 1 <= r.num_leaves <= 5
+
+
+# ------------------------------------------------------------------------- style families
+
+def _family_rosettes(family, member, count=10, size=160):
+    return [generate_rosette(seed, size, style="random", families={family: member}) for seed in range(count)]
+
+
+def test_families_force_or_forbid_the_layout_they_name(monkeypatch):
+    from leafseg import scenes
+
+    layouts = []
+    real = scenes._scene
+    monkeypatch.setattr(scenes, "_scene", lambda rng, h, w, layout, *rest: layouts.append(layout) or
+                        real(rng, h, w, layout, *rest))
+    _family_rosettes("trays", True, count=8)
+    assert set(layouts) <= {"neighbours", "tray"}
+    layouts.clear()
+    _family_rosettes("trays", False, count=8)
+    assert set(layouts) <= {"pot", "soil"} and layouts
+
+
+def test_families_show_in_the_images():
+    def brightness(rosettes):
+        return np.mean([r.image.mean() for r in rosettes])
+
+    def purple_share(rosettes):  # leaf pixels redder than green
+        return np.mean([(r.image[r.instance_ids > 0][:, 0].astype(int) > r.image[r.instance_ids > 0][:, 1]).mean()
+                        for r in rosettes])
+
+    def elongation(rosettes):  # perimeter^2 / area of the leaves: narrow and toothed leaves score higher
+        values = []
+        for r in rosettes:
+            for k in range(r.num_leaves):
+                mask = (r.instance_ids == k + 1).astype(np.uint8)
+                if mask.sum() >= 60:
+                    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                    values.append(sum(cv2.arcLength(c, True) for c in contours) ** 2 / mask.sum())
+        return np.median(values)
+
+    assert brightness(_family_rosettes("dark", True)) < 0.75 * brightness(_family_rosettes("dark", False))
+    assert purple_share(_family_rosettes("purple", True)) > purple_share(_family_rosettes("purple", False)) + 0.1
+    assert elongation(_family_rosettes("narrow", True)) > 1.2 * elongation(_family_rosettes("narrow", False))
+
+
+def test_families_are_deterministic_and_keep_the_label_invariants():
+    a = generate_rosette(5, 128, style="random", families={"dark": True, "narrow": False})
+    b = generate_rosette(5, 128, style="random", families={"dark": True, "narrow": False})
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.label, b.label)
+    colours = {tuple(c) for c in a.label.reshape(-1, 3)} - {(0, 0, 0)}
+    assert colours == {tuple(c) for c in a.colors}
+    assert np.bincount(a.instance_ids.ravel())[1:].min() >= 10
+    # No rule is the plain random style, byte for byte.
+    np.testing.assert_array_equal(generate_rosette(5, 128, style="random", families={}).image,
+                                  generate_rosette(5, 128, style="random").image)
+
+
+def test_family_errors_are_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown style family 'blue': one of trays, narrow, purple, dark"):
+        generate_rosette(0, 64, style="random", families={"blue": True})
+    with pytest.raises(ValueError, match="random style only"):
+        generate_rosette(0, 64, families={"dark": True})
+    with pytest.raises(ValueError, match="True .only that family. or False"):
+        synthetic.write_dataset(tmp_path, 1, size=64, style="random", families={"dark": "yes"})
+    assert synthetic.main(["--out", str(tmp_path / "x"), "--count", "1", "--only", "dark", "--without", "dark"]) == 2
+    assert "--only and --without name the same family: dark" in capsys.readouterr().err
+    assert synthetic.main(["--out", str(tmp_path / "y"), "--count", "2", "--size", "64", "--only", "purple",
+                           "--quiet"]) == 0
+    assert len(list((tmp_path / "y").glob("*_label.png"))) == 2
+
+
+def test_drop_remnants_gives_slivers_and_tiny_leaves_to_what_surrounds_them():
+    from leafseg.scenes import drop_remnants
+
+    ids = np.zeros((20, 20), np.uint8)
+    ids[2:12, 2:12] = 1          # leaf 1, 100 px
+    ids[5, 5] = 2                # a 1-px sliver of leaf 2 inside leaf 1
+    ids[12:20, 0:10] = 2         # leaf 2's body, 80 px
+    ids[14:16, 14:16] = 3        # leaf 3: 4 px on background, under the minimum
+    ids[2:10, 13:20] = 4         # leaf 4, 56 px
+    out = drop_remnants(ids, min_visible_pixels=10)
+    assert out[5, 5] == 1 and (out[14:16, 14:16] == 0).all()
+    assert sorted(np.unique(out).tolist()) == [0, 1, 2, 3]   # renumbered: leaf 4 is now 3
+    assert (out[2:10, 13:20] == 3).all() and (out[12:20, 0:10] == 2).all()
+    assert ids[5, 5] == 2        # the input is not changed
+    clean = np.zeros((8, 8), np.uint8)
+    clean[1:5, 1:5] = 1
+    np.testing.assert_array_equal(drop_remnants(clean, 10), clean)

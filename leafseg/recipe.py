@@ -1,0 +1,262 @@
+"""Recipes that rebuild the models of :mod:`leafseg.zoo` from nothing, with one command.
+
+    leafseg recipe leaf-small                      # data, training, held-out scores, the file
+    leafseg recipe leaf-small --epochs 2 --steps-per-epoch 5 --images 40 --out /tmp/try   # a quick look
+    leafseg recipe leave-one-style-out             # generalisation to style families never seen
+
+Every step is kept in ``--out`` and skipped when it is already done, so a recipe that was
+interrupted (Ctrl-C, a crash, a machine that went away) continues where it stopped when run
+again with the same arguments: the rosettes and the prepared folder are completed, and
+training resumes from its newest checkpoint with its optimiser state (``leafseg train
+--resume``).
+
+``leaf-small`` (see docs/MODEL_CARD_leaf_small.md):
+
+1. ``--images`` domain-randomised rosettes at 500 px (``leafseg synth --style random``);
+2. the 80/20 split into per-leaf masks (``leafseg prepare``);
+3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
+   Adam, a cosine learning rate with warmup and the ``domain`` augmentation, ``--epochs`` epochs
+   of 200 steps (``leafseg train``);
+4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``;
+5. scores on held-out sets it never trained on: random-style and classic-style rosettes of
+   other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``).
+
+Copy the file to ``leafseg/models/`` (or point ``$LEAFSEG_ZOO_DIR`` at its folder) to use it
+as ``leaf-small``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
+
+__all__ = ["RECIPES", "leaf_small", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+# Held-out evaluation sets of leaf-small: (name, style, seed offset from --seed, count). Their
+# seeds differ from the training data's, so no rosette is shared.
+HELD_OUT = (("random", "random", 1, 100), ("classic", "classic", 2, 100))
+
+
+def _step(number, total, text):
+    print(f"\n[{number}/{total}] {text}", flush=True)
+
+
+def _copy_atomic(source, target):
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def make_data(folder, images, seed, style="random", families=None, workers=2):
+    """Rosettes in ``folder/rosettes`` and their 80/20 training layout in ``folder/prepared``
+    (both completed, never redone); returns the prepared folder."""
+    from leafseg.prepare import prepare_dataset
+    from leafseg.synthetic import write_dataset
+
+    folder = Path(folder)
+    write_dataset(folder / "rosettes", images, seed=seed, size=500, style=style, families=families, workers=workers)
+    result = prepare_dataset(folder / "rosettes", folder / "prepared", seed=seed, workers=workers)
+    print(result.summary())
+    return folder / "prepared"
+
+
+def train_argv(prepared, logs, epochs, seed, resume, steps_per_epoch=None):
+    """``leafseg train`` arguments of the recipes: the leaf_small preset from random weights, Adam
+    (the preset's), a cosine rate warming up over the first 200 steps (a tenth of a shorter run)
+    and the domain augmentation; with ``resume``, the newest checkpoint under ``logs`` with its
+    saved stage."""
+    from leafseg.config import LeafSmallConfig
+
+    argv = ["--config", "leaf_small", "--dataset", str(prepared), "--logs", str(logs), "--seed", str(seed),
+            "--verbose", "2", "--epochs", str(epochs)]
+    if steps_per_epoch:
+        argv += ["--steps-per-epoch", str(steps_per_epoch)]
+    if resume:
+        return argv + ["--resume"]
+    warmup = min(200, max(1, epochs * (steps_per_epoch or LeafSmallConfig.STEPS_PER_EPOCH) // 10))
+    return argv + ["--weights", "none", "--stage", "all", "--augment", "domain", "--schedule", "cosine",
+                   "--warmup-steps", str(warmup)]
+
+
+def train_model(prepared, logs, target, epochs, seed, steps_per_epoch=None):
+    """Train (or resume) to ``epochs`` and copy the run's best checkpoint by validation loss to
+    ``target``; returns (target, the checkpoint copied, training minutes of this call)."""
+    from leafseg.train import newest_run, run as train
+    from mrcnn.weights import checkpoints_in
+
+    run_dir = newest_run(logs)
+    resume = run_dir is not None and bool(checkpoints_in(run_dir))
+    if resume:
+        print(f"resuming {run_dir}")
+    started = time.monotonic()
+    result = train(train_argv(prepared, logs, epochs, seed, resume, steps_per_epoch))
+    minutes = (time.monotonic() - started) / 60
+    index = json.loads((Path(result.run_dir) / "checkpoints.json").read_text(encoding="utf-8"))
+    best = index.get("best") or {}
+    source = best.get("path") or str(checkpoints_in(result.run_dir)[-1])
+    return _copy_atomic(source, target), source, minutes
+
+
+def score(weights, sets, out, gallery=6):
+    """Evaluate ``weights`` on {name: image + label folder}; writes ``out/<name>/`` and returns
+    {name: summary}."""
+    from leafseg.evaluate import evaluate_dataset, load_eval_dataset
+    from leafseg.metrics import format_table
+    from leafseg.predict import load_inference_model
+
+    model, _, _ = load_inference_model(weights, model_dir=Path(out) / "logs")
+    summaries = {}
+    for name, folder in sets.items():
+        _, summary, _ = evaluate_dataset(model, load_eval_dataset(folder, "all"), Path(out) / name, gallery=gallery)
+        summaries[name] = summary
+        print(f"{name} ({weights}):\n{format_table(summary)}")
+    return summaries
+
+
+def _row(name, summary):
+    return f"| {name} | {summary['n_images']} | {summary['sbd_mean']:.3f} | {summary['abs_dic_mean']:.2f} | " \
+           f"{summary['ap50_mean']:.3f} |"
+
+
+def leaf_small(out="runs/leaf-small", images=3000, epochs=36, seed=2026, workers=2, held_out=HELD_OUT,
+               steps_per_epoch=None):
+    """Rebuild ``leaf-small`` in ``out`` (steps of the module docstring); returns {set: summary}."""
+    from leafseg.synthetic import write_dataset
+
+    out = Path(out)
+    started = time.monotonic()
+    total = 4
+    _step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in {out / 'prepared'}")
+    prepared = make_data(out, images, seed, workers=workers)
+
+    _step(2, total, f"Training leaf_small to epoch {epochs}")
+    weights, source, train_minutes = train_model(prepared, out / "logs", out / "leaf_small.weights.h5", epochs, seed,
+                                                 steps_per_epoch)
+    _step(3, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}")
+
+    _step(4, total, "Scores on held-out rosettes of other seeds")
+    sets = {}
+    for name, style, offset, count in held_out:
+        sets[name] = out / "held_out" / name
+        write_dataset(sets[name], count, seed=seed + offset, size=500, style=style, workers=workers, progress=False)
+    summaries = score(weights, sets, out / "evaluation")
+    lines = ["| held-out set | images | SBD | abs DiC | mask AP50 |", "|---|---|---|---|---|"]
+    lines += [_row(name, s) for name, s in summaries.items()]
+    (out / "evaluation" / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    record = {"weights": str(weights), "size_bytes": weights.stat().st_size, "checkpoint": source,
+              "epochs": epochs, "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
+              "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
+    (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print("\n" + "\n".join(lines))
+    print(f"\nDone in {record['total_minutes_this_call']} minutes (training {record['train_minutes_this_call']}). "
+          f"To use it as leaf-small: cp {weights} {Path(__file__).resolve().parent / 'models'}/")
+    return summaries
+
+
+def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, seed=2027, workers=2,
+                        families=None, test_images=60, steps_per_epoch=None):
+    """How well a model does on a kind of image it never saw: for each style family F (see
+    leafseg.scenes.FAMILIES), a model trained on random-style rosettes without F is scored on
+    rosettes of F alone and on rosettes without F (its own kind); a model trained on the classic
+    style alone, with the same budget, is scored on the same sets. Writes ``out/summary.md``."""
+    from leafseg.scenes import FAMILIES
+
+    from leafseg import zoo
+
+    out = Path(out)
+    families = list(families or FAMILIES)
+    rows, record = [], {}
+    try:
+        shipped = zoo.path("leaf-small")
+    except FileNotFoundError:
+        shipped = None
+    classic = out / "classic_only"
+    prepared = make_data(classic, images, seed, style="classic", workers=workers)
+    classic_weights, _, _ = train_model(prepared, classic / "logs", classic / "model.weights.h5", epochs, seed,
+                                        steps_per_epoch)
+    for family in families:
+        folder = out / f"without_{family}"
+        _step(families.index(family) + 1, len(families), f"Held-out family {family}: {FAMILIES[family]}")
+        prepared = make_data(folder, images, seed, families={family: False}, workers=workers)
+        weights, _, _ = train_model(prepared, folder / "logs", folder / "model.weights.h5", epochs, seed,
+                                    steps_per_epoch)
+        from leafseg.synthetic import write_dataset
+
+        sets = {f"only_{family}": out / "test" / f"only_{family}", f"without_{family}": out / "test" / f"without_{family}"}
+        for offset, (name, member) in enumerate(((f"only_{family}", True), (f"without_{family}", False))):
+            write_dataset(sets[name], test_images, seed=seed + 100 + offset, size=500, style="random",
+                          families={family: member}, workers=workers, progress=False)
+        mine = score(weights, sets, folder / "evaluation", gallery=0)
+        only = {f"only_{family}": sets[f"only_{family}"]}
+        record[family] = {"seen_kind": mine[f"without_{family}"], "held_out": mine[f"only_{family}"],
+                          "classic_only_on_held_out": score(classic_weights, only, classic / "evaluation",
+                                                            gallery=0)[f"only_{family}"]}
+        if shipped is not None:
+            record[family]["leaf_small_on_held_out"] = score(shipped, only, out / "leaf_small", gallery=0)[
+                f"only_{family}"]
+        rows.append("| " + " | ".join([family] + [f"{s['sbd_mean']:.3f} / {s['abs_dic_mean']:.2f}"
+                                                  for s in record[family].values()]) + " |")
+    columns = ["held-out family F", "trained without F, on its own kind", "trained without F, on F",
+               "trained on the classic style, on F"] + (["leaf-small (saw every family), on F"] if shipped else [])
+    lines = [f"Leave-one-style-out: {images} rosettes and {epochs} epochs per model, {test_images} test images per set; "
+             "SBD / abs DiC", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
+    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print("\n" + "\n".join(lines))
+    return record
+
+
+RECIPES = {"leaf-small": leaf_small, "leave-one-style-out": leave_one_style_out}
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rebuild a pretrained model of leafseg.zoo from nothing, or measure generalisation "
+                    "(leave-one-style-out); run again with the same arguments to continue.",
+        epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("recipe", choices=list(RECIPES), help="leaf-small: the shipped model; leave-one-style-out: "
+                                                              "the generalisation table of its model card")
+    parser.add_argument("--out", help="working folder (default: runs/RECIPE)")
+    parser.add_argument("--images", type=int, help="rosettes to generate per model (default: 3000; "
+                                                   "leave-one-style-out 1000)")
+    parser.add_argument("--epochs", type=int, help="epochs per model (default: 36; leave-one-style-out 10)")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200)")
+    parser.add_argument("--seed", type=int, help="seed of the data and the training (default: 2026; "
+                                                 "leave-one-style-out 2027)")
+    parser.add_argument("--family", action="append", metavar="FAMILY",
+                        help="leave-one-style-out: the families to hold out (default: all of leafseg.scenes.FAMILIES)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes that draw and prepare the rosettes (default: 2)")
+    add_verbose_argument(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_tensorflow(args.verbose)
+    given = {name: getattr(args, name) for name in ("images", "epochs", "seed", "steps_per_epoch")
+             if getattr(args, name) is not None}
+    if args.family:
+        if args.recipe != "leave-one-style-out":
+            print("recipe: error: --family is for leave-one-style-out", file=sys.stderr)
+            return 2
+        given["families"] = args.family
+    RECIPES[args.recipe](out=args.out or f"runs/{args.recipe}", workers=args.workers, **given)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
