@@ -15,8 +15,9 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 1. ``--images`` domain-randomised rosettes at 500 px (``leafseg synth --style random``);
 2. the 80/20 split into per-leaf masks (``leafseg prepare``);
 3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
-   Adam, a cosine learning rate with warmup and the ``domain`` augmentation, ``--epochs`` epochs
-   of 200 steps (``leafseg train``);
+   Adam and the ``domain`` augmentation, in two stages of 200-step epochs (``leafseg train``):
+   to epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then a warm restart to
+   epoch 48, a fresh Adam with a cosine rate from 0.0003 (``--epochs N``: one stage of N);
 4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``;
 5. scores on held-out sets it never trained on: random-style and classic-style rosettes of
    other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``).
@@ -30,6 +31,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -71,40 +73,70 @@ def make_data(folder, images, seed, style="random", families=None, workers=2):
     return folder / "prepared"
 
 
-def train_argv(prepared, logs, epochs, seed, resume, steps_per_epoch=None):
-    """``leafseg train`` arguments of the recipes: the leaf_small preset from random weights, Adam
-    (the preset's), a cosine rate warming up over the first 200 steps (a tenth of a shorter run)
-    and the domain augmentation; with ``resume``, the newest checkpoint under ``logs`` with its
-    saved stage."""
+# leaf-small's training stages: (end epoch, learning rate, warmup steps). A cosine decay from
+# 0.001 after a warmup, then a warm restart: a fresh Adam and a second cosine decay from 0.0003.
+LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0))
+
+
+def one_stage(epochs, steps_per_epoch=None):
+    """A single stage of ``epochs`` epochs at 0.001, warming up over 200 steps or a tenth of a
+    shorter run."""
     from leafseg.config import LeafSmallConfig
 
+    return ((epochs, 0.001, min(200, max(1, epochs * (steps_per_epoch or LeafSmallConfig.STEPS_PER_EPOCH) // 10))),)
+
+
+def train_argv(prepared, logs, stage, seed, start, steps_per_epoch=None):
+    """``leafseg train`` arguments of the recipes for ``stage`` = (end epoch, rate, warmup): the
+    leaf_small preset, all layers, Adam (the preset's), a cosine rate and the domain
+    augmentation. start: "none" (random weights), "last" (a new stage from the newest
+    checkpoint) or "resume" (the newest checkpoint's own stage, with its optimiser state)."""
+    end, rate, warmup = stage
     argv = ["--config", "leaf_small", "--dataset", str(prepared), "--logs", str(logs), "--seed", str(seed),
-            "--verbose", "2", "--epochs", str(epochs)]
+            "--verbose", "2", "--epochs", str(end)]
     if steps_per_epoch:
         argv += ["--steps-per-epoch", str(steps_per_epoch)]
-    if resume:
+    if start == "resume":
         return argv + ["--resume"]
-    warmup = min(200, max(1, epochs * (steps_per_epoch or LeafSmallConfig.STEPS_PER_EPOCH) // 10))
-    return argv + ["--weights", "none", "--stage", "all", "--augment", "domain", "--schedule", "cosine",
-                   "--warmup-steps", str(warmup)]
+    return argv + ["--weights", start, "--stage", "all", "--augment", "domain", "--schedule", "cosine",
+                   "--lr", str(rate), "--warmup-steps", str(warmup)]
 
 
-def train_model(prepared, logs, target, epochs, seed, steps_per_epoch=None):
-    """Train (or resume) to ``epochs`` and copy the run's best checkpoint by validation loss to
-    ``target``; returns (target, the checkpoint copied, training minutes of this call)."""
-    from leafseg.train import newest_run, run as train
+def _where(logs):
+    """(newest run folder or None, the epoch of its newest checkpoint, the end epoch of its last stage)."""
+    from leafseg.train import newest_run
     from mrcnn.weights import checkpoints_in
 
     run_dir = newest_run(logs)
-    resume = run_dir is not None and bool(checkpoints_in(run_dir))
-    if resume:
-        print(f"resuming {run_dir}")
+    checkpoints = checkpoints_in(run_dir) if run_dir is not None else []
+    if not checkpoints:
+        return None, 0, None
+    epoch = int(re.search(r"(\d+)\.weights\.h5$", checkpoints[-1].name).group(1))
+    stages = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("stages") or [{}]
+    return run_dir, epoch, stages[-1].get("end_epoch")
+
+
+def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None):
+    """Train (or continue) through ``stages`` and copy the run's best checkpoint by validation
+    loss to ``target``; returns (target, the checkpoint copied, training minutes of this call)."""
+    from leafseg.train import run as train
+    from mrcnn.weights import checkpoints_in
+
     started = time.monotonic()
-    result = train(train_argv(prepared, logs, epochs, seed, resume, steps_per_epoch))
+    result = None
+    for stage in stages:
+        run_dir, epoch, stage_end = _where(logs)
+        if epoch >= stage[0]:
+            continue
+        start = "none" if run_dir is None else "resume" if stage_end == stage[0] else "last"
+        print(f"stage to epoch {stage[0]}: " + {"none": "from random weights", "resume": f"resuming {run_dir}",
+                                                "last": f"a new stage after epoch {epoch}"}[start], flush=True)
+        result = train(train_argv(prepared, logs, stage, seed, start, steps_per_epoch))
     minutes = (time.monotonic() - started) / 60
-    index = json.loads((Path(result.run_dir) / "checkpoints.json").read_text(encoding="utf-8"))
+    run_dir = Path(result.run_dir) if result is not None else _where(logs)[0]
+    index = json.loads((run_dir / "checkpoints.json").read_text(encoding="utf-8"))
     best = index.get("best") or {}
-    source = best.get("path") or str(checkpoints_in(result.run_dir)[-1])
+    source = best.get("path") or str(checkpoints_in(run_dir)[-1])
     return _copy_atomic(source, target), source, minutes
 
 
@@ -129,9 +161,13 @@ def _row(name, summary):
            f"{summary['ap50_mean']:.3f} |"
 
 
-def leaf_small(out="runs/leaf-small", images=3000, epochs=36, seed=2026, workers=2, held_out=HELD_OUT,
+def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, workers=2, held_out=HELD_OUT,
                steps_per_epoch=None):
-    """Rebuild ``leaf-small`` in ``out`` (steps of the module docstring); returns {set: summary}."""
+    """Rebuild ``leaf-small`` in ``out`` (steps of the module docstring); returns {set: summary}.
+
+    epochs: None for the shipped model's stages (LEAF_SMALL_STAGES), else one stage of that many.
+    """
+    stages = LEAF_SMALL_STAGES if epochs is None else one_stage(epochs, steps_per_epoch)
     from leafseg.synthetic import write_dataset
 
     out = Path(out)
@@ -140,8 +176,8 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=36, seed=2026, workers
     _step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in {out / 'prepared'}")
     prepared = make_data(out, images, seed, workers=workers)
 
-    _step(2, total, f"Training leaf_small to epoch {epochs}")
-    weights, source, train_minutes = train_model(prepared, out / "logs", out / "leaf_small.weights.h5", epochs, seed,
+    _step(2, total, f"Training leaf_small to epoch {stages[-1][0]}")
+    weights, source, train_minutes = train_model(prepared, out / "logs", out / "leaf_small.weights.h5", stages, seed,
                                                  steps_per_epoch)
     _step(3, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}")
 
@@ -155,7 +191,7 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=36, seed=2026, workers
     lines += [_row(name, s) for name, s in summaries.items()]
     (out / "evaluation" / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     record = {"weights": str(weights), "size_bytes": weights.stat().st_size, "checkpoint": source,
-              "epochs": epochs, "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
+              "stages": [list(stage) for stage in stages], "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
               "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
     (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print("\n" + "\n".join(lines))
@@ -183,13 +219,14 @@ def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, 
         shipped = None
     classic = out / "classic_only"
     prepared = make_data(classic, images, seed, style="classic", workers=workers)
-    classic_weights, _, _ = train_model(prepared, classic / "logs", classic / "model.weights.h5", epochs, seed,
+    stages = one_stage(epochs, steps_per_epoch)
+    classic_weights, _, _ = train_model(prepared, classic / "logs", classic / "model.weights.h5", stages, seed,
                                         steps_per_epoch)
     for family in families:
         folder = out / f"without_{family}"
         _step(families.index(family) + 1, len(families), f"Held-out family {family}: {FAMILIES[family]}")
         prepared = make_data(folder, images, seed, families={family: False}, workers=workers)
-        weights, _, _ = train_model(prepared, folder / "logs", folder / "model.weights.h5", epochs, seed,
+        weights, _, _ = train_model(prepared, folder / "logs", folder / "model.weights.h5", stages, seed,
                                     steps_per_epoch)
         from leafseg.synthetic import write_dataset
 
@@ -231,7 +268,8 @@ def build_parser(parser=None):
     parser.add_argument("--out", help="working folder (default: runs/RECIPE)")
     parser.add_argument("--images", type=int, help="rosettes to generate per model (default: 3000; "
                                                    "leave-one-style-out 1000)")
-    parser.add_argument("--epochs", type=int, help="epochs per model (default: 36; leave-one-style-out 10)")
+    parser.add_argument("--epochs", type=int, help="epochs per model, in one stage (default: leaf-small's two stages, "
+                                                   "to epochs 36 and 48; leave-one-style-out 10)")
     parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200)")
     parser.add_argument("--seed", type=int, help="seed of the data and the training (default: 2026; "
                                                  "leave-one-style-out 2027)")

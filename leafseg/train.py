@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 from leafseg.cliargs import quiet_tensorflow
+from mrcnn.augment import STRENGTHS
 
 __all__ = ["SetupError", "StageSpec", "TrainResult", "build_parser", "parse_overrides", "run", "main"]
 
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STAGES = ("heads", "3+", "4+", "5+", "all")
-AUGMENTATIONS = ("none", "default", "strong", "domain")
+AUGMENTATIONS = ("none", *STRENGTHS)  # mrcnn.augment imports neither TensorFlow nor albumentations
 STRATEGIES = ("default", "mirrored", "multiworker")
 # mrcnn.optimizers.OPTIMIZERS and SCHEDULES (a test keeps them equal), here so that --help does
 # not import TensorFlow.

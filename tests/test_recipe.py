@@ -1,24 +1,49 @@
 """leafseg recipe: the commands it runs (the recipes themselves train models: benchmarks' work)."""
+import json
+
 import pytest
 
 from leafseg import recipe, train
 
 
-def test_a_fresh_recipe_trains_leaf_small_from_random_weights_with_the_domain_augmentation():
-    argv = recipe.train_argv("data", "logs", epochs=36, seed=3, resume=False)
+def parse(argv):
     args = train.build_parser().parse_args(argv)
+    train.check_options(args)
+    return args
+
+
+def test_the_first_stage_trains_leaf_small_from_random_weights_with_the_domain_augmentation():
+    args = parse(recipe.train_argv("data", "logs", recipe.LEAF_SMALL_STAGES[0], seed=3, start="none"))
     assert (args.config, args.weights, args.stage, args.epochs, args.augment) == ("leaf_small", "none", "all", 36,
                                                                                   "domain")
-    assert (args.schedule, args.warmup_steps, args.seed, args.dataset, args.logs) == ("cosine", 200, 3, "data", "logs")
-    train.check_options(args)
+    assert (args.schedule, args.lr, args.warmup_steps, args.seed, args.dataset, args.logs) == (
+        "cosine", 0.001, 200, 3, "data", "logs")
 
 
-def test_a_short_recipe_warms_up_over_a_tenth_and_a_rerun_resumes():
-    args = train.build_parser().parse_args(recipe.train_argv("d", "l", epochs=2, seed=0, resume=False,
-                                                             steps_per_epoch=5))
+def test_the_second_stage_restarts_from_the_last_checkpoint_and_a_rerun_resumes():
+    args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[1], seed=0, start="last"))
+    assert (args.weights, args.epochs, args.lr, args.warmup_steps) == ("last", 48, 0.0003, 0)
+    args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[1], seed=0, start="resume"))
+    assert args.resume and args.weights is None and args.epochs == 48
+
+
+def test_a_short_run_is_one_stage_warming_up_over_a_tenth():
+    assert recipe.one_stage(2, steps_per_epoch=5) == ((2, 0.001, 1),)
+    assert recipe.one_stage(10) == ((10, 0.001, 200),)
+    args = parse(recipe.train_argv("d", "l", recipe.one_stage(2, 5)[0], seed=0, start="none", steps_per_epoch=5))
     assert (args.warmup_steps, args.steps_per_epoch) == (1, 5)
-    args = train.build_parser().parse_args(recipe.train_argv("d", "l", epochs=36, seed=0, resume=True))
-    assert args.resume and args.weights is None and args.epochs == 36
+
+
+def test_where_a_run_stands_decides_the_stage(tmp_path):
+    logs = tmp_path / "logs"
+    assert recipe._where(logs) == (None, 0, None)
+    run = logs / "leaf_small20261204T1412"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("NAME: leaf_small\n")
+    (run / "run.json").write_text(json.dumps({"stages": [{"end_epoch": 36}]}))
+    for epoch in (35, 36):
+        (run / f"mask_rcnn_leaf_small_{epoch:04d}.weights.h5").write_bytes(b"")
+    assert recipe._where(logs) == (run, 36, 36)
 
 
 def test_command_line(capsys):
