@@ -66,9 +66,9 @@ from leafseg.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, 
                              label_from_detections, mask_ap50, round_floats, write_csv, write_metrics)
 from mrcnn import utils
 
-__all__ = ["evaluate_model", "ImageScores", "score_image", "summarize", "precision_recall", "load_eval_dataset",
-           "evaluate_dataset", "format_coco_table", "format_ap50_comparison", "format_definitions", "DEFINITIONS",
-           "DECIMALS", "resolve_subset", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
+__all__ = ["evaluate_model", "min_score_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
+           "load_eval_dataset", "evaluate_dataset", "format_coco_table", "format_ap50_comparison", "format_definitions",
+           "DEFINITIONS", "DECIMALS", "resolve_subset", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,32 @@ def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=F
     summary["ap50_mean"] = float(np.mean(ap50))
     summary["ap50_std"] = float(np.std(ap50))
     return (per_image, summary, results) if keep_results else (per_image, summary)
+
+
+def min_score_sweep(model, dataset, thresholds, image_ids=None, progress=True):
+    """The CVPPP means at each detection-score cut-off of ``thresholds``, from one detection pass.
+
+    Dropping the detections under a cut-off after detection gives what detecting with
+    DETECTION_MIN_CONFIDENCE at that cut-off gives (NMS and the top-N keep higher scores first),
+    so the model must keep detections down to the lowest cut-off.
+    Returns: {threshold: {"sbd_mean", "fbd_mean", "dic_mean", "abs_dic_mean", "n_images"}}.
+    """
+    thresholds = sorted(float(t) for t in thresholds)
+    if model.config.DETECTION_MIN_CONFIDENCE > thresholds[0]:
+        raise ValueError(f"the model drops detections under {model.config.DETECTION_MIN_CONFIDENCE}, above the "
+                         f"lowest cut-off {thresholds[0]}")
+    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
+    rows = {t: [] for t in thresholds}
+    for image_id in tqdm(image_ids, desc="min-score sweep", unit="image", disable=not progress):
+        gt_masks, _ = dataset.load_mask(image_id)
+        truth = masks_to_label(gt_masks)
+        result = model.detect([dataset.load_image(image_id)])[0]
+        for t in thresholds:
+            keep = result["scores"] >= t
+            rows[t].append(compare_labels(label_from_detections(result["masks"][..., keep], result["scores"][keep]),
+                                          truth))
+    return {t: {**{f"{m}_mean": float(np.mean([row[m] for row in rows[t]])) for m in ("sbd", "fbd", "dic", "abs_dic")},
+                "n_images": len(image_ids)} for t in thresholds}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -321,3 +321,16 @@ def test_raw_folder_defaults_to_every_image_and_the_pr_legend_names_its_ap(tmp_p
     assert_no_float_noise(tmp_path / "out" / "per_image.csv")
     assert_no_float_noise(tmp_path / "out" / "summary.csv")
 
+
+
+def test_min_score_sweep_equals_detecting_at_each_cut_off(run, data):
+    low = inference_model(run["weights"], 0.3)
+    sweep = evaluate.min_score_sweep(low, data.val, [0.9, 0.3, 0.7], progress=False)
+    assert list(sweep) == [0.3, 0.7, 0.9]
+    for cut in (0.3, 0.7, 0.9):
+        _, summary = evaluate.evaluate_model(inference_model(run["weights"], cut), data.val, progress=False)
+        for metric in ("sbd_mean", "fbd_mean", "dic_mean", "abs_dic_mean"):
+            assert sweep[cut][metric] == pytest.approx(summary[metric], abs=1e-9), (cut, metric)
+    assert len({round(s["dic_mean"], 6) for s in sweep.values()}) > 1  # the cut-offs change the counts
+    with pytest.raises(ValueError, match="drops detections under 0.3, above the lowest cut-off 0.2"):
+        evaluate.min_score_sweep(low, data.val, [0.2, 0.5], progress=False)

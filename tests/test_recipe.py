@@ -52,3 +52,30 @@ def test_command_line(capsys):
     with pytest.raises(SystemExit):
         recipe.main(["leaf-large"])
     assert "invalid choice: 'leaf-large'" in capsys.readouterr().err
+
+
+def test_set_min_score_rewrites_only_the_cut_off_of_the_stored_config(tmp_path, tmp_path_factory):
+    import shutil
+
+    import numpy as np
+
+    from leafseg.config import LeafConfig
+    from mrcnn.weights import read_metadata
+    from tests.tiny_trained import trained_run
+
+    path = tmp_path / "w.weights.h5"
+    shutil.copyfile(trained_run(tmp_path_factory)["weights"], path)
+    before = read_metadata(path)
+    recipe.set_min_score(path, 0.8)
+    after = read_metadata(path)
+    old = LeafConfig.from_yaml_text(before.config_yaml, source="before").to_dict()
+    new = LeafConfig.from_yaml_text(after.config_yaml, source="after").to_dict()
+    assert new.pop("DETECTION_MIN_CONFIDENCE") == 0.8 and old.pop("DETECTION_MIN_CONFIDENCE") != 0.8
+    assert new == old and list(after.class_names) == list(before.class_names)
+    assert not list(tmp_path.glob(".*tmp"))
+    import h5py
+
+    with h5py.File(path) as f, h5py.File(trained_run(tmp_path_factory)["weights"]) as g:
+        arrays = []
+        f.visititems(lambda name, obj: arrays.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert arrays and all(np.array_equal(f[name][()], g[name][()]) for name in arrays)
