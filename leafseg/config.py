@@ -103,6 +103,8 @@ class LeafSmallConfig(QuickstartConfig):
     MAX_GT_INSTANCES = 40
     DETECTION_MAX_INSTANCES = 40
     POST_NMS_ROIS_INFERENCE = 400
+    # The cut-off its recipe chose (leafseg.recipe.choose_min_score) and stored in the shipped file.
+    DETECTION_MIN_CONFIDENCE = 0.7
 
 
 PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig, "leaf_small": LeafSmallConfig}

@@ -128,3 +128,34 @@ def test_train_weights_leaf_small_without_the_file_is_a_setup_error(empty_zoo):
                                             "--epochs", "2"])
     with pytest.raises(train.SetupError, match="the leaf-small weights are not installed"):
         train.check_options(args)
+
+
+# ------------------------------------------------------------------------------ the shipped file
+
+def test_the_shipped_leaf_small_is_installed_small_and_self_describing(monkeypatch):
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    path = zoo.path("leaf-small")
+    assert path.parent == Path(zoo.__file__).resolve().parent / "models"
+    assert path.stat().st_size <= MAX_SHIPPED_MB * 1e6
+    metadata = W.read_metadata(path)
+    assert list(metadata.class_names) == ["BG", "leaf"]
+    stored = LeafSmallConfig.from_yaml_text(metadata.config_yaml, source=str(path))
+    # The architecture and the detection cut-off its recipe chose are the preset's.
+    for name in ("BACKBONE", "BACKBONE_WIDTH", "IMAGE_MAX_DIM", "TOP_DOWN_PYRAMID_SIZE", "RPN_ANCHOR_SCALES",
+                 "MASK_HEAD_CHANNELS", "FPN_CLASSIF_FC_LAYERS_SIZE", "NUM_CLASSES", "DETECTION_MIN_CONFIDENCE"):
+        assert getattr(stored, name) == getattr(LeafSmallConfig(), name), name
+    assert Path(zoo.MODELS["leaf-small"].card).name in {p.name for p in (Path(__file__).parents[1] / "docs").iterdir()}
+
+
+def test_the_shipped_leaf_small_finds_leaves_of_a_rosette_by_name(monkeypatch):
+    from leafseg.metrics import label_from_detections, symmetric_best_dice
+    from leafseg.synthetic import generate_rosette
+
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    model, source, weights = predict.load_inference_model("leaf-small")
+    assert weights == zoo.path("leaf-small") and source.startswith("the config stored in")
+    rosette = generate_rosette(7, size=500, min_leaves=8)  # the classic style: a plain, well-lit rosette
+    result = model.detect([rosette.image])[0]
+    assert result["masks"].shape[-1] >= 1
+    predicted = label_from_detections(result["masks"], result["scores"])
+    assert symmetric_best_dice(predicted, rosette.instance_ids) > 0.6
