@@ -263,9 +263,9 @@ def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, 
     leafseg.scenes.FAMILIES), a model trained on random-style rosettes without F is scored on
     rosettes of F alone and on rosettes without F (its own kind); a model trained on the classic
     style alone, with the same budget, is scored on the same sets. Writes ``out/summary.md``."""
-    from leafseg.scenes import FAMILIES
-
     from leafseg import zoo
+    from leafseg.scenes import FAMILIES
+    from leafseg.synthetic import write_dataset
 
     out = Path(out)
     families = list(families or FAMILIES)
@@ -285,8 +285,6 @@ def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, 
         prepared = make_data(folder, images, seed, families={family: False}, workers=workers)
         weights, _, _ = train_model(prepared, folder / "logs", folder / "model.weights.h5", stages, seed,
                                     steps_per_epoch)
-        from leafseg.synthetic import write_dataset
-
         sets = {f"only_{family}": out / "test" / f"only_{family}", f"without_{family}": out / "test" / f"without_{family}"}
         for offset, (name, member) in enumerate(((f"only_{family}", True), (f"without_{family}", False))):
             write_dataset(sets[name], test_images, seed=seed + 100 + offset, size=500, style="random",

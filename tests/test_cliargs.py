@@ -50,7 +50,11 @@ def test_model_arguments_help_names_the_defaults():
     assert "config.yaml beside the weights" in " ".join(text.split())
 
 
-@pytest.mark.parametrize("argv", [["--min-score", "0.5"], ["--weights", "w.h5", "--min-score", "1.5"]])
+def test_model_arguments_default_to_the_shipped_model():
+    assert parser().parse_args([]).weights == "leaf-small"
+
+
+@pytest.mark.parametrize("argv", [["--min-score", "-0.1"], ["--weights", "w.h5", "--min-score", "1.5"]])
 def test_model_arguments_reject(argv):
     with pytest.raises((SystemExit, argparse.ArgumentError)):
         parser().parse_args(argv)
