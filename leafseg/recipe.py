@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
+from leafseg.demo import _step
+from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["RECIPES", "leaf_small", "build_parser", "main"]
 
@@ -52,16 +54,10 @@ logger = logging.getLogger(__name__)
 HELD_OUT = (("random", "random", 1, 100), ("classic", "classic", 2, 100))
 
 
-def _step(number, total, text):
-    print(f"\n[{number}/{total}] {text}", flush=True)
-
-
 def _copy_atomic(source, target):
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
 
 
 def make_data(folder, images, seed, style="random", families=None, workers=2):
@@ -193,10 +189,9 @@ def set_min_score(weights, value):
     metadata = read_metadata(weights)
     config = LeafConfig.from_yaml_text(metadata.config_yaml, source=str(weights)).replace(
         DETECTION_MIN_CONFIDENCE=float(value))
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    shutil.copyfile(weights, tmp)
-    write_metadata(tmp, config.to_yaml_text(), metadata.class_names)
-    os.replace(tmp, weights)
+    with atomic_path(weights, suffix=".weights.h5") as tmp:
+        shutil.copyfile(weights, tmp)
+        write_metadata(tmp, config.to_yaml_text(), metadata.class_names)
 
 
 def _row(name, summary):
@@ -245,12 +240,12 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
     summaries = score(weights, sets, out / "evaluation")
     lines = ["| held-out set | images | SBD | abs DiC | mask AP50 |", "|---|---|---|---|---|"]
     lines += [_row(name, s) for name, s in summaries.items()]
-    (out / "evaluation" / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out / "evaluation" / "summary.md", "\n".join(lines) + "\n")
     record = {"weights": str(weights), "size_bytes": weights.stat().st_size, "checkpoint": source,
               "min_score": min_score, "min_score_sweeps": sweeps,
               "stages": [list(stage) for stage in stages], "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
               "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
-    (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "recipe.json", json.dumps(record, indent=2) + "\n")
     print("\n" + "\n".join(lines))
     print(f"\nDone in {record['total_minutes_this_call']} minutes (training {record['train_minutes_this_call']}). "
           f"To use it as leaf-small: cp {weights} {Path(__file__).resolve().parent / 'models'}/")
@@ -303,8 +298,8 @@ def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, 
                "trained on the classic style, on F"] + (["leaf-small (saw every family), on F"] if shipped else [])
     lines = [f"Leave-one-style-out: {images} rosettes and {epochs} epochs per model, {test_images} test images per set; "
              "SBD / abs DiC", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
-    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(record, indent=2) + "\n")
     print("\n" + "\n".join(lines))
     return record
 
