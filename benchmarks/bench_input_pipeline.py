@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mrcnn import data, utils  # noqa: E402
+from mrcnn import pipeline, utils  # noqa: E402
 from mrcnn.augment import default_augmentation, make_augmenter  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 
@@ -93,7 +93,7 @@ def open_dataset(root):
 
 
 def time_pipeline(dataset, config, parallel, batches, augmentation):
-    ds = data.build_dataset(dataset, config, augmentation=augmentation, seed=0, num_parallel_calls=parallel)
+    ds = pipeline.build_dataset(dataset, config, augmentation=augmentation, seed=0, num_parallel_calls=parallel)
     iterator = iter(ds)
     next(iterator)  # warm-up: graph tracing, first prefetch
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -107,7 +107,7 @@ def time_pipeline(dataset, config, parallel, batches, augmentation):
 def profile_stages(dataset, config, augmentation, repeats=16):
     """Mean CPU milliseconds per image of each stage, in one thread."""
     augmenter = make_augmenter(augmentation)
-    anchors = data.pipeline_anchors(config)
+    anchors = pipeline.pipeline_anchors(config)
     rng = np.random.default_rng(0)
     stages = {"load_image": 0.0, "load_mask": 0.0, "resize": 0.0, "augment": 0.0, "boxes": 0.0,
               "mini_masks": 0.0, "rpn_targets": 0.0, "build_sample (all)": 0.0}
@@ -128,11 +128,11 @@ def profile_stages(dataset, config, augmentation, repeats=16):
         keep = boxes[:, 2] > boxes[:, 0]
         mask, boxes = mask[:, :, keep], boxes[keep]
         t5 = time.process_time()
-        data._minimize_masks(boxes, mask, config.MINI_MASK_SHAPE)
+        pipeline._minimize_masks(boxes, mask, config.MINI_MASK_SHAPE)
         t6 = time.process_time()
-        data.build_rpn_targets(image.shape, anchors, np.ones(len(boxes), np.int32), boxes, config, rng)
+        pipeline.build_rpn_targets(image.shape, anchors, np.ones(len(boxes), np.int32), boxes, config, rng)
         t7 = time.process_time()
-        data.build_sample(dataset, config, image_id, anchors, augmenter, rng)
+        pipeline.build_sample(dataset, config, image_id, anchors, augmenter, rng)
         t8 = time.process_time()
         for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7)):
             stages[name] += dt * 1000 / repeats
@@ -157,7 +157,7 @@ def main(argv=None):
         write_synthetic(root / "train", count=args.images)
         dataset = open_dataset(root)
         print(f"{type(dataset).__name__}: {len(dataset.image_ids)} images, "
-              f"{len(data.pipeline_anchors(config))} anchors, "
+              f"{len(pipeline.pipeline_anchors(config))} anchors, "
               f"batch {config.BATCH_SIZE}, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
         if args.profile:
             for name, ms in profile_stages(dataset, config, augmentation).items():

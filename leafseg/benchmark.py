@@ -13,7 +13,7 @@ y = 60 + 25 i, every layer trainable, SGD with learning rate 0.001 and momentum 
   ``tf.function`` of ``MaskRCNNTrainer.train_step``: forward pass, the five losses, L2
   decay, gradients, clipping, the SGD update) on one fixed batch. The input pipeline is left
   out, as the peer leaves out its data loading: the batch is built once by
-  :func:`mrcnn.data.build_sample` (the RPN targets and mini masks of the real pipeline) and
+  :func:`mrcnn.pipeline.build_sample` (the RPN targets and mini masks of the real pipeline) and
   held as tensors.
 * Inference: :meth:`MaskRCNN.detect` on one original image, so molding, the model and
   unmolding the masks to full size are all in, as the peer's ``m([img])`` includes its
@@ -133,7 +133,7 @@ def peer_input(config, leaves: int = 12, seed: int = 0):
     names with config.BATCH_SIZE copies of the sample (input_image molded), ``image`` the
     original uint8 image for inference.
     """
-    from mrcnn.data import build_sample, mold_image, pipeline_anchors
+    from mrcnn.pipeline import build_sample, mold_image, pipeline_anchors
 
     size = int(config.IMAGE_SHAPE[0])
     image = peer_image(size, seed)

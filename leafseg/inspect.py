@@ -366,7 +366,7 @@ def plot_leaf_sizes(dataset, config, limit=200):
 
 
 def _resized(dataset, image_id, config, full_masks=True, augmentation=None, rng=None):
-    from mrcnn.data import load_image_gt, parse_image_meta
+    from mrcnn.pipeline import load_image_gt, parse_image_meta
 
     if full_masks:
         config = config.replace(USE_MINI_MASK=False)
@@ -460,7 +460,7 @@ def rpn_targets(dataset, image_id, config, seed=SEED):
     deltas [P, 4] of the positives (in anchor order, multiplied back by RPN_BBOX_STD_DEV),
     refined [P, 4] the positives moved by them, gt_boxes [G, 4].
     """
-    from mrcnn.data import build_rpn_targets, pipeline_anchors
+    from mrcnn.pipeline import build_rpn_targets, pipeline_anchors
 
     image, _, class_ids, boxes, _ = _resized(dataset, image_id, config, full_masks=False)
     anchors = pipeline_anchors(config)
@@ -525,7 +525,7 @@ def stage_outputs(model, image, activations=True):
 
 def original_image(outputs, config):
     """The molded input image of ``outputs`` back in uint8 RGB (resized and padded)."""
-    from mrcnn.data import unmold_image
+    from mrcnn.pipeline import unmold_image
 
     return unmold_image(outputs["molded_images"][0], config)
 
@@ -650,7 +650,7 @@ def refine_proposals(outputs, config):
     Returns: dict of rois [N, 4], class_ids [N], scores [N], refined [N, 4], keep bool [N],
     detections [D] (indices into the proposals, best first).
     """
-    from mrcnn.data import parse_image_meta
+    from mrcnn.pipeline import parse_image_meta
 
     rois = np.asarray(outputs["rpn_rois"][0], np.float64)
     probs = np.asarray(outputs["mrcnn_class"][0], np.float64)
@@ -718,7 +718,7 @@ def plot_detection_nms(outputs, config, scale=3, cell_inches=4.2):
 
 def detections_of(model, outputs):
     """MaskRCNN.detect's result for the image of ``outputs`` (original pixels), from its outputs."""
-    from mrcnn.data import parse_image_meta
+    from mrcnn.pipeline import parse_image_meta
 
     meta = parse_image_meta(outputs["image_metas"][0])
     rois, class_ids, scores, masks = model.unmold_detections(

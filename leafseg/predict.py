@@ -233,21 +233,16 @@ def resolve_weights(weights) -> Path:
     the newest run folder (by the time in its name) of a ``--logs`` folder, or the file of a model
     of :mod:`leafseg.zoo` by name (``leaf-small``) when no such path exists."""
     from leafseg import zoo
-    from mrcnn.weights import checkpoints_in
+    from mrcnn.weights import newest_checkpoint
 
     path = Path(weights)
     if not path.exists() and zoo.is_name(weights):
         return zoo.path(weights)
     if path.is_dir():
-        checkpoints = checkpoints_in(path)
-        if not checkpoints:
-            runs = sorted((run for run in path.iterdir() if run.is_dir() and checkpoints_in(run)),
-                          key=lambda run: (run.name[-13:], run.name))
-            checkpoints = checkpoints_in(runs[-1]) if runs else []
-        if not checkpoints:
-            raise FileNotFoundError(f"{path} holds no checkpoint (mask_rcnn_*.weights.h5), nor does any folder in it; "
-                                    "pass the weights file")
-        return checkpoints[-1]
+        try:
+            return newest_checkpoint(path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; pass the weights file") from None
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     return path

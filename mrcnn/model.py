@@ -34,7 +34,7 @@ from mrcnn.boxes import parse_image_meta_graph
 from mrcnn.callbacks import (CSVLog, EpochCheckpoint, LearningRateLogger, LossPlot, NonFiniteLossError,
                              TensorBoard, TerminateOnNonFinite)
 from mrcnn.config import ConfigError
-from mrcnn.data import build_dataset, compose_image_meta, mold_image
+from mrcnn.pipeline import build_dataset, compose_image_meta, mold_image
 from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import fpn_graph
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
@@ -208,7 +208,7 @@ def decayed_weights(model):
 class MaskRCNNTrainer(keras.Model):
     """Trains a training-mode functional model: forward pass, five weighted losses, L2 decay.
 
-    ``fit`` / ``evaluate`` take the dicts of :func:`mrcnn.data.build_dataset` (no labels: the
+    ``fit`` / ``evaluate`` take the dicts of :func:`mrcnn.pipeline.build_dataset` (no labels: the
     targets are inputs); ``train_on_batch`` / ``test_on_batch`` take one such dict. Reported
     metrics: each loss, ``l2_loss`` and ``loss`` (the total that is minimised).
 
@@ -330,16 +330,7 @@ class MaskRCNN:
 
     def find_last(self):
         """Path of the newest checkpoint of the newest run of this config's NAME in model_dir."""
-        name = (self.config.NAME or "").lower()
-        runs = sorted(p for p in Path(self.model_dir).glob(f"{name}*") if p.is_dir()) if Path(self.model_dir).is_dir() else []
-        if not runs:
-            raise FileNotFoundError(f"Could not find model directory under {self.model_dir} (runs named {name}*)")
-        for run in reversed(runs):
-            checkpoints = weights.checkpoints_in(run)
-            if checkpoints:
-                return str(checkpoints[-1])
-        raise FileNotFoundError(f"Could not find weight files in the runs under {self.model_dir}: "
-                                f"{', '.join(str(r) for r in runs)}")
+        return str(weights.newest_checkpoint(self.model_dir, prefix=self.config.NAME or ""))
 
     def load_weights(self, filepath, by_name=False, exclude=None, skip_mismatch=False, verbose=0):
         """Load Keras 3 checkpoints or Matterport / Keras 2 ``.h5`` files, always by layer name.

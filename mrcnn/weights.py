@@ -335,6 +335,35 @@ def checkpoints_in(folder):
     return sorted(list(folder.glob("mask_rcnn_*.weights.h5")) + list(folder.glob("mask_rcnn_*[0-9].h5")))
 
 
+def newest_checkpoint(folder, prefix=""):
+    """The newest training checkpoint under ``folder``: its own newest one when it is a run folder,
+    else the newest of the newest run folder in it (by the time at the end of the run's name) whose
+    name starts with ``prefix`` (case-insensitive) and that holds one.
+
+    Raises FileNotFoundError naming the folder when there is none.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Could not find model directory under {folder} (no such folder)")
+    checkpoints = checkpoints_in(folder)
+    if checkpoints:
+        return checkpoints[-1]
+    prefix = prefix.lower()
+    runs = sorted((run for run in folder.iterdir() if run.is_dir() and run.name.lower().startswith(prefix)),
+                  key=lambda run: (run.name[-13:], run.name))
+    if not runs:
+        raise FileNotFoundError(f"Could not find model directory under {folder} ({folder} holds no checkpoint "
+                                f"(mask_rcnn_*.weights.h5) and no run folder named {prefix}*)")
+    for run in reversed(runs):
+        checkpoints = checkpoints_in(run)
+        if checkpoints:
+            return checkpoints[-1]
+    raise FileNotFoundError(f"{folder} holds no checkpoint (mask_rcnn_*.weights.h5), nor does any run folder in it: "
+                            f"{', '.join(run.name for run in runs)}")
+
+
 def detect_format(path):
     """"legacy" (Keras 2 / Matterport layout) or "native" (Keras 3 .weights.h5) by content.
 

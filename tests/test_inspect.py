@@ -16,7 +16,7 @@ from leafseg import inspect as li
 from leafseg.config import LeafConfig
 from mrcnn import utils, visualize
 from mrcnn.anchors import get_anchors
-from mrcnn.data import compose_image_meta
+from mrcnn.pipeline import compose_image_meta
 from tests.toy_data import IMAGE_SIDE, ToyConfig, shapes_dataset
 
 RED = (255, 0, 0)

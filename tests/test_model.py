@@ -22,7 +22,7 @@ from mrcnn import model as modellib
 from mrcnn import utils
 from mrcnn import weights as W
 from mrcnn.anchors import get_anchors
-from mrcnn.data import build_dataset
+from mrcnn.pipeline import build_dataset
 from mrcnn.trainable import LAYER_REGEX, trainable_layer_names
 from mrcnn.weights import WeightsError
 from tests.toy_data import IMAGE_SIDE, QUADRANT, ToyConfig, shapes_dataset

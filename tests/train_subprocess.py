@@ -34,7 +34,7 @@ def mirrored(out_dir):
     import keras
 
     from mrcnn import model as modellib
-    from mrcnn.data import build_dataset
+    from mrcnn.pipeline import build_dataset
     from mrcnn.trainable import set_trainable
     from tests.toy_data import ToyConfig, shapes_dataset
 

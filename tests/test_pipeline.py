@@ -5,7 +5,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from mrcnn import data, utils
+from mrcnn import pipeline, utils
 from mrcnn.config import Config
 from mrcnn.dataset import Dataset
 
@@ -93,25 +93,25 @@ def varied_specs(count=6):
 # ----------------------------------------------------------------------- meta and molding
 
 def test_image_meta_round_trip():
-    meta = data.compose_image_meta(7, (30, 40, 3), (64, 64, 3), (12, 2, 52, 62), 1.5, [1, 1, 0, 1])
+    meta = pipeline.compose_image_meta(7, (30, 40, 3), (64, 64, 3), (12, 2, 52, 62), 1.5, [1, 1, 0, 1])
     assert meta.shape == (12 + 4,)
-    parsed = data.parse_image_meta(meta[np.newaxis])
+    parsed = pipeline.parse_image_meta(meta[np.newaxis])
     np.testing.assert_array_equal(parsed["image_id"], [7])
     np.testing.assert_array_equal(parsed["original_image_shape"], [[30, 40, 3]])
     np.testing.assert_array_equal(parsed["image_shape"], [[64, 64, 3]])
     np.testing.assert_array_equal(parsed["window"], [[12, 2, 52, 62]])
     np.testing.assert_allclose(parsed["scale"], [1.5])
     np.testing.assert_array_equal(parsed["active_class_ids"], [[1, 1, 0, 1]])
-    np.testing.assert_array_equal(data.parse_image_meta(meta)["window"], [12, 2, 52, 62])
+    np.testing.assert_array_equal(pipeline.parse_image_meta(meta)["window"], [12, 2, 52, 62])
 
 
 def test_mold_unmold_round_trip():
     config = TinyConfig()
     image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
-    molded = data.mold_image(image, config)
+    molded = pipeline.mold_image(image, config)
     assert molded.dtype == np.float32
     np.testing.assert_allclose(molded[0, 0], image[0, 0] - np.array([123.7, 116.8, 103.9]), rtol=1e-6)
-    np.testing.assert_array_equal(data.unmold_image(molded, config), image)
+    np.testing.assert_array_equal(pipeline.unmold_image(molded, config), image)
 
 
 # ---------------------------------------------------------------------------- load_image_gt
@@ -119,7 +119,7 @@ def test_mold_unmold_round_trip():
 def test_load_image_gt_square_pads_and_shifts_boxes():
     ds = ShapesDataset([two_rects()])  # 32 x 64 image
     config = TinyConfig()
-    image, meta, class_ids, bbox, mask = data.load_image_gt(ds, config, 0)
+    image, meta, class_ids, bbox, mask = pipeline.load_image_gt(ds, config, 0)
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
     # Scale 1 (shorter side 32 = IMAGE_MIN_DIM, longer 64 = IMAGE_MAX_DIM), 16 rows of padding on top.
     top = (64 - 32) // 2
@@ -127,7 +127,7 @@ def test_load_image_gt_square_pads_and_shifts_boxes():
     np.testing.assert_array_equal(class_ids, [1, 2])
     assert mask.shape == (64, 64, 2) and mask.dtype == bool
     np.testing.assert_array_equal(utils.extract_bboxes(mask), bbox)
-    parsed = data.parse_image_meta(meta)
+    parsed = pipeline.parse_image_meta(meta)
     np.testing.assert_array_equal(parsed["window"], [top, 0, top + 32, 64])
     np.testing.assert_array_equal(parsed["original_image_shape"], [32, 64, 3])
     # Only the image's own source's classes (and BG) are active.
@@ -137,25 +137,25 @@ def test_load_image_gt_square_pads_and_shifts_boxes():
 
 def test_load_image_gt_square_scales_up():
     ds = ShapesDataset([[(1, "rect", (2, 4, 5, 10))]], shape=(16, 32))
-    image, meta, _, bbox, _ = data.load_image_gt(ds, TinyConfig(), 0)
+    image, meta, _, bbox, _ = pipeline.load_image_gt(ds, TinyConfig(), 0)
     # Scale 32 / 16 = 2 makes the image 32 x 64, padded by 16 rows on top.
-    np.testing.assert_allclose(data.parse_image_meta(meta)["scale"], 2.0)
+    np.testing.assert_allclose(pipeline.parse_image_meta(meta)["scale"], 2.0)
     np.testing.assert_array_equal(bbox, [[2 * 2 + 16, 4 * 2, 5 * 2 + 16, 10 * 2]])
 
 
 def test_load_image_gt_none_and_pad64():
     ds = ShapesDataset([two_rects()], shape=(64, 40))
     config = TinyConfig(IMAGE_RESIZE_MODE="none")
-    image, _, _, bbox, _ = data.load_image_gt(ds, config, 0)
+    image, _, _, bbox, _ = pipeline.load_image_gt(ds, config, 0)
     assert image.shape == (64, 40, 3)
     np.testing.assert_array_equal(bbox, [[4, 8, 10, 20], [12, 30, 30, 40]])  # second box clipped by the image
 
     config = TinyConfig(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=None)
-    image, meta, _, bbox, mask = data.load_image_gt(ds, config, 0)
+    image, meta, _, bbox, mask = pipeline.load_image_gt(ds, config, 0)
     left = (64 - 40) // 2
     assert image.shape == (64, 64, 3)
     np.testing.assert_array_equal(bbox, [[4, 8 + left, 10, 20 + left], [12, 30 + left, 30, 40 + left]])
-    np.testing.assert_array_equal(data.parse_image_meta(meta)["window"], [0, left, 64, left + 40])
+    np.testing.assert_array_equal(pipeline.parse_image_meta(meta)["window"], [0, left, 64, left + 40])
     np.testing.assert_array_equal(utils.extract_bboxes(mask), bbox)
 
 
@@ -163,8 +163,8 @@ def test_load_image_gt_crop_is_seeded_and_consistent():
     ds = ShapesDataset([[(1, "rect", (10, 5, 40, 120)), (2, "rect", (50, 100, 60, 110))]], shape=(64, 128))
     config = TinyConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=64)
     full = ds.load_image(0)
-    image, meta, class_ids, bbox, mask = data.load_image_gt(ds, config, 0, rng=np.random.default_rng(1))
-    again = data.load_image_gt(ds, config, 0, rng=np.random.default_rng(1))
+    image, meta, class_ids, bbox, mask = pipeline.load_image_gt(ds, config, 0, rng=np.random.default_rng(1))
+    again = pipeline.load_image_gt(ds, config, 0, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(again[0], image)
     assert image.shape == (64, 64, 3)
     offsets = [x for x in range(65) if np.array_equal(full[:, x:x + 64], image)]
@@ -179,18 +179,18 @@ def test_load_image_gt_crop_is_seeded_and_consistent():
 def test_load_image_gt_mini_masks():
     ds = ShapesDataset([two_rects()])
     config = TinyConfig(USE_MINI_MASK=True)
-    _, _, _, bbox, mini = data.load_image_gt(ds, config, 0)
+    _, _, _, bbox, mini = pipeline.load_image_gt(ds, config, 0)
     assert mini.shape == (14, 14, 2) and mini.dtype == bool
     # A rectangle fills its box, so its mini mask is all True and expands back exactly.
     assert mini.all()
-    full = data.load_image_gt(ds, TinyConfig(), 0)[4]
+    full = pipeline.load_image_gt(ds, TinyConfig(), 0)[4]
     np.testing.assert_array_equal(utils.expand_mask(bbox, mini, (64, 64)), full)
 
 
 def test_load_image_gt_flip_mirrors_boxes():
     ds = ShapesDataset([two_rects()])
-    plain = data.load_image_gt(ds, TinyConfig(), 0)
-    flipped = data.load_image_gt(ds, TinyConfig(), 0, augmentation=A.HorizontalFlip(p=1.0),
+    plain = pipeline.load_image_gt(ds, TinyConfig(), 0)
+    flipped = pipeline.load_image_gt(ds, TinyConfig(), 0, augmentation=A.HorizontalFlip(p=1.0),
                                  rng=np.random.default_rng(0))
     width = 64
     y1, x1, y2, x2 = plain[3].T
@@ -207,7 +207,7 @@ def test_load_image_gt_drops_masks_emptied_by_augmentation():
         masks[:, :, 0] = False
         return image, masks
 
-    _, _, class_ids, bbox, mask = data.load_image_gt(ds, TinyConfig(), 0, augmentation=erase_first)
+    _, _, class_ids, bbox, mask = pipeline.load_image_gt(ds, TinyConfig(), 0, augmentation=erase_first)
     np.testing.assert_array_equal(class_ids, [2])
     np.testing.assert_array_equal(bbox, [[12 + 16, 30, 30 + 16, 60]])
     assert mask.shape == (64, 64, 1)
@@ -220,7 +220,7 @@ def test_load_image_gt_rejects_size_changing_augmentation():
         return image[:32], masks[:32]
 
     with pytest.raises(ValueError, match="augmentation changed the image"):
-        data.load_image_gt(ds, TinyConfig(), 0, augmentation=shrink)
+        pipeline.load_image_gt(ds, TinyConfig(), 0, augmentation=shrink)
 
 
 # -------------------------------------------------------------------------- RPN targets
@@ -241,7 +241,7 @@ ANCHORS = np.array([
 
 
 def test_rpn_gt_equal_to_an_anchor_is_positive_with_zero_deltas():
-    match, bbox = data.build_rpn_targets((64, 64, 3), ANCHORS, [1], [[20, 20, 30, 30]], RpnConfig,
+    match, bbox = pipeline.build_rpn_targets((64, 64, 3), ANCHORS, [1], [[20, 20, 30, 30]], RpnConfig,
                                          np.random.default_rng(0))
     np.testing.assert_array_equal(match, [-1, -1, 1, -1, -1, -1])
     assert bbox.shape == (8, 4) and bbox.dtype == np.float32
@@ -252,7 +252,7 @@ def test_rpn_best_anchor_is_positive_below_the_iou_threshold():
     # GT (0, 0, 10, 20): anchors 0 and 1 each cover half of it (IoU 0.5), tied for its best;
     # anchor 3 has IoU 100 / 200 = 0.5 too; all three are positive. Anchor 2 does not overlap.
     gt = [[0, 0, 10, 20]]
-    match, bbox = data.build_rpn_targets((64, 64, 3), ANCHORS, [1], gt, RpnConfig, np.random.default_rng(0))
+    match, bbox = pipeline.build_rpn_targets((64, 64, 3), ANCHORS, [1], gt, RpnConfig, np.random.default_rng(0))
     np.testing.assert_array_equal(match, [1, 1, -1, 1, -1, -1])
     # Deltas in anchor order: GT centre (5, 10), size 10 x 20.
     expected = np.array([
@@ -266,7 +266,7 @@ def test_rpn_best_anchor_is_positive_below_the_iou_threshold():
 
 def test_rpn_iou_between_thresholds_is_neutral_unless_best():
     # GT (40, 40, 50, 50) equals anchor 4; anchor 5 overlaps it with IoU 80 / 120 = 0.67: neutral.
-    match, _ = data.build_rpn_targets((64, 64, 3), ANCHORS, [1], [[40, 40, 50, 50]], RpnConfig,
+    match, _ = pipeline.build_rpn_targets((64, 64, 3), ANCHORS, [1], [[40, 40, 50, 50]], RpnConfig,
                                       np.random.default_rng(0))
     assert 80 / 120 < 0.7
     np.testing.assert_array_equal(match, [-1, -1, -1, -1, 1, 0])
@@ -274,8 +274,8 @@ def test_rpn_iou_between_thresholds_is_neutral_unless_best():
 
 def test_rpn_no_gt_gives_only_negatives_and_no_nan():
     config = TinyConfig()
-    anchors = data.pipeline_anchors(config)
-    match, bbox = data.build_rpn_targets((64, 64, 3), anchors, np.zeros([0], np.int32), np.zeros([0, 4]),
+    anchors = pipeline.pipeline_anchors(config)
+    match, bbox = pipeline.build_rpn_targets((64, 64, 3), anchors, np.zeros([0], np.int32), np.zeros([0, 4]),
                                          config, np.random.default_rng(0))
     assert match.shape == (len(anchors),) and match.dtype == np.int32
     assert np.count_nonzero(match == 1) == 0
@@ -286,24 +286,24 @@ def test_rpn_no_gt_gives_only_negatives_and_no_nan():
 
 def test_rpn_crowd_boxes_neutralise_overlapping_anchors():
     # A crowd box over anchors 4 and 5; a normal GT equal to anchor 2.
-    match, bbox = data.build_rpn_targets((64, 64, 3), ANCHORS, [1, -1], [[20, 20, 30, 30], [38, 38, 55, 55]],
+    match, bbox = pipeline.build_rpn_targets((64, 64, 3), ANCHORS, [1, -1], [[20, 20, 30, 30], [38, 38, 55, 55]],
                                          RpnConfig, np.random.default_rng(0))
     np.testing.assert_array_equal(match, [-1, -1, 1, -1, 0, 0])
     np.testing.assert_array_equal(bbox, 0)
     # Only crowd boxes: no positives at all, anchors away from the crowd are negative.
-    match, _ = data.build_rpn_targets((64, 64, 3), ANCHORS, [-1], [[38, 38, 55, 55]], RpnConfig,
+    match, _ = pipeline.build_rpn_targets((64, 64, 3), ANCHORS, [-1], [[38, 38, 55, 55]], RpnConfig,
                                       np.random.default_rng(0))
     np.testing.assert_array_equal(match, [-1, -1, -1, -1, 0, 0])
 
 
 def test_rpn_sampling_caps_counts_and_is_seeded():
     config = TinyConfig()
-    anchors = data.pipeline_anchors(config)
+    anchors = pipeline.pipeline_anchors(config)
     rng = np.random.default_rng(5)
     y, x = rng.integers(0, 48, 20), rng.integers(0, 48, 20)
     gt = np.stack([y, x, y + rng.integers(8, 16, 20), x + rng.integers(8, 16, 20)], axis=1)
     ids = np.ones(20, np.int32)
-    match, bbox = data.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(0))
+    match, bbox = pipeline.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(0))
     positives = np.flatnonzero(match == 1)
     assert len(positives) == config.RPN_TRAIN_ANCHORS_PER_IMAGE // 2  # 20 boxes give more than 16
     assert np.count_nonzero(match != 0) == config.RPN_TRAIN_ANCHORS_PER_IMAGE
@@ -311,18 +311,18 @@ def test_rpn_sampling_caps_counts_and_is_seeded():
     overlaps = utils.compute_overlaps(anchors[positives], gt)
     decoded = utils.apply_box_deltas(anchors[positives], bbox[: len(positives)] * STD)
     np.testing.assert_allclose(decoded, gt[np.argmax(overlaps, axis=1)], atol=1e-3)
-    again = data.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(0))
+    again = pipeline.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(0))
     np.testing.assert_array_equal(again[0], match)
-    other = data.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(1))
+    other = pipeline.build_rpn_targets((64, 64, 3), anchors, ids, gt, config, np.random.default_rng(1))
     assert not np.array_equal(other[0], match)
 
 
 def test_anchor_matching_agrees_with_compute_overlaps():
-    anchors = data.pipeline_anchors(TinyConfig())
+    anchors = pipeline.pipeline_anchors(TinyConfig())
     rng = np.random.default_rng(2)
     y, x = rng.integers(0, 56, 7), rng.integers(0, 56, 7)
     gt = np.stack([y, x, y + rng.integers(1, 30, 7), x + rng.integers(1, 30, 7)], axis=1)
-    best_iou, best_gt, tied = data._match_anchors(data._box_columns(anchors), gt)
+    best_iou, best_gt, tied = pipeline._match_anchors(pipeline._box_columns(anchors), gt)
     overlaps = utils.compute_overlaps(anchors, gt)
     np.testing.assert_allclose(best_iou, overlaps.max(axis=1), atol=1e-6)
     np.testing.assert_array_equal(best_gt, overlaps.argmax(axis=1))
@@ -340,8 +340,8 @@ def batches(pipeline, count):
 def test_pipeline_shapes_dtypes_and_values():
     config = TinyConfig(USE_MINI_MASK=True)
     ds = ShapesDataset(varied_specs())
-    (batch,) = batches(data.build_dataset(ds, config, shuffle=False, seed=0, num_parallel_calls=2), 1)
-    num_anchors = len(data.pipeline_anchors(config))
+    (batch,) = batches(pipeline.build_dataset(ds, config, shuffle=False, seed=0, num_parallel_calls=2), 1)
+    num_anchors = len(pipeline.pipeline_anchors(config))
     expected = {
         "input_image": (np.float32, (2, 64, 64, 3)),
         "input_image_meta": (np.float32, (2, 12 + 4)),
@@ -351,14 +351,14 @@ def test_pipeline_shapes_dtypes_and_values():
         "input_gt_boxes": (np.float32, (2, 6, 4)),
         "input_gt_masks": (np.bool_, (2, 14, 14, 6)),
     }
-    assert set(batch) == set(data.INPUT_NAMES)
+    assert set(batch) == set(pipeline.INPUT_NAMES)
     for name, (dtype, shape) in expected.items():
         assert batch[name].dtype == dtype, name
         assert batch[name].shape == shape, name
     for row, image_id in enumerate([0, 1]):
-        image, meta, class_ids, bbox, mini = data.load_image_gt(ds, config, image_id)
+        image, meta, class_ids, bbox, mini = pipeline.load_image_gt(ds, config, image_id)
         count = len(class_ids)
-        np.testing.assert_array_equal(data.unmold_image(batch["input_image"][row], config), image)
+        np.testing.assert_array_equal(pipeline.unmold_image(batch["input_image"][row], config), image)
         np.testing.assert_allclose(batch["input_image_meta"][row], meta)
         np.testing.assert_array_equal(batch["input_gt_class_ids"][row], np.pad(class_ids, (0, 6 - count)))
         np.testing.assert_array_equal(batch["input_gt_boxes"][row], np.pad(bbox, ((0, 6 - count), (0, 0))))
@@ -376,12 +376,12 @@ def test_pipeline_is_deterministic_under_a_seed():
     augmentation = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5)])
 
     def run(seed, parallel):
-        return batches(data.build_dataset(ds, config, augmentation=augmentation, seed=seed,
+        return batches(pipeline.build_dataset(ds, config, augmentation=augmentation, seed=seed,
                                           num_parallel_calls=parallel), 4)
 
     first, second = run(3, 2), run(3, 1)
     for a, b in zip(first, second):
-        for name in data.INPUT_NAMES:
+        for name in pipeline.INPUT_NAMES:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     other = run(4, 2)
     assert any(not np.array_equal(a["input_image"], b["input_image"]) for a, b in zip(first, other))
@@ -394,12 +394,12 @@ def test_pipeline_shuffles_each_epoch():
     def ids(pipeline, count):
         return [int(i) for b in batches(pipeline, count) for i in b["input_image_meta"][:, 0]]
 
-    assert ids(data.build_dataset(ds, config, shuffle=False, repeat=False), 3) == [0, 1, 2, 3, 4, 5]
-    order = ids(data.build_dataset(ds, config, shuffle=True, seed=11), 6)  # two epochs
+    assert ids(pipeline.build_dataset(ds, config, shuffle=False, repeat=False), 3) == [0, 1, 2, 3, 4, 5]
+    order = ids(pipeline.build_dataset(ds, config, shuffle=True, seed=11), 6)  # two epochs
     assert sorted(order[:6]) == list(range(6)) and sorted(order[6:]) == list(range(6))
     assert order[:6] != list(range(6)) and order[:6] != order[6:]
-    assert ids(data.build_dataset(ds, config, shuffle=True, seed=11), 6) == order
-    one_epoch = data.build_dataset(ds, config, repeat=False)
+    assert ids(pipeline.build_dataset(ds, config, shuffle=True, seed=11), 6) == order
+    one_epoch = pipeline.build_dataset(ds, config, repeat=False)
     assert sum(1 for _ in one_epoch) == 3
 
 
@@ -407,15 +407,15 @@ def test_broken_sample_raises_an_error_naming_the_image():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(4), broken={2})
-    pipeline = data.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, num_parallel_calls=1)
+    pipeline = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, num_parallel_calls=1)
     with pytest.raises(tf.errors.OpError, match=r"image_id 2 \(memory://shapes/2\) failed: OSError: disk on fire"):
         batches(pipeline, 2)
 
 
 def test_broken_sample_is_skipped_with_a_warning(caplog):
     ds = ShapesDataset(varied_specs(4), broken={2})
-    pipeline = data.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, on_error="skip")
-    with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
+    pipeline = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, on_error="skip")
+    with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"):
         got = [batch["input_image_meta"].numpy() for batch in pipeline]
     # Image 3 is left alone in an incomplete batch, which is dropped.
     assert len(got) == 1
@@ -428,7 +428,7 @@ def test_skip_gives_up_when_too_many_samples_fail():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(4), broken={0, 1, 2, 3})
-    pipeline = data.build_dataset(ds, TinyConfig(), on_error="skip")
+    pipeline = pipeline.build_dataset(ds, TinyConfig(), on_error="skip")
     with pytest.raises(tf.errors.OpError, match="gave up"):
         batches(pipeline, 1)
 
@@ -437,9 +437,9 @@ def test_more_instances_than_max_gt_keeps_a_random_subset(caplog):
     many = [(1, "rect", (2 * i, 3 * i, 2 * i + 4, 3 * i + 5)) for i in range(9)]
     ds = ShapesDataset([many, many])
     config = TinyConfig()
-    with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
-        (batch,) = batches(data.build_dataset(ds, config, shuffle=False, repeat=False), 1)
-    all_boxes = data.load_image_gt(ds, config, 0)[3]
+    with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"):
+        (batch,) = batches(pipeline.build_dataset(ds, config, shuffle=False, repeat=False), 1)
+    all_boxes = pipeline.load_image_gt(ds, config, 0)[3]
     for row in range(2):
         np.testing.assert_array_equal(batch["input_gt_class_ids"][row], np.ones(6))
         kept = batch["input_gt_boxes"][row]
@@ -454,22 +454,22 @@ def test_images_without_instances_are_skipped():
     specs = varied_specs(4)
     specs[1] = []
     ds = ShapesDataset(specs)
-    (batch,) = batches(data.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False), 1)
+    (batch,) = batches(pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False), 1)
     np.testing.assert_array_equal(batch["input_image_meta"][:, 0], [0, 2])
 
 
 def test_pipeline_argument_errors():
     ds = ShapesDataset(varied_specs(2))
     with pytest.raises(ValueError, match="on_error"):
-        data.build_dataset(ds, TinyConfig(), on_error="ignore")
+        pipeline.build_dataset(ds, TinyConfig(), on_error="ignore")
     with pytest.raises(ValueError, match="NUM_CLASSES is 5"):
-        data.build_dataset(ds, TinyConfig(NUM_CLASSES=5))
+        pipeline.build_dataset(ds, TinyConfig(NUM_CLASSES=5))
 
 
 def test_images_that_do_not_fit_the_batch_shape_are_named():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(2))  # 32 x 64 images stay 32 x 64 in "none" mode
-    pipeline = data.build_dataset(ds, TinyConfig(IMAGE_RESIZE_MODE="none"), shuffle=False)
+    pipeline = pipeline.build_dataset(ds, TinyConfig(IMAGE_RESIZE_MODE="none"), shuffle=False)
     with pytest.raises(tf.errors.OpError, match=r"image_id 0 .*shape \(32, 64, 3\) but config.IMAGE_SHAPE"):
         batches(pipeline, 1)
