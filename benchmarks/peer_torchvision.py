@@ -1,6 +1,6 @@
 """Peer figures: torchvision's Mask R-CNN on this machine, with the leaf configuration's sizes.
 
-``scripts/benchmark.py`` (``leafseg bench``) feeds leafseg the same input, so the two figures
+``benchmarks/bench_model.py`` (``leafseg bench``) feeds leafseg the same input, so the two figures
 compare as a ratio: ResNet-FPN (``resnet101`` by default), anchors 8..128 on P2..P6 with ratios
 0.5, 1, 2, 6000 proposals before NMS and 2000 / 1000 after it (training / inference), 256 RPN
 and 200 ROI training samples, a random image and 12 ground-truth rectangles of 40 x 60 pixels,
@@ -13,7 +13,7 @@ outside leafseg's ``.venv`` (from the repository root)::
     python3 -m venv ~/tv-venv
     ~/tv-venv/bin/pip install torch==2.14.1 torchvision==0.29.1
     ~/tv-venv/bin/python benchmarks/peer_torchvision.py resnet101 512 > peer.txt
-    .venv/bin/python scripts/benchmark.py --peer-json peer.txt
+    .venv/bin/python benchmarks/bench_model.py --peer-json peer.txt
 
 The machine's speed drifts, so run the two right after one another (or the peer before and
 after leafseg and compare with the mean). Arguments: backbone (resnet50 | resnet101), image

@@ -4,7 +4,7 @@
     python benchmarks/profile_model.py --mode inference
     python benchmarks/profile_model.py --set RPN_CONV_CHANNELS=256 --top 40
 
-Same input as ``scripts/benchmark.py`` (the peer's image and 12 rectangles, batch 1). Runs two
+Same input as ``benchmarks/bench_model.py`` (the peer's image and 12 rectangles, batch 1). Runs two
 untimed steps, then records ``--steps`` steps with TensorFlow's profiler into ``--logdir``
 (open it with TensorBoard's profile plugin). If ``xprof`` is installed (``pip install xprof``;
 not a leafseg dependency) it also prints the self time per operation type and the slowest

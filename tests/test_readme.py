@@ -22,6 +22,8 @@ from leafseg.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+# Pages whose command lines are checked like the README's.
+GUIDES = ("README.md", "docs/TRAINING.md", "docs/BENCHMARKS.md")
 # What "small steps" means for the configs the snippets build.
 SMALL = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
              TOP_DOWN_PYRAMID_SIZE=32, RPN_CONV_CHANNELS=32, FPN_CLASSIF_FC_LAYERS_SIZE=64,
@@ -29,25 +31,33 @@ SMALL = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, IMAGE_MIN_DIM=64, IMAGE_M
              RPN_TRAIN_ANCHORS_PER_IMAGE=32, TRAIN_ROIS_PER_IMAGE=16, MAX_GT_INSTANCES=20, DETECTION_MAX_INSTANCES=20,
              MINI_MASK_SHAPE=(28, 28), STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, IMAGES_PER_GPU=1)
 SCRIPTS = {"prepare_masks.py": "prepare", "make_synthetic.py": "synth", "train.py": "train", "evaluate.py": "evaluate",
-           "predict.py": "predict", "export.py": "export", "demo.py": "demo", "benchmark.py": "bench",
+           "predict.py": "predict", "export.py": "export", "demo.py": "demo",
            "recipe.py": "recipe"}
 
 
-def blocks(language):
-    """(first line number, text) of each fenced block of ``language``."""
+def blocks(language, text=README):
+    """(first line number, text) of each fenced block of ``language`` in ``text``."""
     found = []
-    for match in re.finditer(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M):
-        found.append((README.count("\n", 0, match.start()) + 2, match.group(1)))
+    for match in re.finditer(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M):
+        found.append((text.count("\n", 0, match.start()) + 2, match.group(1)))
     return found
 
 
-def commands():
-    """(line number, argv) of each leafseg command line in the bash blocks, and of each inline
-    ``leafseg ...`` with options in the text."""
+def commands(pages=GUIDES):
+    """("page:line", argv) of each leafseg command line in the bash blocks of ``pages``, and of
+    each inline ``leafseg ...`` with options in their text."""
     lines = []
-    spans = [(README.count("\n", 0, m.start()) + 1, m.group(1))
-             for m in re.finditer(r"`(leafseg [^`]*--[^`]*)`", README)]
-    for first, text in blocks("bash") + spans:
+    for page in pages:
+        lines += [(f"{page}:{line}", argv) for line, argv in page_commands((ROOT / page).read_text(encoding="utf-8"))]
+    return lines
+
+
+def page_commands(page):
+    """(line number, argv) of each leafseg command line of one page's text."""
+    lines = []
+    spans = [(page.count("\n", 0, m.start()) + 1, m.group(1))
+             for m in re.finditer(r"`(leafseg [^`]*--[^`]*)`", page)]
+    for first, text in blocks("bash", page) + spans:
         joined = re.sub(r"\\\n\s*", " ", text)
         for offset, line in enumerate(joined.splitlines()):
             line = line.split(" #")[0].strip()
@@ -67,22 +77,24 @@ def commands():
 
 def test_the_readme_has_the_snippets_this_file_checks():
     assert len(blocks("python")) >= 3
-    assert {argv[0] for _, argv in commands()} >= {"prepare", "synth", "train", "evaluate", "predict", "export"}
+    assert {argv[0] for _, argv in commands(["README.md"])} >= {"prepare", "synth", "train", "evaluate", "predict",
+                                                               "export"}
+    assert any(argv[0] == "train" for _, argv in commands(["docs/TRAINING.md"]))
 
 
-@pytest.mark.parametrize("line,argv", commands(), ids=lambda value: str(value) if isinstance(value, int) else None)
+@pytest.mark.parametrize("line,argv", commands(), ids=lambda value: value if isinstance(value, str) else None)
 def test_command_lines_parse(line, argv):
     import importlib
 
     command, rest = argv[0], argv[1:]
-    assert command in COMMANDS, f"README line {line}: no command {command!r}"
+    assert command in COMMANDS, f"{line}: no command {command!r}"
     if rest in (["--help"], ["-h"]) or any("..." in word for word in rest):
         return
     module = importlib.import_module(COMMANDS[command][0])
     try:
         module.build_parser().parse_args(rest)
     except SystemExit as error:
-        pytest.fail(f"README line {line}: `leafseg {' '.join(argv)}` does not parse (exit {error.code})")
+        pytest.fail(f"{line}: `leafseg {' '.join(argv)}` does not parse (exit {error.code})")
 
 
 @pytest.fixture
