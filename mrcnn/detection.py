@@ -53,6 +53,7 @@ def refine_detections_graph(rois, probs, deltas, window, max_instances, min_conf
     return tf.stop_gradient(detections)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(keras.layers.Layer):
     """ROIs and head outputs -> final detections (see :func:`refine_detections_graph`).
 

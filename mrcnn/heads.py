@@ -82,18 +82,17 @@ class TakeRois(keras.layers.Layer):
     """[B, N, ...] -> [B, n, ...]: the first n ROIs of each image.
 
     n is ``count`` (an int) or, when the layer is called with a second input, that int32
-    scalar tensor (e.g. the number of detections, known only when the graph runs).
+    scalar tensor (e.g. the number of detections, known only when the graph runs). The ROIs
+    keep their dtype, also under mixed precision (float32 boxes stay float32).
     """
 
     def __init__(self, count=None, **kwargs):
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.count = None if count is None else int(count)
 
     def call(self, x, count=None):
         return x[:, :self.count if count is None else count]
-
-    def compute_output_shape(self, x_shape, count_shape=None):
-        return (x_shape[0], self.count if count_shape is None else None, *x_shape[2:])
 
     def get_config(self):
         return {**super().get_config(), "count": self.count}

@@ -1,5 +1,9 @@
 """Small Keras layers shared by the backbone and the heads."""
 import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.boxes import norm_boxes_graph
 
 __all__ = ["BatchNorm"]
 
@@ -56,13 +60,9 @@ class ConstantAnchors(keras.layers.Layer):
     def __init__(self, anchors, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        import numpy as np
-
         self.anchors = np.asarray(anchors, dtype="float32")
 
     def call(self, image):
-        import tensorflow as tf
-
         anchors = tf.constant(self.anchors)
         return tf.broadcast_to(anchors, tf.concat([tf.shape(image)[:1], tf.shape(anchors)], axis=0))
 
@@ -82,16 +82,19 @@ class NormBoxes(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, boxes, image):
-        import tensorflow as tf
-
-        from mrcnn.boxes import norm_boxes_graph
-
         return norm_boxes_graph(boxes, tf.shape(image)[1:3])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(keras.layers.Layer):
-    """Detections [B, N, (y1, x1, y2, x2, class_id, score)] -> their boxes [B, N, 4]."""
+    """Detections [B, N, (y1, x1, y2, x2, class_id, score)] -> their boxes float32 [B, N, 4].
+
+    float32 under mixed precision too: the boxes are ROIs for the mask head's ROIAlign.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
     def call(self, detections):
         return detections[..., :4]
@@ -103,10 +106,5 @@ class DetectionCount(keras.layers.Layer):
     of detections (rows with class_id > 0, which come first) of any image of the batch."""
 
     def call(self, detections):
-        import tensorflow as tf
-
         per_image = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)  # [B]
         return tf.reduce_max(tf.concat([per_image, [0]], axis=0))
-
-    def compute_output_shape(self, detections_shape):
-        return ()

@@ -84,6 +84,7 @@ def proposal_steps(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold,
     }
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(keras.layers.Layer):
     """RPN outputs -> a fixed number of normalised proposals per image.
 

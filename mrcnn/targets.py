@@ -195,6 +195,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
     return tuple(tf.stop_gradient(x) for x in (rois, target_class_ids, target_bbox, target_mask))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionTargetLayer(keras.layers.Layer):
     """Sample ROIs from the proposals and compute their training targets (see module doc).
 
@@ -243,6 +244,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class PositiveCount(keras.layers.Layer):
     """target_class_ids int [B, T] -> int32 scalar: the most positive ROIs (class id > 0, the
     first rows) of any image of the batch, and at least 1. The mask head runs on that many
@@ -252,6 +254,3 @@ class PositiveCount(keras.layers.Layer):
     def call(self, target_class_ids):
         per_image = tf.reduce_sum(tf.cast(target_class_ids > 0, tf.int32), axis=1)  # [B]
         return tf.reduce_max(tf.concat([per_image, [1]], axis=0))
-
-    def compute_output_shape(self, target_class_ids_shape):
-        return ()

@@ -146,3 +146,22 @@ def test_wrong_number_of_maps_is_an_error(rng):
     maps = [tf.constant(m) for m in pyramid(1, 16, 2, rng)]
     with pytest.raises(ValueError, match="P2, P3, P4, P5"):
         PyramidROIAlign(7)(tf.zeros((1, 2, 4)), tf.constant(image_meta((64, 64))), maps[:3])
+
+
+def test_mixed_precision_reads_the_boxes_in_float32():
+    """Under mixed_float16 the boxes are not rounded to float16 (by up to 1/4096 of the image side).
+
+    P2 holds its column index minus 31, so a 1 x 1 crop at column x reads x - 31; 0.50037 lies
+    between two float16 values (0.5 and 0.50049), and 63 times its rounding error is 15 float16
+    steps of the output.
+    """
+    maps = [np.broadcast_to(np.arange(side, dtype=np.float32)[:, np.newaxis] - 31.0, (1, side, side, 1)).copy()
+            for side in (64, 32, 16, 8)]
+    boxes = np.array([[[0.3, 0.50037, 0.3, 0.50037]]], np.float32)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        out = roi_align(1, boxes, image_meta((256, 256)), maps)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.reshape(()), 0.50037 * 63 - 31, atol=1e-3)
