@@ -25,14 +25,17 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["mrcnn", "mrcnn.*", "leafseg", "leafseg.*"]),
+    # The preset YAMLs live once, in the repository's configs/; installed, they are the package
+    # leafseg.configs (leafseg.config.preset_dir finds either).
+    packages=find_packages(include=["mrcnn", "mrcnn.*", "leafseg", "leafseg.*"]) + ["leafseg.configs"],
+    package_dir={"leafseg.configs": "configs"},
     install_requires=read_requirements(),
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
-    package_data={"leafseg": ["models/*.weights.h5"]},
+    package_data={"leafseg": ["models/*.weights.h5"], "leafseg.configs": ["*.yaml"]},
     entry_points={
         "console_scripts": ["leafseg=leafseg.cli:main"],
         # Pretrained weights by name: MaskRCNN.load_weights("leaf-small") (mrcnn.weights.resolve_named).

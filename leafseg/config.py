@@ -1,122 +1,57 @@
-"""LeafConfig: the leaf configuration of the seed post, on top of Matterport's defaults.
+"""The leaf presets: each is one YAML file of the repository's ``configs/``, and only there.
 
-ResNet101-FPN from COCO weights, 512x512 square inputs, small anchors (8..128 pixels on
-P2..P6) because leaves are small objects, 256 RPN training anchors per image and
-6000 -> 2000 (training) / 1000 (inference) proposals. ``configs/leaf_r101.yaml`` holds the
-same values for users who prefer files; a test keeps the two identical.
+``leaf_r101`` (:class:`LeafConfig`, the seed post's ResNet101 configuration), ``quickstart_cpu``
+(:class:`QuickstartConfig`, a small model for a first run on a CPU) and ``leaf_small``
+(:class:`LeafSmallConfig`, the shipped ``leaf-small`` model). The classes are built from the
+files when this module is imported, so ``from leafseg.config import LeafConfig`` and
+``class MyConfig(LeafConfig)`` work as with Matterport's config classes; why each value is what
+it is stands in the files' comments. setup.py installs ``configs/`` as the package
+``leafseg.configs``.
 """
-from mrcnn.config import Config
+from pathlib import Path
+
+from mrcnn.config import Config, read_yaml_layers
 
 
-class LeafConfig(Config):
-    """Leaf instance segmentation: one class (leaf) plus background."""
-
-    NAME = "leaf"
-    NUM_CLASSES = 1 + 1  # background + leaf
-    BACKBONE = "resnet101"
-
-    IMAGES_PER_GPU = 2
-    # 8,000 training images (80% of the 10,000 synthetic rosettes) at 2 per step: one
-    # epoch is a full pass; the seed trained 9 epochs of heads, then all layers to epoch 79.
-    STEPS_PER_EPOCH = 4000
-    VALIDATION_STEPS = 50
-
-    IMAGE_RESIZE_MODE = "square"
-    IMAGE_MIN_DIM = 512
-    IMAGE_MAX_DIM = 512
-
-    # One anchor size per pyramid level P2..P6; the default 32 smallest missed small leaves.
-    # 3 ratios x (128^2 + 64^2 + 32^2 + 16^2 + 8^2) = 65,472 anchors at 512x512.
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
-    PRE_NMS_LIMIT = 6000
-    POST_NMS_ROIS_TRAINING = 2000
-    POST_NMS_ROIS_INFERENCE = 1000
-
-    # A rosette has 4..22 leaves (CVPPP A1: 11..20); 50 leaves is a generous cap.
-    MAX_GT_INSTANCES = 50
-    DETECTION_MAX_INSTANCES = 50
-
-    # The heads also sample from the ground-truth boxes (Detectron's and torchvision's
-    # default): every leaf is a positive ROI from the first step, not only once the RPN finds it.
-    ADD_GT_AS_PROPOSALS = True
+def preset_dir() -> Path:
+    """The folder of the preset files: the installed package ``leafseg.configs`` or, in a source
+    checkout (installed in editable mode or not installed), the repository's ``configs/``."""
+    package = Path(__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
 
 
-class QuickstartConfig(LeafConfig):
-    """A first run on a laptop CPU: a small model trained from scratch on generated rosettes.
-
-    Quarter-size images, a half-width ResNet-18, narrow FPN/RPN/heads and fewer proposals and
-    sampled ROIs, so a step takes a fraction of a second on two cores. BatchNorm trains,
-    because from random initialisation frozen statistics (mean 0, variance 1) would pass the
-    raw pixel scale through the network. ``configs/quickstart_cpu.yaml`` holds the same values.
-    """
-
-    NAME = "leaf_quickstart"
-    BACKBONE = "resnet18"
-    BACKBONE_WIDTH = 0.5
-    TRAIN_BN = True
-
-    IMAGES_PER_GPU = 2
-    STEPS_PER_EPOCH = 50
-    VALIDATION_STEPS = 5
-
-    IMAGE_MIN_DIM = 256
-    IMAGE_MAX_DIM = 256
-
-    TOP_DOWN_PYRAMID_SIZE = 64
-    RPN_CONV_CHANNELS = 64
-    FPN_CLASSIF_FC_LAYERS_SIZE = 256
-    MASK_HEAD_CHANNELS = 64
-
-    PRE_NMS_LIMIT = 2000
-    POST_NMS_ROIS_TRAINING = 1000
-    POST_NMS_ROIS_INFERENCE = 300
-    TRAIN_ROIS_PER_IMAGE = 128
-    MAX_GT_INSTANCES = 30
-    DETECTION_MAX_INSTANCES = 30
-    DETECTION_MIN_CONFIDENCE = 0.5
-    MINI_MASK_SHAPE = (28, 28)
-
-    # From scratch, Adam gets a small model going far faster than SGD (the demo and
-    # ``leafseg train`` use it unless --optimizer says otherwise).
-    OPTIMIZER = "adam"
-    LEARNING_RATE = 0.001
+def preset_class(name: str, class_name: str) -> type:
+    """A :class:`~mrcnn.config.Config` subclass named ``class_name`` whose attributes are the values
+    of the preset file ``name``.yaml (its ``_BASE_`` chain merged); its docstring is the file's
+    header comment."""
+    path = preset_dir() / f"{name}.yaml"
+    config = Config.from_yaml(path)
+    keys = {key for _, values in read_yaml_layers(path) for key in values}
+    header = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line[1:].strip())
+    attributes = {key: getattr(config, key) for key in sorted(keys)}
+    attributes.update(__module__=__name__, __qualname__=class_name, __doc__="\n".join(header))
+    return type(class_name, (Config,), attributes)
 
 
-class LeafSmallConfig(QuickstartConfig):
-    """``leaf-small``, the pretrained model that ships with leafseg (``leafseg.zoo``).
-
-    The quickstart architecture (half-width ResNet-18 FPN, narrow heads: a 16 MB file) at
-    384 px, so the small leaves of a 500 px photograph keep most of their pixels; up to 40
-    leaves. Trained from scratch on domain-randomised rosettes with the ``domain``
-    augmentation (``configs/leaf_small.yaml``, ``leafseg recipe leaf-small``; see
-    docs/MODEL_CARD_leaf_small.md).
-    """
-
-    NAME = "leaf_small"
-    STEPS_PER_EPOCH = 200
-    VALIDATION_STEPS = 10
-
-    IMAGE_MIN_DIM = 384
-    IMAGE_MAX_DIM = 384
-
-    MAX_GT_INSTANCES = 40
-    DETECTION_MAX_INSTANCES = 40
-    POST_NMS_ROIS_INFERENCE = 400
-    # The cut-off its recipe chose (leafseg.recipe.choose_min_score) and stored in the shipped file.
-    DETECTION_MIN_CONFIDENCE = 0.7
-
+LeafConfig = preset_class("leaf_r101", "LeafConfig")
+QuickstartConfig = preset_class("quickstart_cpu", "QuickstartConfig")
+LeafSmallConfig = preset_class("leaf_small", "LeafSmallConfig")
 
 PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig, "leaf_small": LeafSmallConfig}
 
 
 def load_config(name_or_path="leaf_r101", **overrides):
-    """A leaf config from a preset name (``leaf_r101``, ``quickstart_cpu``) or a YAML file.
+    """A leaf config from a preset name (``leaf_r101``, ``quickstart_cpu``, ``leaf_small``) or a
+    YAML file.
 
-    A YAML file is applied on top of :class:`LeafConfig`; ``overrides`` (attribute=value) last.
+    A YAML file (and its ``_BASE_`` chain) is applied on top of :class:`LeafConfig`; ``overrides``
+    (attribute=value) last.
     """
-    from pathlib import Path
-
     if name_or_path in PRESETS:
         return PRESETS[name_or_path](**overrides)
     path = Path(name_or_path)
@@ -133,7 +68,6 @@ def config_for_weights(weights, **overrides):
     ``overrides`` (attribute=value) are applied on top.
     """
     import logging
-    from pathlib import Path
 
     from mrcnn.weights import WeightsError, read_metadata
 

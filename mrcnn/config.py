@@ -14,6 +14,9 @@ Values can also come from a dict or a YAML file (a flat mapping of attribute nam
     config = ShapesConfig.from_yaml("configs/shapes.yaml", IMAGES_PER_GPU=1)
     config = config.replace(DETECTION_MIN_CONFIDENCE=0.5)
 
+As in detectron2's ``configs/*.yaml``, a YAML file may start from another one and list only what
+differs: ``_BASE_: shapes.yaml`` (a path relative to the file; a base may have its own base).
+
 Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are computed from the
 others whenever they are read, so they never go stale after an override. Every config is
 validated when it is built; ``validate()`` can be called again after attributes were assigned
@@ -35,6 +38,8 @@ OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
+# The key of a YAML config file that names the file it starts from (detectron2's name).
+BASE_KEY = "_BASE_"
 # The backbone halves the resolution this many times (C2..C5 and P6), so square inputs must be
 # divisible by 2**6 for the FPN's upsampled and lateral maps to line up.
 _DOWNSCALE_STEPS = 6
@@ -235,32 +240,28 @@ class Config:
     def from_yaml(cls, path, **overrides: Any) -> "Config":
         """A config of this class with the values of a YAML mapping file applied.
 
-        The file is a flat mapping of attribute names (``IMAGES_PER_GPU: 1``). Unknown keys are
-        errors that name the file and suggest the closest attribute.
+        The file is a flat mapping of attribute names (``IMAGES_PER_GPU: 1``). ``_BASE_: other.yaml``
+        (relative to the file) applies that file first (see :func:`read_yaml_layers`). Unknown keys
+        are errors that name the file holding them and suggest the closest attribute.
         """
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
-        return cls.from_yaml_text(text, source=str(path), **overrides)
+        return cls._from_layers(read_yaml_layers(path), overrides)
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "YAML text", **overrides: Any) -> "Config":
         """As :meth:`from_yaml`, from YAML text (``to_yaml_text()`` output, e.g. the config stored
-        in a weights file); ``source`` names it in error messages."""
-        import yaml
+        in a weights file); ``source`` names it in error messages. Text has no folder for a
+        ``_BASE_`` path to be relative to, so a ``_BASE_`` key is an error."""
+        values = _parse_yaml(text, source)
+        if BASE_KEY in values:
+            raise ConfigError(f"{BASE_KEY} in {source}: only a YAML file can name a base (its path is "
+                              "relative to the file); load the file with from_yaml")
+        return cls._from_layers([(source, values)], overrides)
 
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source} is not valid YAML: {err}") from err
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source} must hold a mapping of config attributes, not {type(values).__name__}")
+    @classmethod
+    def _from_layers(cls, layers, overrides: Mapping[str, Any]) -> "Config":
         config = cls()
-        config._apply(values, source=source)
+        for source, values in layers:
+            config._apply(values, source=source)
         config._apply(overrides, source="arguments")
         config.validate()
         return config
@@ -424,6 +425,56 @@ class Config:
         return self.to_dict() == other.to_dict()
 
     __hash__ = None
+
+
+# ---------------------------------------------------------------------------- YAML files
+
+def read_yaml_layers(path) -> list[tuple[str, dict[str, Any]]]:
+    """The mappings of a YAML config file and of its ``_BASE_`` chain, base first:
+    ``[(file, values), ...]``, each without its ``_BASE_`` key.
+
+    ``_BASE_: other.yaml`` is relative to the file naming it, and a base may have a base. The
+    later file's value of a key replaces the base's whole (a LOSS_WEIGHTS mapping lists all five
+    losses, as it does anywhere else). A chain that comes back to a file is a
+    :class:`ConfigError` naming the files of the cycle; a base that cannot be read is one naming
+    it and the file whose ``_BASE_`` it is.
+    """
+    path = Path(path)
+    layers, chain = [], []
+    while True:
+        resolved = path.resolve()
+        if resolved in chain:
+            files = " -> ".join(str(source) for source, _ in reversed(layers))
+            raise ConfigError(f"{BASE_KEY} cycle: {files} -> {path}")
+        chain.append(resolved)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            of = f" (the {BASE_KEY} of {layers[0][0]})" if layers else ""
+            raise ConfigError(f"cannot read config file {path}{of}: {err.strerror or err}") from err
+        values = _parse_yaml(text, str(path))
+        base = values.pop(BASE_KEY, None)
+        layers.insert(0, (str(path), values))
+        if base is None:
+            return layers
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{BASE_KEY} in {path} must be the path of a YAML file, got {base!r}")
+        path = path.parent / base
+
+
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """The mapping a YAML config holds ({} for an empty one)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {err}") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} must hold a mapping of config attributes, not {type(values).__name__}")
+    return values
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 
-from mrcnn.config import Config, ConfigError
+from mrcnn.config import Config, ConfigError, read_yaml_layers
 
 
 class ShapesConfig(Config):
@@ -121,6 +123,48 @@ def test_yaml_errors(tmp_path):
     broken.write_text("A: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         Config.from_yaml(broken)
+
+
+def test_yaml_base_is_applied_first_relative_to_the_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("NAME: base\nIMAGES_PER_GPU: 4\nIMAGE_MIN_DIM: 256\nIMAGE_MAX_DIM: 256\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\nIMAGES_PER_GPU: 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "grandchild.yaml").write_text("_BASE_: ../child.yaml\nNAME: grandchild\n")
+
+    child = Config.from_yaml(tmp_path / "child.yaml")
+    assert (child.NAME, child.IMAGES_PER_GPU, child.IMAGE_MAX_DIM, child.NUM_CLASSES) == ("base", 1, 256, 1)
+    grandchild = ShapesConfig.from_yaml(tmp_path / "sub" / "grandchild.yaml", GPU_COUNT=1)
+    assert (grandchild.NAME, grandchild.BATCH_SIZE, grandchild.IMAGE_MAX_DIM) == ("grandchild", 1, 256)
+    assert grandchild.NUM_CLASSES == 4  # what no file sets comes from the class
+    layers = read_yaml_layers(tmp_path / "sub" / "grandchild.yaml")
+    assert [(Path(source).resolve(), values) for source, values in layers] == [
+        (tmp_path.resolve() / "base.yaml", {"NAME": "base", "IMAGES_PER_GPU": 4, "IMAGE_MIN_DIM": 256, "IMAGE_MAX_DIM": 256}),
+        (tmp_path.resolve() / "child.yaml", {"IMAGES_PER_GPU": 1}),
+        (tmp_path.resolve() / "sub" / "grandchild.yaml", {"NAME": "grandchild"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.yaml": "_BASE_: b.yaml\nNAME: a\n", "b.yaml": "_BASE_: a.yaml\nNAME: b\n"},
+         r"_BASE_ cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml$"),
+        ({"a.yaml": "_BASE_: nowhere.yaml\n"}, r"cannot read config file .*nowhere\.yaml \(the _BASE_ of .*a\.yaml\)"),
+        ({"a.yaml": "_BASE_: typo.yaml\n", "typo.yaml": "IMAGE_MAX_DIMS: 256\n"},
+         r"unknown config key 'IMAGE_MAX_DIMS' in .*typo\.yaml; did you mean IMAGE_MAX_DIM"),
+        ({"a.yaml": "_BASE_: [b.yaml]\n"}, r"_BASE_ in .*a\.yaml must be the path of a YAML file, got \['b.yaml'\]"),
+    ],
+)
+def test_yaml_base_errors_name_the_files(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Config.from_yaml(tmp_path / "a.yaml")
+
+
+def test_yaml_text_cannot_name_a_base():
+    with pytest.raises(ConfigError, match="_BASE_ in the config stored in w.h5: only a YAML file can name a base"):
+        Config.from_yaml_text("_BASE_: a.yaml", source="the config stored in w.h5")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
+import ast
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from leafseg.config import LeafConfig
-from mrcnn.config import Config
+import leafseg.config
+from leafseg.config import PRESETS, LeafConfig, LeafSmallConfig, QuickstartConfig, coco_mismatches, load_config
+from mrcnn.config import Config, read_yaml_layers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -20,34 +23,79 @@ def test_leaf_config_values_of_the_seed_post():
     assert len(c.RPN_ANCHOR_RATIOS) * int(np.prod(shapes, axis=1).sum()) == 3 * (128**2 + 64**2 + 32**2 + 16**2 + 8**2)
 
 
-def test_yaml_preset_is_the_same_config():
-    path = CONFIGS / "leaf_r101.yaml"
-    assert LeafConfig.from_yaml(path) == LeafConfig()
-    assert Config.from_yaml(path).to_dict() == LeafConfig().to_dict()
+def test_each_preset_class_is_its_yaml_file():
+    assert leafseg.config.preset_dir() == CONFIGS  # a checkout reads the repository's configs/
+    assert set(PRESETS) == {path.stem for path in CONFIGS.glob("*.yaml")}
+    for name, cls in PRESETS.items():
+        path = CONFIGS / f"{name}.yaml"
+        assert cls() == load_config(name) == load_config(str(path)) == Config.from_yaml(path), name
+        assert (cls.__module__, cls.__qualname__) == ("leafseg.config", cls.__name__)
+        assert getattr(leafseg.config, cls.__name__) is cls and issubclass(cls, Config)
+        # The docstring is the file's header comment.
+        assert cls.__doc__.startswith(f"{name} (leafseg.config.{cls.__name__}): "), cls.__doc__
 
 
-def test_quickstart_yaml_is_the_same_config_and_presets_resolve():
-    from leafseg.config import QuickstartConfig, load_config
+def test_presets_start_from_their_bases():
+    files = [Path(source).name for source, _ in read_yaml_layers(CONFIGS / "leaf_small.yaml")]
+    assert files == ["leaf_r101.yaml", "quickstart_cpu.yaml", "leaf_small.yaml"]
+    # Inherited from leaf_r101.yaml, which alone lists them.
+    for cls in (QuickstartConfig, LeafSmallConfig):
+        assert cls.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and cls.ADD_GT_AS_PROPOSALS is True
+    # Inherited from quickstart_cpu.yaml, and overridden by leaf_small.yaml.
+    assert (LeafSmallConfig.BACKBONE, LeafSmallConfig.TRAIN_BN, LeafSmallConfig.OPTIMIZER) == ("resnet18", True, "adam")
+    assert (QuickstartConfig.DETECTION_MIN_CONFIDENCE, LeafSmallConfig.DETECTION_MIN_CONFIDENCE) == (0.5, 0.7)
 
-    assert load_config(str(CONFIGS / "quickstart_cpu.yaml")) == QuickstartConfig()
-    assert load_config("quickstart_cpu") == QuickstartConfig()
+
+def test_the_yaml_files_are_the_only_source_of_preset_values():
+    """leafseg/config.py assigns no config attribute: every preset value is in configs/*.yaml."""
+    attributes = set(Config._attribute_names())
+    tree = ast.parse(Path(leafseg.config.__file__).read_text(encoding="utf-8"))
+    assigned = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)]
+    keywords = [node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)]
+    assert not attributes & {*assigned, *keywords}
+
+
+def test_an_installed_leafseg_reads_the_presets_of_leafseg_configs(tmp_path, monkeypatch):
+    """setup.py installs configs/ as the package leafseg.configs, which preset_dir finds."""
+    tree = ast.parse((CONFIGS.parent / "setup.py").read_text(encoding="utf-8"))
+    setup = {k.arg: k.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", "") == "setup" for k in node.keywords}
+    assert ast.literal_eval(setup["package_dir"]) == {"leafseg.configs": "configs"}
+    assert ast.literal_eval(setup["package_data"])["leafseg.configs"] == ["*.yaml"]
+    assert "leafseg.configs" in ast.unparse(setup["packages"]) and (CONFIGS / "__init__.py").is_file()
+    (tmp_path / "leafseg" / "configs").mkdir(parents=True)
+    monkeypatch.setattr(leafseg.config, "__file__", str(tmp_path / "leafseg" / "config.py"))
+    assert leafseg.config.preset_dir() == tmp_path / "leafseg" / "configs"
+
+
+def test_presets_resolve_by_name_and_unknown_names_are_errors():
     assert load_config("leaf_r101", IMAGES_PER_GPU=1).BATCH_SIZE == 1
-    import pytest
-
+    assert LeafSmallConfig().IMAGE_MAX_DIM == 384 and LeafSmallConfig().BACKBONE == "resnet18"
     with pytest.raises(ValueError, match="unknown config 'r50'"):
         load_config("r50")
 
 
-def test_leaf_small_yaml_is_the_same_config():
-    from leafseg.config import LeafSmallConfig, load_config
+def test_leaf_small_is_the_config_stored_in_the_shipped_model(monkeypatch):
+    from leafseg import zoo
+    from mrcnn.weights import read_metadata
 
-    assert load_config(str(CONFIGS / "leaf_small.yaml")) == LeafSmallConfig() == load_config("leaf_small")
-    assert LeafSmallConfig().IMAGE_MAX_DIM == 384 and LeafSmallConfig().BACKBONE == "resnet18"
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    path = zoo.path("leaf-small")
+    stored = Config.from_yaml_text(read_metadata(path).config_yaml, source=str(path))
+    assert stored.to_dict() == LeafSmallConfig().to_dict()
+
+
+def test_a_subclass_of_a_preset_keeps_its_values_and_overrides():
+    class MyConfig(LeafConfig):
+        NAME = "mine"
+        IMAGES_PER_GPU = 1
+
+    c = MyConfig(DETECTION_MIN_CONFIDENCE=0.6)
+    assert (c.NAME, c.BATCH_SIZE, c.DETECTION_MIN_CONFIDENCE) == ("mine", 1, 0.6)
+    assert c.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and LeafConfig.NAME == "leaf"
 
 
 def test_presets_carry_their_optimizer():
-    from leafseg.config import QuickstartConfig, load_config
-
     assert LeafConfig().OPTIMIZER == "sgd"
     assert QuickstartConfig().OPTIMIZER == "adam"
     assert load_config(str(CONFIGS / "quickstart_cpu.yaml")).OPTIMIZER == "adam"
@@ -70,7 +118,6 @@ def _weights_file(path, config=None):
 def test_config_order_flag_then_the_files_own_then_beside_then_leaf_r101(tmp_path, caplog):
     import logging
 
-    from leafseg.config import QuickstartConfig, load_config
     from leafseg.predict import resolve_config
 
     own = QuickstartConfig(DETECTION_MIN_CONFIDENCE=0.4)
@@ -100,8 +147,6 @@ def test_config_order_flag_then_the_files_own_then_beside_then_leaf_r101(tmp_pat
 
 
 def test_coco_fits_only_resnet101_presets():
-    from leafseg.config import QuickstartConfig, coco_mismatches
-
     assert coco_mismatches(LeafConfig()) == []
     assert coco_mismatches(QuickstartConfig())[:2] == ["BACKBONE resnet18 (COCO: resnet101)",
                                                        "BACKBONE_WIDTH 0.5 (COCO: 1.0)"]

@@ -1,0 +1,1 @@
+"""The leaf presets, YAML files that setup.py installs as the package data of ``leafseg.configs``."""
