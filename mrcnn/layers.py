@@ -110,3 +110,13 @@ class DetectionCount(keras.layers.Layer):
 
     def compute_output_shape(self, detections_shape):
         return ()
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ActiveClassIds(keras.layers.Layer):
+    """image_meta [B, 12 + NUM_CLASSES] -> active_class_ids float32 [B, NUM_CLASSES]."""
+
+    def call(self, image_meta):
+        from mrcnn.boxes import parse_image_meta_graph
+
+        return parse_image_meta_graph(image_meta)["active_class_ids"]
