@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from mrcnn import utils, visualize
+from mrcnn.boxcoords import denorm_boxes_float
 
 __all__ = [
     "TINY_CONFIG", "TINY_STAGES", "CACHE_ENV", "Assets", "default_dataset", "default_assets", "resolve_path",
@@ -532,8 +533,7 @@ def original_image(outputs, config):
 
 def _pixels(boxes, outputs):
     """Normalised boxes -> float pixels of the molded image (not rounded, unlike denorm_boxes)."""
-    h, w = outputs["molded_images"].shape[1:3]
-    return np.asarray(boxes, np.float64) * [h - 1, w - 1, h - 1, w - 1] + [0, 0, 1, 1]
+    return denorm_boxes_float(boxes, outputs["molded_images"].shape[1:3])
 
 
 def _score_colors(scores, vmin=0.0, vmax=1.0, cmap="viridis"):

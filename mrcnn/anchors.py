@@ -7,19 +7,24 @@ targets built by the input pipeline must line up with those predictions row for
 row. The order is therefore: level, then position (row-major), then shape (ratio
 major, scale minor when a level has several scales), exactly as in Matterport.
 
-The model and the input pipeline both take their anchors from :func:`get_anchors`,
-which memoises them so that each image shape is computed once per process.
+The model, the input pipeline and the export take a config's anchors from
+:func:`config_anchors` (feature shapes from ``Config.backbone_shapes``, which honours
+``COMPUTE_BACKBONE_SHAPE``), through :func:`get_anchors`, which memoises them so that each
+image shape is computed once per process.
 """
 import functools
 import math
 
 import numpy as np
 
+from mrcnn.boxcoords import norm_boxes
+
 __all__ = [
     "generate_anchors",
     "generate_pyramid_anchors",
     "compute_backbone_shapes",
     "get_anchors",
+    "config_anchors",
 ]
 
 
@@ -95,14 +100,17 @@ def compute_backbone_shapes(image_shape, strides):
                      for stride in strides], dtype=np.int64)
 
 
-def get_anchors(image_shape, scales, ratios, strides, anchor_stride, normalized=True):
+def get_anchors(image_shape, scales, ratios, strides, anchor_stride, normalized=True, feature_shapes=None):
     """Pyramid anchors for an image shape, computed once per set of arguments.
 
     image_shape: (height, width[, channels]) of the model's input image.
     scales, ratios, strides, anchor_stride: as in :func:`generate_pyramid_anchors`
-        (strides are both the backbone strides and the anchors' feature strides).
-    normalized: if True, return boxes normalised with :func:`mrcnn.utils.norm_boxes`
+        (strides are the anchors' feature strides).
+    normalized: if True, return boxes normalised with :func:`mrcnn.boxcoords.norm_boxes`
         (the convention the graph uses); otherwise pixel boxes.
+    feature_shapes: [levels, (height, width)] feature-map shapes; None for
+        :func:`compute_backbone_shapes` of ``image_shape`` and ``strides`` (the built-in
+        backbones' shapes).
 
     Returns: read-only float32 [num_anchors, (y1, x1, y2, x2)]. The same array object is
     returned to every caller with equal arguments, so copy it before modifying it.
@@ -110,23 +118,37 @@ def get_anchors(image_shape, scales, ratios, strides, anchor_stride, normalized=
     def as_tuple(values):
         return tuple(as_tuple(v) if np.ndim(v) else float(v) for v in values)
 
+    image_shape = tuple(int(side) for side in image_shape[:2])
+    strides = tuple(int(stride) for stride in strides)
+    if feature_shapes is None:
+        feature_shapes = compute_backbone_shapes(image_shape, strides)
     return _cached_anchors(
-        tuple(int(side) for side in image_shape[:2]),
+        image_shape,
         as_tuple(scales),
         as_tuple(ratios),
-        tuple(int(stride) for stride in strides),
+        tuple((int(h), int(w)) for h, w in feature_shapes),
+        strides,
         int(anchor_stride),
         bool(normalized),
     )
 
 
+def config_anchors(config, image_shape, normalized=True):
+    """:func:`get_anchors` with a config's settings for a molded image of ``image_shape``.
+
+    The feature shapes are ``config.backbone_shapes(image_shape)``: the built-in backbones'
+    ceil(side / stride), or ``COMPUTE_BACKBONE_SHAPE(image_shape)`` for a callable BACKBONE
+    (as Matterport's ``compute_backbone_shapes``).
+    """
+    return get_anchors(image_shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                       config.RPN_ANCHOR_STRIDE, normalized=normalized,
+                       feature_shapes=config.backbone_shapes(image_shape))
+
+
 @functools.lru_cache(maxsize=16)
-def _cached_anchors(image_shape, scales, ratios, strides, anchor_stride, normalized):
-    anchors = generate_pyramid_anchors(
-        scales, ratios, compute_backbone_shapes(image_shape, strides), strides, anchor_stride)
+def _cached_anchors(image_shape, scales, ratios, feature_shapes, strides, anchor_stride, normalized):
+    anchors = generate_pyramid_anchors(scales, ratios, feature_shapes, strides, anchor_stride)
     if normalized:
-        # Imported here because mrcnn.utils re-exports this module's generators.
-        from mrcnn.utils import norm_boxes
         anchors = norm_boxes(anchors, image_shape)
     anchors = anchors.astype(np.float32)
     anchors.setflags(write=False)

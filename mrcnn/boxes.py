@@ -3,22 +3,21 @@
 Boxes are (y1, x1, y2, x2). Inside the graph they are normalised with Matterport's
 convention (see :func:`norm_boxes_graph`), so that 0.0 and 1.0 are the centres of the first
 and last pixels, which is how ``tf.image.crop_and_resize`` reads them. Deltas are
-(dy, dx, log(dh), log(dw)). The numpy references are in :mod:`mrcnn.utils`; the tests check
-each function here against them.
+(dy, dx, log(dh), log(dw)). The numpy references are in :mod:`mrcnn.utils` (and
+:mod:`mrcnn.boxcoords`); the tests check each function here against them.
 
 Every function computes in float32 whatever its inputs' dtype (float16 under mixed
-precision loses a quarter of a pixel on a 512-pixel image and overflows ``exp`` early).
+precision loses a quarter of a pixel on a 512-pixel image and overflows ``exp`` early);
+the box normalisation can also compute in float64 (its ``dtype`` argument).
 """
 import tensorflow as tf
+
+from mrcnn.boxcoords import NORM_SHIFT
 
 __all__ = [
     "apply_box_deltas_graph", "clip_boxes_graph", "box_refinement_graph", "overlaps_graph",
     "norm_boxes_graph", "denorm_boxes_graph", "trim_zeros_graph", "parse_image_meta_graph",
 ]
-
-# Matterport's shift: exclusive pixel corners y2/x2 move onto the last pixel inside the box.
-_NORM_SHIFT = (0.0, 0.0, 1.0, 1.0)
-
 
 def _float32(x):
     return tf.cast(x, tf.float32)
@@ -110,33 +109,36 @@ def overlaps_graph(boxes1, boxes2):
     return tf.math.divide_no_nan(intersection, area1 + area2 - intersection)
 
 
-def _norm_scale(shape):
+def _norm_scale(shape, dtype):
     """[..., (h, w, ...)] image shape -> [..., 4] divisors (h - 1, w - 1, h - 1, w - 1)."""
-    shape = _float32(shape)
+    shape = tf.cast(shape, dtype)
     h, w = shape[..., 0] - 1.0, shape[..., 1] - 1.0
     return tf.stack([h, w, h, w], axis=-1)
 
 
-def norm_boxes_graph(boxes, shape):
+def norm_boxes_graph(boxes, shape, dtype=tf.float32):
     """Pixel boxes -> normalised boxes (Matterport's shift-by-one convention).
 
     boxes: [..., (y1, x1, y2, x2)] in pixels, y2/x2 exclusive.
     shape: (height, width[, channels]) of the image, or [..., 2 or 3] per-image shapes
         that broadcast against ``boxes``' leading dimensions (e.g. [batch, 3] for [batch, 4]).
+    dtype: what to compute in; tf.float64 gives numpy's :func:`mrcnn.boxcoords.norm_boxes`
+        bit for bit once cast to float32 (the export's pre- and post-processing).
 
-    Returns: float32 [..., 4], (boxes - [0, 0, 1, 1]) / [h - 1, w - 1, h - 1, w - 1].
+    Returns: ``dtype`` [..., 4], (boxes - [0, 0, 1, 1]) / [h - 1, w - 1, h - 1, w - 1].
     """
-    return (_float32(boxes) - tf.constant(_NORM_SHIFT)) / _norm_scale(shape)
+    return (tf.cast(boxes, dtype) - tf.constant(NORM_SHIFT, dtype)) / _norm_scale(shape, dtype)
 
 
-def denorm_boxes_graph(boxes, shape):
+def denorm_boxes_graph(boxes, shape, dtype=tf.float32):
     """Normalised boxes -> pixel boxes; the inverse of :func:`norm_boxes_graph`.
 
-    boxes: [..., (y1, x1, y2, x2)] normalised; shape: as in :func:`norm_boxes_graph`.
+    boxes: [..., (y1, x1, y2, x2)] normalised; shape, dtype: as in :func:`norm_boxes_graph`
+    (tf.float64 rounds as numpy's :func:`mrcnn.boxcoords.denorm_boxes`).
 
     Returns: int32 [..., (y1, x1, y2, x2)] in pixels (rounded), y2/x2 exclusive.
     """
-    pixels = _float32(boxes) * _norm_scale(shape) + tf.constant(_NORM_SHIFT)
+    pixels = tf.cast(boxes, dtype) * _norm_scale(shape, dtype) + tf.constant(NORM_SHIFT, dtype)
     return tf.cast(tf.round(pixels), tf.int32)
 
 

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.boxes import norm_boxes_graph
+from mrcnn.boxes import norm_boxes_graph, parse_image_meta_graph
 
 __all__ = ["BatchNorm"]
 
@@ -108,3 +108,11 @@ class DetectionCount(keras.layers.Layer):
     def call(self, detections):
         per_image = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)  # [B]
         return tf.reduce_max(tf.concat([per_image, [0]], axis=0))
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ActiveClassIds(keras.layers.Layer):
+    """image_meta [B, 12 + NUM_CLASSES] -> active_class_ids float32 [B, NUM_CLASSES]."""
+
+    def call(self, image_meta):
+        return parse_image_meta_graph(image_meta)["active_class_ids"]

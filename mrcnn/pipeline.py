@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from mrcnn import utils
-from mrcnn.anchors import get_anchors
+from mrcnn.anchors import config_anchors
 from mrcnn.augment import make_augmenter
 from mrcnn.dataset import Dataset
 
@@ -335,14 +335,7 @@ def _match_anchors(anchor_columns, gt_boxes):
 
 def pipeline_anchors(config):
     """The anchors the targets are built on: float32 [A, 4] pixels of config.IMAGE_SHAPE."""
-    return get_anchors(
-        config.IMAGE_SHAPE,
-        config.RPN_ANCHOR_SCALES,
-        config.RPN_ANCHOR_RATIOS,
-        config.BACKBONE_STRIDES,
-        config.RPN_ANCHOR_STRIDE,
-        normalized=False,
-    )
+    return config_anchors(config, config.IMAGE_SHAPE, normalized=False)
 
 
 def build_sample(dataset, config, image_id, anchors, augmentation=None, rng=None, on_truncate=None):

@@ -13,6 +13,8 @@ import numpy as np
 import skimage.transform
 
 from mrcnn.anchors import generate_anchors, generate_pyramid_anchors
+# Matterport's names for the normalised-box conversions, defined in mrcnn.boxcoords.
+from mrcnn.boxcoords import denorm_boxes, norm_boxes
 from mrcnn.config import RESIZE_MODES
 # Matterport kept the Dataset class in utils; scripts still call utils.Dataset.
 from mrcnn.dataset import Dataset
@@ -427,45 +429,6 @@ def unmold_mask(mask, bbox, image_shape):
         resized = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1), order=1)
         full_mask[y1:y2, x1:x2] = resized >= 0.5
     return full_mask
-
-
-############################################################
-#  Normalised boxes
-############################################################
-
-# Matterport's convention, kept because its graph code and trained weights rely on
-# it: tf.image.crop_and_resize reads a normalised coordinate c at pixel c * (size - 1),
-# i.e. 0.0 and 1.0 are the centres of the first and last pixels. The exclusive
-# pixel corners y2/x2 are therefore moved onto the last pixel inside the box (-1)
-# before dividing by size - 1, so that crops sample exactly the box's pixels.
-_NORM_SHIFT = np.array([0, 0, 1, 1])
-
-
-def norm_boxes(boxes, shape):
-    """Pixel boxes -> normalised boxes (Matterport's shift-by-one convention).
-
-    boxes: [..., (y1, x1, y2, x2)] in pixels, y2/x2 exclusive.
-    shape: (height, width[, channels]) of the image in pixels.
-
-    Returns: float32 [..., (y1, x1, y2, x2)], (boxes - [0, 0, 1, 1]) /
-    [h - 1, w - 1, h - 1, w - 1]: in normalised coordinates y2/x2 are inside the box.
-    """
-    h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1])
-    return ((np.asarray(boxes) - _NORM_SHIFT) / scale).astype(np.float32)
-
-
-def denorm_boxes(boxes, shape):
-    """Normalised boxes -> pixel boxes; the inverse of :func:`norm_boxes`.
-
-    boxes: [..., (y1, x1, y2, x2)] normalised.
-    shape: (height, width[, channels]) of the image in pixels.
-
-    Returns: int32 [..., (y1, x1, y2, x2)] in pixels (rounded), y2/x2 exclusive.
-    """
-    h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1])
-    return np.around(np.asarray(boxes) * scale + _NORM_SHIFT).astype(np.int32)
 
 
 ############################################################

@@ -57,8 +57,10 @@ and the dataset's class names in the file's root attributes ``config_yaml`` and 
 :func:`read_metadata` reads them back (None for files without them, such as Matterport's).
 """
 import dataclasses
+import datetime
 import logging
 import os
+import re
 
 import h5py
 import numpy as np
@@ -79,6 +81,7 @@ __all__ = [
     "load_weights_auto",
     "detect_format",
     "checkpoints_in",
+    "run_folder",
     "NAMED_WEIGHTS_GROUP",
     "named_weights",
     "resolve_named",
@@ -100,6 +103,9 @@ COCO_WEIGHTS_ENV = "LEAFSEG_COCO_WEIGHTS"
 COCO_EXCLUDE = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
 NATIVE_SUFFIX = ".weights.h5"
+# Checkpoints: <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch:04d>.weights.h5
+# (Matterport's .h5 names are recognised too, for find_last and set_log_dir).
+_CHECKPOINT_RE = re.compile(r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.(weights\.)?h5$")
 # Keras 2 splits an attribute larger than the HDF5 object-header limit into name0, name1, ...
 _HDF5_ATTR_LIMIT = 64512
 _SHOWN_NAMES = 8
@@ -362,6 +368,30 @@ def newest_checkpoint(folder, prefix=""):
             return checkpoints[-1]
     raise FileNotFoundError(f"{folder} holds no checkpoint (mask_rcnn_*.weights.h5), nor does any run folder in it: "
                             f"{', '.join(run.name for run in runs)}")
+
+
+def run_folder(model_dir, name, model_path=None):
+    """Where a MaskRCNN's training run writes (``MaskRCNN.set_log_dir``): a new run folder
+    ``<model_dir>/<name><YYYYmmddTHHMM>`` of the current time, or the run of ``model_path`` when
+    that is a checkpoint of one (its folder and epoch, to continue it).
+
+    Returns: (log_dir, checkpoint_path with an ``{epoch:04d}`` field, epoch). The epoch is that of
+    ``model_path``'s checkpoint, else 0: the file holds the weights after epoch N, so training
+    continues with N + 1 (Keras counts from 0, checkpoint names from 1).
+    """
+    from pathlib import Path
+
+    epoch = 0
+    now = datetime.datetime.now()
+    if model_path:
+        match = _CHECKPOINT_RE.match(str(Path(model_path).resolve()))
+        if match:
+            now = datetime.datetime(*map(int, match.groups()[:5]))
+            epoch = int(match.group(6))
+    name = (name or "").lower()
+    log_dir = os.path.join(model_dir, f"{name}{now:%Y%m%dT%H%M}")
+    checkpoint_path = os.path.join(log_dir, f"mask_rcnn_{name}_*epoch*.weights.h5").replace("*epoch*", "{epoch:04d}")
+    return log_dir, checkpoint_path, epoch
 
 
 def detect_format(path):

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.anchors import (compute_backbone_shapes, generate_anchors,
+from mrcnn.anchors import (compute_backbone_shapes, config_anchors, generate_anchors,
                            generate_pyramid_anchors, get_anchors)
+from mrcnn.config import Config
+from mrcnn.pipeline import pipeline_anchors
 
 LEAF_SCALES = (8, 16, 32, 64, 128)
 RATIOS = [0.5, 1, 2]
@@ -131,3 +133,33 @@ def test_get_anchors_in_pixels():
     assert anchors.shape == (16 * 32 + 8 * 16, 4)
     np.testing.assert_allclose(anchors[0], [-4, -4, 4, 4])
     np.testing.assert_allclose(anchors[16 * 32], [-8, -8, 8, 8])
+
+
+def custom_backbone_config():
+    """A callable BACKBONE whose feature maps are not ceil(side / stride): at 64 x 64, 8 x 8 for
+    stride 4 (ceil would give 16 x 16) and 2 x 2 for stride 16 (ceil: 4 x 4)."""
+    def backbone(image, stage5=True, train_bn=False):
+        return image
+
+    return Config(BACKBONE=backbone, COMPUTE_BACKBONE_SHAPE=lambda shape: [[shape[0] // 8, shape[1] // 8],
+                                                                           [shape[0] // 32, shape[1] // 32]],
+                  BACKBONE_STRIDES=[4, 16], RPN_ANCHOR_SCALES=(8, 32), RPN_ANCHOR_RATIOS=RATIOS,
+                  IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64)
+
+
+def test_config_anchors_follow_compute_backbone_shape():
+    config = custom_backbone_config()
+    anchors = config_anchors(config, (64, 64), normalized=False)
+    # Three ratios at each of 8 * 8 positions of level 1 and 2 * 2 of level 2.
+    assert anchors.shape == (3 * (8 * 8 + 2 * 2), 4)
+    # Level 2 starts after 3 * 64 anchors: centre (0, 0), scale 32, ratio 0.5; its last anchor
+    # is centred on cell (1, 1), i.e. pixel (16, 16), ratio 2.
+    np.testing.assert_allclose(anchors[3 * 64], [-16 * SQRT2, -16 / SQRT2, 16 * SQRT2, 16 / SQRT2], rtol=1e-6)
+    np.testing.assert_allclose(anchors[-1], [16 - 16 / SQRT2, 16 - 16 * SQRT2, 16 + 16 / SQRT2, 16 + 16 * SQRT2],
+                               rtol=1e-6)
+    # The input pipeline builds its targets on the same anchors, and the graph gets them normalised.
+    np.testing.assert_array_equal(pipeline_anchors(config), anchors)
+    np.testing.assert_allclose(config_anchors(config, (64, 64, 3)), utils.norm_boxes(anchors, (64, 64)), rtol=1e-6)
+    # A built-in backbone keeps ceil(side / stride): 16 * 16 and 4 * 4 positions.
+    builtin = Config(BACKBONE_STRIDES=[4, 16], RPN_ANCHOR_SCALES=(8, 32), RPN_ANCHOR_RATIOS=RATIOS)
+    assert config_anchors(builtin, (64, 64)).shape == (3 * (16 * 16 + 4 * 4), 4)

@@ -12,9 +12,10 @@ import yaml
 
 from leafseg import export as leaf_export
 from leafseg.synthetic import generate_rosette
-from mrcnn import export, utils
+from mrcnn import export, transform, utils
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
+from tests.test_anchors import custom_backbone_config
 from tests.tiny_trained import inference_model, trained_run
 from tests.toy_data import ToyConfig, shapes_dataset
 
@@ -50,7 +51,7 @@ def test_molding_in_the_graph_matches_mold_inputs_bit_for_bit(mode, overrides, r
 def test_graph_resize_is_skimage_resize_with_its_zero_border_and_clipping(rng):
     for source, target in (((7, 5), (16, 9)), ((16, 12), (5, 7)), ((28, 28), (3, 41))):
         values = rng.uniform(0.3, 0.9, size=source)  # min > 0: the zero border is clipped away
-        np.testing.assert_allclose(export._resize_2d(tf.constant(values), *target).numpy(),
+        np.testing.assert_allclose(transform._resize_2d(tf.constant(values), *target).numpy(),
                                    utils.resize(values, target, order=1), rtol=0, atol=1e-15)
 
 
@@ -86,6 +87,21 @@ def test_unmolding_in_the_graph_matches_unmold_detections(count, original, windo
 def test_crop_mode_is_not_exportable():
     with pytest.raises(ValueError, match="IMAGE_RESIZE_MODE = 'crop' cannot be exported"):
         export.mold_image_graph(tf.zeros((64, 64, 3), tf.uint8), Config(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=64))
+
+
+def test_custom_backbone_anchors_in_the_graph_follow_compute_backbone_shape():
+    config = custom_backbone_config()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    def anchors_of(image):  # as the serving function: the molded size is unknown when tracing
+        molded, _, _ = export.mold_image_graph(image, config)
+        return export.anchors_graph(tf.shape(molded), config)
+
+    expected = MaskRCNN.get_anchors(numpy_side(config), (64, 64))
+    assert expected.shape == (3 * (8 * 8 + 2 * 2), 4)
+    np.testing.assert_array_equal(anchors_of(tf.zeros((40, 50, 3), tf.uint8)).numpy(), expected)
+    with pytest.raises(ValueError, match="callable BACKBONE exports with IMAGE_RESIZE_MODE = 'square' only"):
+        export.mold_image_graph(tf.zeros((64, 64, 3), tf.uint8), config.replace(IMAGE_RESIZE_MODE="pad64"))
 
 
 def test_compare_detections_pairs_swapped_rows_and_reports_differences():

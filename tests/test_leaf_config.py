@@ -44,6 +44,9 @@ def test_presets_start_from_their_bases():
     # Inherited from quickstart_cpu.yaml, and overridden by leaf_small.yaml.
     assert (LeafSmallConfig.BACKBONE, LeafSmallConfig.TRAIN_BN, LeafSmallConfig.OPTIMIZER) == ("resnet18", True, "adam")
     assert (QuickstartConfig.DETECTION_MIN_CONFIDENCE, LeafSmallConfig.DETECTION_MIN_CONFIDENCE) == (0.5, 0.7)
+    # The classes follow the files: each preset's class derives from its _BASE_'s.
+    assert LeafSmallConfig.__mro__[:4] == (LeafSmallConfig, QuickstartConfig, LeafConfig, Config)
+    assert isinstance(LeafSmallConfig(), LeafConfig)
 
 
 def test_the_yaml_files_are_the_only_source_of_preset_values():

@@ -407,16 +407,16 @@ def test_broken_sample_raises_an_error_naming_the_image():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(4), broken={2})
-    pipeline = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, num_parallel_calls=1)
+    batched = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, num_parallel_calls=1)
     with pytest.raises(tf.errors.OpError, match=r"image_id 2 \(memory://shapes/2\) failed: OSError: disk on fire"):
-        batches(pipeline, 2)
+        batches(batched, 2)
 
 
 def test_broken_sample_is_skipped_with_a_warning(caplog):
     ds = ShapesDataset(varied_specs(4), broken={2})
-    pipeline = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, on_error="skip")
+    batched = pipeline.build_dataset(ds, TinyConfig(), shuffle=False, repeat=False, on_error="skip")
     with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"):
-        got = [batch["input_image_meta"].numpy() for batch in pipeline]
+        got = [batch["input_image_meta"].numpy() for batch in batched]
     # Image 3 is left alone in an incomplete batch, which is dropped.
     assert len(got) == 1
     np.testing.assert_array_equal(got[0][:, 0], [0, 1])
@@ -428,9 +428,9 @@ def test_skip_gives_up_when_too_many_samples_fail():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(4), broken={0, 1, 2, 3})
-    pipeline = pipeline.build_dataset(ds, TinyConfig(), on_error="skip")
+    batched = pipeline.build_dataset(ds, TinyConfig(), on_error="skip")
     with pytest.raises(tf.errors.OpError, match="gave up"):
-        batches(pipeline, 1)
+        batches(batched, 1)
 
 
 def test_more_instances_than_max_gt_keeps_a_random_subset(caplog):
@@ -470,6 +470,6 @@ def test_images_that_do_not_fit_the_batch_shape_are_named():
     import tensorflow as tf
 
     ds = ShapesDataset(varied_specs(2))  # 32 x 64 images stay 32 x 64 in "none" mode
-    pipeline = pipeline.build_dataset(ds, TinyConfig(IMAGE_RESIZE_MODE="none"), shuffle=False)
+    batched = pipeline.build_dataset(ds, TinyConfig(IMAGE_RESIZE_MODE="none"), shuffle=False)
     with pytest.raises(tf.errors.OpError, match=r"image_id 0 .*shape \(32, 64, 3\) but config.IMAGE_SHAPE"):
-        batches(pipeline, 1)
+        batches(batched, 1)
