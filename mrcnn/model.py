@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
-from mrcnn import trainer, transform, weights
+from mrcnn import probe, trainer, transform, weights
 from mrcnn.anchors import config_anchors
 from mrcnn.backbone import resnet_graph
 from mrcnn.config import ConfigError
@@ -32,7 +32,7 @@ from mrcnn.detection import DetectionLayer
 from mrcnn.fpn import fpn_graph
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.layers import ActiveClassIds, ConstantAnchors, DetectionBoxes, DetectionCount, NormBoxes
-from mrcnn.proposals import ProposalLayer, proposal_steps
+from mrcnn.proposals import ProposalLayer
 from mrcnn.rpn import build_rpn_model
 from mrcnn.targets import DetectionTargetLayer, PositiveCount
 
@@ -292,45 +292,12 @@ class MaskRCNN:
         Results are in the coordinates of the original images described by ``image_metas``.
         """
         outputs = self._predict(np.asarray(molded_images, np.float32), np.asarray(image_metas))
-        results = []
-        for i, meta in enumerate(np.asarray(image_metas)):
-            original_shape = meta[1:4].astype(int)
-            image_shape = meta[4:7].astype(int)
-            window = meta[7:11].astype(int) if windows is None else windows[i]
-            rois, class_ids, scores, masks = self.unmold_detections(
-                outputs["detections"][i], outputs["mrcnn_mask"][i], original_shape, image_shape, window)
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
-        return results
+        return transform.unmold_results(outputs, image_metas, windows)
 
     # ------------------------------------------------------------------------ inspection
 
     def run_graph(self, images, outputs=None):
-        """Every intermediate stage for ``images`` (inference mode), as numpy arrays by name.
-
-        outputs: None for the standard set below, or a list of (name, layer name) pairs whose
-        layer outputs to return as well (Matterport's run_graph, e.g. ("res4w_out", "res4w_out")).
-
-        Standard set: molded_images, image_metas, anchors; rpn_class, rpn_bbox (RPN scores and
-        deltas of every anchor); pre_nms_scores, pre_nms_indices, pre_nms_anchors (top
-        PRE_NMS_LIMIT anchors), refined_anchors, refined_anchors_clipped, post_nms_rois (the
-        proposals, POST_NMS_ROIS_INFERENCE), mrcnn_class, mrcnn_bbox (classifier outputs),
-        detections, mrcnn_mask.
-        """
-        config = self.config
-        molded_images, image_metas, _ = self.mold_inputs([np.asarray(image) for image in images])
-        result = {"molded_images": molded_images, "image_metas": image_metas,
-                  "anchors": self.get_anchors(molded_images.shape[1:3])}
-        result.update(self._predict(molded_images, image_metas))
-        steps = proposal_steps(result["rpn_class"], result["rpn_bbox"], result["anchors"],
-                               config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
-                               config.RPN_BBOX_STD_DEV)
-        result.update({name: value.numpy() for name, value in steps.items()})
-        if outputs:
-            model = self.keras_model
-            probe = keras.Model(model.inputs, [model.get_layer(layer).output for _, layer in outputs])
-            anchors = np.broadcast_to(result["anchors"], (len(molded_images),) + result["anchors"].shape)
-            values = probe([molded_images, image_metas.astype(np.float32), anchors], training=False)
-            values = values if isinstance(values, (list, tuple)) else [values]
-            result.update({name: np.asarray(value) for (name, _), value in zip(outputs, values)})
-        return result
+        """Every intermediate stage for ``images`` (inference mode), as numpy arrays by name:
+        :func:`mrcnn.probe.run_graph` (Matterport's ``run_graph``)."""
+        return probe.run_graph(self, images, outputs)
 

@@ -29,7 +29,7 @@ from mrcnn.boxcoords import denorm_boxes, norm_boxes
 from mrcnn.boxes import denorm_boxes_graph, norm_boxes_graph
 from mrcnn.pipeline import compose_image_meta, mold_image
 
-__all__ = ["mold_inputs", "unmold_detections", "mold_image_graph", "anchors_graph", "unmold_detections_graph",
+__all__ = ["mold_inputs", "unmold_detections", "unmold_results", "mold_image_graph", "anchors_graph", "unmold_detections_graph",
            "check_exportable", "EXPORTABLE_RESIZE_MODES"]
 
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
@@ -96,6 +96,23 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
 ############################################################
 #  Graph: resizing, as scikit-image's resize(order=1, mode="constant", cval=0, clip=True)
 ############################################################
+
+def unmold_results(outputs, image_metas, windows=None):
+    """Every image's detections in its original pixels, as ``MaskRCNN.detect`` returns them.
+
+    outputs: the inference model's outputs by name (``detections`` [B, N, 6], ``mrcnn_mask``
+    [B, N, mh, mw, K]); image_metas [B, META]; windows [B, 4] (default: the metas' windows).
+    Returns: one dict per image: rois, class_ids, scores, masks (see :func:`unmold_detections`).
+    """
+    results = []
+    for i, meta in enumerate(np.asarray(image_metas)):
+        original_shape, image_shape = meta[1:4].astype(int), meta[4:7].astype(int)
+        window = meta[7:11].astype(int) if windows is None else windows[i]
+        rois, class_ids, scores, masks = unmold_detections(outputs["detections"][i], outputs["mrcnn_mask"][i],
+                                                           original_shape, image_shape, window)
+        results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+    return results
+
 
 def _taps(size_in, size_out):
     """Where each of ``size_out`` output samples reads an axis of ``size_in`` input samples.
