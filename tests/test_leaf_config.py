@@ -71,7 +71,7 @@ def test_config_order_flag_then_the_files_own_then_beside_then_leaf_r101(tmp_pat
     import logging
 
     from leafseg.config import QuickstartConfig, load_config
-    from leafseg.predict import resolve_config
+    from leafseg.loading import resolve_config
 
     own = QuickstartConfig(DETECTION_MIN_CONFIDENCE=0.4)
     beside = LeafConfig(IMAGE_MIN_DIM=384, IMAGE_MAX_DIM=384)
