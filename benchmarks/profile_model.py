@@ -84,10 +84,11 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from leafseg.benchmark import load_config, parse_overrides
+    from leafseg.benchmark import measured_config
+    from leafseg.cliargs import parse_overrides
 
     keras.utils.set_random_seed(0)
-    config = load_config(args.config, parse_overrides(args.overrides), batch=1, size=args.size)
+    config = measured_config(args.config, parse_overrides(args.overrides), batch=1, size=args.size)
     step = build_step(args.mode, config)
     step(), step()  # trace and warm up
     start = time.perf_counter()

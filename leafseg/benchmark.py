@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
+from leafseg.cliargs import add_verbose_argument, parse_overrides, quiet_tensorflow
+from leafseg.config import load_config
 
-__all__ = ["load_config", "parse_overrides", "peer_input", "benchmark_training", "benchmark_inference", "read_peer",
-           "main"]
+__all__ = ["measured_config", "peer_input", "benchmark_training", "benchmark_inference", "read_peer", "main"]
 
 DEFAULT_CONFIG = "leaf_r101"
 # The peer's ground truth: leaf i is the rectangle x in [40 + 30 i, 80 + 30 i), y in [60 + 25 i, 120 + 25 i).
@@ -62,36 +62,17 @@ LEAF_X0, LEAF_DX, LEAF_Y0, LEAF_DY = 40, 30, 60, 25
 LEARNING_RATE = 0.001
 
 
-def load_config(spec: str = DEFAULT_CONFIG, overrides: dict | None = None, batch: int | None = None,
-                size: int | None = None):
-    """The config to measure: ``spec`` is "leaf_r101" (LeafConfig) or a YAML file's path.
-
-    overrides: attribute values applied after the file; ``batch`` sets IMAGES_PER_GPU and
-    ``size`` the square side (IMAGE_MIN_DIM = IMAGE_MAX_DIM), both after ``overrides``.
-    """
-    from leafseg.config import LeafConfig
-
+def measured_config(spec: str = DEFAULT_CONFIG, overrides: dict | None = None, batch: int | None = None,
+                    size: int | None = None):
+    """The config to measure: ``spec`` (a preset such as "leaf_r101", or a YAML file) by
+    :func:`leafseg.config.load_config`, with ``overrides`` applied, then ``batch`` (IMAGES_PER_GPU,
+    on one GPU) and ``size`` (the square side: IMAGE_MIN_DIM = IMAGE_MAX_DIM) on top of them."""
     values = dict(overrides or {})
     if batch is not None:
         values.update(IMAGES_PER_GPU=int(batch), GPU_COUNT=1)
     if size is not None:
         values.update(IMAGE_MIN_DIM=int(size), IMAGE_MAX_DIM=int(size))
-    if spec == DEFAULT_CONFIG:
-        return LeafConfig().replace(**values)
-    return LeafConfig.from_yaml(spec, **values)
-
-
-def parse_overrides(items: Sequence[str]) -> dict:
-    """["KEY=VALUE", ...] -> {KEY: value}; values are read as YAML (numbers, lists, strings)."""
-    import yaml
-
-    values = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {item!r}")
-        values[key.strip()] = yaml.safe_load(text)
-    return values
+    return load_config(spec, **values)
 
 
 def peer_image(size: int, seed: int = 0) -> np.ndarray:
@@ -282,7 +263,7 @@ def run(args) -> dict:
     if args.inter_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
     keras.utils.set_random_seed(args.seed)
-    config = load_config(args.config, parse_overrides(args.overrides), batch=args.batch, size=args.size)
+    config = measured_config(args.config, parse_overrides(args.overrides), batch=args.batch, size=args.size)
     batch, image = peer_input(config, args.leaves, args.seed)
     label = f"{config.BACKBONE if isinstance(config.BACKBONE, str) else 'custom'}-FPN {args.size}px"
     result = {

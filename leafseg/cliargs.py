@@ -1,6 +1,7 @@
 """What the ``leafseg`` commands share: argument types, each of which rejects a bad value with a
 message that names it (argparse prints it beside the option's name), the options that choose a
-trained model, and the logging set-up of the commands (``--verbose``)."""
+trained model, the ``--set KEY=VALUE`` config overrides, and the logging set-up of the commands
+(``--verbose``)."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,8 @@ import re
 import sys
 import tempfile
 
-__all__ = ["positive_int", "positive_float", "fraction", "add_model_arguments", "add_verbose_argument",
-           "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV"]
+__all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "add_model_arguments",
+           "add_verbose_argument", "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV"]
 
 # Set (to 1) by ``leafseg --verbose COMMAND``: every command keeps TensorFlow's log lines.
 VERBOSE_ENV = "LEAFSEG_VERBOSE"
@@ -48,6 +49,23 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
+
+
+def parse_overrides(pairs) -> dict:
+    """``--set`` values, ``["KEY=VALUE", ...]`` -> {KEY: value}, each value read as YAML (``0.5``,
+    ``true``, ``[8, 16]``). Raises ValueError naming the pair that is not KEY=VALUE or not YAML."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set IMAGES_PER_GPU=1")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
+    return overrides
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) -> None:

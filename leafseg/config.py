@@ -21,10 +21,11 @@ def preset_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "configs"
 
 
-def preset_class(name: str, class_name: str) -> type:
-    """A :class:`~mrcnn.config.Config` subclass named ``class_name`` whose attributes are the values
-    of the preset file ``name``.yaml (its ``_BASE_`` chain merged); its docstring is the file's
-    header comment."""
+def preset_class(name: str, class_name: str, base: type = Config) -> type:
+    """A subclass of ``base`` named ``class_name`` whose attributes are the values of the preset
+    file ``name``.yaml (its ``_BASE_`` chain merged); its docstring is the file's header comment.
+    ``base`` is the class of the preset the file's ``_BASE_`` names, so that the classes follow
+    the files (``isinstance(QuickstartConfig(), LeafConfig)``)."""
     path = preset_dir() / f"{name}.yaml"
     config = Config.from_yaml(path)
     keys = {key for _, values in read_yaml_layers(path) for key in values}
@@ -35,12 +36,12 @@ def preset_class(name: str, class_name: str) -> type:
         header.append(line[1:].strip())
     attributes = {key: getattr(config, key) for key in sorted(keys)}
     attributes.update(__module__=__name__, __qualname__=class_name, __doc__="\n".join(header))
-    return type(class_name, (Config,), attributes)
+    return type(class_name, (base,), attributes)
 
 
 LeafConfig = preset_class("leaf_r101", "LeafConfig")
-QuickstartConfig = preset_class("quickstart_cpu", "QuickstartConfig")
-LeafSmallConfig = preset_class("leaf_small", "LeafSmallConfig")
+QuickstartConfig = preset_class("quickstart_cpu", "QuickstartConfig", LeafConfig)
+LeafSmallConfig = preset_class("leaf_small", "LeafSmallConfig", QuickstartConfig)
 
 PRESETS = {"leaf_r101": LeafConfig, "quickstart_cpu": QuickstartConfig, "leaf_small": LeafSmallConfig}
 

@@ -38,7 +38,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
     from leafseg.config import load_config
     from leafseg.dataset import LeafDataset
     from leafseg.evaluate import evaluate_dataset
-    from leafseg.metrics import format_table
+    from leafseg.metrics import format_summary
     from leafseg.predict import predict_images
     from leafseg.prepare import prepare_dataset
     from leafseg.synthetic import write_dataset
@@ -87,7 +87,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
     inference.load_weights(weights_path)
     ids = list(val.image_ids[:eval_images])
     _, summary, outputs = evaluate_dataset(inference, val, out / "evaluation", ids, gallery=min(6, len(ids)))
-    print(format_table(summary))
+    print(format_summary(summary))
 
     predict_dir = out / "predictions"
     _step(5, total, f"Predicting leaves on {predict} new rosettes: overlays, label images and CSVs in {predict_dir}")

@@ -61,9 +61,11 @@ import numpy as np
 from tqdm import tqdm
 
 from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_int, setup_command_logging
-from leafseg.masks import masks_to_label
+from leafseg.loading import load_inference_model
+from leafseg.masks import leaf_palette, masks_to_label
 from leafseg.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
-                             label_from_detections, mask_ap50, round_floats, write_csv, write_metrics)
+                             format_summary, label_from_detections, mask_ap50, round_floats, write_csv,
+                             write_metrics)
 from mrcnn import utils
 
 __all__ = ["evaluate_model", "min_score_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
@@ -356,7 +358,6 @@ def load_eval_dataset(path, subset="auto"):
 
 def _gallery(dataset, image_ids, image_scores, count, path):
     """The ``count`` images with the lowest SBD: prediction | ground truth, one row each."""
-    from leafseg.synthetic import leaf_palette
     from mrcnn import visualize
 
     worst = sorted(range(len(image_scores)),
@@ -457,8 +458,6 @@ def build_parser(parser=None):
 
 
 def run(args) -> int:
-    from leafseg.predict import load_inference_model
-
     setup_command_logging(args.verbose)
     try:
         dataset = load_eval_dataset(args.dataset, args.subset)
@@ -475,9 +474,7 @@ def run(args) -> int:
               f"config {config_source}", file=sys.stderr)
     _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
                                            progress=not args.quiet)
-    from leafseg.metrics import format_table
-
-    print(format_table(summary))
+    print(format_summary(summary))
     print()
     print(format_ap50_comparison(summary))
     print()

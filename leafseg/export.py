@@ -26,6 +26,7 @@ import argparse
 import sys
 
 from leafseg.cliargs import add_model_arguments, add_verbose_argument, setup_command_logging
+from leafseg.loading import load_inference_model
 
 __all__ = ["check_images", "build_parser", "run", "main"]
 
@@ -60,7 +61,6 @@ def build_parser(parser=None):
 
 def run(args) -> int:
     setup_command_logging(args.verbose)
-    from leafseg.predict import load_inference_model
     from mrcnn.export import check_saved_model, export_saved_model
 
     try:

@@ -21,7 +21,9 @@ the leaves are, so the same label always gives the same order.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,8 @@ from mrcnn.fileio import atomic_path
 
 __all__ = [
     "DEFAULT_MIN_AREA", "LabelError", "SplitResult", "read_label", "split_instances",
-    "split_color_mask", "split_label", "masks_to_label", "masks_to_color", "save_indexed_png",
+    "split_color_mask", "split_label", "hsv_to_rgb", "leaf_palette", "masks_to_label", "masks_to_color",
+    "save_indexed_png",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 # 4-pixel leaf is below anything Mask R-CNN can find (its finest anchors are 8 x 8), so
 # dropping it loses nothing a model could learn; every drop is reported.
 DEFAULT_MIN_AREA = 5
+# Hue steps of 1/phi spread any number of colours evenly around the wheel.
+_GOLDEN_RATIO_CONJUGATE = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 class LabelError(ValueError):
@@ -273,6 +278,51 @@ def split_label(label: np.ndarray, background: int = 0, min_area: int = DEFAULT_
 
 
 # ---------------------------------------------------------------------------------------------
+# Leaf colours
+# ---------------------------------------------------------------------------------------------
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """[..., 3] HSV in [0, 1] (hue in turns) -> [..., 3] float64 RGB in [0, 1]."""
+    hsv = np.asarray(hsv, dtype=np.float64)
+    h, s, v = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
+    k = (np.array([5.0, 3.0, 1.0]) + 6.0 * h) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _palette(n: int) -> np.ndarray:
+    colors, seen = [], set()
+    for k in range(n):
+        hue = (k * _GOLDEN_RATIO_CONJUGATE) % 1.0
+        while True:
+            rgb = tuple(int(c) for c in np.round(255.0 * hsv_to_rgb([hue, 1.0, 1.0])))
+            if rgb not in seen:
+                break
+            # The wheel holds 6 * 255 = 1530 fully saturated 8-bit colours, far more than the
+            # 255 asked for at most, so a free one lies a few small steps away.
+            hue = (hue + 1.0 / 1530.0) % 1.0
+        seen.add(rgb)
+        colors.append(rgb)
+    palette = np.array(colors, dtype=np.uint8).reshape(n, 3)
+    palette.flags.writeable = False
+    return palette
+
+
+def leaf_palette(n: int) -> np.ndarray:
+    """[n, 3] uint8 label colours: fully saturated, golden-ratio hue steps from red.
+
+    Deterministic, pairwise distinct as RGB triples and never black, for n up to 255 (the
+    most leaves a rosette holds).
+    Colour ``k`` is the same for every n, so leaf id ``k + 1`` always has colour ``k``. Up to 32
+    colours have distinct grey levels (cv2 / PIL conversion), 33 and more do not: split labels on
+    RGB triples, never on grey.
+    """
+    if not 0 <= n <= 255:
+        raise ValueError(f"leaf_palette: n must be in 0..255, got {n}")
+    return _palette(n).copy()
+
+
+# ---------------------------------------------------------------------------------------------
 # Masks -> label images
 # ---------------------------------------------------------------------------------------------
 
@@ -299,15 +349,13 @@ def masks_to_color(masks: np.ndarray, colors: np.ndarray | None = None) -> np.nd
 
     Args:
         masks: bool [H, W, N]; where masks overlap the later one wins.
-        colors: uint8 [N, 3]; default ``leafseg.synthetic.leaf_palette(N)``, the synthetic
+        colors: uint8 [N, 3]; default ``leaf_palette(N)``, the synthetic
             data's saturated, pairwise distinct hue-wheel colours (so leaf k has the same colour
             in every image).
     """
     label = masks_to_label(masks)
     n = np.asarray(masks).shape[2]
     if colors is None:
-        from leafseg.synthetic import leaf_palette  # lazy: the generator is not needed to split
-
         colors = leaf_palette(n)
     colors = np.asarray(colors)
     if colors.shape != (n, 3):
@@ -330,8 +378,6 @@ def save_indexed_png(label: np.ndarray, path, palette: np.ndarray | None = None)
     if label.size and (label.min() < 0 or label.max() > 255):
         raise ValueError(f"{path}: an indexed PNG holds ids 0..255, got {label.min()}..{label.max()}")
     if palette is None:
-        from leafseg.synthetic import leaf_palette
-
         palette = np.concatenate([np.zeros((1, 3), np.uint8), leaf_palette(255)])
     palette = np.asarray(palette, dtype=np.uint8)
     if palette.shape != (256, 3):

@@ -10,7 +10,7 @@ leaf; ids need not be consecutive, a leaf is every pixel carrying its id):
     DiC              = #pred leaves − #gt leaves;  |DiC| its absolute value
 
     per_image, summary = evaluate_labels([(name, pred_label, gt_label), ...])
-    print(format_table(summary))
+    print(format_summary(summary))
     write_metrics(per_image, summary, "results/")      # metrics.json + per_image.csv
 
 Edge cases, and where they differ from the challenge's reference code (``evaluate.py``):
@@ -49,7 +49,7 @@ from mrcnn.fileio import write_text_atomic
 __all__ = [
     "dice", "best_dice", "symmetric_best_dice", "foreground_dice", "difference_in_count",
     "abs_difference_in_count", "compare_labels", "label_from_detections", "mask_ap50",
-    "coco_evaluate", "COCO_STAT_NAMES", "CVPPP_DEFINITIONS", "evaluate_labels", "format_table", "round_floats",
+    "coco_evaluate", "COCO_STAT_NAMES", "CVPPP_DEFINITIONS", "evaluate_labels", "format_summary", "round_floats",
     "write_metrics", "write_csv",
 ]
 
@@ -436,7 +436,7 @@ def evaluate_labels(pairs) -> tuple[list[dict], dict]:
     return per_image, summary
 
 
-def format_table(summary: dict) -> str:
+def format_summary(summary: dict) -> str:
     """A terminal table of a summary: one row per "<m>_mean" / "<m>_std" pair, CVPPP style.
 
     Every score is a fraction in [0, 1], as everywhere in leafseg's output (the CVPPP papers'

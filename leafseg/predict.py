@@ -47,7 +47,7 @@ Weights and config: ``--weights`` is a ``.weights.h5`` checkpoint written by tra
 Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config`` is a preset
 name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
 weights file is used (every ``.weights.h5`` leafseg writes has one), else the ``config.yaml``
-beside the weights, else the ``leaf_r101`` preset.
+beside the weights, else the ``leaf_r101`` preset (:mod:`leafseg.loading`).
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_float, setup_command_logging
-from leafseg.masks import save_indexed_png
+from leafseg.loading import load_inference_model
+from leafseg.masks import leaf_palette, save_indexed_png
 from leafseg.metrics import label_from_detections, write_csv
 from leafseg.phenotype import measure_leaves, measure_plant, round_traits
 from leafseg.prepare import DEFAULT_LABEL_SUFFIX
@@ -72,8 +73,7 @@ from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "is_label_file", "output_name", "read_image",
-           "resolve_weights", "resolve_config", "load_inference_model", "visible_leaves", "PredictReport",
-           "predict_images", "build_parser", "run", "main"]
+           "visible_leaves", "PredictReport", "predict_images", "build_parser", "run", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,81 +225,6 @@ def _unique_names(paths):
 
 
 # ---------------------------------------------------------------------------------------------
-# Model
-# ---------------------------------------------------------------------------------------------
-
-def resolve_weights(weights) -> Path:
-    """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
-    the newest run folder (by the time in its name) of a ``--logs`` folder, or the file of a model
-    of :mod:`leafseg.zoo` by name (``leaf-small``) when no such path exists."""
-    from leafseg import zoo
-    from mrcnn.weights import newest_checkpoint
-
-    path = Path(weights)
-    if not path.exists() and zoo.is_name(weights):
-        return zoo.path(weights)
-    if path.is_dir():
-        try:
-            return newest_checkpoint(path)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err}; pass the weights file") from None
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return path
-
-
-def resolve_config(config=None, weights=None, **overrides):
-    """The config to run with, and where it came from (for messages).
-
-    config: a preset name, a YAML file, a run folder holding ``config.yaml``, or None: the
-        config stored in the ``weights`` file, else the ``config.yaml`` beside it, else the
-        ``leaf_r101`` preset (with a warning); see :func:`leafseg.config.config_for_weights`.
-    overrides: attribute values applied on top (e.g. IMAGES_PER_GPU=1).
-    """
-    from leafseg.config import PRESETS, config_for_weights, load_config
-
-    if config is None:
-        if weights is not None:
-            return config_for_weights(weights, **overrides)
-        config = "leaf_r101"
-    elif str(config) not in PRESETS and Path(config).is_dir():
-        inside = Path(config) / "config.yaml"
-        if not inside.is_file():
-            raise FileNotFoundError(f"--config {config} is a folder without config.yaml")
-        config = str(inside)
-    return load_config(str(config), **overrides), str(config)
-
-
-def load_inference_model(weights, config=None, min_score=None, model_dir=None, **overrides):
-    """An inference-mode MaskRCNN with ``weights`` loaded.
-
-    weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
-    min_score: drop detections scoring lower (sets DETECTION_MIN_CONFIDENCE, so the model's own
-        cut-off is replaced, lower or higher).
-    Returns: (model, config source string, weights path).
-    """
-    from mrcnn.model import MaskRCNN
-
-    weights = resolve_weights(weights)
-    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
-    if min_score is not None:
-        if not 0.0 <= float(min_score) <= 1.0:
-            raise ValueError(f"min score must be in [0, 1], got {min_score}")
-        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
-    config, source = resolve_config(config, weights, **overrides)
-    model = MaskRCNN("inference", config, model_dir or weights.parent)
-    from mrcnn.weights import WeightsMismatchError
-
-    try:
-        model.load_weights(str(weights))
-    except WeightsMismatchError as err:
-        # The per-layer listing is for programmers; a command's user needs the cause and the fix.
-        raise ValueError(f"{weights}: these weights were trained with another configuration than {source} "
-                         f"{err.detail}; pass --config with the configuration they were trained with") from None
-    return model, source, weights
-
-
-# ---------------------------------------------------------------------------------------------
 # One image
 # ---------------------------------------------------------------------------------------------
 
@@ -410,7 +335,6 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from leafseg.synthetic import leaf_palette
     from mrcnn import visualize
 
     if not str(label_suffix).lower().endswith(".png"):

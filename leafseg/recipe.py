@@ -43,6 +43,7 @@ import numpy as np
 
 from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
 from leafseg.demo import _step
+from leafseg.runs import newest_run, read_checkpoint_index, read_stages
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["RECIPES", "leaf_small", "build_parser", "main"]
@@ -104,7 +105,6 @@ def train_argv(prepared, logs, stage, seed, start, steps_per_epoch=None):
 
 def _where(logs):
     """(newest run folder or None, the epoch of its newest checkpoint, the end epoch of its last stage)."""
-    from leafseg.train import newest_run
     from mrcnn.weights import checkpoints_in
 
     run_dir = newest_run(logs)
@@ -112,7 +112,7 @@ def _where(logs):
     if not checkpoints:
         return None, 0, None
     epoch = int(re.search(r"(\d+)\.weights\.h5$", checkpoints[-1].name).group(1))
-    stages = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("stages") or [{}]
+    stages = read_stages(run_dir) or [{}]
     return run_dir, epoch, stages[-1].get("end_epoch")
 
 
@@ -134,8 +134,7 @@ def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None):
         result = train(train_argv(prepared, logs, stage, seed, start, steps_per_epoch))
     minutes = (time.monotonic() - started) / 60
     run_dir = Path(result.run_dir) if result is not None else _where(logs)[0]
-    index = json.loads((run_dir / "checkpoints.json").read_text(encoding="utf-8"))
-    best = index.get("best") or {}
+    best = read_checkpoint_index(run_dir).get("best") or {}
     source = best.get("path") or str(checkpoints_in(run_dir)[-1])
     return _copy_atomic(source, target), source, minutes
 
@@ -144,15 +143,15 @@ def score(weights, sets, out, gallery=6):
     """Evaluate ``weights`` on {name: image + label folder}; writes ``out/<name>/`` and returns
     {name: summary}."""
     from leafseg.evaluate import evaluate_dataset, load_eval_dataset
-    from leafseg.metrics import format_table
-    from leafseg.predict import load_inference_model
+    from leafseg.loading import load_inference_model
+    from leafseg.metrics import format_summary
 
     model, _, _ = load_inference_model(weights, model_dir=Path(out) / "logs")
     summaries = {}
     for name, folder in sets.items():
         _, summary, _ = evaluate_dataset(model, load_eval_dataset(folder, "all"), Path(out) / name, gallery=gallery)
         summaries[name] = summary
-        print(f"{name} ({weights}):\n{format_table(summary)}")
+        print(f"{name} ({weights}):\n{format_summary(summary)}")
     return summaries
 
 
@@ -167,7 +166,7 @@ def choose_min_score(weights, tuning, thresholds=MIN_SCORES):
     (dataset, image ids)}, written into the config stored in ``weights``.
     Returns (the cut-off, {name: {cut-off: means}})."""
     from leafseg.evaluate import min_score_sweep
-    from leafseg.predict import load_inference_model
+    from leafseg.loading import load_inference_model
 
     model, _, _ = load_inference_model(weights, min_score=min(thresholds), model_dir=Path(weights).parent / "logs")
     sweeps = {name: min_score_sweep(model, dataset, thresholds, ids) for name, (dataset, ids) in tuning.items()}

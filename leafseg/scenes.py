@@ -2,8 +2,8 @@
 
 The classic style draws one narrow look (a centred, well-lit rosette of light-green obovate
 leaves in a round pot); a model trained on it alone fails on other plant images. This module
-draws from the range that top-view plant photographs vary in, reusing the classic leaf
-geometry (``Leaf``, ``leaf_outlines``), rasteriser, leaf shading and cast shadows:
+draws from the range that top-view plant photographs vary in, reusing the classic style's leaves
+(``leafseg.leaves``: geometry, rasteriser, leaf shading and cast shadows):
 
 * Scene: backgrounds (plain, stone, fabric, wood, bench planks, mesh, plastic tray, checker)
   in any colour; a round or square pot, a tray of cells, neighbouring pots or bare soil, any
@@ -31,8 +31,9 @@ import math
 import cv2
 import numpy as np
 
-from leafseg.synthetic import (GOLDEN_ANGLE_DEG, Leaf, _grid, _leaf_shadows, _noise, _paint,
-                               _paint_leaf_colours, _smoothstep, hsv_to_rgb, leaf_outlines)
+from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, _grid, _leaf_shadows, _noise, _paint, _paint_leaf_colours,
+                            _smoothstep, leaf_outlines)
+from leafseg.masks import hsv_to_rgb
 
 # Outline points per blade side: enough for ~20 teeth with their harmonics.
 _BLADE_STATIONS = 112

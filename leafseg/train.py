@@ -26,7 +26,7 @@ The run folder ``<logs>/<name>YYYYmmddTHHMM/`` holds the checkpoints
 ``--keep-checkpoints`` and the best by val_loss are kept), ``checkpoints.json``,
 ``training_log.csv``, ``losses.png``, TensorBoard events (``train/``, ``validation/``),
 ``config.yaml`` and ``run.json`` (every command line and each stage: layers, optimiser, rate,
-schedule, start and end epoch, times, outcome).
+schedule, start and end epoch, times, outcome); :mod:`leafseg.runs` names and reads them.
 
 Exit status: 0 done (or nothing left to do); 1 training failed (a NaN or Inf loss: the message
 names the step and the loss, the last good checkpoint is kept; or an error while training);
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -45,13 +44,13 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from leafseg.cliargs import quiet_tensorflow
+from leafseg.cliargs import parse_overrides, quiet_tensorflow
+from leafseg.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
 from mrcnn.augment import STRENGTHS
 
-__all__ = ["SetupError", "StageSpec", "TrainResult", "build_parser", "parse_overrides", "run", "main"]
+__all__ = ["SetupError", "StageSpec", "TrainResult", "build_parser", "run", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,22 +149,6 @@ def build_parser(parser=None):
     return parser
 
 
-def parse_overrides(pairs):
-    """``["KEY=VALUE", ...]`` -> {KEY: value}, each value read as YAML (``0.5``, ``true``, ``[8, 16]``)."""
-    import yaml
-
-    overrides = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise SetupError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set IMAGES_PER_GPU=1")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise SetupError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
-    return overrides
-
-
 def _lr_steps(text):
     if text is None or isinstance(text, list):
         return text
@@ -224,20 +207,6 @@ def check_coco_fits(config, config_source):
                          f"({', '.join(differences)}): use --weights none, or --config leaf_r101")
 
 
-_RUN_RE = re.compile(r"\d{8}T\d{4}$")
-
-
-def newest_run(logs):
-    """The newest run folder under ``logs`` holding a config.yaml (by the time in its name), or None."""
-    logs = Path(logs)
-    if not logs.is_dir():
-        return None
-    runs = [p for p in logs.iterdir() if p.is_dir() and _RUN_RE.search(p.name) and (p / "config.yaml").is_file()]
-    if not runs:
-        return None
-    return max(runs, key=lambda p: (_RUN_RE.search(p.name).group(), (p / "config.yaml").stat().st_mtime))
-
-
 def make_strategy(name):
     """The tf.distribute strategy ``name`` (create it before any other TensorFlow work)."""
     import tensorflow as tf
@@ -275,7 +244,7 @@ def config_source(args):
     if args.resume or args.weights in ("last", "best"):
         run_dir = newest_run(args.logs)
         if run_dir is not None:
-            return str(run_dir / "config.yaml")
+            return str(run_dir / CONFIG_FILE)
     elif args.weights not in (None, "coco", "none"):
         return ("weights", args.weights)
     return "leaf_r101"
@@ -286,7 +255,10 @@ def build_config(args, replicas):
     applied; GPU_COUNT = replicas. Sets ``args.config_source`` to a description for messages."""
     from leafseg.config import config_for_weights, load_config
 
-    overrides = parse_overrides(args.set)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        raise SetupError(str(err)) from err
     if args.steps_per_epoch is not None:
         overrides["STEPS_PER_EPOCH"] = args.steps_per_epoch
     if args.validation_steps is not None:
@@ -395,9 +367,10 @@ def load_start_weights(model, args):
 
 def best_checkpoint(newest):
     """The best checkpoint by val_loss of the run folder of ``newest`` (its checkpoints.json)."""
-    index_path = Path(newest).parent / "checkpoints.json"
+    run_dir = Path(newest).parent
+    index_path = run_dir / CHECKPOINT_INDEX
     try:
-        best = json.loads(index_path.read_text(encoding="utf-8")).get("best")
+        best = read_checkpoint_index(run_dir).get("best")
     except (OSError, ValueError) as err:
         raise SetupError(f"--weights best: cannot read {index_path}: {err}") from err
     if not best or not os.path.isfile(best.get("path", "")):
@@ -509,58 +482,6 @@ def _given_or_saved(given, saved, name, default):
     if given is not None:
         return given
     return saved.get(name, default) if saved else default
-
-
-class RunRecord:
-    """``run.json`` of a run folder: every command line and the history of its stages."""
-
-    def __init__(self, run_dir):
-        self.path = Path(run_dir) / "run.json"
-        if self.path.is_file():
-            self.data = json.loads(self.path.read_text(encoding="utf-8"))
-        else:
-            self.data = {"run_dir": str(run_dir), "created": _now(), "commands": [], "stages": []}
-        self.entry = None
-        self._started = None
-
-    def save(self):
-        from mrcnn.fileio import write_text_atomic
-
-        write_text_atomic(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
-
-    def begin(self, argv, spec, start, restore, layers, epoch):
-        """Record the command and the stage it starts (or resumes, when restore is True)."""
-        self.data["commands"].append({"time": _now(), "argv": list(argv), "program": sys.argv[0]})
-        stages = self.data["stages"]
-        last = stages[-1] if stages else None
-        if restore and last and last.get("stage") == spec.stage and last.get("start_epoch") == spec.start_epoch:
-            self.entry = last
-            self.entry.setdefault("resumed", []).append({"epoch": epoch, "time": _now()})
-            self.entry.update(status="running", end_epoch=spec.end_epoch)
-        else:
-            self.entry = dict(spec.as_dict(), layers=layers, weights=start.source, checkpoint=start.checkpoint,
-                              started=_now(), status="running", last_epoch=epoch, seconds=0.0)
-            stages.append(self.entry)
-        self._started = time.monotonic()
-        self.save()
-
-    def progress(self, epoch):
-        """``epoch`` epochs are done: a run killed later still shows how far it got."""
-        self.entry.update(last_epoch=epoch, seconds=round(self.entry.get("seconds", 0.0)
-                                                          + time.monotonic() - self._started, 1))
-        self._started = time.monotonic()
-        self.save()
-
-    def end(self, status, epoch, message=None):
-        self.entry.update(status=status, last_epoch=epoch, ended=_now(),
-                          seconds=round(self.entry.get("seconds", 0.0) + time.monotonic() - self._started, 1))
-        if message:
-            self.entry["message"] = message
-        self.save()
-
-
-def _now():
-    return datetime.datetime.now().isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass
@@ -716,7 +637,7 @@ def resume_command(args, run_dir):
     config.yaml), dataset and logs, and --resume."""
     import shlex
 
-    config = args.config if args.config is not None else os.path.join(str(run_dir), "config.yaml")
+    config = args.config if args.config is not None else os.path.join(str(run_dir), CONFIG_FILE)
     words = ["leafseg", "train", "--config", str(config)]
     for pair in args.set:
         words += ["--set", pair]

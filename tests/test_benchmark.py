@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from leafseg import benchmark
+from leafseg.cliargs import parse_overrides
 
 
 def test_peer_masks_are_the_peers_rectangles():
@@ -18,17 +19,17 @@ def test_peer_masks_are_the_peers_rectangles():
 
 
 def test_config_overrides_batch_and_size():
-    config = benchmark.load_config("leaf_r101", benchmark.parse_overrides(["BACKBONE=resnet50", "PRE_NMS_LIMIT=100"]),
-                                   batch=1, size=256)
+    config = benchmark.measured_config("leaf_r101", parse_overrides(["BACKBONE=resnet50", "PRE_NMS_LIMIT=100"]),
+                                       batch=1, size=256)
     assert (config.BACKBONE, config.PRE_NMS_LIMIT, config.BATCH_SIZE) == ("resnet50", 100, 1)
     assert tuple(config.IMAGE_SHAPE) == (256, 256, 3)
     assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)
     with pytest.raises(Exception, match="KEY=VALUE"):
-        benchmark.parse_overrides(["BACKBONE"])
+        parse_overrides(["BACKBONE"])
 
 
 def test_peer_input_is_one_pipeline_sample_per_image():
-    config = benchmark.load_config(size=128, batch=2)
+    config = benchmark.measured_config(size=128, batch=2)
     batch, image = benchmark.peer_input(config, leaves=3)
     assert image.shape == (128, 128, 3) and image.dtype == np.uint8
     assert batch["input_image"].shape == (2, 128, 128, 3) and batch["input_image"].dtype == np.float32

@@ -300,7 +300,7 @@ class FixedModel:
 
 def test_raw_folder_defaults_to_every_image_and_the_pr_legend_names_its_ap(tmp_path, monkeypatch, capsys):
     write_dataset(tmp_path / "raw", 5, size=64, progress=False)
-    monkeypatch.setattr(predict, "load_inference_model", lambda *args, **kwargs: (FixedModel(), "test", Path("w")))
+    monkeypatch.setattr(evaluate, "load_inference_model", lambda *args, **kwargs: (FixedModel(), "test", Path("w")))
     legends = []
     plot = visualize.plot_pr_curves
     monkeypatch.setattr(visualize, "plot_pr_curves", lambda curves, *a, **k: legends.extend(curves) or plot(curves, *a, **k))

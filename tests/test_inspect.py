@@ -14,6 +14,8 @@ import pytest
 
 from leafseg import inspect as li
 from leafseg.config import LeafConfig
+from leafseg.inspect import assets as inspect_assets
+from leafseg.inspect.data import PYRAMID_NAMES
 from mrcnn import utils, visualize
 from mrcnn.anchors import get_anchors
 from mrcnn.pipeline import compose_image_meta
@@ -91,7 +93,7 @@ def test_plot_anchors_counts_each_level():
     anchors = get_anchors(shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                           config.RPN_ANCHOR_STRIDE, normalized=False)
     counts = [3 * 16 * 16, 3 * 8 * 8, 3 * 4 * 4, 3 * 2 * 2, 3 * 1 * 1]
-    fig = visualize.plot_anchors(np.zeros(shape + (3,), np.uint8), anchors, counts, li.PYRAMID_NAMES)
+    fig = visualize.plot_anchors(np.zeros(shape + (3,), np.uint8), anchors, counts, PYRAMID_NAMES)
     titles = panel_titles(fig)
     assert titles[0].startswith("P2: 768 anchors\n256 positions x 3, side 8 px")
     assert titles[4].startswith("P6: 3 anchors\n1 positions x 3, side 128 px")
@@ -209,8 +211,8 @@ def test_colour_label_reads_the_label_file_or_paints_the_masks(tmp_path):
 
 
 def test_default_dataset_is_made_once_per_cache_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(li, "DEFAULT_IMAGES", 3)
-    monkeypatch.setattr(li, "DEFAULT_SIZE", (48, 64))
+    monkeypatch.setattr(inspect_assets, "DEFAULT_IMAGES", 3)
+    monkeypatch.setattr(inspect_assets, "DEFAULT_SIZE", (48, 64))
     assets = li.default_dataset(tmp_path)
     assert assets.root.parent == tmp_path.resolve() and assets.root.name.startswith("tiny-")
     images = sorted(assets.rosettes.glob("plant*_rgb.png"))
@@ -223,7 +225,7 @@ def test_default_dataset_is_made_once_per_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(li.CACHE_ENV, str(tmp_path / "env"))
     assert li.default_dataset().root.parent == (tmp_path / "env").resolve()
     monkeypatch.setitem(li.TINY_CONFIG, "STEPS_PER_EPOCH", 21)
-    assert li._cache_root(tmp_path) != assets.root  # another tiny model, another cache
+    assert inspect_assets._cache_root(tmp_path) != assets.root  # another tiny model, another cache
 
 
 def test_relative_paths_from_notebooks_fall_back_on_the_folder_above(tmp_path, monkeypatch):
@@ -243,9 +245,9 @@ def test_relative_paths_from_notebooks_fall_back_on_the_folder_above(tmp_path, m
 
 def test_relative_paths_fall_back_on_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    root = Path(li.__file__).resolve().parents[1]
+    root = Path(li.__file__).resolve().parents[2]
     assert li.resolve_path("configs/quickstart_cpu.yaml") == root / "configs" / "quickstart_cpu.yaml"
-    assert li.load_config("configs/quickstart_cpu.yaml").NAME == li.load_config("quickstart_cpu").NAME
+    assert li.config_from("configs/quickstart_cpu.yaml").NAME == li.config_from("quickstart_cpu").NAME
 
 
 def test_missing_path_error_names_what_was_tried_and_the_working_directory(tmp_path, monkeypatch):
@@ -254,7 +256,7 @@ def test_missing_path_error_names_what_was_tried_and_the_working_directory(tmp_p
     with pytest.raises(FileNotFoundError) as error:
         li.load_dataset("data/none")
     message = str(error.value)
-    root = Path(li.__file__).resolve().parents[1]
+    root = Path(li.__file__).resolve().parents[2]
     for tried in (tmp_path / "notebooks" / "data" / "none", tmp_path / "data" / "none", root / "data" / "none"):
         assert str(tried.resolve()) in message
     assert f"working directory {(tmp_path / 'notebooks').resolve()}" in message

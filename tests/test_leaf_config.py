@@ -121,7 +121,7 @@ def _weights_file(path, config=None):
 def test_config_order_flag_then_the_files_own_then_beside_then_leaf_r101(tmp_path, caplog):
     import logging
 
-    from leafseg.predict import resolve_config
+    from leafseg.loading import resolve_config
 
     own = QuickstartConfig(DETECTION_MIN_CONFIDENCE=0.4)
     beside = LeafConfig(IMAGE_MIN_DIM=384, IMAGE_MAX_DIM=384)

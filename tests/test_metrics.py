@@ -373,9 +373,9 @@ def test_evaluate_labels_names_and_errors():
         metrics.evaluate_labels([("bad", two_leaves(), two_leaves()[:3])])
 
 
-def test_format_table():
+def test_format_summary():
     _, summary = metrics.evaluate_labels(two_image_pairs())
-    table = metrics.format_table(summary)
+    table = metrics.format_summary(summary)
     lines = table.splitlines()
     # Fractions, as everywhere in leafseg's output (not percent).
     assert lines[2].split() == ["SBD", "0.750", "0.250"]

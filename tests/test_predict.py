@@ -23,7 +23,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from leafseg import predict
+from leafseg import loading, predict
 from leafseg.masks import DEFAULT_MIN_AREA
 from leafseg.prepare import find_samples, prepare_dataset
 from leafseg.synthetic import generate_rosette
@@ -419,10 +419,10 @@ def test_weights_from_a_file_a_run_folder_or_a_logs_folder(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     (logs / "notes").mkdir()
-    assert predict.resolve_weights(older / "mask_rcnn_leaf_0001.weights.h5") == older / "mask_rcnn_leaf_0001.weights.h5"
-    assert predict.resolve_weights(older) == older / "mask_rcnn_leaf_0002.weights.h5"      # a run folder: its newest
-    assert predict.resolve_weights(logs) == newer / "mask_rcnn_leaf_0001.weights.h5"       # --logs: the newest run's
+    assert loading.resolve_weights(older / "mask_rcnn_leaf_0001.weights.h5") == older / "mask_rcnn_leaf_0001.weights.h5"
+    assert loading.resolve_weights(older) == older / "mask_rcnn_leaf_0002.weights.h5"      # a run folder: its newest
+    assert loading.resolve_weights(logs) == newer / "mask_rcnn_leaf_0001.weights.h5"       # --logs: the newest run's
     with pytest.raises(FileNotFoundError, match="notes holds no checkpoint"):
-        predict.resolve_weights(logs / "notes")
+        loading.resolve_weights(logs / "notes")
     with pytest.raises(FileNotFoundError, match="weights file not found"):
-        predict.resolve_weights(logs / "missing.weights.h5")
+        loading.resolve_weights(logs / "missing.weights.h5")

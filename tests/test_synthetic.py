@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from leafseg import synthetic
-from leafseg.synthetic import (Leaf, Rosette, contact_sheet, dataset_paths, generate_rosette, leaf_palette,
-                               main, paint_leaves, rosette_rng, write_dataset, write_png)
+from leafseg.leaves import Leaf, paint_leaves
+from leafseg.masks import leaf_palette
+from leafseg.synthetic import (Rosette, contact_sheet, dataset_paths, generate_rosette, main, rosette_rng,
+                               write_dataset, write_png)
 
 SIZE = 128
 

@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 from leafseg import train as T
+from leafseg.cliargs import parse_overrides
 from leafseg.config import load_config
 from mrcnn import model as modellib
 from mrcnn.optimizers import optimizer_state_path, read_optimizer_state
@@ -433,7 +434,7 @@ def test_error_messages_are_one_line_and_name_the_cause():
         "XLA (XLA_CPU_JIT) cannot compile the training step: unsupported operations CombinedNonMaxSuppression; "
         "train without --jit")
     assert T.describe_error(ValueError("a\n  b\nc")) == "ValueError: a b; c"
-    assert T.parse_overrides(["LEARNING_RATE=1e-4", "RPN_ANCHOR_SCALES=[8, 16]", "TRAIN_BN=true"]) == {
+    assert parse_overrides(["LEARNING_RATE=1e-4", "RPN_ANCHOR_SCALES=[8, 16]", "TRAIN_BN=true"]) == {
         "LEARNING_RATE": "1e-4", "RPN_ANCHOR_SCALES": [8, 16], "TRAIN_BN": True}
     # The command's choices are the library's (kept apart so that --help does not import TensorFlow).
     from mrcnn.optimizers import OPTIMIZERS, SCHEDULES

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leafseg import predict, train, zoo
+from leafseg import loading, predict, train, zoo
 from leafseg.config import LeafSmallConfig
 from mrcnn import weights as W
 from tests.tiny_trained import trained_run
@@ -152,7 +152,7 @@ def test_the_shipped_leaf_small_finds_leaves_of_a_rosette_by_name(monkeypatch):
     from leafseg.synthetic import generate_rosette
 
     monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
-    model, source, weights = predict.load_inference_model("leaf-small")
+    model, source, weights = loading.load_inference_model("leaf-small")
     assert weights == zoo.path("leaf-small") and source.startswith("the config stored in")
     rosette = generate_rosette(7, size=500, min_leaves=8)  # the classic style: a plain, well-lit rosette
     result = model.detect([rosette.image])[0]
