@@ -1,8 +1,8 @@
 """Model speed: mean training-step time, inference time and peak memory of a configuration.
 
-    python scripts/benchmark.py                              # leaf ResNet101, 512x512, batch 1
-    python scripts/benchmark.py --config configs/leaf_r101.yaml --set BACKBONE=resnet50
-    python scripts/benchmark.py --peer-json peer.txt         # + ratios to torchvision's figures
+    python benchmarks/bench_model.py                         # leaf ResNet101, 512x512, batch 1
+    python benchmarks/bench_model.py --config configs/leaf_r101.yaml --set BACKBONE=resnet50
+    python benchmarks/bench_model.py --peer-json peer.txt    # + ratios to torchvision's figures
 
 The input is the one of ``benchmarks/peer_torchvision.py`` (torchvision's Mask R-CNN of the
 same sizes, run in its own virtual environment), so the two figures compare: a random image
@@ -323,7 +323,7 @@ def run(args) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``scripts/benchmark.py`` entry point: parse ``argv`` (default ``sys.argv[1:]``) and run."""
+    """``leafseg bench`` and ``benchmarks/bench_model.py`` entry point: parse ``argv`` (default ``sys.argv[1:]``) and run."""
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     args = build_parser().parse_args(argv)
     quiet_tensorflow(args.verbose)
