@@ -23,7 +23,7 @@ from mrcnn import losses as L
 from mrcnn.callbacks import (CSVLog, EpochCheckpoint, LearningRateLogger, LossPlot, NonFiniteLossError,
                              TensorBoard, TerminateOnNonFinite)
 from mrcnn.config import LOSS_NAMES, ConfigError
-from mrcnn.optimizers import decays_weights, learning_rate_value, load_optimizer_state
+from mrcnn.optimizers import decays_weights, learning_rate_value, load_optimizer_state, make_optimizer
 from mrcnn.pipeline import build_dataset
 from mrcnn.trainable import LAYER_REGEX, set_trainable
 
@@ -165,7 +165,9 @@ class MaskRCNNTrainer(keras.Model):
 ############################################################
 
 def compile_trainer(maskrcnn, optimizer=None, learning_rate=None, jit_compile=False):
-    """A :class:`MaskRCNNTrainer` around ``maskrcnn.keras_model``, compiled (SGD + momentum by default).
+    """A :class:`MaskRCNNTrainer` around ``maskrcnn.keras_model``, compiled with ``optimizer``, by
+    default the config's OPTIMIZER (SGD with momentum unless it says otherwise) at ``learning_rate``
+    (default LEARNING_RATE).
 
     The trainer is created in the scope of the tf.distribute strategy the model was built
     under (``keras_model.distribute_strategy``): build the model inside ``strategy.scope()``
@@ -177,9 +179,8 @@ def compile_trainer(maskrcnn, optimizer=None, learning_rate=None, jit_compile=Fa
     config = maskrcnn.config
     with maskrcnn.keras_model.distribute_strategy.scope():
         if optimizer is None:
-            optimizer = keras.optimizers.SGD(
-                learning_rate=config.LEARNING_RATE if learning_rate is None else learning_rate,
-                momentum=config.LEARNING_MOMENTUM, global_clipnorm=config.GRADIENT_CLIP_NORM)
+            optimizer = make_optimizer(config.OPTIMIZER, config.LEARNING_RATE if learning_rate is None else learning_rate,
+                                       config)
         weight_decay = 0.0 if decays_weights(optimizer) else config.WEIGHT_DECAY
         trainer = MaskRCNNTrainer(maskrcnn.keras_model, config.LOSS_WEIGHTS, weight_decay, config.IMAGES_PER_GPU)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
@@ -203,7 +204,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers, a
     custom_callbacks: Keras callbacks; they run before the checkpoint is written, so that
         what they change at the end of an epoch (a learning rate) is part of it.
     optimizer: a Keras optimizer (e.g. ``mrcnn.optimizers.make_optimizer``), created inside
-        the strategy's scope when the model was built under one.
+        the strategy's scope when the model was built under one; default the config's OPTIMIZER
+        at ``learning_rate``.
     optimizer_state: an optimiser state file written beside a checkpoint (``x.optimizer.hdf5``)
         to restore before the first step: momenta or accumulators, the iteration count (so
         the schedule's position) and the counters of callbacks such as ReduceLROnPlateau.

@@ -201,3 +201,14 @@ def test_optimizer_state_path_sits_beside_the_weights():
     assert O.optimizer_state_path("run/mask_rcnn_leaf_0007.h5") == "run/mask_rcnn_leaf_0007.optimizer.hdf5"
     with pytest.raises(ValueError, match="not a weights file name"):
         O.optimizer_state_path("run/model.keras")
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam)])
+def test_the_trainer_uses_the_configs_optimizer_when_given_none(tmp_path, name, cls):
+    from mrcnn.model import MaskRCNN
+    from tests.toy_data import ToyConfig
+
+    model = MaskRCNN("training", ToyConfig(OPTIMIZER=name), tmp_path)
+    optimizer = model.compile_trainer(learning_rate=0.005).optimizer
+    assert type(optimizer) is cls
+    assert math.isclose(float(keras.ops.convert_to_numpy(optimizer.learning_rate)), 0.005, rel_tol=1e-6)
