@@ -16,7 +16,8 @@ import numpy as np
 
 from leafseg.masks import hsv_to_rgb
 
-__all__ = ["GOLDEN_ANGLE_DEG", "Leaf", "leaf_outlines", "paint_leaves"]
+__all__ = ["GOLDEN_ANGLE_DEG", "Leaf", "leaf_outlines", "paint_leaves", "paint", "grid", "fractal_noise", "smoothstep",
+           "paint_leaf_colours", "leaf_shadows"]
 
 GOLDEN_ANGLE_DEG = 137.5
 # Outline stations along a leaf, as fractions of the petiole and of the blade. The blade's
@@ -123,10 +124,10 @@ def paint_leaves(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.n
         [H, W] int32: 0 where no leaf lies, else 1 + the index of the last outline covering the
         pixel. Crisp (no anti-aliasing); polygons may leave the image.
     """
-    return _paint(outlines, shape).astype(np.int32)
+    return paint(outlines, shape).astype(np.int32)
 
 
-def _paint(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def paint(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     if len(outlines) > 255:
         raise ValueError(f"paint_leaves: at most 255 leaves fit the uint8 id canvas, got {len(outlines)}")
     ids = np.zeros(shape, dtype=np.uint8)
@@ -138,7 +139,7 @@ def _paint(outlines: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray
 
 
 @functools.lru_cache(maxsize=8)
-def _grid(height: int, width: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def grid(height: int, width: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read-only [h, w] float32 (y, x) in full-resolution pixels of the centres of the
     ``step`` x ``step`` cells of a height x width image."""
     h, w = -(-height // step), -(-width // step)
@@ -149,8 +150,8 @@ def _grid(height: int, width: int, step: int = 1) -> tuple[np.ndarray, np.ndarra
     return ys, xs
 
 
-def _noise(rng: np.random.Generator, height: int, width: int,
-           cells: Sequence[int] = (4, 12, 40), weights: Sequence[float] = (0.5, 0.3, 0.2)) -> np.ndarray:
+def fractal_noise(rng: np.random.Generator, height: int, width: int,
+                  cells: Sequence[int] = (4, 12, 40), weights: Sequence[float] = (0.5, 0.3, 0.2)) -> np.ndarray:
     """[H, W] float32 smooth fractal noise with mean ~0.5: coarse random grids upsampled."""
     out = np.zeros((height, width), dtype=np.float32)
     longest = max(height, width)
@@ -161,12 +162,12 @@ def _noise(rng: np.random.Generator, height: int, width: int,
     return out
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
 
-def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray,
+def paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray,
                         leaves: Sequence[Leaf], light: float, hsv: np.ndarray | None = None):
     """Colour the visible pixels of every leaf in ``planes`` ([3, H, W] float RGB, in place).
 
@@ -190,7 +191,7 @@ def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.nd
     blade_rgb = hsv_to_rgb(np.stack([hue, sat, np.minimum(val, 0.9)], axis=1)).T.astype(np.float32)
     stalk_rgb = hsv_to_rgb(np.stack([hue - 0.02, 0.6 * sat, np.minimum(1.3 * val, 0.95)], axis=1)).T.astype(np.float32)
     rib_rgb = hsv_to_rgb(np.stack([hue - 0.01, 0.45 * sat, np.minimum(1.45 * val, 0.97)], axis=1)).T.astype(np.float32)
-    texture = _noise(rng, height, width, cells=(8, 30, 90), weights=(0.3, 0.3, 0.4))
+    texture = fractal_noise(rng, height, width, cells=(8, 30, 90), weights=(0.3, 0.3, 0.4))
 
     # Per-leaf constants, gathered below for each pixel by the pixel's leaf index.
     geo = np.float32([[lf.x, lf.y, math.cos(lf.angle), math.sin(lf.angle), 1.0 / lf.length, lf.bend * lf.length,
@@ -219,7 +220,7 @@ def _paint_leaf_colours(rng: np.random.Generator, planes: np.ndarray, ids: np.nd
     return flat, k, t, vn, blade_t
 
 
-def _leaf_shadows(rng: np.random.Generator, ids: np.ndarray, n: int, light: float,
+def leaf_shadows(rng: np.random.Generator, ids: np.ndarray, n: int, light: float,
                   reach: tuple[float, float] = (0.002, 0.0075)) -> np.ndarray:
     """[H, W] float32 shadow depth in 0..0.8 cast by the leaves (``ids`` uint8, painted oldest
     first, ``n`` of them) on what lies under them, light from direction ``light`` (radians);

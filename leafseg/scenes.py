@@ -31,8 +31,8 @@ import math
 import cv2
 import numpy as np
 
-from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, _grid, _leaf_shadows, _noise, _paint, _paint_leaf_colours,
-                            _smoothstep, leaf_outlines)
+from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint,
+                            paint_leaf_colours, smoothstep)
 from leafseg.masks import hsv_to_rgb
 
 # Outline points per blade side: enough for ~20 teeth with their harmonics.
@@ -107,14 +107,14 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
         centre = (pot_x + rng.normal(0.0, 0.1) * soil_r, pot_y + rng.normal(0.0, 0.1) * soil_r)
         leaves = sample_leaves(rng, n, *centre, radius, rules=rules)
         outlines = leaf_outlines(leaves, _BLADE_STATIONS)
-        flat_ids = _paint(outlines, (height, width))
+        flat_ids = paint(outlines, (height, width))
         ids = _warp_ids(flat_ids, warp)
         keep = np.flatnonzero(np.bincount(ids.ravel(), minlength=n + 1)[1:] >= min_visible_pixels)
         if len(keep) < n:
             # Removing a leaf only uncovers others (each output pixel samples one fixed source
             # pixel, nearest-neighbour), so one repaint settles every count.
             leaves = [leaves[k] for k in keep]
-            flat_ids = _paint(outlines[keep], (height, width))
+            flat_ids = paint(outlines[keep], (height, width))
             ids = _warp_ids(flat_ids, warp)
         if len(leaves) >= 1:
             break
@@ -124,7 +124,7 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
 
     planes = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light)
     _colour_leaves(rng, planes, flat_ids, leaves, light, rules)
-    cast = _leaf_shadows(rng, flat_ids, len(leaves), light, reach=(0.002, 0.015))
+    cast = leaf_shadows(rng, flat_ids, len(leaves), light, reach=(0.002, 0.015))
     cast *= -rng.uniform(0.4, 0.95)
     cast += 1.0
     for plane in planes:
@@ -265,7 +265,7 @@ def _colour_leaves(rng: np.random.Generator, planes: np.ndarray, ids: np.ndarray
         sat[:old] = rng.uniform(0.5, 0.9, old)
         val[:old] = np.maximum(val[:old], rng.uniform(0.5, 0.8, old))
     hsv = np.stack([np.clip(hue, 35.0, 175.0) / 360.0, sat, val], axis=1)
-    flat, k, t, vn, blade_t = _paint_leaf_colours(rng, planes, ids, leaves, light, hsv=hsv)
+    flat, k, t, vn, blade_t = paint_leaf_colours(rng, planes, ids, leaves, light, hsv=hsv)
 
     # Anthocyanin: purple flushing the margins and petioles of some plants.
     purple = hsv_to_rgb([rng.uniform(0.8, 0.95), rng.uniform(0.4, 0.8), rng.uniform(0.15, 0.4)]).astype(np.float32)
@@ -309,16 +309,16 @@ def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, scale:
     u = xs * math.cos(a) + ys * math.sin(a)
     v = ys * math.cos(a) - xs * math.sin(a)
     if kind == "plain":
-        return 0.5 + 0.3 * (_noise(rng, h2, w2, cells=(2, 6)) - 0.5)
+        return 0.5 + 0.3 * (fractal_noise(rng, h2, w2, cells=(2, 6)) - 0.5)
     if kind == "stone":
-        return np.clip(2.5 * (_noise(rng, h2, w2, cells=(8, 30, 100), weights=(0.3, 0.3, 0.4)) - 0.5) + 0.5, 0, 1)
+        return np.clip(2.5 * (fractal_noise(rng, h2, w2, cells=(8, 30, 100), weights=(0.3, 0.3, 0.4)) - 0.5) + 0.5, 0, 1)
     if kind == "fabric":
         period = max(6.0, scale * rng.uniform(0.012, 0.04))
         weave = np.sin(u * (2 * math.pi / period)) * np.sin(v * (2 * math.pi / period))
-        return 0.5 + 0.35 * weave + 0.3 * (_noise(rng, h2, w2, cells=(3, 12)) - 0.5)
+        return 0.5 + 0.35 * weave + 0.3 * (fractal_noise(rng, h2, w2, cells=(3, 12)) - 0.5)
     if kind in ("wood", "bench"):
         period = scale * rng.uniform(0.01, 0.04)
-        grain = _noise(rng, h2, w2, cells=(2, 5))
+        grain = fractal_noise(rng, h2, w2, cells=(2, 5))
         mix = 0.5 + 0.4 * np.sin((v + grain * scale * rng.uniform(0.05, 0.2)) * (2 * math.pi / period))
         if kind == "bench":
             plank = scale * rng.uniform(0.1, 0.3)
@@ -331,7 +331,7 @@ def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, scale:
         du = np.abs((u / period) % 1.0 - 0.5) * period
         dv = np.abs((v / period) % 1.0 - 0.5) * period
         d = np.minimum(0.5 * period - du, 0.5 * period - dv)
-        return np.clip(1.0 - d / max(line, 1.0), 0.0, 1.0) * 0.9 + 0.1 * _noise(rng, h2, w2, cells=(4, 20))
+        return np.clip(1.0 - d / max(line, 1.0), 0.0, 1.0) * 0.9 + 0.1 * fractal_noise(rng, h2, w2, cells=(4, 20))
     period = scale * rng.uniform(0.04, 0.2)  # checker
     wave = np.sin(u * (2 * math.pi / period)) * np.sin(v * (2 * math.pi / period))
     return np.clip(0.5 + wave * np.float32(period / (4.0 * math.pi)), 0.0, 1.0)
@@ -342,7 +342,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
     """[3, H, W] float32 RGB planes in [0, 1]: background, pot(s) or tray or bare soil, soil."""
     scale = min(height, width)
     pcx, pcy, soil_r = pot
-    ys, xs = _grid(height, width, 2)
+    ys, xs = grid(height, width, 2)
     h2, w2 = ys.shape
     c1, c2 = _random_colour(rng), _random_colour(rng)
     mix = _background(rng, xs, ys, scale)
@@ -364,8 +364,8 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
     facing = (dx * math.cos(light) + dy * math.sin(light)) / np.maximum(r, 1.0)
 
     soil_rgb = hsv_to_rgb([rng.uniform(0.03, 0.12), rng.uniform(0.15, 0.7), rng.uniform(0.06, 0.45)]).astype(np.float32)
-    lumps = _noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
-    soil = 0.5 + lumps * (0.5 + 0.5 * _smoothstep((soil_r - r) / (0.12 * soil_r)))
+    lumps = fractal_noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
+    soil = 0.5 + lumps * (0.5 + 0.5 * smoothstep((soil_r - r) / (0.12 * soil_r)))
     pot_rgb = (_random_colour(rng, val=(0.05, 0.9)) if rng.random() < 0.6 else
                np.float32([(0.08, 0.08, 0.09), (0.25, 0.25, 0.27), (0.62, 0.33, 0.2)][rng.integers(3)]))
     q = (r - soil_r) / rim_w
@@ -439,7 +439,7 @@ def _camera(rng: np.random.Generator, planes: np.ndarray, rules: dict | None = N
     ``rules``: the "dark" family's, see FAMILIES."""
     _, height, width = planes.shape
     scale = min(height, width)
-    ys, xs = _grid(height, width, 8)
+    ys, xs = grid(height, width, 8)
     cx, cy = width * rng.uniform(0.3, 0.7), height * rng.uniform(0.3, 0.7)
     gx, gy = (float(g) / scale for g in rng.uniform(-0.4, 0.4, 2))
     vignette = rng.uniform(0.0, 1.5) if rng.random() < 0.6 else 0.0

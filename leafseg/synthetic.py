@@ -63,8 +63,8 @@ from tqdm import tqdm
 from mrcnn.fileio import write_bytes_atomic
 
 from leafseg.cliargs import add_verbose_argument, setup_command_logging
-from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, _grid, _leaf_shadows, _noise, _paint, _paint_leaf_colours,
-                            _smoothstep, leaf_outlines)
+from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint,
+                            paint_leaf_colours, smoothstep)
 from leafseg.masks import hsv_to_rgb, leaf_palette
 from leafseg.scenes import check_families, random_rosette
 
@@ -181,12 +181,12 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         centre = (pot_x + rng.normal(0.0, 0.03) * scale, pot_y + rng.normal(0.0, 0.03) * scale)
         leaves = _sample_leaves(rng, n, *centre, radius)
         outlines = leaf_outlines(leaves)
-        ids = _paint(outlines, (height, width))
+        ids = paint(outlines, (height, width))
         keep = np.flatnonzero(np.bincount(ids.ravel(), minlength=n + 1)[1:] >= min_visible_pixels)
         if len(keep) < n:
             # Removing a leaf only uncovers the others, so one repaint settles every count.
             leaves = [leaves[k] for k in keep]
-            ids = _paint(outlines[keep], (height, width))
+            ids = paint(outlines[keep], (height, width))
         if len(leaves) >= min_leaves:
             break
     else:
@@ -194,7 +194,7 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
                            f">= {min_visible_pixels} visible pixels at size {size} in 100 tries")
 
     planes = _scene(rng, height, width, pot, light)
-    _paint_leaf_colours(rng, planes, ids, leaves, light)
+    paint_leaf_colours(rng, planes, ids, leaves, light)
     image = _shadows_and_camera(rng, planes, ids, len(leaves), light)
     return _rosette(image, ids)
 
@@ -240,7 +240,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, pot: tuple[float, 
     scale = min(height, width)
     pcx, pcy, soil_r, rim_w = pot
     # Everything but the specks varies slowly: compute it on 2x2 cells, then upsample.
-    ys, xs = _grid(height, width, 2)
+    ys, xs = grid(height, width, 2)
     h2, w2 = ys.shape
     dx, dy = xs - pcx, ys - pcy
     r = np.sqrt(dx * dx + dy * dy)
@@ -251,7 +251,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, pot: tuple[float, 
     c1 = hsv_to_rgb([rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.85)]).astype(np.float32)
     c2 = hsv_to_rgb([rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.85)]).astype(np.float32)
     kind = rng.integers(3)
-    mix = _noise(rng, h2, w2, cells=(3, 10, 50))
+    mix = fractal_noise(rng, h2, w2, cells=(3, 10, 50))
     if kind > 0:
         period = scale * rng.uniform(0.03, 0.2)
         a = rng.uniform(0.0, math.pi)
@@ -265,8 +265,8 @@ def _scene(rng: np.random.Generator, height: int, width: int, pot: tuple[float, 
     # Soil: dark brown, lumpy, darker in the shadow of the pot wall.
     soil_rgb = hsv_to_rgb([rng.uniform(0.04, 0.1), rng.uniform(0.3, 0.65),
                            rng.uniform(0.12, 0.3)]).astype(np.float32)
-    lumps = _noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
-    soil = 0.5 + lumps * (0.5 + 0.5 * _smoothstep((soil_r - r) / (0.12 * soil_r)))
+    lumps = fractal_noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
+    soil = 0.5 + lumps * (0.5 + 0.5 * smoothstep((soil_r - r) / (0.12 * soil_r)))
 
     # Pot rim: a lit ring, brightest on its crest and on the side facing the light.
     pot_rgb = np.float32([(0.08, 0.08, 0.09), (0.25, 0.25, 0.27), (0.62, 0.33, 0.2), (0.15, 0.25, 0.55),
@@ -316,10 +316,10 @@ def _shadows_and_camera(rng: np.random.Generator, planes: np.ndarray, ids: np.nd
     """
     height, width = ids.shape
     scale = min(height, width)
-    cast = _leaf_shadows(rng, ids, n, light)
+    cast = leaf_shadows(rng, ids, n, light)
 
     # Uneven lighting, smooth: a tilted plane minus a vignette on 8x8 cells, upsampled.
-    ys, xs = _grid(height, width, 8)
+    ys, xs = grid(height, width, 8)
     gx, gy = (float(g) / scale for g in rng.uniform(-0.25, 0.25, 2))
     vignette = rng.uniform(0.0, 0.5) / (scale * scale)
     cx, cy = width / 2.0, height / 2.0

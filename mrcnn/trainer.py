@@ -179,8 +179,8 @@ def compile_trainer(maskrcnn, optimizer=None, learning_rate=None, jit_compile=Fa
     config = maskrcnn.config
     with maskrcnn.keras_model.distribute_strategy.scope():
         if optimizer is None:
-            optimizer = make_optimizer(config.OPTIMIZER, config.LEARNING_RATE if learning_rate is None else learning_rate,
-                                       config)
+            rate = config.LEARNING_RATE if learning_rate is None else learning_rate
+            optimizer = make_optimizer(config.OPTIMIZER, rate, config)
         weight_decay = 0.0 if decays_weights(optimizer) else config.WEIGHT_DECAY
         trainer = MaskRCNNTrainer(maskrcnn.keras_model, config.LOSS_WEIGHTS, weight_decay, config.IMAGES_PER_GPU)
         trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
