@@ -1,7 +1,7 @@
 """The ``leafseg`` command: one entry point, one sub-command per job.
 
     leafseg synth    --out DIR --count N         procedural rosettes (leafseg.synthetic)
-    leafseg prepare  --input DIR --output DIR    colour masks -> training layout (leafseg.prepare)
+    leafseg prepare  --input DIR --output DIR    label images, COCO, LabelMe -> layout (leafseg.prepare)
     leafseg demo                                 the built-in end-to-end job (leafseg.demo)
     leafseg train    --dataset DIR --weights W   train in stages, resume (leafseg.train)
     leafseg recipe   leaf-small                  rebuild a shipped model from nothing (leafseg.recipe)
@@ -25,7 +25,7 @@ from leafseg.cliargs import VERBOSE_ENV
 
 COMMANDS = {
     "synth": ("leafseg.synthetic", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
-    "prepare": ("leafseg.prepare", "split colour masks into per-leaf masks in the training layout"),
+    "prepare": ("leafseg.prepare", "colour masks, COCO or LabelMe -> per-leaf masks in the training layout"),
     "demo": ("leafseg.demo", "run the built-in end-to-end job on generated rosettes"),
     "train": ("leafseg.train", "train a model in stages: optimisers, schedules, resume, logs, several GPUs"),
     "recipe": ("leafseg.recipe", "rebuild a pretrained model of leafseg.zoo (leaf-small) from nothing"),

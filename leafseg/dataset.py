@@ -1,6 +1,6 @@
 """LeafDataset: leaf images and their per-leaf masks, as an ``mrcnn`` Dataset (class "leaf").
 
-Three ways in, all giving the same thing to the input pipeline:
+Four ways in, all giving the same thing to the input pipeline:
 
     train = LeafDataset()
     train.load_leaves("data/leaves", "train")        # the prepared layout (scripts/prepare_masks.py)
@@ -14,13 +14,20 @@ Three ways in, all giving the same thing to the input pipeline:
     cvppp.load_cvppp("CVPPP2017_LSC_training/training/A1")   # indexed labels, 0 = background
     cvppp.prepare()
 
+    coco = LeafDataset()
+    coco.load_coco("annotations.json", "images/", "train", categories=["leaf"])  # or load_labelme(folder)
+    coco.prepare()
+
 The prepared layout is data-science-bowl-2018's: ``ROOT/<subset>/<id>/images/<id>.png`` and
 ``ROOT/<subset>/<id>/masks/*.png`` (one binary PNG per leaf, 255 inside). Raw folders are paired
 and split into train/val exactly as ``leafseg.prepare`` does (same ids, same seeded split), and
-their labels are split into leaves with ``leafseg.masks`` each time a mask is loaded.
+their labels are split into leaves with ``leafseg.masks`` each time a mask is loaded. COCO and
+LabelMe annotations are read with ``leafseg.annotations`` (the same ids and split as ``leafseg
+prepare --coco/--labelme``); their crowd regions load as class id -1, mrcnn's crowd boxes.
 """
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -30,6 +37,7 @@ from PIL import Image
 
 from mrcnn.dataset import Dataset
 
+from leafseg.annotations import read_coco, read_embedded_image, read_labelme, region_masks
 from leafseg.masks import DEFAULT_MIN_AREA, read_label, split_instances
 from leafseg.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SIZE_MISMATCH_RULES, SUBSETS, assign_subset,
                              find_samples, fit_label)
@@ -43,6 +51,11 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 def _natural_key(path: Path):
     """plant_2.png before plant_10.png."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _check_subset(subset) -> None:
+    if subset is not None and subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS} or None, got {subset!r}")
 
 
 class LeafDataset(Dataset):
@@ -87,8 +100,7 @@ class LeafDataset(Dataset):
         Unpaired files are ignored here (prepare_masks reports them); a folder with no pair
         raises ValueError.
         """
-        if subset is not None and subset not in SUBSETS:
-            raise ValueError(f"subset must be one of {SUBSETS} or None, got {subset!r}")
+        _check_subset(subset)
         if size_mismatch not in SIZE_MISMATCH_RULES:
             raise ValueError(f"size_mismatch must be one of {SIZE_MISMATCH_RULES}, got {size_mismatch!r}")
         if not Path(folder).is_dir():
@@ -96,14 +108,8 @@ class LeafDataset(Dataset):
         samples, _, _ = find_samples(folder, image_glob=image_glob, label_suffix=label_suffix)
         if not samples:
             raise ValueError(f"{folder} holds no image/label pairs matching {image_glob!r} + {label_suffix!r}")
-        count = 0
-        for sample in samples:
-            if subset is not None and assign_subset(sample.id, seed, val_fraction) != subset:
-                continue
-            self.add_image(SOURCE, image_id=sample.id, path=str(sample.image), kind="label_image",
-                           label_path=str(sample.label), size_mismatch=size_mismatch, min_area=min_area)
-            count += 1
-        return count
+        return self._add_samples(samples, subset, val_fraction, seed, "label_image", size_mismatch=size_mismatch,
+                                 min_area=min_area)
 
     def load_cvppp(self, folder, subset=None, **kwargs):
         """Register a CVPPP folder (``plantNNN_rgb.png`` + indexed ``plantNNN_label.png``).
@@ -113,11 +119,55 @@ class LeafDataset(Dataset):
         """
         return self.load_color_masks(folder, subset, **kwargs)
 
+    def load_coco(self, json_path, images_dir, subset=None, *, val_fraction=0.2, seed=0, categories=None):
+        """Register the images of a COCO instances file (polygons or RLE; see leafseg.annotations).
+
+        subset, val_fraction, seed: as :meth:`load_color_masks` (the split of ``leafseg prepare
+        --coco``). categories: the category names that are leaves (None: all). Images without a
+        leaf of those categories, and annotations that cannot be used, are left out
+        (``leafseg prepare --coco`` reports them). Raises ValueError when no image is left.
+        """
+        return self._add_annotated(read_coco(json_path, images_dir, categories)[0], json_path, subset,
+                                   val_fraction, seed)
+
+    def load_labelme(self, folder, subset=None, *, val_fraction=0.2, seed=0, categories=None):
+        """Register the LabelMe JSON files of ``folder`` (polygons; imageData when the image file
+        is missing). Arguments and rules as :meth:`load_coco`."""
+        return self._add_annotated(read_labelme(folder, categories)[0], folder, subset, val_fraction, seed)
+
+    def _add_annotated(self, images, source, subset, val_fraction, seed):
+        _check_subset(subset)
+        images = [image for image in images if not all(region.crowd for region in image.regions)]
+        if not images:
+            raise ValueError(f"{source} holds no image with a usable leaf annotation")
+        return self._add_samples(images, subset, val_fraction, seed, "annotations")
+
+    def _add_samples(self, samples, subset, val_fraction, seed, kind, **info):
+        """Register the ``samples`` (prepare's Sample or AnnotatedImage) that prepare puts in
+        ``subset`` (None: all); returns how many."""
+        chosen = [s for s in samples if subset is None or assign_subset(s.id, seed, val_fraction) == subset]
+        for sample in chosen:
+            self.add_image(SOURCE, image_id=sample.id, path=str(sample.image), kind=kind, label_path=str(sample.label),
+                           sample=sample, **info)
+        return len(chosen)
+
     # --------------------------------------------------------------------------- loading
 
-    def load_mask(self, image_id):
-        """Leaf masks bool [H, W, N] (H, W of the image) and class ids int32 [N] (all 1)."""
+    def load_image(self, image_id):
+        """The image as RGB uint8 [H, W, 3]; LabelMe's imageData when it is the only copy."""
         info = self.image_info[image_id]
+        if info.get("kind") == "annotations" and info["sample"].embedded:
+            with Image.open(io.BytesIO(read_embedded_image(info["label_path"]))) as image:
+                return np.asarray(image.convert("RGB"))
+        return super().load_image(image_id)
+
+    def load_mask(self, image_id):
+        """Leaf masks bool [H, W, N] (H, W of the image) and class ids int32 [N]: 1, and -1 for
+        the crowd regions of COCO annotations."""
+        info = self.image_info[image_id]
+        if info.get("kind") == "annotations":
+            masks, crowd = region_masks(info["sample"])
+            return masks, np.where(crowd, -1, 1).astype(np.int32)
         if info.get("kind") == "instance_masks":
             masks = self._read_instance_masks(Path(info["mask_dir"]))
         else:

@@ -2,6 +2,7 @@
 
     python scripts/prepare_masks.py --input synthetic/ --output data/leaves --workers 4
     leafseg prepare --input CVPPP2017_LSC_training/training --output data/cvppp
+    leafseg prepare --coco annotations.json --input images/ --output data/leaves --category leaf
 
 Output::
 
@@ -22,6 +23,15 @@ label of image ``DIR/BASE.EXT`` or ``DIR/BASE_rgb.EXT`` is ``DIR/BASE`` + ``--la
 ``_fg.png`` and ``_centers.png`` match neither and are ignored); ``--image-glob '*.jpg'
 --label-suffix _mask.png`` pairs ``a.jpg`` with ``a_mask.png``. An image without its label, or
 a label (a file ending with the suffix) without an image of the same BASE, is reported.
+
+Annotations. ``--coco FILE`` (images in ``--input``) or ``--labelme FOLDER`` read leaves from
+COCO or LabelMe JSON instead of label images, through ``leafseg.annotations`` (formats, tool
+variants, sample ids, categories and the crowd rule are described there). Every other rule
+here holds, except pairing, ``--min-area`` (an annotation covering no pixel is dropped, noted)
+and ids; ``--size-mismatch`` applies to an image whose file differs from its annotated size. An
+image with a crowd region (``iscrowd: 1``) is reported and not prepared: the layout has no place
+for crowd regions (``LeafDataset.load_coco`` reads them as crowd boxes). ``source_label`` is the
+JSON file; ``sample.json`` names the annotation of each mask.
 
 Sample ids. ``BASE`` for files directly in ``--input``; in a subfolder the relative folder is
 prefixed, its parts joined by ``_``: ``train/plant00001_rgb.png`` -> ``train_plant00001``.
@@ -101,6 +111,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
+from leafseg.annotations import AnnotatedImage, Problem, read_coco, read_embedded_image, read_labelme, region_masks
 from leafseg.cliargs import add_verbose_argument, setup_command_logging
 from leafseg.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
@@ -146,19 +157,6 @@ class Sample:
     id: str
     image: Path
     label: Path
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a file was not prepared. ``reason`` is a short category (the summary counts by it),
-    ``detail`` the specifics."""
-
-    path: Path
-    reason: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -317,10 +315,14 @@ def read_id_list(text: str) -> list[str]:
 # One sample
 # ---------------------------------------------------------------------------------------------
 
-def _inspect_image(path: Path) -> tuple[int, int, bytes | None]:
-    """(height, width, PNG bytes to write, or None when the file is a PNG to copy as is)."""
+def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, bytes | None]:
+    """(height, width, PNG bytes to write, or None when the file is a PNG to copy as is).
+
+    data: the image file's bytes when they are not in a file of their own (LabelMe imageData;
+    ``path`` then names the file they come from).
+    """
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             width, height = im.size
             is_png = im.format == "PNG"
             if is_png:
@@ -330,9 +332,13 @@ def _inspect_image(path: Path) -> tuple[int, int, bytes | None]:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise _BadSample(path, "unreadable image", f"cannot decode ({err}); truncated or corrupt file?") from err
     if is_png:
-        return height, width, None
+        return height, width, data
     try:
-        rgb = load_image_file(path)
+        if data is None:
+            rgb = load_image_file(path)
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                rgb = np.asarray(im.convert("RGB"))
     except OSError as err:
         raise _BadSample(path, "unreadable image", str(err)) from err
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _IMAGE_PNG_PARAMS)
@@ -391,50 +397,92 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _prepare_one(job: tuple[Sample, str, str, _Options]) -> SampleReport:
-    """Write one sample to ``output_dir/subset/<id>``, replacing what is there. Bad input gives
-    a report with ``problem`` set and writes nothing; failing to write (disk full) raises."""
-    sample, output_dir, subset, options = job
+def _read_label_pair(sample: Sample, options: _Options):
     try:
-        try:
-            label = read_label(sample.label)
-        except LabelError as err:
-            raise _BadSample(sample.label, "unreadable label", err.reason) from err
-        height, width, image_png = _inspect_image(sample.image)
-        label, mismatch = fit_label(label, height, width, options.size_mismatch, sample.label)
-        split = split_instances(label, 0, options.min_area)
-        if split.count == 0:
-            detail = "no leaves: every pixel is background"
-            if len(split.dropped_areas):
-                detail = f"no leaves: all {len(split.dropped_areas)} regions are under --min-area {options.min_area} px"
-            raise _BadSample(sample.label, "empty label", detail)
-        if split.count > options.max_leaves:
-            raise _BadSample(sample.label, "too many leaves",
-                             f"{split.count} distinct values (limit --max-leaves {options.max_leaves}); "
-                             "a photograph or a JPEG-compressed label?")
-    except _BadSample as bad:
-        return SampleReport(sample.id, subset, problem=bad.problem)
-
+        label = read_label(sample.label)
+    except LabelError as err:
+        raise _BadSample(sample.label, "unreadable label", err.reason) from err
+    height, width, image_png = _inspect_image(sample.image)
+    label, mismatch = fit_label(label, height, width, options.size_mismatch, sample.label)
+    split = split_instances(label, 0, options.min_area)
+    if split.count == 0:
+        detail = "no leaves: every pixel is background"
+        if len(split.dropped_areas):
+            detail = f"no leaves: all {len(split.dropped_areas)} regions are under --min-area {options.min_area} px"
+        raise _BadSample(sample.label, "empty label", detail)
+    _check_leaf_count(sample, split.count, options, "distinct values", "; a photograph or a JPEG-compressed label?")
     notes = [mismatch] if mismatch else []
     if len(split.dropped_areas):
         notes.append(f"{len(split.dropped_areas)} regions under {options.min_area} px dropped")
+    details = {
+        "leaf_values": [np.asarray(key).tolist() for key in split.keys],  # mask k <- label value k
+        "leaf_areas": split.areas.tolist(),
+        "dropped": [[np.asarray(key).tolist(), int(area)] for key, area in zip(split.dropped_keys, split.dropped_areas)],
+    }
+    # 0 / 255 uint8 in one SIMD pass (index is uint8 or uint16: max_leaves <= 65535).
+    masks = (cv2.compare(split.index, k + 1, cv2.CMP_EQ) for k in range(split.count))
+    return height, width, image_png, split.count, masks, mismatch, notes, len(split.dropped_areas), details
+
+
+def _read_annotated(sample: AnnotatedImage, options: _Options):
+    if sample.embedded:
+        try:
+            data = read_embedded_image(sample.label)
+        except OSError as err:
+            raise _BadSample(sample.label, "unreadable image", str(err)) from err
+        height, width, image_png = _inspect_image(sample.label, data)
+    else:
+        height, width, image_png = _inspect_image(sample.image)
+    masks, _ = region_masks(sample)  # images with crowd regions are not prepared (module docstring)
+    masks, mismatch = fit_label(masks, height, width, options.size_mismatch, sample.label)
+    areas = masks.sum(axis=(0, 1))
+    kept = np.flatnonzero(areas)
+    if not len(kept):
+        raise _BadSample(sample.label, "empty label", f"{sample.ref}: no leaves (no leaf annotation covers a pixel)")
+    _check_leaf_count(sample, len(kept), options, f"leaf annotations in {sample.ref}")
+    notes = [mismatch] if mismatch else []
+    if sample.embedded:
+        notes.append("image from the JSON's imageData")
+    dropped = [sample.regions[k].annotation for k in np.flatnonzero(areas == 0)]
+    if dropped:
+        notes.append(f"{len(dropped)} annotations covering no pixel dropped")
+    details = {"annotations": [sample.regions[k].annotation for k in kept],  # mask k <- annotation k
+               "leaf_areas": areas[kept].tolist(), "dropped": dropped}
+    leaves = (masks[..., k].astype(np.uint8) * 255 for k in kept)
+    return height, width, image_png, len(kept), leaves, mismatch, notes, len(dropped), details
+
+
+def _check_leaf_count(sample, count: int, options: _Options, unit: str, hint: str = "") -> None:
+    if count > options.max_leaves:
+        raise _BadSample(sample.label, "too many leaves",
+                         f"{count} {unit} (limit --max-leaves {options.max_leaves}){hint}")
+
+
+def _prepare_one(job: tuple[Sample | AnnotatedImage, str, str, _Options]) -> SampleReport:
+    """Write one sample to ``output_dir/subset/<id>``, replacing what is there. Bad input gives
+    a report with ``problem`` set and writes nothing; failing to write (disk full) raises."""
+    sample, output_dir, subset, options = job
+    read = _read_annotated if isinstance(sample, AnnotatedImage) else _read_label_pair
+    try:
+        height, width, image_png, count, masks, mismatch, notes, dropped, details = read(sample, options)
+    except _BadSample as bad:
+        return SampleReport(sample.id, subset, problem=bad.problem)
     meta = {
         "id": sample.id,
-        "leaf_count": split.count,
+        "leaf_count": count,
         "height": height,
         "width": width,
         "source_image": str(sample.image.resolve()),
         "source_label": str(sample.label.resolve()),
         "note": "; ".join(notes),
-        "leaf_values": [np.asarray(key).tolist() for key in split.keys],  # mask k <- label value k
-        "leaf_areas": split.areas.tolist(),
-        "dropped": [[np.asarray(key).tolist(), int(area)] for key, area in zip(split.dropped_keys, split.dropped_areas)],
+        **details,
     }
-    _write_sample(sample, Path(output_dir) / subset, meta, image_png, split)
-    return SampleReport(sample.id, subset, leaf_count=split.count, mismatch=mismatch, dropped=len(split.dropped_areas))
+    _write_sample(sample, Path(output_dir) / subset, meta, image_png, masks)
+    return SampleReport(sample.id, subset, leaf_count=count, mismatch=mismatch, dropped=dropped)
 
 
-def _write_sample(sample: Sample, subset_dir: Path, meta: dict, image_png: bytes | None, split) -> None:
+def _write_sample(sample: Sample | AnnotatedImage, subset_dir: Path, meta: dict, image_png: bytes | None,
+                  masks: Iterable[np.ndarray]) -> None:
     final = subset_dir / sample.id
     tmp = subset_dir / f"{_TMP_PREFIX}{sample.id}-{os.getpid()}"
     _rmtree(tmp)
@@ -446,9 +494,7 @@ def _write_sample(sample: Sample, subset_dir: Path, meta: dict, image_png: bytes
             shutil.copyfile(sample.image, image_out)
         else:
             image_out.write_bytes(image_png)
-        for k in range(split.count):
-            # 0 / 255 uint8 in one SIMD pass (index is uint8 or uint16: max_leaves <= 65535).
-            mask = cv2.compare(split.index, k + 1, cv2.CMP_EQ)
+        for k, mask in enumerate(masks):
             ok, data = cv2.imencode(".png", mask, _MASK_PNG_PARAMS)
             if not ok:
                 raise OSError(f"PNG encoding failed for mask {k} of {sample.label}")
@@ -527,11 +573,16 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
                     val_ids: Iterable[str] | None = None, overwrite: bool = False, size_mismatch: str = "resize",
                     image_glob: str = DEFAULT_IMAGE_GLOB, label_suffix: str = DEFAULT_LABEL_SUFFIX,
                     min_area: int = DEFAULT_MIN_AREA, max_leaves: int = DEFAULT_MAX_LEAVES,
+                    coco=None, labelme: bool = False, categories: Iterable[str] | None = None,
                     progress: bool | None = False) -> PrepareResult:
     """Prepare every image/label pair under ``input_dir`` into ``output_dir`` (see the module
     docstring for the rules). Problems are logged as they are found and returned.
 
     Args:
+        coco: a COCO instances JSON file whose images are in ``input_dir``, instead of label
+            images; labelme: ``input_dir`` is a folder of LabelMe JSON files. Either reads
+            through :mod:`leafseg.annotations`; ``categories``: the category names that are
+            leaves (None: all).
         val_ids: the ids of the val samples (every other sample goes to train); None: the
             seeded split by ``val_fraction``.
         progress: tqdm progress bar; None shows it only on a terminal.
@@ -539,7 +590,8 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     Raises:
         FileNotFoundError / NotADirectoryError: ``input_dir`` is not a folder.
         ValueError: an option out of range, a ``val_ids`` id that names no sample, or the input
-            is the output folder or inside the output's train/ or val/.
+            is the output folder or inside the output's train/ or val/; for annotations also an
+            unreadable COCO file or an unknown category name.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.exists():
@@ -561,7 +613,19 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         raise ValueError(f"the input folder {input_dir} must not be the output folder {output_dir} "
                          "or lie in its train/ or val/")
 
-    samples, problems, ignored = find_samples(input_dir, image_glob, label_suffix, exclude=[output_dir])
+    if coco is not None or labelme:
+        samples, problems = read_coco(coco, input_dir, categories) if coco is not None else read_labelme(
+            input_dir, categories)
+        ignored = 0
+        for sample in [s for s in samples if s.has_crowd]:
+            crowds = ", ".join(r.annotation for r in sample.regions if r.crowd)
+            problems.append(Problem(sample.label, "crowd region",
+                                    f"{sample.ref}: {crowds} marked iscrowd; the prepared layout has no place for "
+                                    "crowd regions, so the image is not prepared (LeafDataset.load_coco reads it, "
+                                    "crowds as crowd boxes)"))
+            samples.remove(sample)
+    else:
+        samples, problems, ignored = find_samples(input_dir, image_glob, label_suffix, exclude=[output_dir])
     if val_ids is not None:
         val_ids = set(val_ids)
         unknown = sorted(val_ids - {sample.id for sample in samples})
@@ -651,11 +715,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """Options of the prepare command; pass a subparser to reuse them in a larger CLI."""
     parser = parser or argparse.ArgumentParser(
         prog="leafseg prepare",
-        description="Split colour (or indexed) leaf label images into one binary mask per leaf, in the "
-                    "data-science-bowl-2018 layout: OUT/{train,val}/<id>/images/<id>.png and "
-                    "OUT/{train,val}/<id>/masks/<id>_<k>.png, plus OUT/manifest.csv. Reruns skip finished "
-                    "samples. Rules: python -c 'import leafseg.prepare; help(leafseg.prepare)'.")
-    parser.add_argument("--input", required=True, help="folder searched recursively for image/label pairs")
+        description="Split colour (or indexed) leaf label images, or COCO / LabelMe annotations (--coco, "
+                    "--labelme), into one binary mask per leaf, in the data-science-bowl-2018 layout: "
+                    "OUT/{train,val}/<id>/images/<id>.png and OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
+                    "OUT/manifest.csv. Reruns skip finished samples. Rules: python -c 'import leafseg.prepare; help(leafseg.prepare)'.")
+    parser.add_argument("--input", help="folder searched recursively for image/label pairs; with --coco, the images "
+                                         "folder (required unless --labelme)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--coco", metavar="ANNOTATIONS.json",
+                        help="read leaves from a COCO instances file (polygons or RLE) instead of label images")
+    source.add_argument("--labelme", metavar="FOLDER",
+                        help="read leaves from the LabelMe JSON files in FOLDER (polygons) instead of --input")
+    parser.add_argument("--category", action="append", metavar="NAME",
+                        help="with --coco / --labelme: a category (label) name that is a leaf; repeatable "
+                             "(default: every category)")
     parser.add_argument("--output", required=True, help="output folder (created if missing)")
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--val-fraction", type=float, default=0.2,
@@ -687,9 +760,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     """Run the prepare command on parsed arguments; returns the exit status."""
     setup_command_logging(args.verbose, tensorflow=False)
+    if (args.input is None) == (args.labelme is None):
+        print("prepare: error: give exactly one of --input (label images, or the images of --coco) and "
+              "--labelme FOLDER", file=sys.stderr)
+        return 2
+    if args.category and args.coco is None and args.labelme is None:
+        print("prepare: error: --category needs --coco or --labelme", file=sys.stderr)
+        return 2
+    source = args.input or args.labelme
     try:
         result = prepare_dataset(
-            args.input, args.output, val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+            source, args.output, coco=args.coco, labelme=args.labelme is not None, categories=args.category,
+            val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
             val_ids=args.val_ids, overwrite=args.overwrite, size_mismatch=args.size_mismatch,
             image_glob=args.image_glob, label_suffix=args.label_suffix, min_area=args.min_area,
             max_leaves=args.max_leaves, progress=False if args.quiet else None)
@@ -699,8 +781,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(result.summary())
     if not result.finished:
-        print(f"prepare: nothing could be prepared from {args.input} (images matching {args.image_glob!r}, "
-              f"labels ending with {args.label_suffix!r})", file=sys.stderr)
+        what = (f"the annotations of {args.coco or args.labelme}" if args.coco or args.labelme else
+                f"{args.input} (images matching {args.image_glob!r}, labels ending with {args.label_suffix!r})")
+        print(f"prepare: nothing could be prepared from {what}", file=sys.stderr)
         return 1
     if args.strict and result.problems:
         print(f"prepare: {len(result.problems)} bad inputs (--strict)", file=sys.stderr)

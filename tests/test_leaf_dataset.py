@@ -1,11 +1,13 @@
 """LeafDataset on generated rosettes: prepared layout, raw colour masks and CVPPP-style folders."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from leafseg.dataset import LeafDataset
 from leafseg.masks import masks_to_label
-from leafseg.prepare import prepare_dataset
+from leafseg.prepare import assign_subset, prepare_dataset
 from leafseg.synthetic import generate_rosette, rosette_rng, write_dataset
 
 SIZE = 96
@@ -100,3 +102,37 @@ def test_clear_errors_for_missing_or_empty_folders(tmp_path):
         LeafDataset().load_color_masks(tmp_path)
     with pytest.raises(ValueError, match="subset must be one of"):
         LeafDataset().load_color_masks(tmp_path, subset="test")
+
+
+def test_coco_of_the_generators_leaves_loads_them_exactly(generated, tmp_path):
+    """The generated leaves as COCO RLE (one image with a crowd region): load_coco gives them back,
+    split like load_color_masks, crowds as class id -1."""
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    colour = LeafDataset()
+    colour.load_color_masks(generated)
+    images, annotations = [], []
+    for k, info in enumerate(colour.image_info):
+        masks, _ = colour.load_mask(k)
+        images.append({"id": k, "file_name": Path(info["path"]).name, "height": SIZE, "width": SIZE})
+        for leaf in range(masks.shape[-1]):
+            rle = mask_utils.encode(np.asfortranarray(masks[..., leaf].astype(np.uint8)))
+            annotations.append({"id": len(annotations), "image_id": k, "category_id": 7,
+                                "iscrowd": int(k == 0 and leaf == 0),
+                                "segmentation": {"size": [SIZE, SIZE], "counts": rle["counts"].decode()}})
+    (tmp_path / "coco.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                    "categories": [{"id": 7, "name": "leaf"}]}))
+    by_coco = LeafDataset()
+    by_coco.load_coco(tmp_path / "coco.json", generated)
+    assert [i["id"] for i in by_coco.image_info] == [i["id"] + "_rgb" for i in colour.image_info]  # file stems
+    for image_id in range(COUNT):
+        masks, class_ids = by_coco.load_mask(image_id)
+        np.testing.assert_array_equal(masks, colour.load_mask(image_id)[0])
+        assert class_ids.tolist() == [-1 if image_id == 0 and leaf == 0 else 1 for leaf in range(masks.shape[-1])]
+    train, val = LeafDataset(), LeafDataset()
+    train.load_coco(tmp_path / "coco.json", generated, "train")
+    val.load_coco(tmp_path / "coco.json", generated, "val")
+    assert sorted(i["id"] for i in train.image_info + val.image_info) == [i["id"] for i in by_coco.image_info]
+    assert all(assign_subset(i["id"]) == "val" for i in val.image_info) and val.image_info

@@ -1,5 +1,6 @@
 """leafseg.prepare: image/label pairs -> data-science-bowl-2018 layout."""
 import csv
+import json
 import os
 import re
 from collections import Counter
@@ -430,3 +431,54 @@ def test_val_ids_that_name_no_sample_are_an_error(tmp_path, capsys):
     assert "missing.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--input", str(src), "--output", str(out), "--val-ids", "plant00001", "--val-fraction", "0.5"])
+
+
+def _coco_dataset(folder, count, annotated_size=(24, 32)):
+    """COCO polygons of the three bands of _label on images written like _pair's."""
+    height, width = annotated_size
+    images, annotations = [], []
+    for i in range(count):
+        base = f"plant{i:05d}"
+        image = np.random.default_rng(i).integers(0, 256, (24, 32, 3), np.uint8)
+        _write(folder / "images" / f"{base}.png", image)
+        images.append({"id": i, "file_name": f"{base}.png", "height": height, "width": width})
+        for k in range(len(LEAVES)):
+            y0, y1 = (1 + 3 * k) * height // 24, (3 + 3 * k) * height // 24
+            annotations.append({"id": 10 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0,
+                                "segmentation": [[1, y0, width - 1, y0, width - 1, y1, 1, y1]]})
+    path = folder / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "leaf"}]}))
+    return path
+
+
+def test_coco_input_follows_the_same_rules(tmp_path):
+    coco = _coco_dataset(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    stale = out / "val" / ".tmp-plant00000-99999"
+    stale.mkdir(parents=True)
+    result = prepare_dataset(tmp_path / "in" / "images", out, coco=coco, val_ids=["plant00001"], workers=2)
+    assert sorted(result.prepared) == [f"plant{i:05d}" for i in range(4)] and not stale.exists()
+    assert _subsets(out) == {"plant00000": "train", "plant00001": "val", "plant00002": "train",
+                             "plant00003": "train"}
+    # The same masks as the colour label of the same bands (mask k: band k, top to bottom).
+    for k in range(3):
+        expected = np.zeros((24, 32), np.uint8)
+        expected[1 + 3 * k: 3 + 3 * k, 1:31] = 255
+        np.testing.assert_array_equal(_mask(out, "val", "plant00001", k), expected)
+    rows = {row["id"]: row for row in _manifest(out)}
+    assert rows["plant00001"]["source_label"] == str(coco.resolve()) and rows["plant00001"]["leaf_count"] == "3"
+    before = _tree(out)
+    again = prepare_dataset(tmp_path / "in" / "images", out, coco=coco, val_ids=["plant00001"])
+    assert again.prepared == [] and len(again.skipped) == 4 and _tree(out) == before
+    moved = prepare_dataset(tmp_path / "in" / "images", out, coco=coco, val_fraction=0.0)
+    assert moved.moved == ["plant00001"] and set(_subsets(out).values()) == {"train"}
+
+
+def test_coco_annotated_at_another_size_follow_size_mismatch(tmp_path):
+    coco = _coco_dataset(tmp_path / "in", 1, annotated_size=(12, 16))
+    result = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out", coco=coco, val_fraction=0)
+    assert result.size_mismatches == [("plant00000", "label resized from 16x12 to 32x24 (width x height), "
+                                                     "nearest neighbour")]
+    refused = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out2", coco=coco, size_mismatch="error")
+    assert [p.reason for p in refused.problems] == ["size mismatch"] and refused.problems[0].path == coco

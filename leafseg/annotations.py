@@ -1,0 +1,392 @@
+"""Instance annotations in COCO or LabelMe JSON -> per image: image path, size, leaf regions.
+
+    images, problems = read_coco("annotations/instances_default.json", "images/")
+    images, problems = read_labelme("labelme_folder/")
+    masks, crowd = region_masks(images[0])     # bool [H, W, N], bool [N]
+
+``leafseg prepare --coco/--labelme`` and ``LeafDataset.load_coco/load_labelme`` both read
+through here, so they see the same leaves. Polygons are rasterised and RLE decoded with
+pycocotools, exactly as COCO's own tools do: a polygon gives the pixels pycocotools gives it
+(clipped to the image), an RLE mask gives back the original mask. Several polygons of one
+annotation (or LabelMe shapes sharing a ``group_id`` and label) are one leaf, their union.
+
+COCO. ``images`` (id, file_name, height, width), ``annotations`` (id, image_id, category_id,
+segmentation: polygons ``[[x, y, x, y, ...], ...]``, uncompressed RLE ``{"counts": [...],
+"size": [h, w]}`` or compressed RLE ``{"counts": "...", "size": [h, w]}``; iscrowd) and
+``categories`` (id, name). ``file_name`` is resolved as given when absolute, then relative to
+the images folder, then by its base name in the images folder; so the variants the tools write
+all resolve:
+
+* CVAT "COCO 1.0": relative ``file_name``, possibly with subfolders; polygons, or RLE for
+  objects marked ``is_crowd`` (those come with ``iscrowd: 1``); extra ``attributes`` ignored.
+* Label Studio: ``images/<hash>-name.png`` or ``/data/upload/<project>/<hash>-name.png`` (the
+  upload path on the Label Studio server): found by base name in the images folder.
+* Roboflow: an extra category (id 0, named after the dataset) that is the supercategory of the
+  real classes; it has no annotations, so it never matters.
+* ``leafseg predict --coco-json``: absolute ``file_name``, compressed RLE.
+
+LabelMe. One JSON file per image (the ``*.json`` files directly in the folder): ``imagePath``
+relative to the JSON file (tried as given, then by base name next to the JSON), ``imageData``
+(base64 image, used when the image file is missing), ``imageHeight``, ``imageWidth`` and
+``shapes`` (label, points, shape_type ``polygon``, group_id).
+
+Categories. ``categories=None`` makes every annotated category (LabelMe: every label) a leaf;
+otherwise only the named ones are, and annotations of other categories are ignored. A name the
+file does not have is an error listing the names it has.
+
+Crowd regions (``iscrowd: 1``) are never leaves. They are kept as crowd regions:
+``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd boxes (anchors and
+proposals on a crowd are neither positive nor negative), so a crowd of leaves is never learned
+as background. The prepared folder layout has no place for them, so ``leafseg prepare`` does not
+prepare an image with a crowd region and reports it by name.
+
+Sample ids: the image file's stem, characters other than letters, digits, ``.``, ``-`` and
+``_`` replaced by ``_``. Images sharing a stem each get a suffix, with a warning: COCO
+``_<image id>``, LabelMe ``_<JSON file stem>`` (both prepared; not a problem).
+
+Bad input: a ``Problem`` naming the JSON file and the image or annotation id, and that
+annotation (or image) is left out; the rest is read. Missing images, annotations of unknown
+image or category ids, annotations without segmentation (boxes only), polygons with fewer than
+3 points or no area, polygons wholly outside the image, RLE of another size, duplicate image ids
+(every image with that id is left out: its annotations cannot be told apart) and duplicate
+annotation ids (an identical copy is dropped; a different one is kept and reported). A file that
+is not JSON is a ValueError naming the file, line and column (a LabelMe file: a problem).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["Problem", "Region", "AnnotatedImage", "read_coco", "read_labelme", "region_masks",
+           "read_embedded_image"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an input was not (wholly) used. ``reason`` is a short category (summaries count by
+    it), ``detail`` the specifics."""
+
+    path: Path
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Region:
+    """One annotated instance: polygons (a list of flat [x, y, ...] lists) or an RLE dict."""
+
+    annotation: str   # "annotation id 7" / "shape 2", for messages
+    segmentation: list | dict
+    crowd: bool = False
+
+
+@dataclass(frozen=True)
+class AnnotatedImage:
+    """An image and its regions. ``label`` is the JSON file; ``image`` is the image file, or the
+    JSON file itself when ``embedded`` (LabelMe imageData is the only copy)."""
+
+    id: str
+    image: Path
+    label: Path
+    ref: str          # "image id 3 (a.png)" / "a.json", for messages
+    height: int
+    width: int
+    regions: tuple[Region, ...]
+    embedded: bool = False
+
+    @property
+    def has_crowd(self) -> bool:
+        return any(region.crowd for region in self.regions)
+
+
+class _Skip(Exception):
+    """An annotation or image that cannot be used; the message is the problem's detail."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _load_json(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file not found: {path}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+
+
+def _select(names_by_id: dict, categories, path: Path) -> set | None:
+    """The ids of the categories named in ``categories`` (None: all)."""
+    if categories is None:
+        return None
+    unknown = sorted(set(categories) - set(names_by_id.values()))
+    if unknown:
+        raise ValueError(f"{path}: no category named {', '.join(map(repr, unknown))}; its categories are "
+                         f"{', '.join(map(repr, sorted(set(names_by_id.values())))) or 'none'}")
+    return {key for key, name in names_by_id.items() if name in set(categories)}
+
+
+def _sanitise(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "_"
+
+
+def _assign_ids(stems: list[str], suffixes: list[str], path: Path) -> list[str]:
+    """Sanitised stems; a stem shared by several images gets ``_<suffix>`` on each (logged)."""
+    counts = Counter(_sanitise(stem) for stem in stems)
+    ids = []
+    for stem, suffix in zip(stems, suffixes):
+        base = _sanitise(stem)
+        if counts[base] > 1:
+            ids.append(f"{base}_{_sanitise(suffix)}")
+            logger.warning("%s: %d images have the stem %r; this one gets the sample id %r", path, counts[base],
+                           base, ids[-1])
+        else:
+            ids.append(base)
+    return ids
+
+
+def _resolve(name: str, folder: Path) -> tuple[Path | None, list[Path]]:
+    """The first existing of: ``name`` if absolute, ``folder/name``, ``folder/basename``."""
+    name = name.replace("\\", "/")
+    candidates = [Path(name)] if Path(name).is_absolute() else []
+    candidates += [folder / name.lstrip("/"), folder / Path(name).name]
+    tried = list(dict.fromkeys(candidates))
+    return next((path for path in tried if path.is_file()), None), tried
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, UnidentifiedImageError) as err:
+        raise _Skip("unreadable image", f"cannot read the size of {path}: {err}") from None
+
+
+def _polygons(parts, height: int, width: int) -> list[list[float]]:
+    if not isinstance(parts, list) or not parts:
+        raise _Skip("no segmentation", "no polygon or RLE (a box only?)")
+    kept = []
+    for part in parts:
+        if not isinstance(part, list) or len(part) % 2 or not all(isinstance(v, (int, float)) for v in part):
+            raise _Skip("bad polygon", "a polygon must be a flat list [x, y, x, y, ...] of numbers")
+        xs, ys = np.asarray(part[0::2], np.float64), np.asarray(part[1::2], np.float64)
+        # Fewer than 3 points: pycocotools would read 2 points as a box [x, y, w, h].
+        if len(xs) < 3 or abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) == 0:
+            raise _Skip("degenerate polygon", f"a polygon of {len(xs)} points with no area")
+        if xs.max() <= 0 or ys.max() <= 0 or xs.min() >= width or ys.min() >= height:
+            raise _Skip("outside the image", f"a polygon lies wholly outside the {width}x{height} image")
+        kept.append([float(v) for v in part])
+    return kept
+
+
+def _rle(segmentation: dict, height: int, width: int) -> dict:
+    counts, size = segmentation.get("counts"), segmentation.get("size")
+    if list(size or ()) != [height, width]:
+        raise _Skip("bad RLE", f"RLE size {size} differs from the image's [{height}, {width}] (height, width)")
+    if isinstance(counts, list):
+        if sum(counts) != height * width or any(not isinstance(c, int) or c < 0 for c in counts):
+            raise _Skip("bad RLE", f"uncompressed RLE counts must be non-negative integers summing to {height * width}")
+    elif not isinstance(counts, str):
+        raise _Skip("bad RLE", "RLE counts must be a list (uncompressed) or a string (compressed)")
+    return {"size": [height, width], "counts": counts}
+
+
+def _segmentation(segmentation, height: int, width: int):
+    if isinstance(segmentation, dict):
+        return _rle(segmentation, height, width)
+    return _polygons(segmentation, height, width)
+
+
+def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
+    """Images of a COCO instances file whose image files are found (rules in the module
+    docstring), sorted by sample id, and the problems found.
+
+    Raises FileNotFoundError (no such file), ValueError (not JSON, not a COCO instances file, or
+    an unknown category name).
+    """
+    path, images_dir = Path(json_path), Path(images_dir)
+    document = _load_json(path)
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), list) for k in ("images", "annotations")):
+        raise ValueError(f"{path}: not a COCO instances file (needs 'images' and 'annotations' lists)")
+    names = {c.get("id"): str(c.get("name")) for c in document.get("categories") or [] if isinstance(c, dict)}
+    selected = _select(names, categories, path)
+    problems: list[Problem] = []
+
+    entries = [e for e in document["images"] if isinstance(e, dict)]
+    id_counts = Counter(e.get("id") for e in entries)
+    for image_id, count in id_counts.items():
+        if count > 1:
+            files = ", ".join(str(e.get("file_name")) for e in entries if e.get("id") == image_id)
+            problems.append(Problem(path, "duplicate image id", f"image id {image_id} is used by {count} images "
+                                    f"({files}); none of them is used, their annotations cannot be told apart"))
+    images = {}
+    for entry in entries:
+        image_id, name = entry.get("id"), str(entry.get("file_name", ""))
+        if id_counts[image_id] > 1:
+            continue
+        ref = f"image id {image_id} ({name})"
+        found, tried = _resolve(name, images_dir)
+        try:
+            if found is None:
+                raise _Skip("missing image", f"not found; tried {', '.join(map(str, tried))}")
+            height, width = entry.get("height"), entry.get("width")
+            if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
+                height, width = _image_size(found)
+        except _Skip as skip:
+            problems.append(Problem(path, skip.reason, f"{ref}: {skip}"))
+            continue
+        images[image_id] = (ref, found, height, width, [])
+
+    seen: dict = {}
+    for annotation in document["annotations"]:
+        if not isinstance(annotation, dict):
+            continue
+        annotation_id, image_id = annotation.get("id"), annotation.get("image_id")
+        where = f"annotation id {annotation_id} (image id {image_id})"
+        if annotation_id in seen:
+            same = seen[annotation_id] == annotation
+            problems.append(Problem(path, "duplicate annotation id", f"{where}: the id is used before; " + (
+                "an identical copy, dropped" if same else "a different annotation, kept")))
+            if same:
+                continue
+        seen[annotation_id] = annotation
+        if image_id not in images:
+            if id_counts[image_id] == 0:
+                problems.append(Problem(path, "unknown image id", f"{where}: no image has id {image_id}"))
+            continue
+        category = annotation.get("category_id")
+        if category not in names:
+            problems.append(Problem(path, "unknown category", f"{where}: no category has id {category}"))
+            continue
+        if selected is not None and category not in selected:
+            continue
+        _, _, height, width, regions = images[image_id]
+        try:
+            segmentation = _segmentation(annotation.get("segmentation"), height, width)
+        except _Skip as skip:
+            problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
+            continue
+        regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd"))))
+
+    keys = list(images)
+    ids = _assign_ids([images[k][1].stem for k in keys], [str(k) for k in keys], path)
+    result = [AnnotatedImage(sample_id, found, path, ref, height, width, tuple(regions))
+              for sample_id, (ref, found, height, width, regions) in zip(ids, images.values())]
+    return sorted(result, key=lambda image: image.id), problems
+
+
+def _labelme_regions(shapes, selected, height: int, width: int, path: Path, problems: list[Problem]) -> list[Region]:
+    groups: dict = {}  # (label, group_id, or the shape's index when it has none) -> ([shape index], polygons)
+    for index, shape in enumerate(shapes):
+        label = str(shape.get("label"))
+        if selected is not None and label not in selected:
+            continue
+        try:
+            if shape.get("shape_type") not in (None, "polygon"):
+                raise _Skip("not a polygon", f"shape_type {shape.get('shape_type')!r}; only polygons are leaves")
+            points = shape.get("points")
+            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
+                raise _Skip("bad polygon", "points must be a list of [x, y]")
+            polygon = _polygons([[v for point in points for v in point]], height, width)
+        except _Skip as skip:
+            problems.append(Problem(path, skip.reason, f"shape {index} (label {label!r}): {skip}"))
+            continue
+        group = shape.get("group_id")
+        indices, polygons = groups.setdefault((label, index if group is None else f"group {group}"), ([], []))
+        indices.append(index)
+        polygons.extend(polygon)
+    return [Region("shape " + ", ".join(map(str, indices)), polygons) for indices, polygons in groups.values()]
+
+
+def read_labelme(folder, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
+    """Images of the LabelMe JSON files in ``folder`` (rules in the module docstring), sorted by
+    sample id, and the problems found (a file that is not LabelMe JSON is one of them).
+
+    Raises FileNotFoundError / NotADirectoryError, ValueError for an unknown category name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise (NotADirectoryError if folder.exists() else FileNotFoundError)(f"no LabelMe folder {folder}")
+    problems: list[Problem] = []
+    documents = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            document = _load_json(path)
+        except ValueError as err:
+            problems.append(Problem(path, "invalid JSON", str(err).removeprefix(f"{path}: ")))
+            continue
+        if not isinstance(document, dict) or not isinstance(document.get("shapes"), list):
+            problems.append(Problem(path, "not LabelMe", "no 'shapes' list"))
+            continue
+        documents.append((path, document))
+    labels = {str(s.get("label")) for _, d in documents for s in d["shapes"] if isinstance(s, dict)}
+    selected = _select({label: label for label in labels}, categories, folder)
+
+    found = []
+    for path, document in documents:
+        name = str(document.get("imagePath") or "")
+        image, tried = _resolve(name, path.parent) if name else (None, [])
+        embedded = image is None and bool(document.get("imageData"))
+        try:
+            if image is None and not embedded:
+                tried_text = ", ".join(map(str, tried)) or "nothing"
+                raise _Skip("missing image", f"image {name!r} not found (tried {tried_text}) and no imageData")
+            height, width = document.get("imageHeight"), document.get("imageWidth")
+            if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
+                raise _Skip("bad LabelMe file", "imageHeight and imageWidth must be positive integers")
+        except _Skip as skip:
+            problems.append(Problem(path, skip.reason, str(skip)))
+            continue
+        shapes = [s for s in document["shapes"] if isinstance(s, dict)]
+        regions = _labelme_regions(shapes, selected, height, width, path, problems)
+        found.append((Path(name.replace("\\", "/")).stem if name else path.stem, path, image, embedded,
+                      height, width, regions))
+    ids = _assign_ids([f[0] for f in found], [f[1].stem for f in found], folder)
+    result = [AnnotatedImage(sample_id, path if embedded else image, path, path.name, height, width, tuple(regions),
+                             embedded)
+              for sample_id, (_, path, image, embedded, height, width, regions) in zip(ids, found)]
+    return sorted(result, key=lambda image: image.id), problems
+
+
+def read_embedded_image(json_path) -> bytes:
+    """The image bytes of a LabelMe file's ``imageData``."""
+    document = _load_json(Path(json_path))
+    try:
+        return base64.b64decode(document["imageData"], validate=True)
+    except (KeyError, TypeError, binascii.Error) as err:
+        raise OSError(f"{json_path}: no usable imageData ({type(err).__name__}: {err})") from None
+
+
+def region_masks(image: AnnotatedImage) -> tuple[np.ndarray, np.ndarray]:
+    """(masks bool [H, W, N], crowd bool [N]), one per region in order, at the annotated size.
+    Regions may overlap and may be empty (a sliver between pixel centres)."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.zeros((image.height, image.width, len(image.regions)), bool)
+    for k, region in enumerate(image.regions):
+        segmentation = region.segmentation
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, image.height, image.width))
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, image.height, image.width)
+        else:
+            rle = segmentation
+        masks[..., k] = mask_utils.decode(rle) > 0
+    return masks, np.array([region.crowd for region in image.regions], bool)
