@@ -112,7 +112,7 @@ def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=F
     pairs, ap50, results = [], [], []
     for image_id in tqdm(image_ids, desc="evaluate", unit="image", disable=not progress):
         image = dataset.load_image(image_id)
-        gt_masks, _ = dataset.load_mask(image_id)
+        gt_masks = leaf_masks(dataset, image_id)
         result = model.detect([image])[0]
         name = str(dataset.image_info[image_id]["id"])
         pairs.append((name, label_from_detections(result["masks"], result["scores"]), masks_to_label(gt_masks)))
@@ -125,6 +125,13 @@ def evaluate_model(model, dataset, image_ids=None, progress=True, keep_results=F
     summary["ap50_mean"] = float(np.mean(ap50))
     summary["ap50_std"] = float(np.std(ap50))
     return (per_image, summary, results) if keep_results else (per_image, summary)
+
+
+def leaf_masks(dataset, image_id):
+    """The ground-truth leaves of an image, bool [H, W, G]: its masks without crowd regions
+    (class id < 1, e.g. COCO's ``iscrowd``), which are not leaves to find."""
+    masks, class_ids = dataset.load_mask(image_id)
+    return masks[..., np.asarray(class_ids).reshape(-1) > 0]
 
 
 def min_score_sweep(model, dataset, thresholds, image_ids=None, progress=True):
@@ -142,8 +149,7 @@ def min_score_sweep(model, dataset, thresholds, image_ids=None, progress=True):
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     rows = {t: [] for t in thresholds}
     for image_id in tqdm(image_ids, desc="min-score sweep", unit="image", disable=not progress):
-        gt_masks, _ = dataset.load_mask(image_id)
-        truth = masks_to_label(gt_masks)
+        truth = masks_to_label(leaf_masks(dataset, image_id))
         result = model.detect([dataset.load_image(image_id)])[0]
         for t in thresholds:
             keep = result["scores"] >= t
@@ -215,7 +221,9 @@ def score_image(name, gt_masks, gt_class_ids, result) -> ImageScores:
     """
     gt_masks = np.asarray(gt_masks, bool)
     gt_class_ids = np.asarray(gt_class_ids, np.int64).reshape(-1)
-    keep = gt_masks.any(axis=(0, 1))  # as mask_ap50 and coco_evaluate: an empty mask is nothing to find
+    # As mask_ap50 and coco_evaluate: an empty mask is nothing to find; nor is a crowd region
+    # (class id < 1, see leafseg.annotations), which is not a leaf.
+    keep = gt_masks.any(axis=(0, 1)) & (gt_class_ids > 0)
     gt_masks, gt_class_ids = gt_masks[..., keep], gt_class_ids[keep]
     pred_masks = np.asarray(result["masks"], bool)
     scores = np.asarray(result["scores"], np.float64)

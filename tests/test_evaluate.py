@@ -246,6 +246,21 @@ def test_score_image_and_summary_on_a_hand_made_case():
     assert summary["n_images"] == 2
 
 
+def test_crowd_regions_are_not_leaves_to_find():
+    """A region of class id -1 (COCO's iscrowd) is left out of the ground truth: one leaf found
+    exactly beside a crowd region is a perfect image, not a missed leaf."""
+    leaf, crowd = square(20, 0, 0, 6), square(20, 10, 10, 8)
+    result = {"masks": leaf[..., None], "scores": np.asarray([0.9], np.float32), "class_ids": np.ones(1, np.int32)}
+    a = evaluate.score_image("a", np.stack([leaf, crowd], axis=-1), np.asarray([1, -1]), result)
+    assert (a.row["sbd"], a.row["dic"], a.row["gt_count"], a.row["ap50"]) == (1.0, 0, 1, 1.0)
+
+    class OneImage:
+        def load_mask(self, image_id):
+            return np.stack([leaf, crowd], axis=-1), np.asarray([1, -1], np.int32)
+
+    assert np.array_equal(evaluate.leaf_masks(OneImage(), 0), leaf[..., None])
+
+
 def test_rle_masks_decode_to_the_masks_they_hold():
     masks = np.stack([square(9, 1, 2, 3), square(9, 0, 0, 9)], axis=-1)
     np.testing.assert_array_equal(np.asarray(evaluate._RLEMasks(masks)), masks)
