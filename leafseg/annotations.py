@@ -3,6 +3,7 @@
     images, problems = read_coco("annotations/instances_default.json", "images/")
     images, problems = read_labelme("labelme_folder/")
     masks, crowd = region_masks(images[0])     # bool [H, W, N], bool [N]
+    polygons = mask_to_polygons(mask)          # the writing side: a mask as COCO polygons
 
 ``leafseg prepare --coco/--labelme`` and ``LeafDataset.load_coco/load_labelme`` both read
 through here, so they see the same leaves. Polygons are rasterised and RLE decoded with
@@ -23,7 +24,8 @@ all resolve:
   upload path on the Label Studio server): found by base name in the images folder.
 * Roboflow: an extra category (id 0, named after the dataset) that is the supercategory of the
   real classes; it has no annotations, so it never matters.
-* ``leafseg predict --coco-json``: absolute ``file_name``, compressed RLE.
+* ``leafseg predict --coco-json``: ``file_name`` the image's base name (its path in ``path``),
+  compressed RLE, or polygons (``--coco-json polygons``, from :func:`mask_to_polygons`).
 
 LabelMe. One JSON file per image (the ``*.json`` files directly in the folder): ``imagePath``
 relative to the JSON file (tried as given, then by base name next to the JSON), ``imageData``
@@ -67,7 +69,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["Problem", "Region", "AnnotatedImage", "read_coco", "read_labelme", "region_masks",
-           "read_embedded_image"]
+           "read_embedded_image", "mask_to_polygons"]
 
 logger = logging.getLogger(__name__)
 
@@ -390,3 +392,25 @@ def region_masks(image: AnnotatedImage) -> tuple[np.ndarray, np.ndarray]:
             rle = segmentation
         masks[..., k] = mask_utils.decode(rle) > 0
     return masks, np.array([region.crowd for region in image.regions], bool)
+
+
+def mask_to_polygons(mask) -> list[list[float]]:
+    """A mask as COCO polygons ``[[x, y, x, y, ...], ...]`` that pycocotools rasterises back to
+    the mask's pixels, holes filled: one polygon per 8-connected piece, the largest first.
+
+    The outlines run along the pixels' edges, 0.25 px inside them (the contours of the mask
+    upsampled 2x, in image coordinates where pixel (row i, column j) spans [j, j + 1] x
+    [i, i + 1]), so every pixel's centre is inside and every other pixel's outside. Straight
+    runs keep only their end points (OpenCV's CHAIN_APPROX_SIMPLE): no pixel is lost. A hole
+    (a ring-shaped leaf) is filled: only outer contours are kept. Every polygon has at least 4
+    points and an area.
+    """
+    import cv2
+
+    mask = np.asarray(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D [H, W], got shape {mask.shape}")
+    upsampled = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1).astype(np.uint8)
+    contours, _ = cv2.findContours(upsampled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours = sorted(contours, key=cv2.contourArea, reverse=True)
+    return [[float(v) for v in (contour.reshape(-1) + 0.5) / 2] for contour in contours]

@@ -3,6 +3,7 @@
     leafseg predict photos/              # leaf-small, the pretrained model; results in predictions/
     leafseg predict --weights logs/leaf20260101T1200/mask_rcnn_leaf_0040.weights.h5 \\
         --out results/ --mm-per-pixel 0.12 --coco-json photos/ extra/*.jpg plant7.tif
+    leafseg predict --coco-json polygons photos/   # COCO polygons, for Label Studio (see below)
     python scripts/predict.py ...        # the same command
 
 Inputs are files, folders (their files with an image suffix, not recursing; other files are
@@ -25,7 +26,7 @@ Outputs in ``--out`` (each written atomically, so an interrupted run leaves no p
     leaves.csv             one row per leaf (see leafseg.phenotype.measure_leaves)
     plants.csv             one row per image: leaf count, rosette area, convex hull area,
                            compactness, diameter (see leafseg.phenotype.measure_plant)
-    predictions_coco.json  with --coco-json: COCO format, RLE masks, one "score" per leaf
+    predictions_coco.json  with --coco-json: COCO format, one "score" per leaf (see below)
 
 ``<name>`` is the file name without its suffix and without a final ``_rgb`` (``_2``, ``_3``, ...
 added when two inputs share one): ``plant00005_rgb.png`` and ``plant00005.jpg`` both give
@@ -48,6 +49,19 @@ Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config
 name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
 weights file is used (every ``.weights.h5`` leafseg writes has one), else the ``config.yaml``
 beside the weights, else the ``leaf_r101`` preset (:mod:`leafseg.loading`).
+
+COCO JSON, made to be imported as pre-annotations into CVAT (Upload annotations, "COCO 1.0")
+and Label Studio (``label-studio-converter import coco``), and read back by ``leafseg prepare
+--coco``: ``--coco-json`` (or ``--coco-json rle``) writes each leaf's visible mask as compressed
+RLE (exact; CVAT imports it as a mask); ``--coco-json polygons`` as polygons
+(:func:`leafseg.annotations.mask_to_polygons`: the same pixels, holes filled, a leaf split in
+pieces by another one polygon per piece, the largest first), which both tools import as
+polygons (Label Studio's converter reads polygons, not RLE). ``file_name`` is the image's base
+name, as both tools match it to the task's images (the input path is kept in ``path``);
+annotations have ``iscrowd: 0``, ``area`` (pixels), ``bbox`` (x, y, width, height), ``score``
+and ``leaf_id``; ids start at 1; categories have a ``supercategory`` (``plant``).
+``--coco-json`` followed by a value other than ``rle`` / ``polygons`` means RLE, and the value is
+the first input (``--coco-json photos/``, as before the option took a value).
 """
 from __future__ import annotations
 
@@ -63,6 +77,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from leafseg.annotations import mask_to_polygons
 from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_float, setup_command_logging
 from leafseg.loading import load_inference_model
 from leafseg.masks import leaf_palette, save_indexed_png
@@ -252,15 +267,22 @@ def visible_leaves(result):
     return label, visible, details
 
 
-def _coco_annotations(visible, details, image_id, first_id):
+COCO_FORMATS = ("rle", "polygons")
+
+
+def _coco_annotations(visible, details, image_id, first_id, coco_format="rle"):
     from pycocotools import mask as mask_utils
 
     annotations = []
     for k in range(visible.shape[-1]):
         rle = mask_utils.encode(np.asfortranarray(visible[..., k], dtype=np.uint8))
+        if coco_format == "polygons":
+            segmentation = mask_to_polygons(visible[..., k])
+        else:
+            segmentation = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
         annotations.append({
             "id": first_id + k, "image_id": image_id, "category_id": int(details["class_ids"][k]),
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            "segmentation": segmentation,
             "area": int(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
             "iscrowd": 0, "score": float(details["scores"][k]), "leaf_id": k + 1,
         })
@@ -319,13 +341,14 @@ def _plant_columns(mm_per_pixel):
     return ["image", "file"] + [key for key in row if key != "image"]
 
 
-def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, progress=True,
+def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
                    class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN.
     inputs: files, folders and patterns (see :func:`find_inputs`).
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
+    coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
     class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
         for any other id).
     label_suffix: the label images' suffix (``leafseg prepare``'s ``--label-suffix``, ending in
@@ -337,6 +360,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
 
     from mrcnn import visualize
 
+    if coco_json not in (None, *COCO_FORMATS):
+        raise ValueError(f"coco_json must be None or one of {', '.join(COCO_FORMATS)}, got {coco_json!r}")
     if not str(label_suffix).lower().endswith(".png"):
         raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
     out_dir = Path(out_dir)
@@ -370,9 +395,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
             plant_rows.append({"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}})
             if coco_json:
                 image_id = len(coco_images) + 1
-                coco_images.append({"id": image_id, "file_name": str(path), "height": int(image.shape[0]),
-                                    "width": int(image.shape[1]), "name": name})
-                coco_annotations += _coco_annotations(visible, details, image_id, len(coco_annotations) + 1)
+                coco_images.append({"id": image_id, "file_name": path.name, "height": int(image.shape[0]),
+                                    "width": int(image.shape[1]), "name": name, "path": str(path)})
+                coco_annotations += _coco_annotations(visible, details, image_id, len(coco_annotations) + 1,
+                                                      coco_json)
             report.predicted.append((str(path), name, count))
 
     if report.predicted:
@@ -384,9 +410,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
             names_by_id = {1: "leaf", **(class_names or {})}
             ids = range(1, model.config.NUM_CLASSES)
             document = {
-                "info": {"description": "leafseg predictions: visible leaf masks, RLE, with scores"},
-                "images": coco_images, "annotations": coco_annotations,
-                "categories": [{"id": c, "name": names_by_id.get(c, f"class_{c}")} for c in ids],
+                "info": {"description": f"leafseg predictions: visible leaf masks, {coco_json}, with scores"},
+                "licenses": [], "images": coco_images, "annotations": coco_annotations,
+                "categories": [{"id": c, "name": names_by_id.get(c, f"class_{c}"), "supercategory": "plant"}
+                               for c in ids],
             }
             report.outputs["predictions_coco.json"] = write_text_atomic(
                 out_dir / "predictions_coco.json", json.dumps(document) + "\n")
@@ -397,6 +424,17 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=False, p
 # Command line
 # ---------------------------------------------------------------------------------------------
 
+class _CocoJsonAction(argparse.Action):
+    """``--coco-json [rle|polygons]``. A value that is neither is an input, as before the option
+    took a value: ``--coco-json photos/`` is ``--coco-json rle photos/``."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value not in COCO_FORMATS:
+            namespace.coco_json_inputs = [value]
+            value = self.const
+        setattr(namespace, self.dest, value)
+
+
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg predict", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -405,12 +443,15 @@ def build_parser(parser=None):
                "as leafseg prepare pairs them with <name>_rgb.png), leaves.csv, plants.csv and, with "
                "--coco-json, predictions_coco.json. Details: python -c 'import leafseg.predict; "
                "help(leafseg.predict)'.")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
     add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--out", default="predictions", help="output folder (created if missing; default: predictions)")
     parser.add_argument("--mm-per-pixel", type=positive_float, help="pixel size: lengths in mm and areas in mm² "
                                                                "(default: pixels)")
-    parser.add_argument("--coco-json", action="store_true", help="also write predictions_coco.json (RLE masks)")
+    parser.add_argument("--coco-json", nargs="?", const="rle", action=_CocoJsonAction, metavar="{rle,polygons}",
+                        help="also write predictions_coco.json, masks as compressed RLE (the default; exact, "
+                             "CVAT) or polygons (Label Studio; holes filled); any other value is an input")
+    parser.set_defaults(coco_json_inputs=[])
     parser.add_argument("--label-suffix", default=DEFAULT_LABEL_SUFFIX,
                         help="label images end with this (as for leafseg prepare; default %(default)s): input "
                              "files named so are skipped, predicted labels are named <name>SUFFIX")
@@ -424,6 +465,10 @@ def build_parser(parser=None):
 
 def run(args) -> int:
     setup_command_logging(args.verbose)
+    inputs = [*args.coco_json_inputs, *args.inputs]
+    if not inputs:
+        print("predict: error: no INPUT given (image files, folders or glob patterns)", file=sys.stderr)
+        return 2
     if not args.label_suffix.lower().endswith(".png"):
         print(f"predict: error: --label-suffix must end with .png (labels are written as PNG), got "
               f"{args.label_suffix!r}", file=sys.stderr)
@@ -437,7 +482,7 @@ def run(args) -> int:
     if not args.quiet:
         print(f"weights {weights}, config {config_source}, "
               f"min score {model.config.DETECTION_MIN_CONFIDENCE:g}", file=sys.stderr)
-    report = predict_images(model, args.inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
+    report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
                             progress=not args.quiet, label_suffix=args.label_suffix,
                             include_labels=args.include_labels)
     if not args.quiet:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from leafseg.annotations import read_coco, read_labelme, region_masks
+from leafseg.annotations import mask_to_polygons, read_coco, read_labelme, region_masks
 from leafseg.dataset import LeafDataset
-from leafseg.predict import _coco_annotations
+from leafseg.predict import predict_images
 from leafseg.prepare import assign_subset, main, prepare_dataset
 
 H, W = 12, 16
@@ -348,25 +348,106 @@ def test_dataset_split_matches_prepare(tmp_path):
             p.name for p in (tmp_path / "out" / subset).iterdir())
 
 
-def test_predictions_coco_prepare_round_trip(tmp_path):
-    """predict --coco-json's RLE (absolute file_name) -> prepare --coco -> the same masks."""
-    image = _image(tmp_path / "photos" / "plant7.png")
-    rng = np.random.default_rng(0)
-    visible = np.zeros((H, W, 3), bool)
-    visible[..., 0] = rng.random((H, W)) < 0.3  # ragged shapes: RLE must be exact
-    visible[..., 1] = ~visible[..., 0] & (rng.random((H, W)) < 0.5)
-    visible[2:6, 9:13, 2] = True
-    visible[..., 2] &= ~(visible[..., 0] | visible[..., 1])
-    details = {"class_ids": np.ones(3, int), "scores": np.array([0.9, 0.8, 0.7]), "rois": np.zeros((3, 4))}
-    document = {"images": [{"id": 1, "file_name": str(image), "height": H, "width": W}],
-                "annotations": _coco_annotations(visible, details, 1, 1),
-                "categories": [{"id": 1, "name": "leaf"}]}
-    (tmp_path / "predictions_coco.json").write_text(json.dumps(document))
-    (tmp_path / "images").mkdir()  # file_name is absolute: found without the images folder
-    result = prepare_dataset(tmp_path / "images", tmp_path / "out", coco=tmp_path / "predictions_coco.json",
+# What the importers read, checked in test_predictions_coco_json_imports_and_round_trips:
+# CVAT "COCO 1.0" goes through its Datumaro fork's COCO reader (datumaro/plugins/coco_format/
+# extractor.py): an image's item id is file_name without its suffix, which CVAT matches to the
+# task's image names (cvat/apps/dataset_manager/bindings.py, match_frame / match_frame_fuzzy:
+# equal paths, or equal trailing path parts), so an absolute path matches nothing; "id",
+# "image_id", "category_id" (int) and "iscrowd" (int) are required fields; a polygon needs at
+# least 3 (x, y) pairs; a dict segmentation is imported as a mask whatever iscrowd says; "score"
+# becomes the shape's score attribute; "supercategory" is optional; info and licenses are not
+# required (https://docs.cvat.ai/docs/dataset_management/formats/format-coco/).
+# Label Studio's converter (label_studio_sdk/converter/imports/coco.py, convert_coco_to_ls) joins
+# --image-root-url and file_name (os.path.join: an absolute file_name drops the root), reads each
+# image's width and height and each annotation's bbox and score unguarded, and makes one polygon
+# region per polygon of segmentation; it reads no RLE.
+COCO_SHAPE = (60, 80)
+
+
+def _leaves():
+    """Hand-made detections of known shapes (bool [H, W, 5], scores): a stem (0.95) over a bar
+    (0.8) splits the bar's visible pixels in two; a disc, an L and a ring (a leaf with a hole)."""
+    yy, xx = np.mgrid[:COCO_SHAPE[0], :COCO_SHAPE[1]]
+    stem = (yy >= 40) & (xx >= 35) & (xx < 45)
+    disc = (yy - 15) ** 2 + (xx - 15) ** 2 <= 49
+    ell = ((yy >= 5) & (yy < 35) & (xx >= 40) & (xx < 46)) | ((yy >= 30) & (yy < 35) & (xx >= 40) & (xx < 70))
+    bar = (yy >= 45) & (yy < 55) & (xx >= 5) & (xx < 75)
+    ring = ((yy - 12) ** 2 + (xx - 62) ** 2 <= 64) & ((yy - 12) ** 2 + (xx - 62) ** 2 > 9)
+    return np.stack([stem, disc, ell, bar, ring], axis=-1), np.array([0.95, 0.9, 0.85, 0.8, 0.7])
+
+
+class _Model:
+    """MaskRCNN's inference surface for predict_images: detect() and config.NUM_CLASSES."""
+
+    config = type("Config", (), {"NUM_CLASSES": 2})
+
+    def detect(self, images):
+        masks, scores = _leaves()
+        return [{"masks": masks, "scores": scores, "class_ids": np.ones(len(scores), int),
+                 "rois": np.zeros((len(scores), 4), int)}]
+
+
+@pytest.mark.parametrize("coco_format", ["rle", "polygons"])
+def test_predictions_coco_json_imports_and_round_trips(tmp_path, coco_format):
+    """predict --coco-json rle|polygons -> the fields CVAT and Label Studio read -> prepare --coco
+    -> the visible masks: RLE exactly, polygons with holes filled (IoU >= 0.95 without holes)."""
+    _image(tmp_path / "photos" / "plant7.png", *COCO_SHAPE)
+    report = predict_images(_Model(), [tmp_path / "photos"], tmp_path / "pred", coco_json=coco_format, progress=False)
+    document = json.loads(report.outputs["predictions_coco.json"].read_text())
+    masks, _ = _leaves()
+    visible = masks.copy()
+    visible[..., 3] &= ~masks[..., 0]  # the stem covers the bar: two pieces remain
+
+    (image,) = document["images"]
+    assert image["file_name"] == "plant7.png"  # base name: CVAT matches it, LS joins it to its root URL
+    assert image["path"] == str(tmp_path / "photos" / "plant7.png")
+    assert (image["id"], image["height"], image["width"]) == (1, *COCO_SHAPE)  # LS reads width, height
+    assert document["categories"] == [{"id": 1, "name": "leaf", "supercategory": "plant"}]
+    annotations = document["annotations"]
+    assert [a["id"] for a in annotations] == [1, 2, 3, 4, 5]
+    for k, annotation in enumerate(annotations):
+        assert annotation["image_id"] == 1 and annotation["category_id"] == 1
+        assert annotation["iscrowd"] == 0  # CVAT requires it; 0: a leaf, never a crowd
+        assert annotation["score"] == pytest.approx(_leaves()[1][k])  # LS's converter reads it unguarded
+        assert annotation["area"] == visible[..., k].sum()
+        x, y, w, h = annotation["bbox"]  # COCO xywh, pixel edges
+        ys, xs = np.nonzero(visible[..., k])
+        assert [x, y, w, h] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+        if coco_format == "polygons":  # a list of flat [x, y, ...] lists of 3 points or more
+            assert annotation["segmentation"] == mask_to_polygons(visible[..., k])
+            assert all(len(p) >= 6 and len(p) % 2 == 0 for p in annotation["segmentation"])
+        else:
+            assert set(annotation["segmentation"]) == {"size", "counts"}
+    if coco_format == "polygons":
+        assert [len(a["segmentation"]) for a in annotations] == [1, 1, 1, 2, 1]  # the bar: two pieces
+
+    result = prepare_dataset(tmp_path / "photos", tmp_path / "out", coco=report.outputs["predictions_coco.json"],
                              val_fraction=0, progress=False)
     assert result.prepared == ["plant7"]
-    for k in range(3):
+    for k in range(5):
         mask = cv2.imread(str(tmp_path / "out" / "train" / "plant7" / "masks" / f"plant7_{k}.png"),
-                          cv2.IMREAD_UNCHANGED)
-        np.testing.assert_array_equal(mask > 0, visible[..., k])
+                          cv2.IMREAD_UNCHANGED) > 0
+        if coco_format == "rle":
+            np.testing.assert_array_equal(mask, visible[..., k])
+            continue
+        filled = np.zeros(COCO_SHAPE, np.uint8)
+        contours, _ = cv2.findContours(visible[..., k].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        np.testing.assert_array_equal(mask, cv2.drawContours(filled, contours, -1, 1, -1) > 0)
+        if k != 4:  # the ring's hole is filled
+            assert visible[..., k].sum() > 100
+            assert (mask & visible[..., k]).sum() / (mask | visible[..., k]).sum() >= 0.95
+
+
+def test_mask_to_polygons_pieces_largest_first_and_exact_pixels():
+    mask = np.zeros((H, W), bool)
+    mask[1:3, 1:3] = True      # 4 px
+    mask[5:11, 6:15] = True    # 54 px
+    mask[0, 15] = True         # 1 px, in the corner
+    polygons = mask_to_polygons(mask)
+    assert [len(p) // 2 for p in polygons] == [4, 4, 4]
+    assert polygons[0] == [6.25, 5.25, 6.25, 10.75, 14.75, 10.75, 14.75, 5.25]  # 0.25 px inside the edges
+    back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, H, W))) > 0
+    np.testing.assert_array_equal(back, mask)
+    assert mask_to_polygons(np.zeros((H, W), bool)) == []
+    with pytest.raises(ValueError, match="2-D"):
+        mask_to_polygons(np.zeros((H, W, 1), bool))

@@ -370,6 +370,7 @@ def test_coco_json_loads_with_pycocotools_and_matches_the_labels(predicted, inpu
         label = np.array(Image.open(predicted.out / "labels" / f"{image['name']}_label.png"))
         assert (image["height"], image["width"]) == label.shape
         assert Path(image["file_name"]).stem == image["name"]
+        assert image["file_name"] == Path(image["path"]).name  # base name: what CVAT and Label Studio match
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
         rows = [row for row in leaves if row["image"] == image["name"]]
         assert len(annotations) == len(rows)
@@ -409,6 +410,25 @@ def test_script_and_cli_entry_points():
     from leafseg.cli import COMMANDS
 
     assert COMMANDS["predict"][0] == "leafseg.predict"
+
+
+@pytest.mark.parametrize("argv,coco_json,inputs", [
+    (["a.png"], None, ["a.png"]),
+    (["a.png", "--coco-json"], "rle", ["a.png"]),
+    (["--coco-json", "polygons", "a.png"], "polygons", ["a.png"]),
+    (["--coco-json", "rle", "photos/", "b.png"], "rle", ["photos/", "b.png"]),
+    (["--coco-json", "photos/", "b.png"], "rle", ["photos/", "b.png"]),  # as before the option took a value
+    (["--coco-json", "photos/"], "rle", ["photos/"]),
+])
+def test_coco_json_takes_a_format_and_older_command_lines_still_work(argv, coco_json, inputs):
+    args = predict.build_parser().parse_args(argv)
+    assert args.coco_json == coco_json
+    assert [*args.coco_json_inputs, *args.inputs] == inputs
+
+
+def test_no_input_is_a_usage_error(capsys):
+    assert predict.main(["--coco-json", "polygons"]) == 2
+    assert "predict: error: no INPUT given" in capsys.readouterr().err
 
 
 def test_weights_from_a_file_a_run_folder_or_a_logs_folder(tmp_path):
