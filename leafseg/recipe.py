@@ -3,6 +3,7 @@
     leafseg recipe leaf-small                      # data, training, held-out scores, the file
     leafseg recipe leaf-small --epochs 2 --steps-per-epoch 5 --images 40 --out /tmp/try   # a quick look
     leafseg recipe leave-one-style-out             # generalisation to style families never seen
+    leafseg recipe small-data                      # "I labelled 20 images": fine-tuning leaf-small vs from scratch
 
 Every step is kept in ``--out`` and skipped when it is already done, so a recipe that was
 interrupted (Ctrl-C, a crash, a machine that went away) continues where it stopped when run
@@ -26,6 +27,15 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 
 Copy the file to ``leafseg/models/`` (or point ``$LEAFSEG_ZOO_DIR`` at its folder) to use it
 as ``leaf-small``.
+
+``small-data`` (docs/TRAINING.md, "I labelled 20 images") stands in for a user's own small set
+with classic-style rosettes, a look leaf-small never trained on: 20 training and 5 validation
+images, and 50 held-out images of another seed. It trains each way of SMALL_DATA_PLANS (from
+leaf-small: the heads, the heads then all layers, all layers; from random weights) for the same
+wall-clock budget (``--minutes``), keeping a checkpoint per 20-step epoch, and scores the
+checkpoint each one had after 1, 2, 4, ... minutes on the held-out images (``OUT/summary.md``,
+``OUT/sbd_vs_minutes.png``). A plan interrupted while training is trained again from its start,
+so that its minutes stay one uninterrupted run.
 """
 from __future__ import annotations
 
@@ -46,7 +56,7 @@ from leafseg.demo import _step
 from leafseg.runs import newest_run, read_checkpoint_index, read_stages
 from mrcnn.fileio import atomic_path, write_text_atomic
 
-__all__ = ["RECIPES", "leaf_small", "build_parser", "main"]
+__all__ = ["RECIPES", "leaf_small", "leave_one_style_out", "small_data", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -303,25 +313,191 @@ def leave_one_style_out(out="runs/leave-one-style-out", images=1000, epochs=10, 
     return record
 
 
-RECIPES = {"leaf-small": leaf_small, "leave-one-style-out": leave_one_style_out}
+# "I labelled 20 images": the ways of training on them that ``small-data`` compares, each
+# (weights to start from, stages); a stage is (layers, its share of the time budget, learning
+# rate, warmup steps). Adam (the leaf_small preset's), a constant rate, the "strong" augmentation.
+SMALL_DATA_PLANS = {
+    "leaf-small, heads then all": ("leaf-small", (("heads", 0.25, 0.001, 0), ("all", 0.75, 0.0001, 0))),
+    "leaf-small, heads only": ("leaf-small", (("heads", 1.0, 0.001, 0),)),
+    "leaf-small, all layers": ("leaf-small", (("all", 1.0, 0.0001, 0),)),
+    "from scratch, all layers": ("none", (("all", 1.0, 0.001, 50),)),
+}
+SMALL_DATA_STEPS = 20      # steps of 2 images per epoch: a checkpoint every 40 images (two passes over 20)
+SMALL_DATA_VALIDATION = 2  # validation steps per epoch (4 of the 5 validation images)
+
+
+def _slug(name):
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def minute_marks(minutes):
+    """The times (minutes) at which ``small-data`` scores each plan: 1, 2, 4, ... below the budget, and the budget."""
+    marks, mark = [], 1
+    while mark < minutes:
+        marks.append(mark)
+        mark *= 2
+    return marks + [minutes]
+
+
+def checkpoint_at(elapsed, mark, last=False):
+    """The newest epoch whose checkpoint was written within ``mark`` minutes, from {epoch: seconds
+    since the plan started}; ``last``: the newest epoch (the budget is only passed by the step
+    that crosses it). None if no epoch ended in time."""
+    done = [epoch for epoch, seconds in elapsed.items() if last or seconds <= mark * 60]
+    return max(done) if done else None
+
+
+def small_data_argv(prepared, logs, stage, seed, start, config=None, steps_per_epoch=SMALL_DATA_STEPS):
+    """``leafseg train`` arguments of one stage of a small-data plan: (layers, share, rate, warmup)
+    until the time budget stops it, a checkpoint kept every epoch."""
+    layers, _, rate, warmup = stage
+    argv = ["--dataset", str(prepared), "--logs", str(logs), "--seed", str(seed), "--verbose", "2",
+            "--weights", start, "--stage", layers, "--epochs", "100000", "--steps-per-epoch", str(steps_per_epoch),
+            "--validation-steps", str(SMALL_DATA_VALIDATION), "--augment", "strong", "--lr", str(rate),
+            "--warmup-steps", str(warmup), "--keep-checkpoints", "0"]
+    return (["--config", config] if config else []) + argv
+
+
+def _train_plan(plan, prepared, folder, minutes, seed, steps_per_epoch):
+    """Train one plan for ``minutes`` in ``folder/logs``; returns {epoch: seconds since it started}."""
+    import keras
+
+    from leafseg.train import run as train
+    from mrcnn.callbacks import TimeBudget
+
+    weights, stages = plan
+    shutil.rmtree(folder, ignore_errors=True)  # an interrupted plan starts again: its minutes are one run
+    elapsed, share = {}, 0.0
+    started = time.monotonic()
+    for index, stage in enumerate(stages):
+        share += stage[1]
+        budget = started + share * minutes * 60 - time.monotonic()
+        clock = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: elapsed.__setitem__(epoch + 1, round(time.monotonic() - started, 1)))
+        start = weights if index == 0 else "last"
+        config = "leaf_small" if start == "none" else None
+        print(f"  {stage[0]}: {budget / 60:.1f} minutes from {start}", flush=True)
+        train(small_data_argv(prepared, folder / "logs", stage, seed, start, config, steps_per_epoch),
+              callbacks=[clock, TimeBudget(max(budget, 1.0))])
+    return elapsed
+
+
+def _plot_small_data(results, baseline, images, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, scores in results.items():
+        xs = [0] + [s["minutes"] for s in scores] if name.startswith("leaf-small") else [s["minutes"] for s in scores]
+        sbd = ([baseline["sbd_mean"]] if name.startswith("leaf-small") else []) + [s["sbd_mean"] for s in scores]
+        dic = ([baseline["abs_dic_mean"]] if name.startswith("leaf-small") else []) + [s["abs_dic_mean"] for s in scores]
+        left.plot(xs, sbd, marker="o", label=name)
+        right.plot(xs, dic, marker="o", label=name)
+    left.set(xlabel="training minutes (2 CPU cores)", ylabel="SBD (held-out)", ylim=(0, 1))
+    right.set(xlabel="training minutes (2 CPU cores)", ylabel="|DiC| (held-out)")
+    left.legend(fontsize=8)
+    fig.suptitle(f"Training on {images} labelled images, scored on held-out ones")
+    fig.tight_layout()
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def small_data(out="runs/small-data", images=20, minutes=8, seed=2030, workers=2, test_images=50,
+               steps_per_epoch=SMALL_DATA_STEPS, plans=None):
+    """"I labelled 20 images": train each way of ``plans`` (default SMALL_DATA_PLANS) on the same
+    ``images`` classic-style rosettes for ``minutes`` of wall-clock time, and score the checkpoint
+    each had at every minute mark on the same ``test_images`` held-out rosettes. Writes
+    ``out/summary.md``, ``out/summary.json`` and ``out/sbd_vs_minutes.png``; returns the record."""
+    from leafseg import zoo
+    from leafseg.prepare import prepare_dataset
+    from leafseg.synthetic import write_dataset
+
+    plans = plans or SMALL_DATA_PLANS
+    out = Path(out)
+    val = max(2, images // 4)
+    total = len(plans) + 2
+    _step(1, total, f"{images} training and {val} validation classic-style rosettes, {test_images} held-out ones")
+    write_dataset(out / "rosettes", images + val, seed=seed, size=500, style="classic", workers=workers)
+    result = prepare_dataset(out / "rosettes", out / "prepared", seed=seed, workers=workers,
+                             val_ids=[f"plant{i:05d}" for i in range(images, images + val)])
+    print(result.summary())
+    prepared = out / "prepared"
+    held_out = out / "held_out"
+    write_dataset(held_out, test_images, seed=seed + 1, size=500, style="classic", workers=workers, progress=False)
+    sets = {"held_out": held_out}
+
+    _step(2, total, "leaf-small as shipped, without training")
+    baseline = score(zoo.path("leaf-small"), sets, out / "leaf_small_as_shipped", gallery=0)["held_out"]
+    marks = minute_marks(minutes)
+    results = {}
+    for number, (name, plan) in enumerate(plans.items(), start=3):
+        folder = out / "plans" / _slug(name)
+        record = folder / "plan.json"
+        _step(number, total, f"{name}: {minutes} minutes")
+        if record.is_file():
+            elapsed = {int(k): v for k, v in json.loads(record.read_text())["elapsed"].items()}
+        else:
+            elapsed = _train_plan(plan, prepared, folder, minutes, seed, steps_per_epoch)
+            write_text_atomic(record, json.dumps({"plan": [plan[0], [list(s) for s in plan[1]]], "minutes": minutes,
+                                                  "elapsed": elapsed}, indent=1) + "\n")
+        from mrcnn.weights import checkpoints_in
+
+        run_dir = newest_run(folder / "logs")
+        paths = {int(re.search(r"(\d+)\.weights\.h5$", p.name).group(1)): p for p in checkpoints_in(run_dir)}
+        results[name] = []
+        for mark in marks:
+            epoch = checkpoint_at(elapsed, mark, last=mark == marks[-1])
+            if epoch is None:
+                continue
+            summary = score(paths[epoch], sets, folder / f"after_{mark}_min", gallery=0)["held_out"]
+            results[name].append(dict(summary, minutes=mark, epoch=epoch, seconds=elapsed[epoch]))
+
+    columns = ["0 min"] + [f"{m} min" for m in marks]
+    lines = [f"{images} training images (classic style, seed {seed}), {test_images} held-out; SBD / abs DiC after "
+             "N minutes of training on this machine", "",
+             "| start, layers trained | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
+             f"| leaf-small as shipped, no training | {baseline['sbd_mean']:.3f} / {baseline['abs_dic_mean']:.2f} |"
+             + " |" * len(marks)]
+    for name, scores in results.items():
+        cells = {s["minutes"]: f"{s['sbd_mean']:.3f} / {s['abs_dic_mean']:.2f}" for s in scores}
+        first = f"{baseline['sbd_mean']:.3f} / {baseline['abs_dic_mean']:.2f}" if plans[name][0] == "leaf-small" else "-"
+        lines.append(f"| {name} | {first} | " + " | ".join(cells.get(m, "-") for m in marks) + " |")
+    write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    record = {"images": images, "validation_images": val, "test_images": test_images, "minutes": minutes,
+              "seed": seed, "baseline": baseline, "plans": results}
+    write_text_atomic(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    _plot_small_data(results, baseline, images, out / "sbd_vs_minutes.png")
+    print("\n" + "\n".join(lines))
+    return record
+
+
+RECIPES = {"leaf-small": leaf_small, "leave-one-style-out": leave_one_style_out, "small-data": small_data}
 
 
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="leafseg recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Rebuild a pretrained model of leafseg.zoo from nothing, or measure generalisation "
-                    "(leave-one-style-out); run again with the same arguments to continue.",
+                    "(leave-one-style-out) and small-data fine-tuning (small-data); run again with the same "
+                    "arguments to continue.",
         epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("recipe", choices=list(RECIPES), help="leaf-small: the shipped model; leave-one-style-out: "
-                                                              "the generalisation table of its model card")
+                                                              "the generalisation table of its model card; "
+                                                              "small-data: fine-tuning on 20 labelled images")
     parser.add_argument("--out", help="working folder (default: runs/RECIPE)")
     parser.add_argument("--images", type=int, help="rosettes to generate per model (default: 3000; "
-                                                   "leave-one-style-out 1000)")
-    parser.add_argument("--epochs", type=int, help="epochs per model, in one stage (default: leaf-small's two stages, "
+                                                   "leave-one-style-out 1000; small-data 20 training images)")
+    parser.add_argument("--epochs", type=int, help="epochs per model, in one stage (default: leaf-small's stages, "
                                                    "to epochs 36 and 48; leave-one-style-out 10)")
-    parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200)")
+    parser.add_argument("--minutes", type=float, help="small-data: the training time of each way compared "
+                                                      "(default: 8)")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200; "
+                                                            "small-data 20)")
     parser.add_argument("--seed", type=int, help="seed of the data and the training (default: 2026; "
-                                                 "leave-one-style-out 2027)")
+                                                 "leave-one-style-out 2027; small-data 2030)")
     parser.add_argument("--family", action="append", metavar="FAMILY",
                         help="leave-one-style-out: the families to hold out (default: all of leafseg.scenes.FAMILIES)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -334,12 +510,17 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_tensorflow(args.verbose)
-    given = {name: getattr(args, name) for name in ("images", "epochs", "seed", "steps_per_epoch")
+    given = {name: getattr(args, name) for name in ("images", "epochs", "minutes", "seed", "steps_per_epoch")
              if getattr(args, name) is not None}
-    if args.family:
-        if args.recipe != "leave-one-style-out":
-            print("recipe: error: --family is for leave-one-style-out", file=sys.stderr)
+    only = {"family": "leave-one-style-out", "minutes": "small-data"}
+    for option, recipe in only.items():
+        if getattr(args, option) is not None and args.recipe != recipe:
+            print(f"recipe: error: --{option} is for {recipe}", file=sys.stderr)
             return 2
+    if args.recipe == "small-data" and args.epochs is not None:
+        print("recipe: error: small-data trains for --minutes, not --epochs", file=sys.stderr)
+        return 2
+    if args.family:
         given["families"] = args.family
     RECIPES[args.recipe](out=args.out or f"runs/{args.recipe}", workers=args.workers, **given)
     return 0
