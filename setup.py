@@ -31,7 +31,11 @@ setup(
     package_dir={"leafseg.configs": "configs"},
     install_requires=read_requirements(),
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # The tests also cover the cluster extra (a LocalCluster, a SLURM job script).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                 "dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
+        # leafseg predict --cluster (leafseg.cluster): a local, remote or SLURM / HTCondor / PBS Dask cluster.
+        "cluster": ["dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },

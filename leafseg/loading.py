@@ -19,7 +19,7 @@ from leafseg.config import PRESETS, config_for_weights, load_config
 from leafseg.runs import CONFIG_FILE
 from mrcnn.weights import WeightsMismatchError, newest_checkpoint
 
-__all__ = ["resolve_weights", "resolve_config", "load_inference_model"]
+__all__ = ["resolve_weights", "resolve_config", "resolve_inference", "load_inference_model"]
 
 
 def resolve_weights(weights) -> Path:
@@ -59,6 +59,19 @@ def resolve_config(config=None, weights=None, **overrides):
     return load_config(str(config), **overrides), str(config)
 
 
+def resolve_inference(weights, config=None, min_score=None, **overrides):
+    """What :func:`load_inference_model` would build, without building it: (config, config
+    source string, weights path). One image per call unless ``overrides`` say otherwise."""
+    weights = resolve_weights(weights)
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+    if min_score is not None:
+        if not 0.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"min score must be in [0, 1], got {min_score}")
+        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
+    config, source = resolve_config(config, weights, **overrides)
+    return config, source, weights
+
+
 def load_inference_model(weights, config=None, min_score=None, model_dir=None, **overrides):
     """An inference-mode MaskRCNN with ``weights`` loaded.
 
@@ -69,13 +82,7 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, *
     """
     from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
 
-    weights = resolve_weights(weights)
-    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
-    if min_score is not None:
-        if not 0.0 <= float(min_score) <= 1.0:
-            raise ValueError(f"min score must be in [0, 1], got {min_score}")
-        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
-    config, source = resolve_config(config, weights, **overrides)
+    config, source, weights = resolve_inference(weights, config, min_score, **overrides)
     model = MaskRCNN("inference", config, model_dir or weights.parent)
     try:
         model.load_weights(str(weights))

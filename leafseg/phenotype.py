@@ -93,13 +93,15 @@ def _layers(masks: np.ndarray) -> list[list[int]]:
     return layers
 
 
-def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None) -> list[dict]:
+def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None, label=None) -> list[dict]:
     """One row of traits per leaf mask.
 
     masks: bool [H, W, N], one leaf per channel (overlapping masks are each measured whole).
     scores: [N] detection scores, copied into the "score" column (None: empty column).
     image_name: copied into the "image" column.
     mm_per_pixel: pixel size; None reports pixels (see the module docstring for units).
+    label: the masks painted into one label image (mask k as id k + 1), when they do not
+        overlap (visible leaves): measured at once, without looking for overlaps.
 
     Returns: N dicts with keys image, leaf (1-based, input order), score, area_<a>,
     bbox_y1_px, bbox_x1_px, bbox_y2_px, bbox_x2_px (y2 / x2 exclusive), centroid_y_px,
@@ -116,10 +118,15 @@ def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None) 
     scale, length_unit, area_unit = _units(mm_per_pixel)
 
     props = {}
-    for layer in _layers(masks):
-        label = np.zeros(masks.shape[:2], dtype=np.int32)
-        for k in layer:
-            label[masks[..., k]] = k + 1
+    if label is not None:
+        labels = [np.asarray(label)]
+    else:
+        labels = []
+        for layer in _layers(masks):
+            labels.append(np.zeros(masks.shape[:2], dtype=np.int32))
+            for k in layer:
+                labels[-1][masks[..., k]] = k + 1
+    for label in labels:
         table = skimage.measure.regionprops_table(label, properties=_REGION_PROPERTIES)
         for i, leaf_id in enumerate(table["label"]):
             props[int(leaf_id) - 1] = {name: values[i] for name, values in table.items()}
@@ -166,11 +173,13 @@ def _hull_corners(foreground: np.ndarray) -> np.ndarray:
     return cv2.convexHull(points).reshape(-1, 2)
 
 
-def measure_plant(masks, image_name: str = "", mm_per_pixel=None) -> dict:
+def measure_plant(masks, image_name: str = "", mm_per_pixel=None, label=None) -> dict:
     """The plant-level traits of one image's leaves.
 
     masks: bool [H, W, N], one leaf per channel; masks may overlap.
     mm_per_pixel: pixel size; None reports pixels.
+    label: the masks painted into one label image (mask k as id k + 1), when they do not
+        overlap: the same traits, without reducing over the masks.
 
     Returns: {"image", "leaf_count", "rosette_area_<a>", "convex_hull_area_<a>",
     "compactness", "diameter_<l>"} (<a> px or mm2, <l> px or mm). leaf_count counts masks with
@@ -179,7 +188,13 @@ def measure_plant(masks, image_name: str = "", mm_per_pixel=None) -> dict:
     """
     masks = _check_masks(masks)
     scale, length_unit, area_unit = _units(mm_per_pixel)
-    foreground = masks.any(axis=2)
+    if label is not None:
+        foreground = np.asarray(label) > 0
+        ids = np.unique(label)
+        leaf_count = int(np.count_nonzero(ids))
+    else:
+        foreground = masks.any(axis=2)
+        leaf_count = int(masks.any(axis=(0, 1)).sum())
     rosette_area = int(foreground.sum())
     if rosette_area == 0:
         hull_area, diameter = 0.0, 0.0
@@ -190,7 +205,7 @@ def measure_plant(masks, image_name: str = "", mm_per_pixel=None) -> dict:
         diameter = float(np.sqrt((gaps ** 2).sum(axis=-1)).max())
     return {
         "image": image_name,
-        "leaf_count": int(masks.any(axis=(0, 1)).sum()),
+        "leaf_count": leaf_count,
         f"rosette_area_{area_unit}": rosette_area * scale ** 2,
         f"convex_hull_area_{area_unit}": hull_area * scale ** 2,
         "compactness": rosette_area / hull_area if hull_area else math.nan,

@@ -78,7 +78,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from leafseg.annotations import mask_to_polygons
-from leafseg.cliargs import add_model_arguments, add_verbose_argument, positive_float, setup_command_logging
+from leafseg.cliargs import (add_model_arguments, add_verbose_argument, positive_float, positive_int,
+                             setup_command_logging)
 from leafseg.loading import load_inference_model
 from leafseg.masks import leaf_palette, save_indexed_png
 from leafseg.metrics import label_from_detections, write_csv
@@ -88,7 +89,8 @@ from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "is_label_file", "output_name", "read_image",
-           "visible_leaves", "PredictReport", "predict_images", "build_parser", "run", "main"]
+           "visible_leaves", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
+           "predict_images", "default_batch_size", "build_parser", "run", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,9 @@ class ImageReadError(OSError):
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
+
+    def __reduce__(self):  # (cluster workers send it back)
+        return type(self), (str(self.path), self.reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +258,9 @@ def visible_leaves(result):
     """
     scores = np.asarray(result["scores"], np.float64)
     order = np.argsort(-scores, kind="stable")
-    masks = np.asarray(result["masks"], bool)[..., order]
+    masks = np.asarray(result["masks"], bool)
+    if np.any(order != np.arange(len(order))):  # (the model's detections come sorted: no copy then)
+        masks = masks[..., order]
     label = label_from_detections(masks, scores[order])
     present = np.zeros(masks.shape[-1] + 1, bool)
     present[np.unique(label)] = True
@@ -313,11 +320,14 @@ class PredictReport:
     ignored: list = field(default_factory=list)     # folder files without an image suffix
     labels: list = field(default_factory=list)      # label images left out (see is_label_file)
     outputs: dict = field(default_factory=dict)     # {"leaves.csv": path, ...}
+    resumed: int = 0                                # images predicted by an earlier run into the folder
 
     def summary(self) -> str:
         lines = [f"predicted {len(self.predicted)} images "
                  f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"
-                 + (f" (and {len(self.labels)} label images)" if self.labels else "")]
+                 + (f" (and {len(self.labels)} label images)" if self.labels else "")
+                 + (f"; {self.resumed} of them were predicted by an earlier run into this folder" if self.resumed
+                    else "")]
         lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
         if self.labels:
             lines.append(f"  skipped {len(self.labels)} label images ({_shown(self.labels)}); "
@@ -341,11 +351,145 @@ def _plant_columns(mm_per_pixel):
     return ["image", "file"] + [key for key in row if key != "image"]
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """What predict writes for each image (picklable: cluster workers get it)."""
+
+    out_dir: str
+    mm_per_pixel: float | None = None
+    coco_json: str | None = None
+    label_suffix: str = DEFAULT_LABEL_SUFFIX
+
+    def settings(self):
+        """The part of a run's settings (leafseg.results) that these options make."""
+        return {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix}
+
+
+def finish_image(image, result, path, name, options: OutputOptions) -> dict:
+    """Write one image's overlay and label from its detections; returns its record (leaf rows,
+    plant row, COCO entries with image-local ids; see leafseg.results)."""
+    from mrcnn import visualize
+
+    out_dir, mm_per_pixel = Path(options.out_dir), options.mm_per_pixel
+    label, visible, details = visible_leaves(result)
+    count = visible.shape[-1]
+    colors = leaf_palette(255)[np.arange(count) % 255]
+    overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
+    visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
+    _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
+    leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
+    (plant,) = round_traits([measure_plant(visible, name, mm_per_pixel, label=label)], mm_per_pixel)
+    record = {"name": name, "file": str(path), "count": count, "leaves": leaves,
+              "plant": {"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}},
+              "coco": None}
+    if options.coco_json:
+        record["coco"] = {"image": {"file_name": Path(path).name, "height": int(image.shape[0]),
+                                    "width": int(image.shape[1]), "name": name, "path": str(path)},
+                          "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json)}
+    return record
+
+
+# How far reading runs ahead of the model, in batches, and how many images may wait to be written.
+PREFETCH_BATCHES = 2
+MAX_WRITING = 4
+
+
+def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None):
+    """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
+    images while the model runs, and a thread writes each image's outputs and record while
+    the model runs on the next ones. Batches of ``batch_size`` images go to the model in one call.
+
+    on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
+    :class:`ImageReadError`. Returns {name: outcome}.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch_size = max(1, int(batch_size))
+    outcomes = {}
+    items = iter(todo)
+
+    def write(image, result, path, name):
+        record = finish_image(image, result, path, name, options)
+        store.save(record)
+        return record["count"]
+
+    with ThreadPoolExecutor(2, thread_name_prefix="predict-read") as readers, \
+            ThreadPoolExecutor(1, thread_name_prefix="predict-write") as writers:
+        reading, writing, batch = deque(), deque(), []
+
+        def refill():
+            while len(reading) < batch_size * (PREFETCH_BATCHES + 1):
+                item = next(items, None)
+                if item is None:
+                    return
+                reading.append((*item, readers.submit(read_image, item[0])))
+
+        def settle(limit):
+            while len(writing) > limit:
+                path, name, future = writing.popleft()
+                outcomes[name] = future.result()
+                if on_done:
+                    on_done(path, name, outcomes[name])
+
+        def run_batch():
+            images = [image for _, _, image in batch if not isinstance(image, ImageReadError)]
+            results = iter(model.detect(images) if images else [])
+            for path, name, image in batch:
+                if isinstance(image, ImageReadError):  # reported in its place in the input order
+                    writing.append((path, name, writers.submit(lambda error: error, image)))
+                else:
+                    writing.append((path, name, writers.submit(write, image, next(results), path, name)))
+            batch.clear()
+            settle(MAX_WRITING)
+
+        refill()
+        ready = 0  # images of the batch that could be read
+        while reading:
+            path, name, future = reading.popleft()
+            refill()
+            try:
+                batch.append((path, name, future.result()))
+                ready += 1
+            except ImageReadError as err:
+                batch.append((path, name, err))
+            if ready == batch_size:
+                run_batch()
+                ready = 0
+        if batch:
+            run_batch()
+        settle(0)
+    return outcomes
+
+
+def predict_chunk(spec, items, options: OutputOptions):
+    """A cluster task (leafseg.cluster): predict ``items`` [(path, name)] on this worker with the
+    model of ``spec`` (a :class:`leafseg.cluster.ModelSpec`, loaded once per worker); returns
+    {name: outcome}. Images recorded already (a rerun of a task whose worker died) are not
+    predicted again."""
+    from leafseg.cluster import worker_model
+    from leafseg.results import STATE_DIR, ResultStore
+
+    store = ResultStore.attach(options.out_dir)
+    todo = [(Path(path), name) for path, name in items if not store.done(name, path)]
+    outcomes = {name: store.load(name)["count"] for path, name in items if (Path(path), name) not in todo}
+    if todo:
+        model = worker_model(spec, Path(options.out_dir) / STATE_DIR / "logs")
+        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size))
+    return outcomes
+
+
+def _settings(weights_id, config, options):
+    return {"weights": weights_id, "config": config.to_yaml_text(), **options.settings()}
+
+
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
-                   class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False) -> PredictReport:
+                   class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
+                   overwrite=False, batch_size=1, weights_id=None, cluster=None) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
-    model: an inference-mode MaskRCNN.
+    model: an inference-mode MaskRCNN, or with ``cluster`` a :class:`leafseg.cluster.ModelSpec`
+        that each worker loads once.
     inputs: files, folders and patterns (see :func:`find_inputs`).
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
     coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
@@ -354,17 +498,26 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     label_suffix: the label images' suffix (``leafseg prepare``'s ``--label-suffix``, ending in
         ``.png``): input files named so are skipped, and predicted labels are named so.
     include_labels: predict label images too.
+    overwrite: predict every image again; by default an image predicted before into ``out_dir``
+        with the same settings is not (see :mod:`leafseg.results`).
+    batch_size: images per model call (a GPU gains from several; on a CPU 1 is as fast).
+    weights_id: what identifies the weights in the run's settings (the CLI: the file's sha256);
+        default a hash of the model's weight values.
+    cluster: None (this process), or a Dask cluster: "local:N", "tcp://HOST:PORT" or a YAML
+        file (see :mod:`leafseg.cluster`).
+    Raises :class:`leafseg.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
     """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from mrcnn import visualize
+    from leafseg.results import ResultStore, merge_records, weights_fingerprint
 
     if coco_json not in (None, *COCO_FORMATS):
         raise ValueError(f"coco_json must be None or one of {', '.join(COCO_FORMATS)}, got {coco_json!r}")
     if not str(label_suffix).lower().endswith(".png"):
         raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
     out_dir = Path(out_dir)
+    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix)
     files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
                                                    label_suffix=None if include_labels else label_suffix)
     report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
@@ -373,42 +526,55 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     if labels:
         logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
     names = _unique_names(files)
-    leaves_rows, plant_rows, coco_images, coco_annotations = [], [], [], []
-    palette = leaf_palette(255)
-    with logging_redirect_tqdm():
-        for path, name in tqdm(list(zip(files, names)), unit="image", desc="predict", disable=not progress):
-            try:
-                image = read_image(path)
-            except ImageReadError as err:
-                logger.warning("skipped %s", err)
-                report.skipped.append((str(path), err.reason))
-                continue
-            result = model.detect([image])[0]
-            label, visible, details = visible_leaves(result)
-            count = visible.shape[-1]
-            colors = palette[np.arange(count) % 255]
-            overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
-            visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
-            _save_label(label, out_dir / "labels" / f"{name}{label_suffix}")
-            leaves_rows += round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel), mm_per_pixel)
-            (plant,) = round_traits([measure_plant(visible, name, mm_per_pixel)], mm_per_pixel)
-            plant_rows.append({"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}})
-            if coco_json:
-                image_id = len(coco_images) + 1
-                coco_images.append({"id": image_id, "file_name": path.name, "height": int(image.shape[0]),
-                                    "width": int(image.shape[1]), "name": name, "path": str(path)})
-                coco_annotations += _coco_annotations(visible, details, image_id, len(coco_annotations) + 1,
-                                                      coco_json)
-            report.predicted.append((str(path), name, count))
+    if cluster is not None:
+        config = model.config_object()
+        weights_id = weights_id or model.weights_id()
+    else:
+        config = model.config
+        weights_id = weights_id or weights_fingerprint(model.keras_model)
+    store = ResultStore(out_dir, _settings(weights_id, config, options), overwrite=overwrite)
+    todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
+    report.resumed = len(files) - len(todo)
+    if report.resumed:
+        logger.info("%d of %d images were predicted before into %s; predicting the other %d", report.resumed,
+                    len(files), out_dir, len(todo))
 
-    if report.predicted:
+    with logging_redirect_tqdm(), tqdm(total=len(todo), unit="image", desc="predict",
+                                       disable=not progress) as bar:
+        def done(path, name, outcome):
+            if isinstance(outcome, ImageReadError):
+                logger.warning("skipped %s", outcome)
+            bar.update()
+
+        if cluster is not None:
+            from leafseg.cluster import predict_on_cluster
+
+            outcomes = predict_on_cluster(cluster, model, todo, options, predict_chunk, on_done=done)
+        else:
+            outcomes = predict_pending(model, todo, options, store, batch_size=batch_size, on_done=done)
+
+    records = []
+    for path, name in zip(files, names):
+        outcome = outcomes.get(name)
+        if isinstance(outcome, ImageReadError):
+            report.skipped.append((str(path), outcome.reason))
+            continue
+        record = store.load(name)
+        if record is None:  # (a cluster task that failed for good: predict_on_cluster reported it)
+            report.skipped.append((str(path), "not predicted (see the errors above)"))
+            continue
+        records.append(record)
+        report.predicted.append((str(path), name, record["count"]))
+
+    if records:
+        leaves_rows, plant_rows, coco_images, coco_annotations = merge_records(records, coco=bool(coco_json))
         report.outputs["overlays/"] = out_dir / "overlays"
         report.outputs["labels/"] = out_dir / "labels"
         report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv", _leaf_columns(mm_per_pixel))
         report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv", _plant_columns(mm_per_pixel))
         if coco_json:
             names_by_id = {1: "leaf", **(class_names or {})}
-            ids = range(1, model.config.NUM_CLASSES)
+            ids = range(1, config.NUM_CLASSES)
             document = {
                 "info": {"description": f"leafseg predictions: visible leaf masks, {coco_json}, with scores"},
                 "licenses": [], "images": coco_images, "annotations": coco_annotations,
@@ -458,9 +624,25 @@ def build_parser(parser=None):
     parser.add_argument("--include-labels", action="store_true",
                         help="also predict input files that look like label images (*SUFFIX, CVPPP *_fg.png, "
                              "*_centers.png), skipped by default")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="predict every image again; by default a rerun into the same --out predicts only the "
+                             "images not done yet (with the same weights and options)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="images per model call (default: 4 on a GPU, 1 on a CPU, where more is not faster)")
+    parser.add_argument("--cluster", metavar="local:N|tcp://HOST:PORT|FILE.yaml",
+                        help="predict on a Dask cluster: N local worker processes, a running scheduler, or a "
+                             "SLURM / HTCondor / PBS cluster file (needs pip install 'leafseg[cluster]'; see "
+                             "python -c 'import leafseg.cluster; help(leafseg.cluster)')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
+
+
+def default_batch_size():
+    """4 images per model call on a GPU, 1 on a CPU."""
+    import tensorflow as tf
+
+    return 4 if tf.config.list_physical_devices("GPU") else 1
 
 
 def run(args) -> int:
@@ -473,18 +655,35 @@ def run(args) -> int:
         print(f"predict: error: --label-suffix must end with .png (labels are written as PNG), got "
               f"{args.label_suffix!r}", file=sys.stderr)
         return 2
+    from leafseg.cluster import ClusterError, ModelSpec, check_cluster
+    from leafseg.results import SettingsMismatch, file_fingerprint
+
+    batch_size = args.batch_size or default_batch_size()
     try:
-        model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                             model_dir=args.out)
+        if args.cluster:
+            check_cluster(args.cluster)
+            model = ModelSpec(args.weights, args.config, args.min_score, batch_size)
+            config = model.config_object()
+            weights, config_source = model.weights_path(), args.config or "the weights file"
+        else:
+            model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
+                                                                 model_dir=args.out)
+            config = model.config
     except (OSError, ValueError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"weights {weights}, config {config_source}, "
-              f"min score {model.config.DETECTION_MIN_CONFIDENCE:g}", file=sys.stderr)
-    report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
-                            progress=not args.quiet, label_suffix=args.label_suffix,
-                            include_labels=args.include_labels)
+        print(f"weights {weights}, config {config_source}, min score {config.DETECTION_MIN_CONFIDENCE:g}"
+              + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
+    try:
+        report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
+                                progress=not args.quiet, label_suffix=args.label_suffix,
+                                include_labels=args.include_labels, overwrite=args.overwrite, batch_size=batch_size,
+                                weights_id=file_fingerprint(weights) if Path(weights).is_file() else None,
+                                cluster=args.cluster)
+    except (SettingsMismatch, ClusterError) as err:
+        print(f"predict: error: {err}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(report.summary())
     if not report.predicted:

@@ -390,9 +390,11 @@ def _plot_small_data(results, baseline, images, out):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, scores in results.items():
-        xs = [0] + [s["minutes"] for s in scores] if name.startswith("leaf-small") else [s["minutes"] for s in scores]
-        sbd = ([baseline["sbd_mean"]] if name.startswith("leaf-small") else []) + [s["sbd_mean"] for s in scores]
-        dic = ([baseline["abs_dic_mean"]] if name.startswith("leaf-small") else []) + [s["abs_dic_mean"] for s in scores]
+        start = [(0, baseline)] if name.startswith("leaf-small") else []  # fine-tuning starts from leaf-small
+        points = start + [(s["minutes"], s) for s in scores]
+        xs = [x for x, _ in points]
+        sbd = [s["sbd_mean"] for _, s in points]
+        dic = [s["abs_dic_mean"] for _, s in points]
         left.plot(xs, sbd, marker="o", label=name)
         right.plot(xs, dic, marker="o", label=name)
     left.set(xlabel="training minutes (2 CPU cores)", ylabel="SBD (held-out)", ylim=(0, 1))
@@ -463,7 +465,9 @@ def small_data(out="runs/small-data", images=20, minutes=8, seed=2030, workers=2
              + " |" * len(marks)]
     for name, scores in results.items():
         cells = {s["minutes"]: f"{s['sbd_mean']:.3f} / {s['abs_dic_mean']:.2f}" for s in scores}
-        first = f"{baseline['sbd_mean']:.3f} / {baseline['abs_dic_mean']:.2f}" if plans[name][0] == "leaf-small" else "-"
+        first = "-"
+        if plans[name][0] == "leaf-small":
+            first = f"{baseline['sbd_mean']:.3f} / {baseline['abs_dic_mean']:.2f}"
         lines.append(f"| {name} | {first} | " + " | ".join(cells.get(m, "-") for m in marks) + " |")
     write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
     record = {"images": images, "validation_images": val, "test_images": test_images, "minutes": minutes,

@@ -198,3 +198,19 @@ def test_round_traits_rounds_to_what_the_pixel_grid_supports(tmp_path):
     (empty,) = phenotype.round_traits([phenotype.measure_plant(np.zeros((5, 5, 0), bool))])
     assert math.isnan(empty["compactness"]) and empty["rosette_area_px"] == 0
     assert phenotype.round_traits(phenotype.measure_leaves(masks[..., :1]))[0]["score"] is None
+
+
+def test_a_label_image_of_non_overlapping_leaves_gives_the_rows_of_their_masks():
+    rng = np.random.default_rng(7)
+    label = np.zeros((80, 100), np.uint8)
+    for k in range(1, 9):
+        y, x = rng.integers(0, 70, 2)
+        label[y:y + rng.integers(3, 20), x:x + rng.integers(3, 25)] = k  # later leaves cover earlier ones
+    label[label == 5] = 0  # leaf 5 hidden entirely: an empty mask
+    masks = label[..., np.newaxis] == np.arange(1, 9)
+    scores = np.linspace(0.99, 0.7, 8)
+    for mm in (None, 0.25):
+        rows = phenotype.measure_leaves(masks, scores, "p", mm)
+        assert str(phenotype.measure_leaves(masks, scores, "p", mm, label=label)) == str(rows)  # (NaN != NaN)
+        assert "nan" in str(rows[4])  # the hidden leaf's row
+        assert phenotype.measure_plant(masks, "p", mm, label=label) == phenotype.measure_plant(masks, "p", mm)

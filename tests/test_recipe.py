@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from leafseg import recipe, train
+from leafseg import recipe, train, zoo
 
 
 def parse(argv):
@@ -79,3 +79,39 @@ def test_set_min_score_rewrites_only_the_cut_off_of_the_stored_config(tmp_path, 
         arrays = []
         f.visititems(lambda name, obj: arrays.append(name) if isinstance(obj, h5py.Dataset) else None)
         assert arrays and all(np.array_equal(f[name][()], g[name][()]) for name in arrays)
+
+
+@pytest.mark.parametrize("name", list(recipe.SMALL_DATA_PLANS))
+def test_each_small_data_plan_is_a_valid_train_command_per_stage(name):
+    weights, stages = recipe.SMALL_DATA_PLANS[name]
+    assert sum(stage[1] for stage in stages) == pytest.approx(1.0)  # the stages share the whole budget
+    for index, stage in enumerate(stages):
+        start = weights if index == 0 else "last"
+        args = parse(recipe.small_data_argv("d", "l", stage, seed=4, start=start,
+                                            config="leaf_small" if start == "none" else None))
+        # (leafseg train resolves the name leaf-small to the installed file)
+        assert args.weights == (str(zoo.path("leaf-small")) if start == "leaf-small" else start)
+        assert (args.stage, args.lr, args.warmup_steps) == (stage[0], stage[2], stage[3])
+        assert (args.augment, args.keep_checkpoints, args.seed) == ("strong", 0, 4)
+        assert args.schedule in (None, "constant")  # a constant rate (None: train's default, constant)
+        assert args.steps_per_epoch == recipe.SMALL_DATA_STEPS
+        # leaf-small brings its own config (the one stored in the file); random weights need the preset
+        assert args.config == ("leaf_small" if start == "none" else None)
+
+
+def test_small_data_scores_the_newest_checkpoint_written_by_each_minute_mark():
+    assert recipe.minute_marks(8) == [1, 2, 4, 8]
+    assert recipe.minute_marks(10) == [1, 2, 4, 8, 10]
+    assert recipe.minute_marks(0.5) == [0.5]
+    elapsed = {1: 20.0, 2: 50.0, 3: 61.0, 4: 130.0}
+    assert recipe.checkpoint_at(elapsed, 1) == 2          # epoch 3 ended after 61 s
+    assert recipe.checkpoint_at(elapsed, 2) == 3
+    assert recipe.checkpoint_at(elapsed, 2, last=True) == 4  # the budget's step overshoots it a little
+    assert recipe.checkpoint_at({1: 70.0}, 1) is None
+
+
+def test_small_data_options_are_checked(capsys):
+    assert recipe.main(["leaf-small", "--minutes", "3"]) == 2
+    assert "--minutes is for small-data" in capsys.readouterr().err
+    assert recipe.main(["small-data", "--epochs", "3"]) == 2
+    assert "trains for --minutes, not --epochs" in capsys.readouterr().err

@@ -32,3 +32,44 @@ def test_plot_history_and_save_image_write_pngs(tmp_path):
     saved = visualize.save_image(np.zeros((4, 5, 3), np.uint8), tmp_path / "sub" / "x.png")
     assert saved.is_file()
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["losses.png", "x.png"]
+
+
+def _draw_over_whole_image(image, masks, labels, colors, alpha=0.45):
+    """draw_instances as it was written first: every instance over the whole image."""
+    import cv2
+
+    out = image.astype(np.float32).copy()
+    for i in range(masks.shape[-1]):
+        out[masks[..., i]] = (1 - alpha) * out[masks[..., i]] + alpha * colors[i]
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    for i in range(masks.shape[-1]):
+        color = tuple(int(c) for c in colors[i])
+        contours, _ = cv2.findContours(masks[..., i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, color, 1)
+        if masks[..., i].any():
+            ys, xs = np.nonzero(masks[..., i])
+            k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+            scale = max(0.3, min(image.shape[:2]) / 900)
+            (tw, th), _ = cv2.getTextSize(str(labels[i]), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+            origin = (int(xs[k] - tw / 2), int(ys[k] + th / 2))
+            cv2.putText(out, str(labels[i]), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(out, str(labels[i]), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+    return out
+
+
+def test_drawing_each_instance_within_its_box_gives_the_pixels_of_drawing_it_over_the_image():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (90, 130, 3), np.uint8)
+    masks = np.zeros((90, 130, 7), bool)
+    for k in range(4):  # rectangles and discs, overlapping ones too
+        y, x = rng.integers(0, 70, 2)
+        masks[y:y + rng.integers(2, 30), x:x + rng.integers(2, 60), k] = True
+    yy, xx = np.mgrid[:90, :130]
+    masks[..., 4] = (yy - 45) ** 2 + (xx - 0) ** 2 < 300         # cut by the left edge
+    masks[..., 5] = ((yy - 20) ** 2 + (xx - 100) ** 2 < 150) & ((yy + xx) % 7 > 0)  # holes, pieces
+    # masks[..., 6] stays empty: nothing drawn, no label
+    colors = visualize.random_colors(7)
+    labels = [str(k + 1) for k in range(7)]
+    expected = _draw_over_whole_image(image, masks, labels, colors)
+    assert np.array_equal(visualize.draw_instances(image, masks, labels=labels, colors=colors), expected)
