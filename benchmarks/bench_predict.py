@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """End-to-end ``leafseg predict`` against the model alone, on a folder of 500 px JPEGs.
 
-    python benchmarks/bench_predict.py                      # leaf-small, 60 synthetic rosettes
+    python benchmarks/bench_predict.py                      # leaf-small, 120 synthetic rosettes
     python benchmarks/bench_predict.py --images 200 --weights runs/x/model.weights.h5 --batch-size 4
 
 It draws ``--images`` rosettes (leafseg.synthetic, classic style) and saves them as JPEG
@@ -44,7 +44,7 @@ def make_jpegs(folder, count, size, seed):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=60, help="JPEGs to predict (default: 60)")
+    parser.add_argument("--images", type=int, default=120, help="JPEGs to predict (default: 120)")
     parser.add_argument("--size", type=int, default=500, help="their side in pixels (default: 500)")
     parser.add_argument("--weights", default="leaf-small", help="as for leafseg predict (default: leaf-small)")
     parser.add_argument("--config", help="as for leafseg predict (default: the weights' own)")

@@ -394,28 +394,57 @@ PREFETCH_BATCHES = 2
 MAX_WRITING = 4
 
 
-def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None):
+def _write_image(image, result, path, name, options, records_dir):
+    """The writer's part of one image: its outputs, then its record; returns its leaf count."""
+    from leafseg.results import ResultStore
+
+    record = finish_image(image, result, path, name, options)
+    ResultStore.attach(records_dir).save(record)
+    return record["count"]
+
+
+def _writer_pool(writer):
+    """The writer: a process of its own (so that measuring and encoding PNGs do not hold this
+    process's GIL while the model runs), or a thread where a process cannot start children
+    (a Dask worker is a daemon process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if writer == "auto":
+        writer = "thread" if multiprocessing.current_process().daemon else "process"
+    if writer == "process":
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    if writer == "thread":
+        return ThreadPoolExecutor(1, thread_name_prefix="predict-write")
+    raise ValueError(f"writer must be auto, process or thread, got {writer!r}")
+
+
+def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None, writer="auto"):
     """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
-    images while the model runs, and a thread writes each image's outputs and record while
-    the model runs on the next ones. Batches of ``batch_size`` images go to the model in one call.
+    images while the model runs, and a writer process writes each image's outputs and record
+    while the model runs on the next ones. Batches of ``batch_size`` images go to the model in
+    one call.
 
     on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
-    :class:`ImageReadError`. Returns {name: outcome}.
+    :class:`ImageReadError`. writer: "process", "thread" or "auto" (a process where this
+    process may start one). Returns {name: outcome}.
     """
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     batch_size = max(1, int(batch_size))
     outcomes = {}
     items = iter(todo)
 
     def write(image, result, path, name):
-        record = finish_image(image, result, path, name, options)
-        store.save(record)
-        return record["count"]
+        return writers.submit(_write_image, image, result, path, name, options, str(store.out_dir))
 
-    with ThreadPoolExecutor(2, thread_name_prefix="predict-read") as readers, \
-            ThreadPoolExecutor(1, thread_name_prefix="predict-write") as writers:
+    def failed(error):
+        future = Future()
+        future.set_result(error)
+        return future
+
+    with ThreadPoolExecutor(2, thread_name_prefix="predict-read") as readers, _writer_pool(writer) as writers:
         reading, writing, batch = deque(), deque(), []
 
         def refill():
@@ -437,9 +466,9 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
             results = iter(model.detect(images) if images else [])
             for path, name, image in batch:
                 if isinstance(image, ImageReadError):  # reported in its place in the input order
-                    writing.append((path, name, writers.submit(lambda error: error, image)))
+                    writing.append((path, name, failed(image)))
                 else:
-                    writing.append((path, name, writers.submit(write, image, next(results), path, name)))
+                    writing.append((path, name, write(image, next(results), path, name)))
             batch.clear()
             settle(MAX_WRITING)
 
@@ -475,7 +504,7 @@ def predict_chunk(spec, items, options: OutputOptions):
     outcomes = {name: store.load(name)["count"] for path, name in items if (Path(path), name) not in todo}
     if todo:
         model = worker_model(spec, Path(options.out_dir) / STATE_DIR / "logs")
-        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size))
+        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size, writer="thread"))
     return outcomes
 
 

@@ -116,10 +116,11 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(one_go, photos, weights,
     assert not (out / "plants.csv").exists()
     monkeypatch.setattr(MaskRCNN, "detect", real)
     seen = []
-    finish = predict.finish_image
-    monkeypatch.setattr(predict, "finish_image", lambda *a, **k: (seen.append(a[3]), finish(*a, **k))[1])
+    pending = predict.predict_pending
+    monkeypatch.setattr(predict, "predict_pending", lambda model, todo, *a, **k: (
+        seen.extend(name for _, name in todo), pending(model, todo, *a, **k))[1])
     assert cli(argv(photos, weights, out)).status == 0
-    assert seen == [f"plant{i:02d}" for i in range(3, COUNT)]
+    assert seen == [f"plant{i:02d}" for i in range(3, COUNT)] + ["plant99"]
     assert outputs(out) == outputs(one_go)
 
 
@@ -129,11 +130,12 @@ def test_kill_9_halfway_then_a_rerun_gives_the_same_outputs(one_go, photos, weig
     script = textwrap.dedent(f"""
         import sys, time
         from leafseg import predict
-        real = predict.finish_image
+        from mrcnn.model import MaskRCNN
+        real = MaskRCNN.detect
         def slow(*args, **kwargs):
             time.sleep(0.5)
             return real(*args, **kwargs)
-        predict.finish_image = slow
+        MaskRCNN.detect = slow
         sys.exit(predict.main({argv(photos, weights, out)!r}))
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -154,6 +156,22 @@ def test_kill_9_halfway_then_a_rerun_gives_the_same_outputs(one_go, photos, weig
     assert outputs(out) == outputs(one_go)
     leftovers = [p for p in out.rglob(".*") if p.name != results.STATE_DIR]
     assert leftovers == [], "temporary files of the killed run left behind"
+
+
+def test_the_writer_runs_in_a_process_of_its_own_or_in_a_thread(weights, photos, tmp_path):
+    model = inference_model(weights, MIN_SCORE)
+    todo = [(photos / f"plant{i:02d}_rgb.png", f"plant{i:02d}") for i in range(3)]
+    counts = {}
+    for writer in ("process", "thread"):
+        store = results.ResultStore(tmp_path / writer, {"test": 1})
+        counts[writer] = predict.predict_pending(model, todo, predict.OutputOptions(str(tmp_path / writer)), store,
+                                                 writer=writer)
+        assert outputs(tmp_path / writer).keys() == {f"{kind}/plant{i:02d}_{kind[:-1]}.png" for i in range(3)
+                                                     for kind in ("overlays", "labels")}
+    assert counts["process"] == counts["thread"]
+    assert outputs(tmp_path / "process") == outputs(tmp_path / "thread")
+    with pytest.raises(ValueError, match="writer must be auto, process or thread, got 'fork'"):
+        predict.predict_pending(model, todo, predict.OutputOptions(str(tmp_path)), store, writer="fork")
 
 
 def test_other_settings_in_the_same_folder_are_an_error_unless_overwrite(one_go, photos, weights, tmp_path):
@@ -205,11 +223,12 @@ def test_the_pipeline_batches_reads_ahead_and_reports_in_input_order(weights, ph
     todo = [(path, path.stem) for path in files]
     order = []
     outcomes = predict.predict_pending(Spy(), todo, predict.OutputOptions(str(tmp_path)), store, batch_size=3,
-                                       on_done=lambda path, name, outcome: order.append(name))
+                                       on_done=lambda path, name, outcome: order.append(name), writer="thread")
     assert order == [name for _, name in todo]
     assert calls == [3, 3, 2]  # 8 readable images in batches of 3; the broken one is not sent
     assert isinstance(outcomes["plant99_rgb"], predict.ImageReadError)
-    one = predict.predict_pending(model, todo[:1], predict.OutputOptions(str(tmp_path / "one")), store)
+    one = predict.predict_pending(model, todo[:1], predict.OutputOptions(str(tmp_path / "one")), store,
+                                  writer="thread")
     assert outcomes["plant00_rgb"] == one["plant00_rgb"] and outcomes["plant00_rgb"] >= 0
 
 
