@@ -93,6 +93,39 @@ def _layers(masks: np.ndarray) -> list[list[int]]:
     return layers
 
 
+def label_properties(label) -> dict:
+    """regionprops' _REGION_PROPERTIES of each id of a label image, {id - 1: {name: value}},
+    computed per leaf within its box: moments by OpenCV (skimage's formulas for the axes and
+    the orientation), the perimeter by skimage on the box as regionprops does. The same values
+    as ``skimage.measure.regionprops_table`` up to float rounding, in a fraction of the time."""
+    from scipy import ndimage
+
+    label = np.asarray(label)
+    props = {}
+    for index, box in enumerate(ndimage.find_objects(label)):
+        if box is None:
+            continue
+        mask = label[box] == index + 1
+        m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+        area = m["m00"]
+        # skimage's inertia tensor [[mu_cc, -mu_rc], [-mu_rc, mu_rr]] / area (r: rows, c: columns)
+        a, b, c = m["mu20"] / area, -m["mu11"] / area, m["mu02"] / area
+        root = math.sqrt(max(0.0, ((a - c) / 2) ** 2 + b ** 2))
+        major, minor = (a + c) / 2 + root, (a + c) / 2 - root
+        if a - c == 0:
+            orientation = -math.pi / 4 if b < 0 else math.pi / 4
+        else:
+            orientation = 0.5 * math.atan2(-2 * b, c - a)
+        props[index] = {
+            "label": index + 1, "area": area,
+            "bbox-0": box[0].start, "bbox-1": box[1].start, "bbox-2": box[0].stop, "bbox-3": box[1].stop,
+            "centroid-0": box[0].start + m["m01"] / area, "centroid-1": box[1].start + m["m10"] / area,
+            "axis_major_length": 4 * math.sqrt(max(0.0, major)), "axis_minor_length": 4 * math.sqrt(max(0.0, minor)),
+            "orientation": orientation, "perimeter": skimage.measure.perimeter(mask, 4),
+        }
+    return props
+
+
 def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None, label=None) -> list[dict]:
     """One row of traits per leaf mask.
 
@@ -117,19 +150,17 @@ def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None, 
             raise ValueError(f"{image_name or 'image'}: {n} masks but {scores.size} scores")
     scale, length_unit, area_unit = _units(mm_per_pixel)
 
-    props = {}
     if label is not None:
-        labels = [np.asarray(label)]
+        props = label_properties(label)
     else:
-        labels = []
+        props = {}
         for layer in _layers(masks):
-            labels.append(np.zeros(masks.shape[:2], dtype=np.int32))
+            layer_label = np.zeros(masks.shape[:2], dtype=np.int32)
             for k in layer:
-                labels[-1][masks[..., k]] = k + 1
-    for label in labels:
-        table = skimage.measure.regionprops_table(label, properties=_REGION_PROPERTIES)
-        for i, leaf_id in enumerate(table["label"]):
-            props[int(leaf_id) - 1] = {name: values[i] for name, values in table.items()}
+                layer_label[masks[..., k]] = k + 1
+            table = skimage.measure.regionprops_table(layer_label, properties=_REGION_PROPERTIES)
+            for i, leaf_id in enumerate(table["label"]):
+                props[int(leaf_id) - 1] = {name: values[i] for name, values in table.items()}
 
     rows = []
     for k in range(n):

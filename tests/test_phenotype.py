@@ -200,17 +200,60 @@ def test_round_traits_rounds_to_what_the_pixel_grid_supports(tmp_path):
     assert phenotype.round_traits(phenotype.measure_leaves(masks[..., :1]))[0]["score"] is None
 
 
+def _close(a, b):
+    if a is None or isinstance(a, str):
+        return a == b
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == pytest.approx(b, rel=1e-12, abs=1e-9)
+
+
 def test_a_label_image_of_non_overlapping_leaves_gives_the_rows_of_their_masks():
     rng = np.random.default_rng(7)
     label = np.zeros((80, 100), np.uint8)
-    for k in range(1, 9):
-        y, x = rng.integers(0, 70, 2)
-        label[y:y + rng.integers(3, 20), x:x + rng.integers(3, 25)] = k  # later leaves cover earlier ones
+    yy, xx = np.mgrid[:80, :100]
+    for k in range(1, 9):  # ellipses at any angle; later leaves cover earlier ones
+        cy, cx, ry, rx, angle = *rng.integers(0, 80, 2), *rng.integers(2, 15, 2), rng.uniform(0, np.pi)
+        u = ((yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)) / ry
+        v = (-(yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle)) / rx
+        label[u ** 2 + v ** 2 < 1] = k
     label[label == 5] = 0  # leaf 5 hidden entirely: an empty mask
     masks = label[..., np.newaxis] == np.arange(1, 9)
     scores = np.linspace(0.99, 0.7, 8)
     for mm in (None, 0.25):
-        rows = phenotype.measure_leaves(masks, scores, "p", mm)
-        assert str(phenotype.measure_leaves(masks, scores, "p", mm, label=label)) == str(rows)  # (NaN != NaN)
-        assert "nan" in str(rows[4])  # the hidden leaf's row
+        rows = phenotype.measure_leaves(masks, scores, "p", mm)  # skimage's regionprops
+        fast = phenotype.measure_leaves(masks, scores, "p", mm, label=label)  # OpenCV's moments in each box
+        assert "nan" in str(rows[4]) and "nan" in str(fast[4])  # the hidden leaf's row
+        for row, other in zip(rows, fast):
+            assert row.keys() == other.keys()
+            round_shape = row["leaf"] != 5 and abs(row[f"length_{'mm' if mm else 'px'}"]
+                                                   - row[f"width_{'mm' if mm else 'px'}"]) < 1e-6
+            for key in row:
+                if key == "orientation_deg" and round_shape:
+                    continue  # a shape without a long axis has an arbitrary orientation
+                assert _close(row[key], other[key]), (row["leaf"], key, row[key], other[key])
         assert phenotype.measure_plant(masks, "p", mm, label=label) == phenotype.measure_plant(masks, "p", mm)
+
+
+def test_label_properties_match_regionprops_on_many_shapes():
+    import skimage.measure
+
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:120, :140]
+    for _ in range(10):
+        label = np.zeros((120, 140), np.int32)
+        for k in range(1, 13):
+            cy, cx, ry, rx, angle = *rng.integers(0, 120, 2), *rng.integers(1, 30, 2), rng.uniform(0, np.pi)
+            u = ((yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)) / ry
+            v = (-(yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle)) / rx
+            label[(u ** 2 + v ** 2 < 1) & ((yy * 7 + xx * 3) % 11 > 0)] = k  # with holes and pieces
+        reference = skimage.measure.regionprops_table(label, properties=phenotype._REGION_PROPERTIES)
+        mine = phenotype.label_properties(label)
+        assert sorted(mine) == [int(i) - 1 for i in reference["label"]]
+        for i, leaf in enumerate(reference["label"]):
+            p = mine[int(leaf) - 1]
+            round_shape = reference["axis_major_length"][i] - reference["axis_minor_length"][i] < 1e-6
+            for name, values in reference.items():
+                if name == "orientation" and round_shape:
+                    continue
+                assert p[name] == pytest.approx(float(values[i]), rel=1e-12, abs=1e-9), (leaf, name)
