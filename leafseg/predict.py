@@ -458,6 +458,11 @@ def build_parser(parser=None):
     parser.add_argument("--include-labels", action="store_true",
                         help="also predict input files that look like label images (*SUFFIX, CVPPP *_fg.png, "
                              "*_centers.png), skipped by default")
+    from leafseg.cliargs import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="what the model computes in (default: float32); bfloat16 is faster on GPUs from "
+                             "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
@@ -475,7 +480,7 @@ def run(args) -> int:
         return 2
     try:
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                             model_dir=args.out)
+                                                             model_dir=args.out, precision=args.precision)
     except (OSError, ValueError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
