@@ -62,6 +62,7 @@ class ModelSpec:
     config: str | None = None
     min_score: float | None = None
     batch_size: int = 1
+    precision: str = "float32"   # see leafseg.cliargs.PRECISIONS
 
     def config_object(self):
         from leafseg.loading import resolve_inference
@@ -81,7 +82,8 @@ class ModelSpec:
     def load(self, model_dir=None):
         from leafseg.loading import load_inference_model
 
-        return load_inference_model(self.weights, self.config, self.min_score, model_dir=model_dir)[0]
+        return load_inference_model(self.weights, self.config, self.min_score, model_dir=model_dir,
+                                    precision=self.precision)[0]
 
 
 def _need(module, what):

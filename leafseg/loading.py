@@ -12,14 +12,18 @@ TensorFlow is imported only when a model is built.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from leafseg import zoo
+from leafseg.cliargs import precision_policy, precision_warning
 from leafseg.config import PRESETS, config_for_weights, load_config
 from leafseg.runs import CONFIG_FILE
 from mrcnn.weights import WeightsMismatchError, newest_checkpoint
 
 __all__ = ["resolve_weights", "resolve_config", "resolve_inference", "load_inference_model"]
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_weights(weights) -> Path:
@@ -72,18 +76,27 @@ def resolve_inference(weights, config=None, min_score=None, **overrides):
     return config, source, weights
 
 
-def load_inference_model(weights, config=None, min_score=None, model_dir=None, **overrides):
+def load_inference_model(weights, config=None, min_score=None, model_dir=None, precision="float32", **overrides):
     """An inference-mode MaskRCNN with ``weights`` loaded.
 
     weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
     min_score: drop detections scoring lower (sets DETECTION_MIN_CONFIDENCE, so the model's own
         cut-off is replaced, lower or higher).
+    precision: what the model computes in: "float32", "bfloat16" or "float16" (Keras'
+        mixed_bfloat16 / mixed_float16 policies, set while the model is built, the previous
+        policy restored afterwards). The weights stay float32 and ``detect`` returns the same
+        types either way; a warning is logged when the precision is slower than float32 on this
+        machine (:func:`leafseg.cliargs.precision_warning`).
     Returns: (model, config source string, weights path).
     """
     from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
 
     config, source, weights = resolve_inference(weights, config, min_score, **overrides)
-    model = MaskRCNN("inference", config, model_dir or weights.parent)
+    with precision_policy(precision):
+        model = MaskRCNN("inference", config, model_dir or weights.parent)
+    warning = precision_warning(precision)
+    if warning:
+        logger.warning("precision %s: %s", precision, warning)
     try:
         model.load_weights(str(weights))
     except WeightsMismatchError as err:

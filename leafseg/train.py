@@ -46,7 +46,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from leafseg.cliargs import parse_overrides, quiet_tensorflow
+from leafseg.cliargs import PRECISION_POLICIES, parse_overrides, precision_warning, quiet_tensorflow
 from leafseg.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
 from mrcnn.augment import STRENGTHS
 
@@ -58,6 +58,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STAGES = ("heads", "3+", "4+", "5+", "all")
 AUGMENTATIONS = ("none", *STRENGTHS)  # mrcnn.augment imports neither TensorFlow nor albumentations
 STRATEGIES = ("default", "mirrored", "multiworker")
+# --mixed-precision's values; the bare option means the first (what it meant before it took one).
+MIXED_PRECISIONS = ("float16", "bfloat16")
 # mrcnn.optimizers.OPTIMIZERS and SCHEDULES (a test keeps them equal), here so that --help does
 # not import TensorFlow.
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
@@ -140,7 +142,10 @@ def build_parser(parser=None):
     add("--seed", type=int, default=0, help="seed of the initial weights, sampling and data order (default: 0)")
     add("--strategy", choices=STRATEGIES, default="default",
         help="mirrored: every GPU of this machine; multiworker: the machines of TF_CONFIG (default: default)")
-    add("--mixed-precision", action="store_true", help="compute in float16 (for GPUs)")
+    add("--mixed-precision", nargs="?", const="float16", choices=MIXED_PRECISIONS, metavar="float16|bfloat16",
+        help="compute in 16 bits, the weights kept in float32: float16 (the option alone; for GPUs, with loss "
+             "scaling) or bfloat16 (GPUs from Ampere on, CPUs with bfloat16 units: avx512_bf16, amx_bf16); "
+             "default: float32")
     add("--jit", action="store_true", help="compile the training step with XLA")
     add("--verbose", nargs="?", type=int, choices=(0, 1, 2), const=VERBOSE_LOGS, default=1, metavar="0|1|2",
         help="alone: also show TensorFlow's start-up and C++ log lines (hidden by default), with a "
@@ -526,11 +531,10 @@ def run(argv=None, callbacks=None):
     worker_dir = None
     try:
         if args.mixed_precision:
-            import tensorflow as tf
-
-            if not tf.config.list_physical_devices("GPU"):
-                logger.warning("--mixed-precision is meant for GPUs; on this CPU it is slower, not faster")
-            keras.mixed_precision.set_global_policy("mixed_float16")
+            warning = precision_warning(args.mixed_precision)
+            if warning:
+                logger.warning("--mixed-precision %s: %s", args.mixed_precision, warning)
+            keras.mixed_precision.set_global_policy(PRECISION_POLICIES[args.mixed_precision])
         keras.utils.set_random_seed(args.seed)
         with strategy.scope():
             try:

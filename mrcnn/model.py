@@ -265,8 +265,16 @@ class MaskRCNN:
         anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
         if self._predict_fn is None:
             model = self.keras_model
+
+            def predict(inputs):
+                # Under a mixed-precision policy the heads' outputs are float16 or bfloat16;
+                # callers get float32 (numpy has no bfloat16 of its own).
+                outputs = model(inputs, training=False)
+                return {name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
+                        for name, value in outputs.items()}
+
             # reduce_retracing: one graph for each input size, not one per call.
-            self._predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            self._predict_fn = tf.function(predict, reduce_retracing=True)
         outputs = self._predict_fn([tf.constant(molded_images), tf.constant(image_metas, tf.float32),
                                     tf.constant(anchors)])
         return {name: value.numpy() for name, value in outputs.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mrcnn.proposals import proposal_steps
 
@@ -38,5 +39,7 @@ def run_graph(maskrcnn, images, outputs=None):
         anchors = np.broadcast_to(result["anchors"], (len(molded_images),) + result["anchors"].shape)
         values = tap([molded_images, image_metas.astype(np.float32), anchors], training=False)
         values = values if isinstance(values, (list, tuple)) else [values]
-        result.update({name: np.asarray(value) for (name, _), value in zip(outputs, values)})
+        # float32 also under mixed precision, as MaskRCNN._predict returns its outputs.
+        result.update({name: np.asarray(tf.cast(value, tf.float32) if value.dtype.is_floating else value)
+                       for (name, _), value in zip(outputs, values)})
     return result

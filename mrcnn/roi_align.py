@@ -55,7 +55,10 @@ class PyramidROIAlign(keras.layers.Layer):
     into the boxes (as in Matterport: the box regressors are trained by their own losses).
     Inputs are not cast to the compute dtype (``autocast=False``): under mixed precision the
     boxes and image_meta are read in float32 (float16 rounds a box edge by up to 1/4096 of
-    the image side, a quarter of a pixel of a 1024-pixel image), the maps in their own dtype.
+    the image side, a quarter of a pixel of a 1024-pixel image, bfloat16 by up to 1/512).
+    The maps are cast to float32 for ``crop_and_resize``, which interpolates and returns
+    float32 whatever it is given and takes no bfloat16 input at all (a TypeError when the
+    graph is built under ``mixed_bfloat16``); from float16 or bfloat16 the cast is exact.
     """
 
     def __init__(self, pool_shape, **kwargs):
@@ -78,7 +81,7 @@ class PyramidROIAlign(keras.layers.Layer):
         for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):
             ids = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
             pooled.append(tf.image.crop_and_resize(
-                feature_map, tf.gather(flat_boxes, ids), tf.gather(image_index, ids),
+                tf.cast(feature_map, tf.float32), tf.gather(flat_boxes, ids), tf.gather(image_index, ids),
                 self.pool_shape, method="bilinear"))
             box_ids.append(ids)
         # Rows are grouped by level; row i belongs to box box_ids[i], so the inverse

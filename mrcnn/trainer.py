@@ -70,9 +70,17 @@ class MaskRCNNTrainer(keras.Model):
     share before summing them (tensorflow#33929), a different and replica-count dependent step, so
     ``compile`` moves the norm to the trainer, which clips the summed gradient (one extra
     all-reduce per step) exactly as a single device would.
+
+    The trainer takes the net's dtype policy (unless given ``dtype``), whatever the global
+    policy is when it is created: under ``mixed_float16`` ``compile`` then wraps the optimiser
+    in a LossScaleOptimizer (float16 gradients underflow without it); ``mixed_bfloat16`` has
+    float32's exponent range and trains with the optimiser as it is.
     """
 
     def __init__(self, net, loss_weights, weight_decay, batch_size, **kwargs):
+        kwargs.setdefault("dtype", net.dtype_policy)
+        # The net casts what it computes on itself; the targets (boxes, deltas) must reach it in float32.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.net = net
         self.loss_weights = {name: float(loss_weights[name]) for name in LOSS_NAMES}

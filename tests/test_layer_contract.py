@@ -9,7 +9,8 @@ For each, the tests check that
 * the symbolic output (``compute_output_shape``/``compute_output_spec`` or tracing) has the
   eager output's shape and dtype, with the batch size known or not;
 * a ``tf.function`` with an unknown batch size gives the eager outputs on batches of 1 and 2;
-* under ``float32`` and ``mixed_float16`` the outputs have the documented dtypes and are finite;
+* under ``float32``, ``mixed_float16`` and ``mixed_bfloat16`` the outputs have the documented dtypes
+  and are finite;
 * all-padding inputs (zero boxes, zero class ids, zero counts) give finite outputs.
 """
 import dataclasses
@@ -104,7 +105,8 @@ def zeros_like(args):
 class Case:
     make: Callable  # the layer class -> a small instance
     inputs: Callable  # batch size -> the positional call arguments (numpy arrays, nested lists)
-    dtypes: tuple  # each output's dtype under mixed_float16 (under float32, float16 reads float32)
+    dtypes: tuple  # each output's dtype under mixed_float16 (float16 reads float32 under float32,
+    # bfloat16 under mixed_bfloat16)
     padding: Callable = None  # batch size -> all-padding arguments; None: every input zero
     dynamic: tuple = ()  # (output, axis) whose size depends on the data: None when traced
 
@@ -198,6 +200,8 @@ def twin(layer, **config):
 
 def assert_finite(arrays):
     for array in arrays:
+        if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16, which numpy does not call floating
+            array = array.astype(np.float32)
         if np.issubdtype(array.dtype, np.floating):
             assert np.all(np.isfinite(array)), array
 
@@ -262,24 +266,31 @@ def test_unknown_batch_in_a_graph(name, case, batch):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"], indirect=True)
+# The dtype each policy computes in, which the "float16" of Case.dtypes stands for.
+COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+# How far an output in that dtype may be from float32's: float16 keeps 11 significant bits,
+# bfloat16 8, so its tolerance is float16's times 2 ** 3.
+TOLERANCES = {"float32": 1e-6, "float16": 1e-2, "bfloat16": 8e-2}
+
+
+@pytest.mark.parametrize("policy", list(COMPUTE_DTYPES), indirect=True)
 @pytest.mark.parametrize("name, case", PARAMS)
 def test_dtypes_and_finite_outputs(name, case, policy):
     """The documented dtypes, eagerly and symbolically; finite values, those of the same layer in
-    float32 (float32 outputs exactly, float16 ones to float16's precision)."""
+    float32 (float32 outputs exactly, float16 and bfloat16 ones to their precision)."""
     layer = case.make(LAYERS[name])
     args = case.inputs(2)
     result = outputs(layer, args)
-    expected = case.dtypes if policy == "mixed_float16" else tuple(d.replace("16", "32") for d in case.dtypes)
+    expected = tuple(COMPUTE_DTYPES[policy] if d == "float16" else d for d in case.dtypes)
     assert tuple(x.dtype.name for x in result) == expected
     assert tuple(x.dtype for x in keras.tree.flatten(layer(*symbolic(args, True)))) == expected
     assert_finite(result)
     for actual, wanted in zip(result, outputs(twin(layer, dtype="float32"), args), strict=True):
-        tolerance = 1e-2 if actual.dtype == np.float16 else 1e-6
+        tolerance = TOLERANCES.get(actual.dtype.name, TOLERANCES["float32"])
         np.testing.assert_allclose(actual.astype(wanted.dtype), wanted, rtol=tolerance, atol=tolerance)
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"], indirect=True)
+@pytest.mark.parametrize("policy", list(COMPUTE_DTYPES), indirect=True)
 @pytest.mark.parametrize("name, case", PARAMS)
 def test_all_padding_gives_finite_outputs(name, case, policy):
     layer = case.make(LAYERS[name])
