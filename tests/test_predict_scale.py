@@ -249,6 +249,33 @@ def test_a_local_cluster_of_two_processes_gives_the_single_process_outputs(one_g
     assert outputs(out) == outputs(one_go)
 
 
+def dies_once(spec, chunk, options):
+    """A cluster task whose worker process dies the first time it gets plant02 (a marker file
+    remembers it), then predicts as usual."""
+    marker = Path(options.out_dir) / "died_once"
+    if any(name == "plant02" for _, name in chunk) and not marker.exists():
+        marker.write_text("died\n")
+        os._exit(1)  # the worker process is gone, mid-task, as when a machine fails
+    return predict.predict_chunk(spec, chunk, options)
+
+
+def test_a_worker_that_dies_has_its_images_run_elsewhere(one_go, photos, weights, tmp_path):
+    pytest.importorskip("distributed", reason="the cluster extra: pip install 'leafseg[cluster]'")
+    out = tmp_path / "died"
+    spec = cluster.ModelSpec(weights, None, MIN_SCORE)
+    files = [photos / f"plant{i:02d}_rgb.png" for i in range(COUNT)]
+    options = predict.OutputOptions(str(out), coco_json="rle")
+    results.ResultStore(out, {"test": 1})
+    outcomes = cluster.predict_on_cluster("local:2", spec, [(path, f"plant{i:02d}") for i, path in enumerate(files)],
+                                          options, dies_once)
+    assert (out / "died_once").exists()  # a worker did die
+    store = results.ResultStore.attach(out)
+    assert sorted(outcomes) == [f"plant{i:02d}" for i in range(COUNT)]
+    for i in range(COUNT):  # every image predicted once the chunk ran again, as in one process
+        name = f"plant{i:02d}"
+        assert store.load(name) == results.ResultStore.attach(one_go).load(name)
+
+
 def test_a_retried_chunk_predicts_only_the_images_not_recorded(one_go, photos, weights, tmp_path, monkeypatch):
     import shutil
 
