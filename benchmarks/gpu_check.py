@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from leafseg.benchmark import timed
 from leafseg.cliargs import parse_overrides, precision_policy, precision_warning, quiet_tensorflow
 
 TARGET_TRAIN_IMAGES_PER_S = 60
@@ -47,20 +48,6 @@ SMOKE = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, TOP_DOWN_PYRAMID_SIZE=32,
              POST_NMS_ROIS_INFERENCE=32, RPN_TRAIN_ANCHORS_PER_IMAGE=32, TRAIN_ROIS_PER_IMAGE=16, MAX_GT_INSTANCES=20,
              DETECTION_MAX_INSTANCES=20, MINI_MASK_SHAPE=(28, 28))
 SMOKE_ARGS = dict(size=64, train_batches="1,2", detect_batches="1,2", warmup=1, steps=1, leaves=2)
-
-
-def timed(fn, warmup, steps):
-    """Seconds of ``fn()``: the ``warmup`` untimed calls together, then mean / min of ``steps`` calls."""
-    start = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"mean_s": float(np.mean(times)), "min_s": float(np.min(times)), "warmup_s": first}
 
 
 def check_training(config, precision, batches, warmup, steps, leaves, model_dir):

@@ -52,7 +52,7 @@ import numpy as np
 from leafseg.cliargs import add_verbose_argument, parse_overrides, quiet_tensorflow
 from leafseg.config import load_config
 
-__all__ = ["measured_config", "peer_input", "benchmark_training", "benchmark_inference", "read_peer", "main"]
+__all__ = ["measured_config", "peer_input", "timed", "benchmark_training", "benchmark_inference", "read_peer", "main"]
 
 DEFAULT_CONFIG = "leaf_r101"
 # The peer's ground truth: leaf i is the rectangle x in [40 + 30 i, 80 + 30 i), y in [60 + 25 i, 120 + 25 i).
@@ -133,7 +133,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _timed(fn, warmup: int, steps: int) -> dict:
+def timed(fn, warmup: int, steps: int) -> dict:
     """Call ``fn`` warmup + steps times; mean, min and max seconds of the last ``steps``."""
     start = time.perf_counter()
     for _ in range(warmup):
@@ -168,7 +168,7 @@ def benchmark_training(config, batch, warmup=2, steps=5, jit_compile=False, mode
         logs = trainer.train_function([inputs])
         losses.update({name: float(value) for name, value in logs.items()})  # waits for the step
 
-    result = _timed(step, warmup, steps)
+    result = timed(step, warmup, steps)
     result["losses"] = dict(losses)
     result["peak_rss_mib"] = _rss_mib()
     return result
@@ -185,7 +185,7 @@ def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None):
     def step():
         detections[:] = model.detect([image])
 
-    result = _timed(step, warmup, steps)
+    result = timed(step, warmup, steps)
     result["detections"] = int(len(detections[0]["class_ids"]))
     result["peak_rss_mib"] = _rss_mib()
     return result

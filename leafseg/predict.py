@@ -509,7 +509,11 @@ def predict_chunk(spec, items, options: OutputOptions):
 
 
 def _settings(weights_id, config, policy, options):
-    return {"weights": weights_id, "config": config.to_yaml_text(), "precision": policy, **options.settings()}
+    if hasattr(config, "to_yaml_text"):
+        config_text = config.to_yaml_text()
+    else:  # a stand-in model's config: its upper-case attributes
+        config_text = repr({key: getattr(config, key) for key in dir(config) if key.isupper()})
+    return {"weights": weights_id, "config": config_text, "precision": policy, **options.settings()}
 
 
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
@@ -517,8 +521,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
                    overwrite=False, batch_size=1, weights_id=None, cluster=None) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
-    model: an inference-mode MaskRCNN, or with ``cluster`` a :class:`leafseg.cluster.ModelSpec`
-        that each worker loads once.
+    model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
+        ``cluster`` a :class:`leafseg.cluster.ModelSpec` that each worker loads once.
     inputs: files, folders and patterns (see :func:`find_inputs`).
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
     coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
@@ -531,7 +535,7 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         with the same settings is not (see :mod:`leafseg.results`).
     batch_size: images per model call (a GPU gains from several; on a CPU 1 is as fast).
     weights_id: what identifies the weights in the run's settings (the CLI: the file's sha256);
-        default a hash of the model's weight values.
+        default a hash of the model's weight values (a stand-in model: its class name).
     cluster: None (this process), or a Dask cluster: "local:N", "tcp://HOST:PORT" or a YAML
         file (see :mod:`leafseg.cluster`).
     Raises :class:`leafseg.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
@@ -561,8 +565,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         policy = PRECISION_POLICIES[model.precision]
     else:
         config = model.config
-        weights_id = weights_id or weights_fingerprint(model.keras_model)
-        policy = model.keras_model.dtype_policy.name
+        keras_model = getattr(model, "keras_model", None)  # (None: a stand-in with detect() and config)
+        if weights_id is None:
+            weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
+        policy = keras_model.dtype_policy.name if keras_model is not None else None
     store = ResultStore(out_dir, _settings(weights_id, config, policy, options), overwrite=overwrite)
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)

@@ -17,8 +17,9 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 2. the 80/20 split into per-leaf masks (``leafseg prepare``);
 3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
    Adam and the ``domain`` augmentation, in two stages of 200-step epochs (``leafseg train``):
-   to epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then a warm restart to
-   epoch 48, a fresh Adam with a cosine rate from 0.0003 (``--epochs N``: one stage of N);
+   to epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm restarts to
+   epoch 48 and 72, each a fresh Adam with a cosine rate from 0.0003 and 0.0002 (``--epochs
+   N``: one stage of N);
 4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``, with the
    detection cut-off (DETECTION_MIN_CONFIDENCE, 0.5 to 0.9) that maximises SBD - 0.05 |DiC| on
    60 validation rosettes and 40 classic-style tuning rosettes stored in its config;
@@ -85,8 +86,9 @@ def make_data(folder, images, seed, style="random", families=None, workers=2):
 
 
 # leaf-small's training stages: (end epoch, learning rate, warmup steps). A cosine decay from
-# 0.001 after a warmup, then a warm restart: a fresh Adam and a second cosine decay from 0.0003.
-LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0))
+# 0.001 after a warmup, then two warm restarts: a fresh Adam and a cosine decay from 0.0003,
+# then from 0.0002.
+LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0), (72, 0.0002, 0))
 
 
 def one_stage(epochs, steps_per_epoch=None):
@@ -495,7 +497,7 @@ def build_parser(parser=None):
     parser.add_argument("--images", type=int, help="rosettes to generate per model (default: 3000; "
                                                    "leave-one-style-out 1000; small-data 20 training images)")
     parser.add_argument("--epochs", type=int, help="epochs per model, in one stage (default: leaf-small's stages, "
-                                                   "to epochs 36 and 48; leave-one-style-out 10)")
+                                                   "to epochs 36, 48 and 72; leave-one-style-out 10)")
     parser.add_argument("--minutes", type=float, help="small-data: the training time of each way compared "
                                                       "(default: 8)")
     parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200; "
