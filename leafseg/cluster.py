@@ -61,7 +61,8 @@ class ModelSpec:
     weights: str
     config: str | None = None
     min_score: float | None = None
-    batch_size: int = 1
+    # Images per model call; None: the worker's default for its device (leafseg.predict.default_batch_size).
+    batch_size: int | None = None
     precision: str = "float32"   # see leafseg.cliargs.PRECISIONS
 
     def config_object(self):

@@ -504,7 +504,8 @@ def predict_chunk(spec, items, options: OutputOptions):
     outcomes = {name: store.load(name)["count"] for path, name in items if (Path(path), name) not in todo}
     if todo:
         model = worker_model(spec, Path(options.out_dir) / STATE_DIR / "logs")
-        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size, writer="thread"))
+        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size or default_batch_size(),
+                                        writer="thread"))
     return outcomes
 
 
@@ -698,11 +699,10 @@ def run(args) -> int:
     from leafseg.cluster import ClusterError, ModelSpec, check_cluster
     from leafseg.results import SettingsMismatch, file_fingerprint
 
-    batch_size = args.batch_size or default_batch_size()
     try:
-        if args.cluster:
+        if args.cluster:  # (each worker picks its default batch size for its own device)
             check_cluster(args.cluster)
-            model = ModelSpec(args.weights, args.config, args.min_score, batch_size, args.precision)
+            model = ModelSpec(args.weights, args.config, args.min_score, args.batch_size, args.precision)
             config = model.config_object()
             weights, config_source = model.weights_path(), args.config or "the weights file"
         else:
@@ -718,7 +718,8 @@ def run(args) -> int:
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
                                 progress=not args.quiet, label_suffix=args.label_suffix,
-                                include_labels=args.include_labels, overwrite=args.overwrite, batch_size=batch_size,
+                                include_labels=args.include_labels, overwrite=args.overwrite,
+                                batch_size=args.batch_size or (None if args.cluster else default_batch_size()),
                                 weights_id=file_fingerprint(weights) if Path(weights).is_file() else None,
                                 cluster=args.cluster)
     except (SettingsMismatch, ClusterError) as err:

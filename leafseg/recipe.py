@@ -418,6 +418,7 @@ def small_data(out="runs/small-data", images=20, minutes=8, seed=2030, workers=2
     from leafseg import zoo
     from leafseg.prepare import prepare_dataset
     from leafseg.synthetic import write_dataset
+    from mrcnn.weights import checkpoints_in
 
     plans = plans or SMALL_DATA_PLANS
     out = Path(out)
@@ -447,8 +448,6 @@ def small_data(out="runs/small-data", images=20, minutes=8, seed=2030, workers=2
             elapsed = _train_plan(plan, prepared, folder, minutes, seed, steps_per_epoch)
             write_text_atomic(record, json.dumps({"plan": [plan[0], [list(s) for s in plan[1]]], "minutes": minutes,
                                                   "elapsed": elapsed}, indent=1) + "\n")
-        from mrcnn.weights import checkpoints_in
-
         run_dir = newest_run(folder / "logs")
         paths = {int(re.search(r"(\d+)\.weights\.h5$", p.name).group(1)): p for p in checkpoints_in(run_dir)}
         results[name] = []
