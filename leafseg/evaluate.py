@@ -68,9 +68,10 @@ from leafseg.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, 
                              write_metrics)
 from mrcnn import utils
 
-__all__ = ["evaluate_model", "min_score_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
+__all__ = ["evaluate_model", "min_score_sweep", "detection_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
            "load_eval_dataset", "evaluate_dataset", "format_coco_table", "format_ap50_comparison", "format_definitions",
-           "DEFINITIONS", "DECIMALS", "resolve_subset", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO"]
+           "DEFINITIONS", "DECIMALS", "resolve_subset", "build_parser", "run", "main", "PR_IOUS", "PER_IMAGE_COCO",
+           "comparison_row", "prediction_sheet"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,25 +139,45 @@ def min_score_sweep(model, dataset, thresholds, image_ids=None, progress=True):
     """The CVPPP means at each detection-score cut-off of ``thresholds``, from one detection pass.
 
     Dropping the detections under a cut-off after detection gives what detecting with
-    DETECTION_MIN_CONFIDENCE at that cut-off gives (NMS and the top-N keep higher scores first),
-    so the model must keep detections down to the lowest cut-off.
+    DETECTION_MIN_CONFIDENCE at that cut-off gives (NMS, the mask-overlap suppression and the
+    top-N keep higher scores first), so the model must keep detections down to the lowest cut-off.
     Returns: {threshold: {"sbd_mean", "fbd_mean", "dic_mean", "abs_dic_mean", "n_images"}}.
     """
+    sweep = detection_sweep(model, dataset, thresholds, (None,), image_ids, progress)
+    return {t: means for (_, t), means in sweep.items()}
+
+
+def detection_sweep(model, dataset, thresholds, mask_overlaps, image_ids=None, progress=True):
+    """:func:`min_score_sweep` for each DETECTION_MASK_OVERLAP_THRESHOLD of ``mask_overlaps`` too,
+    from one detection pass: the model's detections, then each overlap's suppression
+    (:func:`mrcnn.utils.suppress_covered_masks`, what ``detect`` applies when the config has that
+    threshold; None: none), then each cut-off.
+    Returns: {(overlap, threshold): means, as min_score_sweep's}.
+    """
+    from mrcnn.utils import suppress_covered_masks
+
     thresholds = sorted(float(t) for t in thresholds)
     if model.config.DETECTION_MIN_CONFIDENCE > thresholds[0]:
         raise ValueError(f"the model drops detections under {model.config.DETECTION_MIN_CONFIDENCE}, above the "
                          f"lowest cut-off {thresholds[0]}")
+    if model.config.DETECTION_MASK_OVERLAP_THRESHOLD is not None and list(mask_overlaps) != [None]:
+        raise ValueError(f"the model already drops masks covered more than "
+                         f"{model.config.DETECTION_MASK_OVERLAP_THRESHOLD}: sweep overlaps with a model that keeps "
+                         f"them (DETECTION_MASK_OVERLAP_THRESHOLD None)")
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
-    rows = {t: [] for t in thresholds}
-    for image_id in tqdm(image_ids, desc="min-score sweep", unit="image", disable=not progress):
+    rows = {(o, t): [] for o in mask_overlaps for t in thresholds}
+    for image_id in tqdm(image_ids, desc="detection sweep", unit="image", disable=not progress):
         truth = masks_to_label(leaf_masks(dataset, image_id))
         result = model.detect([dataset.load_image(image_id)])[0]
-        for t in thresholds:
-            keep = result["scores"] >= t
-            rows[t].append(compare_labels(label_from_detections(result["masks"][..., keep], result["scores"][keep]),
-                                          truth))
-    return {t: {**{f"{m}_mean": float(np.mean([row[m] for row in rows[t]])) for m in ("sbd", "fbd", "dic", "abs_dic")},
-                "n_images": len(image_ids)} for t in thresholds}
+        for overlap in mask_overlaps:
+            kept = (np.ones(len(result["scores"]), bool) if overlap is None else
+                    suppress_covered_masks(result["masks"], result["class_ids"], result["scores"], overlap))
+            for t in thresholds:
+                keep = kept & (result["scores"] >= t)
+                rows[overlap, t].append(compare_labels(
+                    label_from_detections(result["masks"][..., keep], result["scores"][keep]), truth))
+    return {key: {**{f"{m}_mean": float(np.mean([row[m] for row in values])) for m in ("sbd", "fbd", "dic", "abs_dic")},
+                  "n_images": len(image_ids)} for key, values in rows.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +385,27 @@ def load_eval_dataset(path, subset="auto"):
     return dataset
 
 
+def comparison_row(image, scores, photograph=False):
+    """One scored image as pictures: [the photograph,] the prediction as scored (the flattened
+    label's leaves, numbered in detection order) and the ground truth; and a title with its scores."""
+    from mrcnn import visualize
+
+    palette = leaf_palette(255)
+    label = label_from_detections(np.asarray(scores.pred[0]), scores.pred[2])
+    ids = [k for k in np.unique(label) if k]
+    visible = label[..., np.newaxis] == np.asarray(ids, label.dtype).reshape(1, 1, -1)
+    gt = np.asarray(scores.gt[0])
+    pictures = [image] if photograph else []
+    pictures += [visualize.draw_instances(image, visible, labels=range(1, len(ids) + 1),
+                                          colors=palette[np.arange(len(ids)) % 255]),
+                 visualize.draw_instances(image, gt, labels=range(1, gt.shape[-1] + 1),
+                                          colors=palette[np.arange(gt.shape[-1]) % 255])]
+    row = scores.row
+    title = (f"{row['image']}: SBD {row['sbd']:.3f}, FBD {row['fbd']:.3f}, "
+             f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})")
+    return pictures, title
+
+
 def _gallery(dataset, image_ids, image_scores, count, path):
     """The ``count`` images with the lowest SBD: prediction | ground truth, one row each."""
     from mrcnn import visualize
@@ -371,28 +413,34 @@ def _gallery(dataset, image_ids, image_scores, count, path):
     worst = sorted(range(len(image_scores)),
                    key=lambda i: (image_scores[i].row["sbd"], image_scores[i].row["fbd"], image_scores[i].row["image"]))
     rows, titles = [], []
-    palette = leaf_palette(255)
     for i in worst[:count]:
-        scores = image_scores[i]
-        image = dataset.load_image(image_ids[i])
-        pred_masks = np.asarray(scores.pred[0])
-        label = label_from_detections(pred_masks, scores.pred[2])
-        # The prediction as scored: the flattened label's leaves, ids in detection order.
-        ids = [k for k in np.unique(label) if k]
-        visible = label[..., np.newaxis] == np.asarray(ids, label.dtype).reshape(1, 1, -1)
-        gt = np.asarray(scores.gt[0])
-        rows.append([
-            visualize.draw_instances(image, visible, labels=range(1, len(ids) + 1),
-                                     colors=palette[np.arange(len(ids)) % 255]),
-            visualize.draw_instances(image, gt, labels=range(1, gt.shape[-1] + 1),
-                                     colors=palette[np.arange(gt.shape[-1]) % 255]),
-        ])
-        row = scores.row
-        titles.append(f"{row['image']}: SBD {row['sbd']:.3f}, FBD {row['fbd']:.3f}, "
-                      f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})")
+        pictures, title = comparison_row(dataset.load_image(image_ids[i]), image_scores[i])
+        rows.append(pictures)
+        titles.append(title)
     return visualize.plot_image_grid(rows, path, row_titles=titles,
                                      column_titles=("prediction", "ground truth"),
                                      title=f"The {len(rows)} images with the lowest SBD")
+
+
+def prediction_sheet(model, sets, path, title=None):
+    """A picture of a model at work, not of its worst cases: for each (name, dataset, count) of
+    ``sets``, the dataset's first ``count`` images, one row each: photograph | prediction |
+    ground truth, titled with the set's name and the image's scores. Writes the PNG atomically."""
+    from mrcnn import visualize
+
+    rows, titles = [], []
+    for name, dataset, count in sets:
+        for image_id in list(dataset.image_ids)[:count]:
+            image = dataset.load_image(image_id)
+            gt_masks, gt_class_ids = dataset.load_mask(image_id)
+            scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, model.detect([image])[0])
+            pictures, row_title = comparison_row(image, scores, photograph=True)
+            rows.append(pictures)
+            titles.append(f"{name} {row_title}")
+    if not rows:
+        raise ValueError("prediction_sheet: no images (every set is empty or its count is 0)")
+    return visualize.plot_image_grid(rows, path, row_titles=titles,
+                                     column_titles=("photograph", "prediction", "ground truth"), title=title)
 
 
 def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progress=True):

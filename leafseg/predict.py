@@ -713,7 +713,9 @@ def run(args) -> int:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
+        overlap = config.DETECTION_MASK_OVERLAP_THRESHOLD
         print(f"weights {weights}, config {config_source}, min score {config.DETECTION_MIN_CONFIDENCE:g}"
+              + (f", mask overlap {overlap:g}" if overlap is not None else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,

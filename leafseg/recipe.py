@@ -16,15 +16,16 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 1. ``--images`` domain-randomised rosettes at 500 px (``leafseg synth --style random``);
 2. the 80/20 split into per-leaf masks (``leafseg prepare``);
 3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
-   Adam and the ``domain`` augmentation, in two stages of 200-step epochs (``leafseg train``):
-   to epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm restarts to
-   epoch 48 and 72, each a fresh Adam with a cosine rate from 0.0003 and 0.0002 (``--epochs
-   N``: one stage of N);
+   Adam and the ``domain`` augmentation, in stages of 200-step epochs (``leafseg train``): to
+   epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm restarts to epochs
+   48, 72 and 104, each a fresh Adam with a cosine rate from 0.0003, 0.0002 and 0.00015
+   (``--epochs N``: one stage of N);
 4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``, with the
    detection cut-off (DETECTION_MIN_CONFIDENCE, 0.5 to 0.9) that maximises SBD - 0.05 |DiC| on
    60 validation rosettes and 40 classic-style tuning rosettes stored in its config;
 5. scores on held-out sets it never trained on: random-style and classic-style rosettes of
-   other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``).
+   other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``), and a
+   picture of its predictions on the first of them (``OUT/evaluation/predictions.png``).
 
 Copy the file to ``leafseg/models/`` (or point ``$LEAFSEG_ZOO_DIR`` at its folder) to use it
 as ``leaf-small``.
@@ -64,6 +65,9 @@ logger = logging.getLogger(__name__)
 # Held-out evaluation sets of leaf-small: (name, style, seed offset from --seed, count). Their
 # seeds differ from the training data's, so no rosette is shared.
 HELD_OUT = (("random", "random", 1, 100), ("classic", "classic", 2, 100))
+# The picture of leaf-small at work (docs/images/leaf_small_predictions.png): the first images of
+# held-out sets, {set name: count}.
+SHEET = {"random": 6, "classic": 2}
 
 
 def _copy_atomic(source, target):
@@ -167,42 +171,81 @@ def score(weights, sets, out, gallery=6):
     return summaries
 
 
-# The detection cut-offs tried, and the trade between the two targets: the cut-off maximises
-# mean SBD - DIC_PENALTY * mean |DiC| over the tuning rosettes (a leaf miscounted costs 0.05 SBD).
+def prediction_figure(weights, sets, path):
+    """photograph | prediction | ground truth for the first ``count`` images of each {name:
+    (image + label folder, count)}, in ``path``; returns the path, or None without sets."""
+    from leafseg.evaluate import load_eval_dataset, prediction_sheet
+    from leafseg.loading import load_inference_model
+
+    if not sets:
+        return None
+    model, _, _ = load_inference_model(weights, model_dir=Path(path).parent / "logs")
+    rows = [(name, load_eval_dataset(folder, "all"), count) for name, (folder, count) in sets.items()]
+    return prediction_sheet(model, rows, path, title=f"{Path(weights).name} on held-out images")
+
+
+# The detection settings tried, and the trade between the two targets. For each box NMS
+# threshold (DETECTION_NMS_THRESHOLD), mask-overlap threshold (DETECTION_MASK_OVERLAP_THRESHOLD,
+# None: off) and cut-off (DETECTION_MIN_CONFIDENCE), the mean over the tuning sets of mean SBD -
+# DIC_PENALTY * mean |DiC| (a leaf miscounted costs 0.05 SBD); the best is stored in the file.
 MIN_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
+NMS_THRESHOLDS = (0.3, 0.5, 0.7)
+MASK_OVERLAPS = (None, 0.3, 0.5)
 DIC_PENALTY = 0.05
 
 
-def choose_min_score(weights, tuning, thresholds=MIN_SCORES):
-    """The detection cut-off (DETECTION_MIN_CONFIDENCE) that scores best on ``tuning``, {name:
-    (dataset, image ids)}, written into the config stored in ``weights``.
-    Returns (the cut-off, {name: {cut-off: means}})."""
-    from leafseg.evaluate import min_score_sweep
+def settings_name(nms, overlap):
+    return f"nms {nms}, mask overlap {overlap}"
+
+
+def choose_detection_settings(weights, tuning, thresholds=MIN_SCORES, nms_thresholds=NMS_THRESHOLDS,
+                              mask_overlaps=MASK_OVERLAPS):
+    """The detection settings that score best on ``tuning``, {name: (dataset, image ids)}, written
+    into the config stored in ``weights``: one detection pass per box NMS threshold, the
+    mask-overlap thresholds and cut-offs applied to its detections (leafseg.evaluate.detection_sweep).
+    Returns ({config name: value}, {settings_name: {set name: {cut-off: means}}})."""
+    from leafseg.evaluate import detection_sweep
     from leafseg.loading import load_inference_model
 
-    model, _, _ = load_inference_model(weights, min_score=min(thresholds), model_dir=Path(weights).parent / "logs")
-    sweeps = {name: min_score_sweep(model, dataset, thresholds, ids) for name, (dataset, ids) in tuning.items()}
+    sweeps = {}
+    for nms in nms_thresholds:
+        model, _, _ = load_inference_model(weights, min_score=min(thresholds), model_dir=Path(weights).parent / "logs",
+                                           DETECTION_NMS_THRESHOLD=nms, DETECTION_MASK_OVERLAP_THRESHOLD=None)
+        found = {name: detection_sweep(model, dataset, thresholds, mask_overlaps, ids) for name, (dataset, ids)
+                 in tuning.items()}
+        for overlap in mask_overlaps:
+            sweeps[settings_name(nms, overlap)] = {name: {t: sweep[overlap, t] for t in sorted(thresholds)}
+                                                   for name, sweep in found.items()}
+    candidates = [(nms, overlap, t) for nms in nms_thresholds for overlap in mask_overlaps for t in sorted(thresholds)]
 
-    def objective(t):
-        return float(np.mean([sweep[t]["sbd_mean"] - DIC_PENALTY * sweep[t]["abs_dic_mean"] for sweep in sweeps.values()]))
+    def objective(candidate):
+        nms, overlap, t = candidate
+        return float(np.mean([means[t]["sbd_mean"] - DIC_PENALTY * means[t]["abs_dic_mean"]
+                              for means in sweeps[settings_name(nms, overlap)].values()]))
 
-    best = max(sorted(thresholds), key=objective)
-    set_min_score(weights, best)
+    nms, overlap, t = max(candidates, key=objective)
+    best = {"DETECTION_NMS_THRESHOLD": nms, "DETECTION_MASK_OVERLAP_THRESHOLD": overlap, "DETECTION_MIN_CONFIDENCE": t}
+    set_detection_settings(weights, **best)
     return best, sweeps
 
 
-def set_min_score(weights, value):
-    """Store DETECTION_MIN_CONFIDENCE = ``value`` in the config of a weights file (atomically)."""
+def set_detection_settings(weights, **values):
+    """Store config ``values`` (detection settings: they change no weight) in the config of a
+    weights file, atomically."""
     from leafseg.config import LeafConfig
     from mrcnn.weights import read_metadata, write_metadata
 
     weights = Path(weights)
     metadata = read_metadata(weights)
-    config = LeafConfig.from_yaml_text(metadata.config_yaml, source=str(weights)).replace(
-        DETECTION_MIN_CONFIDENCE=float(value))
+    config = LeafConfig.from_yaml_text(metadata.config_yaml, source=str(weights)).replace(**values)
     with atomic_path(weights, suffix=".weights.h5") as tmp:
         shutil.copyfile(weights, tmp)
         write_metadata(tmp, config.to_yaml_text(), metadata.class_names)
+
+
+def set_min_score(weights, value):
+    """Store DETECTION_MIN_CONFIDENCE = ``value`` in the config of a weights file (atomically)."""
+    set_detection_settings(weights, DETECTION_MIN_CONFIDENCE=float(value))
 
 
 def _row(name, summary):
@@ -236,12 +279,16 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
     write_dataset(out / "tuning" / "classic", 40, seed=seed + 3, size=500, style="classic", workers=workers,
                   progress=False)
     classic = load_eval_dataset(out / "tuning" / "classic", "all")
-    min_score, sweeps = choose_min_score(weights, {"validation": (validation, list(validation.image_ids)[:60]),
-                                                   "classic": (classic, None)})
-    for t in MIN_SCORES:
-        print(f"  cut-off {t:.1f}: " + "; ".join(f"{name} SBD {sweep[t]['sbd_mean']:.3f} |DiC| "
-                                                 f"{sweep[t]['abs_dic_mean']:.2f}" for name, sweep in sweeps.items())
-              + ("   <- chosen" if t == min_score else ""))
+    settings, sweeps = choose_detection_settings(weights, {"validation": (validation, list(validation.image_ids)[:60]),
+                                                           "classic": (classic, None)})
+    for name, by_set in sweeps.items():
+        for t in MIN_SCORES:
+            chosen = (settings_name(settings["DETECTION_NMS_THRESHOLD"], settings["DETECTION_MASK_OVERLAP_THRESHOLD"]),
+                      settings["DETECTION_MIN_CONFIDENCE"]) == (name, t)
+            print(f"  {name}, cut-off {t:.1f}: " + "; ".join(f"{set_name} SBD {means[t]['sbd_mean']:.3f} |DiC| "
+                                                             f"{means[t]['abs_dic_mean']:.2f}"
+                                                             for set_name, means in by_set.items())
+                  + ("   <- chosen" if chosen else ""))
 
     _step(4, total, "Scores on held-out rosettes of other seeds")
     sets = {}
@@ -249,15 +296,19 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
         sets[name] = out / "held_out" / name
         write_dataset(sets[name], count, seed=seed + offset, size=500, style=style, workers=workers, progress=False)
     summaries = score(weights, sets, out / "evaluation")
+    sheet = prediction_figure(weights, {name: (sets[name], count) for name, count in SHEET.items() if name in sets},
+                              out / "evaluation" / "predictions.png")
     lines = ["| held-out set | images | SBD | abs DiC | mask AP50 |", "|---|---|---|---|---|"]
     lines += [_row(name, s) for name, s in summaries.items()]
     write_text_atomic(out / "evaluation" / "summary.md", "\n".join(lines) + "\n")
     record = {"weights": str(weights), "size_bytes": weights.stat().st_size, "checkpoint": source,
-              "min_score": min_score, "min_score_sweeps": sweeps,
+              "detection_settings": settings, "detection_sweeps": sweeps,
               "stages": [list(stage) for stage in stages], "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
               "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
     write_text_atomic(out / "recipe.json", json.dumps(record, indent=2) + "\n")
     print("\n" + "\n".join(lines))
+    if sheet is not None:
+        print(f"Predictions on the first held-out images: {sheet}")
     print(f"\nDone in {record['total_minutes_this_call']} minutes (training {record['train_minutes_this_call']}). "
           f"To use it as leaf-small: cp {weights} {Path(__file__).resolve().parent / 'models'}/")
     return summaries

@@ -143,6 +143,12 @@ class Config:
     DETECTION_MAX_INSTANCES = 100
     DETECTION_MIN_CONFIDENCE = 0.7
     DETECTION_NMS_THRESHOLD = 0.3
+    # Not in Matterport (None keeps its results): after the box NMS, drop a detection when more
+    # than this fraction of its mask lies under the masks of better-scored detections of its
+    # class that were kept (mrcnn.utils.suppress_covered_masks). Box NMS cannot tell a second
+    # mask of one object from a neighbour whose box overlaps: with this set, the box NMS
+    # threshold can be raised to keep neighbours, and the duplicates go by their masks.
+    DETECTION_MASK_OVERLAP_THRESHOLD = None
 
     # Optimiser settings (SGD with momentum, as in the Mask R-CNN paper). OPTIMIZER is the one a
     # training command uses unless told otherwise: "sgd", "adagrad", "adam" or "adamw".
@@ -352,6 +358,9 @@ class Config:
         for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
             value = getattr(self, name)
             _require(_is_number(value) and 0 <= value <= 1, name, value, "a number in [0, 1]")
+        _require(self.DETECTION_MASK_OVERLAP_THRESHOLD is None or (_is_number(self.DETECTION_MASK_OVERLAP_THRESHOLD)
+                                                                    and 0 <= self.DETECTION_MASK_OVERLAP_THRESHOLD < 1),
+                 "DETECTION_MASK_OVERLAP_THRESHOLD", self.DETECTION_MASK_OVERLAP_THRESHOLD, "None or a number in [0, 1)")
         _require(_is_number(self.ROI_POSITIVE_RATIO) and 0 < self.ROI_POSITIVE_RATIO <= 1, "ROI_POSITIVE_RATIO",
                  self.ROI_POSITIVE_RATIO, "a number in (0, 1]")
 

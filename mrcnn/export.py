@@ -95,7 +95,7 @@ def make_serving_function(model):
         anchors = anchors_graph(tf.shape(molded), config)
         outputs = net([molded[tf.newaxis], meta[tf.newaxis], anchors[tf.newaxis]], training=False)
         return unmold_detections_graph(outputs["detections"][0], outputs["mrcnn_mask"][0], tf.shape(image),
-                                       tf.shape(molded), window)
+                                       tf.shape(molded), window, config.DETECTION_MASK_OVERLAP_THRESHOLD)
 
     serve.get_concrete_function(tf.TensorSpec([None, None, config.IMAGE_CHANNEL_COUNT], tf.uint8, name="image"))
     for dtype in REFUSED_DTYPES:

@@ -252,7 +252,8 @@ class MaskRCNN:
 
         Returns: boxes int32 [n, 4], class_ids int32 [n], scores float32 [n], masks bool [H, W, n].
         """
-        return transform.unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
+        return transform.unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
+                                           self.config.DETECTION_MASK_OVERLAP_THRESHOLD)
 
     def get_anchors(self, image_shape):
         """Normalised anchors [A, 4] for a molded image of ``image_shape``."""
@@ -300,7 +301,7 @@ class MaskRCNN:
         Results are in the coordinates of the original images described by ``image_metas``.
         """
         outputs = self._predict(np.asarray(molded_images, np.float32), np.asarray(image_metas))
-        return transform.unmold_results(outputs, image_metas, windows)
+        return transform.unmold_results(outputs, image_metas, windows, self.config.DETECTION_MASK_OVERLAP_THRESHOLD)
 
     # ------------------------------------------------------------------------ inspection
 

@@ -30,6 +30,7 @@ from mrcnn.boxes import denorm_boxes_graph, norm_boxes_graph
 from mrcnn.pipeline import compose_image_meta, mold_image
 
 __all__ = ["mold_inputs", "unmold_detections", "unmold_results", "mold_image_graph", "anchors_graph", "unmold_detections_graph",
+           "suppress_covered_masks_graph",
            "check_exportable", "EXPORTABLE_RESIZE_MODES"]
 
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
@@ -60,13 +61,15 @@ def mold_inputs(images, config):
     return np.stack(molded_images).astype(np.float32), np.stack(image_metas), np.stack(windows)
 
 
-def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window):
+def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window, mask_overlap=None):
     """One image's detections in the coordinates of its original image.
 
     detections: [N, (y1, x1, y2, x2, class_id, score)] normalised, zero-padded.
     mrcnn_mask: [N, height, width, num_classes] mask probabilities.
     original_image_shape, image_shape: [H, W, C] before and after resizing.
     window: [4] pixels of the molded image that hold the original image.
+    mask_overlap: None (Matterport), or DETECTION_MASK_OVERLAP_THRESHOLD: the detections that
+        :func:`mrcnn.utils.suppress_covered_masks` drops at this threshold are left out.
 
     Returns: boxes int32 [n, 4] (pixels of the original image), class_ids int32 [n],
     scores float32 [n], masks bool [H, W, n].
@@ -90,6 +93,9 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     full_masks = np.zeros((height, width, len(boxes)), dtype=bool)
     for i in range(len(boxes)):
         full_masks[:, :, i] = utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+    if mask_overlap is not None:
+        keep = utils.suppress_covered_masks(full_masks, class_ids, scores, mask_overlap)
+        boxes, class_ids, scores, full_masks = boxes[keep], class_ids[keep], scores[keep], full_masks[..., keep]
     return boxes.astype(np.int32), class_ids, scores, full_masks
 
 
@@ -97,11 +103,12 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
 #  Graph: resizing, as scikit-image's resize(order=1, mode="constant", cval=0, clip=True)
 ############################################################
 
-def unmold_results(outputs, image_metas, windows=None):
+def unmold_results(outputs, image_metas, windows=None, mask_overlap=None):
     """Every image's detections in its original pixels, as ``MaskRCNN.detect`` returns them.
 
     outputs: the inference model's outputs by name (``detections`` [B, N, 6], ``mrcnn_mask``
-    [B, N, mh, mw, K]); image_metas [B, META]; windows [B, 4] (default: the metas' windows).
+    [B, N, mh, mw, K]); image_metas [B, META]; windows [B, 4] (default: the metas' windows);
+    mask_overlap: see :func:`unmold_detections`.
     Returns: one dict per image: rois, class_ids, scores, masks (see :func:`unmold_detections`).
     """
     results = []
@@ -109,7 +116,7 @@ def unmold_results(outputs, image_metas, windows=None):
         original_shape, image_shape = meta[1:4].astype(int), meta[4:7].astype(int)
         window = meta[7:11].astype(int) if windows is None else windows[i]
         rois, class_ids, scores, masks = unmold_detections(outputs["detections"][i], outputs["mrcnn_mask"][i],
-                                                           original_shape, image_shape, window)
+                                                           original_shape, image_shape, window, mask_overlap)
         results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
     return results
 
@@ -269,8 +276,33 @@ def _paste_mask(mask, box, height, width):
     return tf.pad(inside, [[y1, height - y2], [x1, width - x2]])
 
 
-def unmold_detections_graph(detections, mrcnn_mask, original_image_shape, image_shape, window):
-    """The graph version of :func:`unmold_detections` (same arguments).
+def suppress_covered_masks_graph(masks, class_ids, scores, threshold):
+    """The graph version of :func:`mrcnn.utils.suppress_covered_masks` (same arguments, the
+    same decisions: pixel counts compared in float64). Returns bool [N]."""
+    n = tf.shape(masks)[-1]
+    flat = tf.reshape(tf.transpose(masks, [2, 0, 1]), [n, -1])
+    areas = tf.cast(tf.math.count_nonzero(flat, axis=1), tf.float64)
+    order = tf.argsort(-scores, stable=True)
+    classes = tf.reduce_max(tf.concat([tf.zeros([1], class_ids.dtype), class_ids], axis=0)) + 1
+    unions = tf.zeros([classes, tf.shape(flat)[1]], tf.bool)
+    threshold = tf.constant(float(threshold), tf.float64)
+
+    def body(k, unions, keep):
+        i = order[k]
+        c = class_ids[i]
+        covered = tf.cast(tf.math.count_nonzero(tf.logical_and(flat[i], unions[c])), tf.float64)
+        kept = covered <= threshold * areas[i]
+        unions = tf.cond(kept, lambda: tf.tensor_scatter_nd_update(unions, [[c]], [tf.logical_or(unions[c], flat[i])]),
+                         lambda: unions)
+        return k + 1, unions, tf.tensor_scatter_nd_update(keep, [[i]], [kept])
+
+    _, _, keep = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(0), unions, tf.zeros([n], tf.bool)))
+    return keep
+
+
+def unmold_detections_graph(detections, mrcnn_mask, original_image_shape, image_shape, window, mask_overlap=None):
+    """The graph version of :func:`unmold_detections` (same arguments; ``mask_overlap`` is a
+    Python number or None, fixed when tracing).
 
     detections: float32 [D, (y1, x1, y2, x2, class_id, score)] normalised, zero-padded.
     mrcnn_mask: float32 [D, mh, mw, num_classes].
@@ -304,5 +336,10 @@ def unmold_detections_graph(detections, mrcnn_mask, original_image_shape, image_
         return tf.map_fn(lambda item: _paste_mask(item[0], item[1], height, width), (masks, boxes),
                          fn_output_signature=tf.TensorSpec([None, None], tf.bool))
 
-    full = tf.cond(tf.size(scores) > 0, paste_all, lambda: tf.zeros([0, height, width], tf.bool))
-    return {"rois": boxes, "class_ids": class_ids, "scores": scores, "masks": tf.transpose(full, [1, 2, 0])}
+    full = tf.transpose(tf.cond(tf.size(scores) > 0, paste_all, lambda: tf.zeros([0, height, width], tf.bool)),
+                        [1, 2, 0])
+    if mask_overlap is not None:
+        keep = suppress_covered_masks_graph(full, class_ids, scores, mask_overlap)
+        boxes, class_ids = tf.boolean_mask(boxes, keep), tf.boolean_mask(class_ids, keep)
+        scores, full = tf.boolean_mask(scores, keep), tf.boolean_mask(full, keep, axis=2)
+    return {"rois": boxes, "class_ids": class_ids, "scores": scores, "masks": full}

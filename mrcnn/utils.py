@@ -22,7 +22,7 @@ from mrcnn.dataset import Dataset
 __all__ = [
     "Dataset",
     "extract_bboxes", "compute_iou", "compute_overlaps", "compute_overlaps_masks",
-    "non_max_suppression", "apply_box_deltas", "box_refinement",
+    "non_max_suppression", "suppress_covered_masks", "apply_box_deltas", "box_refinement",
     "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "unmold_mask",
     "generate_anchors", "generate_pyramid_anchors",
     "norm_boxes", "denorm_boxes", "trim_zeros",
@@ -167,6 +167,34 @@ def non_max_suppression(boxes, scores, threshold):
         iou = compute_iou(boxes[best], boxes[rest], areas[best], areas[rest])
         order = rest[iou <= threshold]
     return np.array(keep, dtype=np.int32)
+
+
+def suppress_covered_masks(masks, class_ids, scores, threshold):
+    """Greedy suppression of duplicate masks, the mask counterpart of :func:`non_max_suppression`.
+
+    In descending score order (equal scores in input order), a detection is dropped when more
+    than ``threshold`` of its mask's pixels lie under the union of the masks of the detections
+    of its class kept before it. A neighbour whose box overlaps a kept box but whose mask lies
+    mostly beside it stays; a second mask of the same object goes.
+
+    masks: bool [H, W, N]; class_ids: [N]; scores: [N]; threshold: a number in [0, 1).
+    Returns: bool [N], True for the detections kept, in input order. An empty mask is kept.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[-1]
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    flat = np.moveaxis(masks, -1, 0).reshape(n, -1)
+    areas = np.count_nonzero(flat, axis=1).astype(np.float64)
+    unions = {}
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        union = unions.get(int(class_ids[i]))
+        covered = 0 if union is None else np.count_nonzero(flat[i] & union)
+        if covered <= float(threshold) * areas[i]:
+            keep[i] = True
+            unions[int(class_ids[i])] = flat[i].copy() if union is None else union | flat[i]
+    return keep
 
 
 def apply_box_deltas(boxes, deltas):

@@ -313,6 +313,32 @@ class FixedModel:
                  "rois": utils.extract_bboxes(masks)}]
 
 
+def test_prediction_sheet_shows_photograph_prediction_and_truth_of_the_first_images(tmp_path, monkeypatch):
+    write_dataset(tmp_path / "a", 3, size=64, progress=False)
+    write_dataset(tmp_path / "b", 2, size=64, seed=5, style="classic", progress=False)
+    sets = [("a", evaluate.load_eval_dataset(tmp_path / "a", "all"), 2),
+            ("b", evaluate.load_eval_dataset(tmp_path / "b", "all"), 5)]
+    drawn = {}
+    monkeypatch.setattr(visualize, "plot_image_grid", lambda rows, path, **kw: drawn.update(rows=rows, path=path, **kw))
+    evaluate.prediction_sheet(FixedModel(), sets, tmp_path / "sheet.png", title="t")
+    assert drawn["path"] == tmp_path / "sheet.png" and drawn["title"] == "t"
+    assert drawn["column_titles"] == ("photograph", "prediction", "ground truth")
+    # The first 2 of a, every image of b (it has fewer than 5), in order; the photograph as it is.
+    names = [sets[0][1].image_info[i]["id"] for i in (0, 1)] + [sets[1][1].image_info[i]["id"] for i in (0, 1)]
+    assert [title.split(":")[0] for title in drawn["row_titles"]] == [f"a {names[0]}", f"a {names[1]}",
+                                                                      f"b {names[2]}", f"b {names[3]}"]
+    np.testing.assert_array_equal(drawn["rows"][2][0], sets[1][1].load_image(0))
+    # FixedModel finds 2 leaves in every image; the title gives the count against the truth.
+    gt_count = sets[0][1].load_mask(0)[0].shape[-1]
+    assert f"(2 vs {gt_count})" in drawn["row_titles"][0]
+    assert all(len(row) == 3 and row[1].shape == row[0].shape for row in drawn["rows"])
+    with pytest.raises(ValueError, match="no images"):
+        evaluate.prediction_sheet(FixedModel(), [("a", sets[0][1], 0)], tmp_path / "none.png")
+    monkeypatch.undo()
+    evaluate.prediction_sheet(FixedModel(), sets[:1], tmp_path / "sheet.png")
+    assert Image.open(tmp_path / "sheet.png").size[0] > 0
+
+
 def test_raw_folder_defaults_to_every_image_and_the_pr_legend_names_its_ap(tmp_path, monkeypatch, capsys):
     write_dataset(tmp_path / "raw", 5, size=64, progress=False)
     monkeypatch.setattr(evaluate, "load_inference_model", lambda *args, **kwargs: (FixedModel(), "test", Path("w")))
@@ -336,6 +362,31 @@ def test_raw_folder_defaults_to_every_image_and_the_pr_legend_names_its_ap(tmp_p
     assert_no_float_noise(tmp_path / "out" / "per_image.csv")
     assert_no_float_noise(tmp_path / "out" / "summary.csv")
 
+
+
+def test_detection_sweep_equals_detecting_with_each_mask_overlap_and_cut_off(run, data):
+    from mrcnn.model import MaskRCNN
+    from tests.tiny_trained import OVERRIDES
+    from tests.toy_data import ToyConfig
+
+    def loose(overlap, cut=0.3):  # box NMS nearly off, so that shapes are found more than once
+        config = ToyConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=cut, DETECTION_NMS_THRESHOLD=0.9,
+                           DETECTION_MASK_OVERLAP_THRESHOLD=overlap, **OVERRIDES)
+        model = MaskRCNN("inference", config, Path(run["weights"]).parent)
+        model.load_weights(run["weights"])
+        return model
+
+    sweep = evaluate.detection_sweep(loose(None), data.val, [0.6, 0.3], [None, 0.2], progress=False)
+    assert set(sweep) == {(None, 0.3), (None, 0.6), (0.2, 0.3), (0.2, 0.6)}
+    for overlap in (None, 0.2):
+        for cut in (0.3, 0.6):
+            _, summary = evaluate.evaluate_model(loose(overlap, cut), data.val, progress=False)
+            for metric in ("sbd_mean", "fbd_mean", "dic_mean", "abs_dic_mean"):
+                assert sweep[overlap, cut][metric] == pytest.approx(summary[metric], abs=1e-9), (overlap, cut, metric)
+    # Duplicates found with box NMS at 0.9 are dropped by their masks: fewer shapes counted.
+    assert sweep[0.2, 0.3]["dic_mean"] < sweep[None, 0.3]["dic_mean"]
+    with pytest.raises(ValueError, match="already drops masks covered more than 0.2"):
+        evaluate.detection_sweep(loose(0.2), data.val, [0.3], [None, 0.5], progress=False)
 
 
 def test_min_score_sweep_equals_detecting_at_each_cut_off(run, data):

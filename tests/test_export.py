@@ -71,14 +71,20 @@ def random_detections(rng, count, rows, molded_shape, window, classes=2):
     return detections, masks
 
 
+@pytest.mark.parametrize("mask_overlap", [None, 0.3, 0.0])
 @pytest.mark.parametrize("count,original,window", [(5, (96, 96), (0, 0, 64, 64)), (6, (80, 120), (11, 0, 53, 64)),
                                                    (0, (80, 120), (11, 0, 53, 64)), (8, (300, 200), (0, 11, 64, 53))])
-def test_unmolding_in_the_graph_matches_unmold_detections(count, original, window, rng):
+def test_unmolding_in_the_graph_matches_unmold_detections(count, original, window, mask_overlap, rng):
     detections, masks = random_detections(rng, count, 8, (64, 64), window)
-    expected = MaskRCNN.unmold_detections(None, detections, masks, np.array(original + (3,)), np.array((64, 64, 3)),
-                                          np.array(window))
+    expected = transform.unmold_detections(detections, masks, np.array(original + (3,)), np.array((64, 64, 3)),
+                                           np.array(window), mask_overlap)
     actual = export.unmold_detections_graph(tf.constant(detections), tf.constant(masks), tf.constant(original + (3,)),
-                                            tf.constant((64, 64, 3)), tf.constant(window))
+                                            tf.constant((64, 64, 3)), tf.constant(window), mask_overlap)
+    if mask_overlap is not None and count > 3:
+        # Random masks cover about half of each other: the threshold drops some, not all.
+        everything = transform.unmold_detections(detections, masks, np.array(original + (3,)), np.array((64, 64, 3)),
+                                                 np.array(window))
+        assert 0 < len(expected[2]) < len(everything[2])
     for name, value in zip(export.OUTPUT_NAMES, expected):
         assert actual[name].dtype.as_numpy_dtype == value.dtype, name
         np.testing.assert_array_equal(actual[name].numpy(), value, err_msg=name)
@@ -188,6 +194,26 @@ def test_reloaded_savedmodel_gives_the_keras_models_detections(reloaded, model, 
     # TF Serving's entry point: the serving_default signature, input named "image".
     outputs = served.signatures["serving_default"](image=tf.constant(images["shapes"]))
     np.testing.assert_array_equal(outputs["class_ids"].numpy(), model.detect([images["shapes"]])[0]["class_ids"])
+
+
+def test_the_serving_function_drops_covered_masks_as_detect_does(run, images):
+    model = inference_model(run["weights"])
+    config = model.config.replace(DETECTION_NMS_THRESHOLD=0.9, DETECTION_MASK_OVERLAP_THRESHOLD=0.1)
+    loose = MaskRCNN("inference", config, model.model_dir)
+    loose.keras_model.set_weights(model.keras_model.get_weights())
+    serve = export.make_serving_function(loose)
+    for name, image in images.items():
+        expected = loose.detect([image])[0]
+        actual = {key: value.numpy() for key, value in serve(tf.constant(image)).items()}
+        assert export.compare_detections(expected, actual) == [], name
+        keep = utils.suppress_covered_masks(expected["masks"], expected["class_ids"], expected["scores"], 0.1)
+        assert keep.all(), name  # what detect returns is already suppressed
+    # With box NMS nearly off, the tiny model finds a shape more than once; the masks decide.
+    box_only = MaskRCNN("inference", config.replace(DETECTION_MASK_OVERLAP_THRESHOLD=None), model.model_dir)
+    box_only.keras_model.set_weights(model.keras_model.get_weights())
+    counts = [(len(box_only.detect([image])[0]["scores"]), len(loose.detect([image])[0]["scores"]))
+              for image in images.values()]
+    assert all(kept <= found for found, kept in counts) and any(kept < found for found, kept in counts), counts
 
 
 def test_load_saved_model_returns_detect_like_dicts(reloaded, exported, model, images):

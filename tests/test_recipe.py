@@ -54,6 +54,35 @@ def test_command_line(capsys):
     assert "invalid choice: 'leaf-large'" in capsys.readouterr().err
 
 
+def test_choose_detection_settings_stores_the_best_of_its_grid(tmp_path, tmp_path_factory):
+    import shutil
+
+    from leafseg.config import LeafConfig
+    from mrcnn.weights import read_metadata
+    from tests.tiny_trained import trained_run
+    from tests.toy_data import shapes_dataset
+
+    path = tmp_path / "w.weights.h5"
+    shutil.copyfile(trained_run(tmp_path_factory)["weights"], path)
+    tuning = {"a": (shapes_dataset(3, seed=1), None), "b": (shapes_dataset(3, seed=4), [0, 2])}
+    best, sweeps = recipe.choose_detection_settings(path, tuning, thresholds=(0.6, 0.3), nms_thresholds=(0.3, 0.9),
+                                                    mask_overlaps=(None, 0.2))
+    assert set(sweeps) == {recipe.settings_name(n, o) for n in (0.3, 0.9) for o in (None, 0.2)}
+    assert all(set(by_set) == {"a", "b"} and set(by_set["a"]) == {0.3, 0.6} for by_set in sweeps.values())
+    assert sweeps[recipe.settings_name(0.3, None)]["b"][0.3]["n_images"] == 2
+
+    def objective(nms, overlap, t):
+        return sum(means[t]["sbd_mean"] - recipe.DIC_PENALTY * means[t]["abs_dic_mean"]
+                   for means in sweeps[recipe.settings_name(nms, overlap)].values())
+
+    scores = {(n, o, t): objective(n, o, t) for n in (0.3, 0.9) for o in (None, 0.2) for t in (0.3, 0.6)}
+    chosen = (best["DETECTION_NMS_THRESHOLD"], best["DETECTION_MASK_OVERLAP_THRESHOLD"], best["DETECTION_MIN_CONFIDENCE"])
+    assert scores[chosen] == pytest.approx(max(scores.values()))
+    stored = LeafConfig.from_yaml_text(read_metadata(path).config_yaml, source="stored")
+    assert (stored.DETECTION_NMS_THRESHOLD, stored.DETECTION_MASK_OVERLAP_THRESHOLD,
+            stored.DETECTION_MIN_CONFIDENCE) == chosen
+
+
 def test_set_min_score_rewrites_only_the_cut_off_of_the_stored_config(tmp_path, tmp_path_factory):
     import shutil
 

@@ -108,6 +108,37 @@ def test_non_max_suppression_empty_and_ties():
         utils.non_max_suppression(np.array([[0, 0, 4, 4]] * 2), np.array([0.5, 0.5]), 0.5), [0])
 
 
+def test_suppress_covered_masks_by_hand():
+    masks = np.zeros((10, 10, 5), bool)
+    masks[0:4, 0:4, 0] = True          # 16 px, the best
+    masks[0:4, 2:6, 1] = True          # a neighbour: 8 of its 16 px under mask 0 (half)
+    masks[0:4, 0:3, 2] = True          # a duplicate: all 12 px under mask 0
+    masks[0:4, 0:4, 3] = True          # the same pixels as mask 0, another class
+    masks[6:10, 0:6, 4] = True         # alone
+    class_ids = np.array([1, 1, 1, 2, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    np.testing.assert_array_equal(utils.suppress_covered_masks(masks, class_ids, scores, 0.5),
+                                  [True, True, False, True, True])  # half covered is not more than half
+    np.testing.assert_array_equal(utils.suppress_covered_masks(masks, class_ids, scores, 0.4),
+                                  [True, False, False, True, True])
+    # Order is by score, not by index: with mask 2 the best, mask 0 is covered 12 of 16 px.
+    scores = np.array([0.7, 0.8, 0.9, 0.6, 0.5])
+    np.testing.assert_array_equal(utils.suppress_covered_masks(masks, class_ids, scores, 0.5),
+                                  [False, True, True, True, True])
+    # Only kept masks cover: mask 1 is dropped at 0.0 (4 of its pixels under mask 2), so mask 0
+    # is judged against mask 2 alone (12 of 16 px).
+    np.testing.assert_array_equal(utils.suppress_covered_masks(masks, class_ids, scores, 0.0),
+                                  [False, False, True, True, True])
+
+
+def test_suppress_covered_masks_empty_and_blank():
+    assert utils.suppress_covered_masks(np.zeros((4, 4, 0), bool), [], [], 0.5).shape == (0,)
+    masks = np.zeros((4, 4, 2), bool)
+    masks[..., 0] = True
+    # An empty mask has nothing covered: it stays, as box NMS keeps a zero-area box.
+    np.testing.assert_array_equal(utils.suppress_covered_masks(masks, [1, 1], [0.9, 0.8], 0.0), [True, True])
+
+
 def test_apply_box_deltas_by_hand():
     # Box: height 10, width 20, centre (5, 10). Centre moves by (0.1 * 10, -0.2 * 20) to (6, 6);
     # size becomes (10 * 2, 20 * 0.5) = (20, 10).
