@@ -18,11 +18,12 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
    Adam and the ``domain`` augmentation, in stages of 200-step epochs (``leafseg train``): to
    epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm restarts to epochs
-   48, 72 and 104, each a fresh Adam with a cosine rate from 0.0003, 0.0002 and 0.00015
-   (``--epochs N``: one stage of N);
+   48, 72, 104 and 128, each a fresh Adam with a cosine rate from 0.0003, 0.0002, 0.00015 and
+   0.0001 (``--epochs N``: one stage of N);
 4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``, with the
-   detection cut-off (DETECTION_MIN_CONFIDENCE, 0.5 to 0.9) that maximises SBD - 0.05 |DiC| on
-   60 validation rosettes and 40 classic-style tuning rosettes stored in its config;
+   detection settings that maximise SBD - 0.05 |DiC| on 60 validation rosettes and 40
+   classic-style tuning rosettes stored in its config: the box NMS threshold (0.3, 0.5, 0.7), the
+   mask-overlap threshold (none, 0.3, 0.5) and the cut-off (0.5 to 0.9);
 5. scores on held-out sets it never trained on: random-style and classic-style rosettes of
    other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``), and a
    picture of its predictions on the first of them (``OUT/evaluation/predictions.png``).
@@ -90,9 +91,9 @@ def make_data(folder, images, seed, style="random", families=None, workers=2):
 
 
 # leaf-small's training stages: (end epoch, learning rate, warmup steps). A cosine decay from
-# 0.001 after a warmup, then three warm restarts: a fresh Adam and a cosine decay from 0.0003,
-# then from 0.0002, then from 0.00015 (the training loss was still falling at each restart).
-LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0), (72, 0.0002, 0), (104, 0.00015, 0))
+# 0.001 after a warmup, then four warm restarts: a fresh Adam and a cosine decay from 0.0003,
+# then from 0.0002, 0.00015 and 0.0001 (the training loss was still falling at each restart).
+LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0), (72, 0.0002, 0), (104, 0.00015, 0), (128, 0.0001, 0))
 
 
 def one_stage(epochs, steps_per_epoch=None):

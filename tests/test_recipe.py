@@ -146,8 +146,10 @@ def test_small_data_options_are_checked(capsys):
     assert "trains for --minutes, not --epochs" in capsys.readouterr().err
 
 
-def test_the_last_stages_are_warm_restarts_to_epochs_72_and_104():
-    assert [stage[0] for stage in recipe.LEAF_SMALL_STAGES] == [36, 48, 72, 104]
+def test_the_last_stages_are_warm_restarts_to_epochs_72_104_and_128():
+    assert [stage[0] for stage in recipe.LEAF_SMALL_STAGES] == [36, 48, 72, 104, 128]
+    args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[4], seed=0, start="last"))
+    assert (args.weights, args.epochs, args.lr, args.warmup_steps, args.schedule) == ("last", 128, 0.0001, 0, "cosine")
     args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[2], seed=0, start="last"))
     assert (args.weights, args.epochs, args.lr, args.warmup_steps, args.schedule) == ("last", 72, 0.0002, 0, "cosine")
     args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[3], seed=0, start="last"))

@@ -140,9 +140,10 @@ def test_the_shipped_leaf_small_is_installed_small_and_self_describing(monkeypat
     metadata = W.read_metadata(path)
     assert list(metadata.class_names) == ["BG", "leaf"]
     stored = LeafSmallConfig.from_yaml_text(metadata.config_yaml, source=str(path))
-    # The architecture and the detection cut-off its recipe chose are the preset's.
+    # The architecture and the detection settings its recipe chose are the preset's.
     for name in ("BACKBONE", "BACKBONE_WIDTH", "IMAGE_MAX_DIM", "TOP_DOWN_PYRAMID_SIZE", "RPN_ANCHOR_SCALES",
-                 "MASK_HEAD_CHANNELS", "FPN_CLASSIF_FC_LAYERS_SIZE", "NUM_CLASSES", "DETECTION_MIN_CONFIDENCE"):
+                 "MASK_HEAD_CHANNELS", "FPN_CLASSIF_FC_LAYERS_SIZE", "NUM_CLASSES", "DETECTION_MIN_CONFIDENCE",
+                 "DETECTION_NMS_THRESHOLD", "DETECTION_MASK_OVERLAP_THRESHOLD"):
         assert getattr(stored, name) == getattr(LeafSmallConfig(), name), name
     assert Path(zoo.MODELS["leaf-small"].card).name in {p.name for p in (Path(__file__).parents[1] / "docs").iterdir()}
 
