@@ -434,9 +434,11 @@ def prediction_sheet(model, sets, path, title=None):
             image = dataset.load_image(image_id)
             gt_masks, gt_class_ids = dataset.load_mask(image_id)
             scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, model.detect([image])[0])
-            pictures, row_title = comparison_row(image, scores, photograph=True)
+            pictures, _ = comparison_row(image, scores, photograph=True)
             rows.append(pictures)
-            titles.append(f"{name} {row_title}")
+            row = scores.row
+            titles.append(f"{name} {row['image']}: SBD {row['sbd']:.3f}, DiC {row['dic']:+d} "
+                          f"({row['pred_count']} vs {row['gt_count']} leaves)")
     if not rows:
         raise ValueError("prediction_sheet: no images (every set is empty or its count is 0)")
     return visualize.plot_image_grid(rows, path, row_titles=titles,

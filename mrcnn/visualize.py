@@ -227,13 +227,17 @@ def plot_image_grid(rows, path=None, row_titles=None, column_titles=None, title=
                 heading.append(column_titles[c])
             if c == 0 and row_titles:
                 heading.append(row_titles[r])
+            elif r == 0 and column_titles and row_titles:
+                heading.append(" ")  # the row title's line: a long one runs on above this image
             if heading:
                 axes[r, c].set_title("\n".join(heading), fontsize=8, loc="left")
     for ax in axes.flat:
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # Room at the top for the title's lines (tight_layout alone lets the first titles run into it).
+    lines = title.count("\n") + 1 if title else 0
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 * lines / fig.get_figheight()))
     return fig if path is None else _save_figure(fig, path)
 
 

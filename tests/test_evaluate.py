@@ -330,7 +330,7 @@ def test_prediction_sheet_shows_photograph_prediction_and_truth_of_the_first_ima
     np.testing.assert_array_equal(drawn["rows"][2][0], sets[1][1].load_image(0))
     # FixedModel finds 2 leaves in every image; the title gives the count against the truth.
     gt_count = sets[0][1].load_mask(0)[0].shape[-1]
-    assert f"(2 vs {gt_count})" in drawn["row_titles"][0]
+    assert f"(2 vs {gt_count} leaves)" in drawn["row_titles"][0]
     assert all(len(row) == 3 and row[1].shape == row[0].shape for row in drawn["rows"])
     with pytest.raises(ValueError, match="no images"):
         evaluate.prediction_sheet(FixedModel(), [("a", sets[0][1], 0)], tmp_path / "none.png")
