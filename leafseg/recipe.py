@@ -244,11 +244,6 @@ def set_detection_settings(weights, **values):
         write_metadata(tmp, config.to_yaml_text(), metadata.class_names)
 
 
-def set_min_score(weights, value):
-    """Store DETECTION_MIN_CONFIDENCE = ``value`` in the config of a weights file (atomically)."""
-    set_detection_settings(weights, DETECTION_MIN_CONFIDENCE=float(value))
-
-
 def _row(name, summary):
     return f"| {name} | {summary['n_images']} | {summary['sbd_mean']:.3f} | {summary['abs_dic_mean']:.2f} | " \
            f"{summary['ap50_mean']:.3f} |"
@@ -282,14 +277,14 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
     classic = load_eval_dataset(out / "tuning" / "classic", "all")
     settings, sweeps = choose_detection_settings(weights, {"validation": (validation, list(validation.image_ids)[:60]),
                                                            "classic": (classic, None)})
+    chosen = (settings_name(settings["DETECTION_NMS_THRESHOLD"], settings["DETECTION_MASK_OVERLAP_THRESHOLD"]),
+              settings["DETECTION_MIN_CONFIDENCE"])
     for name, by_set in sweeps.items():
         for t in MIN_SCORES:
-            chosen = (settings_name(settings["DETECTION_NMS_THRESHOLD"], settings["DETECTION_MASK_OVERLAP_THRESHOLD"]),
-                      settings["DETECTION_MIN_CONFIDENCE"]) == (name, t)
             print(f"  {name}, cut-off {t:.1f}: " + "; ".join(f"{set_name} SBD {means[t]['sbd_mean']:.3f} |DiC| "
                                                              f"{means[t]['abs_dic_mean']:.2f}"
                                                              for set_name, means in by_set.items())
-                  + ("   <- chosen" if chosen else ""))
+                  + ("   <- chosen" if (name, t) == chosen else ""))
 
     _step(4, total, "Scores on held-out rosettes of other seeds")
     sets = {}

@@ -83,7 +83,7 @@ def test_choose_detection_settings_stores_the_best_of_its_grid(tmp_path, tmp_pat
             stored.DETECTION_MIN_CONFIDENCE) == chosen
 
 
-def test_set_min_score_rewrites_only_the_cut_off_of_the_stored_config(tmp_path, tmp_path_factory):
+def test_set_detection_settings_rewrites_only_those_values_of_the_stored_config(tmp_path, tmp_path_factory):
     import shutil
 
     import numpy as np
@@ -95,7 +95,7 @@ def test_set_min_score_rewrites_only_the_cut_off_of_the_stored_config(tmp_path, 
     path = tmp_path / "w.weights.h5"
     shutil.copyfile(trained_run(tmp_path_factory)["weights"], path)
     before = read_metadata(path)
-    recipe.set_min_score(path, 0.8)
+    recipe.set_detection_settings(path, DETECTION_MIN_CONFIDENCE=0.8)
     after = read_metadata(path)
     old = LeafConfig.from_yaml_text(before.config_yaml, source="before").to_dict()
     new = LeafConfig.from_yaml_text(after.config_yaml, source="after").to_dict()
