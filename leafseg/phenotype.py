@@ -70,7 +70,8 @@ def orientation_from_regionprops(radians: float) -> float:
     pointing up and to the right has 45°). skimage's value is the angle from the row axis in
     [−π/2, π/2]. Undefined (and arbitrary) for shapes without a long axis, such as a disc.
     """
-    return float((math.degrees(radians) + 90.0) % 180.0)
+    degrees = (math.degrees(radians) + 90.0) % 180.0
+    return 0.0 if degrees >= 180.0 else float(degrees)  # x % 180.0 is 180.0 for a tiny negative x
 
 
 def _layers(masks: np.ndarray) -> list[list[int]]:
@@ -273,5 +274,7 @@ def round_traits(rows, mm_per_pixel=None) -> list[dict]:
                 continue
             digits = rules[key]
             out[key] = int(round(value)) if digits is None else round(float(value), digits)
+            if key == "orientation_deg" and out[key] >= 180.0:
+                out[key] = 0.0  # 179.996° rounds to 180°, which is 0° on a half-turn scale
         rounded.append(out)
     return rounded

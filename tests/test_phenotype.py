@@ -49,6 +49,12 @@ def test_orientation_convention():
     assert rising["orientation_deg"] == pytest.approx(45.0)
     assert falling["orientation_deg"] == pytest.approx(135.0)
     assert phenotype.orientation_from_regionprops(-math.pi / 2) == 0.0
+    assert 179.99 < phenotype.orientation_from_regionprops(-math.pi / 2 - 1e-15) < 180.0
+
+
+def test_rounded_orientation_stays_below_180():
+    rows = [{"orientation_deg": 179.996}, {"orientation_deg": 179.994}, {"orientation_deg": 0.004}]
+    assert [r["orientation_deg"] for r in phenotype.round_traits(rows)] == [0.0, 179.99, 0.0]
 
 
 def test_leaf_in_two_pieces_is_measured_as_one():
