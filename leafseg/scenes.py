@@ -87,10 +87,15 @@ def _drawn(draw, member, family: str, rules: dict | None):
 
 
 def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves: int, max_leaves: int,
-                   min_visible_pixels: int, families: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   min_visible_pixels: int, families: dict | None = None,
+                   clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One randomised photograph: ([H, W, 3] uint8 RGB image, [H, W] uint8 leaf ids 0..N, every
-    id present, oldest visible leaf first). ``families``: {family: True/False}, see FAMILIES."""
+    id present, oldest visible leaf first). ``families``: {family: True/False}, see FAMILIES.
+    ``clutter``: the share of images with unlabelled distractors (moss on the soil, leaves of
+    neighbouring plants reaching in from the frame's edge; see ``neighbour_leaves``). At 0 no
+    draw is made for it, so a seed gives the same image as without the option."""
     rules = check_families(families)
+    check_clutter(clutter)
     scale = min(height, width)
     light = rng.uniform(0.0, 2.0 * math.pi)
     layout = _drawn(lambda: _LAYOUTS[rng.integers(len(_LAYOUTS))], lambda kind: kind in ("neighbours", "tray"),
@@ -122,7 +127,15 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
         raise RuntimeError(f"generate_rosette: no visible leaf of >= {min_visible_pixels} pixels at "
                            f"size {height}x{width} in 100 tries")
 
-    planes = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light)
+    cluttered = clutter > 0 and rng.random() < clutter
+    moss = cluttered and rng.random() < 0.6
+    planes = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light, moss)
+    if cluttered and (not moss or rng.random() < 0.7):
+        # The neighbours lie under the plant, so its leaves' visible pixels are unchanged.
+        others, other_leaves = neighbour_leaves(rng, height, width, centre, radius)
+        if other_leaves:
+            others[flat_ids > 0] = 0
+            _colour_leaves(rng, planes, others, other_leaves, light, rules)
     _colour_leaves(rng, planes, flat_ids, leaves, light, rules)
     cast = leaf_shadows(rng, flat_ids, len(leaves), light, reach=(0.002, 0.015))
     cast *= -rng.uniform(0.4, 0.95)
@@ -133,6 +146,43 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
         planes = np.stack([cv2.warpPerspective(p, warp, (width, height), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_REPLICATE) for p in planes])
     return _camera(rng, planes, rules), drop_remnants(ids, min_visible_pixels)
+
+
+def check_clutter(clutter) -> float:
+    """``clutter`` as a float in [0, 1]; ValueError naming the value otherwise."""
+    try:
+        value = float(clutter)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"clutter is the share of images with distractors, in [0, 1]; got {clutter!r}")
+    return value
+
+
+def neighbour_leaves(rng: np.random.Generator, height: int, width: int, centre: tuple[float, float],
+                     radius: float) -> tuple[np.ndarray, list[Leaf]]:
+    """Leaves of 1 to 3 neighbouring plants reaching into the frame from its edges, as in a
+    photograph cropped from a tray: ([H, W] uint8 ids 0..M of their painted pixels, their M
+    leaves). Each neighbour is centred beyond an edge, at most 0.8 of its radius outside, and no
+    nearer the plant at ``centre`` (of ``radius``) than the two radii allow. They are distractors:
+    painted in the photograph, never in the label.
+    """
+    scale = min(height, width)
+    leaves: list[Leaf] = []
+    for _ in range(int(rng.integers(1, 4))):
+        r = max(radius, 0.15 * scale) * rng.uniform(0.7, 1.4)
+        side = int(rng.integers(4))
+        along = rng.uniform(0.0, width if side < 2 else height)
+        # Pushed out of the frame, no further than 0.8 r, until clear of the plant.
+        gap = 0.9 * radius + 0.5 * r
+        for out in np.linspace(rng.uniform(-0.3, 0.5), 0.8, 12) * r:
+            x, y = ((along, -out), (along, height + out), (-out, along), (width + out, along))[side]
+            if math.hypot(x - centre[0], y - centre[1]) >= gap:
+                leaves += sample_leaves(rng, int(rng.integers(4, 20)), x, y, r)
+                break
+    ids = paint(leaf_outlines(leaves, _BLADE_STATIONS), (height, width)) if leaves else np.zeros(
+        (height, width), np.uint8)
+    return ids, leaves
 
 
 def drop_remnants(ids: np.ndarray, min_visible_pixels: int) -> np.ndarray:
@@ -338,8 +388,9 @@ def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, scale:
 
 
 def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: tuple[float, float, float],
-           light: float) -> np.ndarray:
-    """[3, H, W] float32 RGB planes in [0, 1]: background, pot(s) or tray or bare soil, soil."""
+           light: float, moss: bool = False) -> np.ndarray:
+    """[3, H, W] float32 RGB planes in [0, 1]: background, pot(s) or tray or bare soil, soil, and
+    with ``moss`` patches of moss or algae on the soil (no draw is made for them otherwise)."""
     scale = min(height, width)
     pcx, pcy, soil_r = pot
     ys, xs = grid(height, width, 2)
@@ -379,11 +430,20 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
         in_pot = np.clip(0.5 * (soil_r + rim_w - r) + 0.5, 0.0, 1.0)
         in_soil = np.clip(0.5 * (soil_r - r) + 0.5, 0.0, 1.0)
 
+    if moss:
+        # Patches from a sparse film to a carpet, of fine-grained yellow- to dark green.
+        patches = fractal_noise(rng, h2, w2, cells=(3, 8, 20), weights=(0.5, 0.3, 0.2))
+        cover = np.clip((patches - rng.uniform(0.35, 0.65)) * rng.uniform(4.0, 12.0), 0.0, 1.0)
+        grain = 0.55 + 0.9 * fractal_noise(rng, h2, w2, cells=(30, 90, 250), weights=(0.2, 0.3, 0.5))
+        moss_rgb = hsv_to_rgb([rng.uniform(65.0, 135.0) / 360.0, rng.uniform(0.3, 0.85),
+                               rng.uniform(0.12, 0.5)]).astype(np.float32)
     planes = np.empty((3, height, width), dtype=np.float32)
     for c in range(3):
         plane = c1[c] + (c2[c] - c1[c]) * mix
         plane += (pot_rgb[c] * rim + glint - plane) * in_pot
         plane += (soil_rgb[c] * soil - plane) * in_soil
+        if moss:
+            plane += (moss_rgb[c] * grain - plane) * (cover * in_soil)
         cv2.resize(plane.astype(np.float32), (width, height), dst=planes[c], interpolation=cv2.INTER_LINEAR)
 
     # Perlite, grit and clods, sharp-edged at full resolution, only on the soil.

@@ -66,7 +66,7 @@ from leafseg.cliargs import add_verbose_argument, setup_command_logging
 from leafseg.leaves import (GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint,
                             paint_leaf_colours, smoothstep)
 from leafseg.masks import hsv_to_rgb, leaf_palette
-from leafseg.scenes import check_families, random_rosette
+from leafseg.scenes import check_clutter, check_families, random_rosette
 
 # PNG writing costs about half as much as generating: zlib level 1 with the "sub" row filter is
 # the quickest OpenCV setting that keeps files small (a noisy 500x500 photograph: ~15 ms, 0.41 MB;
@@ -119,7 +119,7 @@ STYLES = ("classic", "random")
 def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int | None = None,
                      max_leaves: int | None = None, diameter: tuple[float, float] = (0.35, 0.9),
                      min_visible_pixels: int | None = None, style: str = "classic",
-                     families: dict | None = None) -> Rosette:
+                     families: dict | None = None, clutter: float = 0.0) -> Rosette:
     """Draw one synthetic Arabidopsis rosette in a pot.
 
     Args:
@@ -141,6 +141,9 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         families: random style only: {family: True (only that family) / False (never it)}, for
             leave-one-family-out estimates of generalisation; families and their definitions in
             ``leafseg.scenes.FAMILIES`` (trays, narrow, purple, dark). None changes nothing.
+        clutter: random style only: the share of images (0..1) with unlabelled distractors: moss
+            or algae on the soil, leaves of neighbouring plants reaching in from the frame's
+            edge, as in photographs cropped from a tray. 0 (the default) changes nothing.
 
     Returns:
         A ``Rosette``; see its docstring for the arrays.
@@ -150,6 +153,8 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
     if families and style != "random":
         raise ValueError(f"generate_rosette: style families ({', '.join(families)}) are drawn by the random style "
                          f"only, not {style!r}")
+    if check_clutter(clutter) and style != "random":
+        raise ValueError(f"generate_rosette: clutter is drawn by the random style only, not {style!r}")
     rng = np.random.default_rng(rng_or_seed)
     height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
     default_range = (4, 22) if style == "classic" else (2, 30)
@@ -163,7 +168,8 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
     if min_visible_pixels is None:
         min_visible_pixels = max(10, height * width // 10000)
     if style == "random":
-        image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels, families)
+        image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels, families,
+                                    clutter)
         return _rosette(image, ids)
     scale = min(height, width)
 
@@ -381,10 +387,10 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 
 def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic",
-               families: dict | None = None) -> list[Path]:
+               families: dict | None = None, clutter: float = 0.0) -> list[Path]:
     """Generate image ``index`` and write whichever of its two files is missing."""
     rgb_path, label_path = dataset_paths(out_dir, index)
-    rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families)
+    rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families, clutter=clutter)
     written = []
     for path, array in ((rgb_path, rosette.image), (label_path, rosette.label)):
         if not path.exists():
@@ -399,12 +405,12 @@ def _init_worker() -> None:
 
 def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: int | tuple[int, int] = 500,
                   workers: int = 1, start: int = 0, progress: bool = True, style: str = "classic",
-                  families: dict | None = None) -> list[Path]:
+                  families: dict | None = None, clutter: float = 0.0) -> list[Path]:
     """Write rosettes ``start .. start + count - 1`` as ``plantNNNNN_rgb.png`` + ``_label.png``.
 
     Idempotent: an image whose two files both exist is skipped without being generated (files
     are written atomically, so an existing file is a complete one). The bytes depend only on
-    ``(seed, index, size, style, families)``: the same with 1 or many workers, and on every rerun.
+    ``(seed, index, size, style, families, clutter)``: the same with 1 or many workers, and on every rerun.
 
     Args:
         out_dir: folder, created if missing.
@@ -418,6 +424,8 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
             ``"random"`` (domain randomisation; the command line's default); see
             ``generate_rosette``.
         families: random style only: {family: bool}, see ``generate_rosette``.
+        clutter: random style only: the share of images with unlabelled distractors, see
+            ``generate_rosette``.
 
     Returns:
         Paths written by this call, in index order (rgb before label); empty on a complete rerun.
@@ -428,6 +436,8 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
         families = check_families(families)
         if style != "random":
             raise ValueError(f"write_dataset: style families are drawn by the random style only, not {style!r}")
+    if check_clutter(clutter) and style != "random":
+        raise ValueError(f"write_dataset: clutter is drawn by the random style only, not {style!r}")
     if count < 0 or start < 0 or workers < 1:
         raise ValueError(f"write_dataset: need count >= 0, start >= 0, workers >= 1; "
                          f"got count={count}, start={start}, workers={workers}")
@@ -439,13 +449,13 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
               desc=f"rosettes -> {out_dir}") as bar:
         if workers == 1 or len(todo) <= 1:
             for i in todo:
-                written += _write_one(str(out_dir), seed, i, size, style, families)
+                written += _write_one(str(out_dir), seed, i, size, style, families, clutter)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
                 jobs = pool.map(_write_one, [str(out_dir)] * len(todo), [seed] * len(todo), todo,
-                                [size] * len(todo), [style] * len(todo), [families] * len(todo),
+                                [size] * len(todo), [style] * len(todo), [families] * len(todo), [clutter] * len(todo),
                                 chunksize=max(1, min(16, len(todo) // (4 * workers))))
                 for paths in jobs:
                     written += paths
@@ -525,6 +535,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "see leafseg.scenes.FAMILIES); repeatable")
     parser.add_argument("--without", action="append", default=[], metavar="FAMILY",
                         help="random style: draw no image of this style family; repeatable")
+    parser.add_argument("--clutter", type=float, default=0.0, metavar="SHARE",
+                        help="random style: the share of images (0..1) with unlabelled distractors, moss on the "
+                             "soil and leaves of neighbouring plants at the frame's edge (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
@@ -543,7 +556,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
-                                start=args.start, progress=not args.quiet, style=args.style, families=families or None)
+                                start=args.start, progress=not args.quiet, style=args.style, families=families or None,
+                                clutter=args.clutter)
     except ValueError as err:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2
