@@ -417,6 +417,71 @@ def test_family_errors_are_named(tmp_path, capsys):
     assert len(list((tmp_path / "y").glob("*_label.png"))) == 2
 
 
+# ------------------------------------------------------------------------- clutter
+
+def test_clutter_zero_is_the_plain_random_style_and_clutter_is_deterministic():
+    plain = generate_rosette(rosette_rng(4, 1), SIZE, style="random")
+    assert _digest(generate_rosette(rosette_rng(4, 1), SIZE, style="random", clutter=0.0)) == _digest(plain)
+    a = generate_rosette(rosette_rng(4, 1), SIZE, style="random", clutter=1.0)
+    assert _digest(generate_rosette(rosette_rng(4, 1), SIZE, style="random", clutter=1.0)) == _digest(a)
+    assert _digest(a) != _digest(plain)
+
+
+def test_cluttered_images_keep_the_label_invariants():
+    for i in range(12):
+        r = generate_rosette(rosette_rng(6, i), 160, style="random", clutter=1.0)
+        colours = {tuple(c) for c in r.label.reshape(-1, 3)} - {(0, 0, 0)}
+        assert colours == {tuple(c) for c in r.colors} and r.num_leaves >= 1
+        np.testing.assert_array_equal(r.colors, leaf_palette(r.num_leaves))
+        assert np.bincount(r.instance_ids.ravel())[1:].min() >= 10
+
+
+def test_neighbour_leaves_reach_in_from_the_edge_and_stay_clear_of_the_plant():
+    from leafseg.scenes import neighbour_leaves
+
+    seen = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        centre, radius = (80.0 + rng.uniform(-20, 20), 80.0 + rng.uniform(-20, 20)), rng.uniform(15.0, 60.0)
+        ids, leaves = neighbour_leaves(rng, 160, 160, centre, radius)
+        assert ids.shape == (160, 160) and ids.max() <= len(leaves)
+        if not ids.any():
+            continue
+        seen += 1
+        edge = np.concatenate([ids[0], ids[-1], ids[:, 0], ids[:, -1]])
+        assert edge.any(), "a neighbour reaches in from outside the frame"
+        # Each neighbour (radius r >= 0.7 max(radius, 0.15 * 160)) is centred at least 0.9 radius +
+        # r / 2 from the plant; its leaves start within 0.05 r of its centre.
+        for leaf in leaves:
+            assert np.hypot(leaf.x - centre[0], leaf.y - centre[1]) >= 0.9 * radius + 0.3 * max(radius, 24.0)
+    assert seen >= 15
+
+
+def test_clutter_shows_as_unlabelled_green_and_changes_nothing_in_the_label():
+    """Cluttered images have more green-ish pixels off the plant than the plain ones, and the
+    plant's pixels are the same leaves (the neighbours lie under it, the moss on the soil)."""
+    def green_off_plant(r):
+        hsv = cv2.cvtColor(r.image, cv2.COLOR_RGB2HSV)
+        green = (hsv[..., 0] > 30) & (hsv[..., 0] < 90) & (hsv[..., 1] > 60)
+        return green[r.instance_ids == 0].mean()
+
+    plain = [generate_rosette(rosette_rng(8, i), 160, style="random", clutter=0.0) for i in range(16)]
+    cluttered = [generate_rosette(rosette_rng(8, i), 160, style="random", clutter=1.0) for i in range(16)]
+    assert np.mean([green_off_plant(r) for r in cluttered]) > np.mean([green_off_plant(r) for r in plain]) + 0.08
+
+
+def test_clutter_errors_are_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"clutter .* in \[0, 1\]; got 1.5"):
+        generate_rosette(0, 64, style="random", clutter=1.5)
+    with pytest.raises(ValueError, match="clutter is drawn by the random style only"):
+        synthetic.write_dataset(tmp_path, 1, size=64, clutter=0.5)
+    assert synthetic.main(["--out", str(tmp_path / "x"), "--count", "1", "--size", "64", "--clutter", "2"]) == 2
+    assert "clutter" in capsys.readouterr().err
+    assert synthetic.main(["--out", str(tmp_path / "y"), "--count", "2", "--size", "64", "--clutter", "1",
+                           "--quiet"]) == 0
+    assert len(list((tmp_path / "y").glob("*_label.png"))) == 2
+
+
 def test_drop_remnants_gives_slivers_and_tiny_leaves_to_what_surrounds_them():
     from leafseg.scenes import drop_remnants
 
