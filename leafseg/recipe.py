@@ -13,20 +13,28 @@ training resumes from its newest checkpoint with its optimiser state (``leafseg 
 
 ``leaf-small`` (see docs/MODEL_CARD_leaf_small.md):
 
-1. ``--images`` domain-randomised rosettes at 500 px (``leafseg synth --style random``);
-2. the 80/20 split into per-leaf masks (``leafseg prepare``);
+1. ``--images`` domain-randomised rosettes at 500 px (``leafseg synth --style random``), and
+   as many of other seeds (``--seed`` + 10), half of them with unlabelled clutter (``--clutter
+   0.5``: moss on the soil, leaves of neighbouring plants at the frame's edge);
+2. the 80/20 split of each into per-leaf masks (``leafseg prepare``);
 3. training from random weights with ``configs/leaf_small.yaml`` (the ``leaf_small`` preset),
-   Adam and the ``domain`` augmentation, in stages of 200-step epochs (``leafseg train``): to
-   epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm restarts to epochs
-   48, 72, 104 and 128, each a fresh Adam with a cosine rate from 0.0003, 0.0002, 0.00015 and
-   0.0001 (``--epochs N``: one stage of N);
-4. the best checkpoint by validation loss, copied to ``OUT/leaf_small.weights.h5``, with the
-   detection settings that maximise SBD - 0.05 |DiC| on 60 validation rosettes and 40
-   classic-style tuning rosettes stored in its config: the box NMS threshold (0.3, 0.5, 0.7), the
-   mask-overlap threshold (none, 0.3, 0.5) and the cut-off (0.5 to 0.9);
-5. scores on held-out sets it never trained on: random-style and classic-style rosettes of
-   other seeds (``OUT/evaluation/<set>/``, a table in ``OUT/evaluation/summary.md``), and a
-   picture of its predictions on the first of them (``OUT/evaluation/predictions.png``).
+   Adam and the ``domain`` augmentation, in stages of 200-step epochs (``leafseg train``) on the
+   first set: to epoch 36 with a cosine rate from 0.001 after a 200-step warmup, then warm
+   restarts to epochs 48, 72, 104 and 128, each a fresh Adam with a cosine rate from 0.0003,
+   0.0002, 0.00015 and 0.0001; its best checkpoint by validation loss is
+   ``OUT/leaf_small_base.weights.h5``;
+4. fine-tuning that model on the second (cluttered) set for 24 epochs, a cosine rate from
+   0.0001 (``--epochs N``: one stage of N, then a fine-tuning of N // 4);
+5. the fine-tuning's last checkpoint (its rate has decayed to zero; the validation loss on 20
+   images an epoch moves too much between its epochs to choose by), copied to
+   ``OUT/leaf_small.weights.h5``,
+   with the detection settings that maximise SBD - 0.05 |DiC| on 60 (cluttered) validation
+   rosettes and 40 classic-style tuning rosettes stored in its config: the box NMS threshold
+   (0.3, 0.5, 0.7), the mask-overlap threshold (none, 0.3, 0.5) and the cut-off (0.5 to 0.9);
+6. scores on held-out sets it never trained on: random-style, classic-style and cluttered
+   random-style rosettes of other seeds (``OUT/evaluation/<set>/``, a table in
+   ``OUT/evaluation/summary.md``), and a picture of its predictions on the first of them
+   (``OUT/evaluation/predictions.png``).
 
 Copy the file to ``leafseg/models/`` (or point ``$LEAFSEG_ZOO_DIR`` at its folder) to use it
 as ``leaf-small``.
@@ -63,12 +71,13 @@ __all__ = ["RECIPES", "leaf_small", "leave_one_style_out", "small_data", "build_
 
 logger = logging.getLogger(__name__)
 
-# Held-out evaluation sets of leaf-small: (name, style, seed offset from --seed, count). Their
-# seeds differ from the training data's, so no rosette is shared.
-HELD_OUT = (("random", "random", 1, 100), ("classic", "classic", 2, 100))
+# Held-out evaluation sets of leaf-small: (name, style, seed offset from --seed, count, clutter).
+# Their seeds differ from the training data's, so no rosette is shared.
+HELD_OUT = (("random", "random", 1, 100, 0.0), ("classic", "classic", 2, 100, 0.0),
+            ("cluttered", "random", 4, 100, 1.0))
 # The picture of leaf-small at work (docs/images/leaf_small_predictions.png): the first images of
 # held-out sets, {set name: count}.
-SHEET = {"random": 6, "classic": 2}
+SHEET = {"random": 4, "cluttered": 2, "classic": 2}
 
 
 def _copy_atomic(source, target):
@@ -77,14 +86,15 @@ def _copy_atomic(source, target):
     return Path(target)
 
 
-def make_data(folder, images, seed, style="random", families=None, workers=2):
+def make_data(folder, images, seed, style="random", families=None, workers=2, clutter=0.0):
     """Rosettes in ``folder/rosettes`` and their 80/20 training layout in ``folder/prepared``
     (both completed, never redone); returns the prepared folder."""
     from leafseg.prepare import prepare_dataset
     from leafseg.synthetic import write_dataset
 
     folder = Path(folder)
-    write_dataset(folder / "rosettes", images, seed=seed, size=500, style=style, families=families, workers=workers)
+    write_dataset(folder / "rosettes", images, seed=seed, size=500, style=style, families=families, workers=workers,
+                  clutter=clutter)
     result = prepare_dataset(folder / "rosettes", folder / "prepared", seed=seed, workers=workers)
     print(result.summary())
     return folder / "prepared"
@@ -94,6 +104,12 @@ def make_data(folder, images, seed, style="random", families=None, workers=2):
 # 0.001 after a warmup, then four warm restarts: a fresh Adam and a cosine decay from 0.0003,
 # then from 0.0002, 0.00015 and 0.0001 (the training loss was still falling at each restart).
 LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0), (72, 0.0002, 0), (104, 0.00015, 0), (128, 0.0001, 0))
+# Then a fine-tuning run from that model on rosettes of other seeds, this share of them with
+# unlabelled clutter (moss, neighbouring plants' leaves at the edge): (epochs, rate, warmup),
+# a cosine rate, and the clutter share; its data and seed are --seed + CLUTTER_SEED_OFFSET.
+LEAF_SMALL_CLUTTER_STAGE = (24, 0.0001, 0)
+LEAF_SMALL_CLUTTER = 0.5
+CLUTTER_SEED_OFFSET = 10
 
 
 def one_stage(epochs, steps_per_epoch=None):
@@ -133,9 +149,11 @@ def _where(logs):
     return run_dir, epoch, stages[-1].get("end_epoch")
 
 
-def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None):
+def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None, initial="none", pick="best"):
     """Train (or continue) through ``stages`` and copy the run's best checkpoint by validation
-    loss to ``target``; returns (target, the checkpoint copied, training minutes of this call)."""
+    loss (``pick="best"``) or its last one (``"last"``) to ``target``; returns (target, the
+    checkpoint copied, training minutes of this call). initial: the first stage's start, "none"
+    (random weights) or a weights file."""
     from leafseg.train import run as train
     from mrcnn.weights import checkpoints_in
 
@@ -145,13 +163,14 @@ def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None):
         run_dir, epoch, stage_end = _where(logs)
         if epoch >= stage[0]:
             continue
-        start = "none" if run_dir is None else "resume" if stage_end == stage[0] else "last"
+        start = str(initial) if run_dir is None else "resume" if stage_end == stage[0] else "last"
         print(f"stage to epoch {stage[0]}: " + {"none": "from random weights", "resume": f"resuming {run_dir}",
-                                                "last": f"a new stage after epoch {epoch}"}[start], flush=True)
+                                                "last": f"a new stage after epoch {epoch}"}.get(start, f"from {start}"),
+              flush=True)
         result = train(train_argv(prepared, logs, stage, seed, start, steps_per_epoch))
     minutes = (time.monotonic() - started) / 60
     run_dir = Path(result.run_dir) if result is not None else _where(logs)[0]
-    best = read_checkpoint_index(run_dir).get("best") or {}
+    best = (read_checkpoint_index(run_dir).get("best") if pick == "best" else None) or {}
     source = best.get("path") or str(checkpoints_in(run_dir)[-1])
     return _copy_atomic(source, target), source, minutes
 
@@ -256,22 +275,31 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
     epochs: None for the shipped model's stages (LEAF_SMALL_STAGES), else one stage of that many.
     """
     stages = LEAF_SMALL_STAGES if epochs is None else one_stage(epochs, steps_per_epoch)
+    fine_tune = LEAF_SMALL_CLUTTER_STAGE if epochs is None else one_stage(max(1, epochs // 4), steps_per_epoch)[0]
     from leafseg.synthetic import write_dataset
 
     out = Path(out)
     started = time.monotonic()
-    total = 4
-    _step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in {out / 'prepared'}")
+    total = 5
+    _step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in {out / 'prepared'}; "
+                    f"{images} more of other seeds, {LEAF_SMALL_CLUTTER:.0%} with clutter, in {out / 'cluttered'}")
     prepared = make_data(out, images, seed, workers=workers)
+    cluttered = make_data(out / "cluttered", images, seed + CLUTTER_SEED_OFFSET, workers=workers,
+                          clutter=LEAF_SMALL_CLUTTER)
 
     _step(2, total, f"Training leaf_small to epoch {stages[-1][0]}")
-    weights, source, train_minutes = train_model(prepared, out / "logs", out / "leaf_small.weights.h5", stages, seed,
-                                                 steps_per_epoch)
-    _step(3, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}; its detection cut-off, "
-                    "chosen on the validation rosettes and classic tuning rosettes")
+    base, base_source, base_minutes = train_model(prepared, out / "logs", out / "leaf_small_base.weights.h5", stages,
+                                                  seed, steps_per_epoch)
+    _step(3, total, f"Fine-tuning {base} ({base_source}) for {fine_tune[0]} epochs on the cluttered rosettes")
+    weights, source, train_minutes = train_model(cluttered, out / "cluttered" / "logs", out / "leaf_small.weights.h5",
+                                                 (fine_tune,), seed + CLUTTER_SEED_OFFSET, steps_per_epoch,
+                                                 initial=base, pick="last")
+    train_minutes += base_minutes
+    _step(4, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}; its detection settings, "
+                    "chosen on the (cluttered) validation rosettes and classic tuning rosettes")
     from leafseg.evaluate import load_eval_dataset
 
-    validation = load_eval_dataset(prepared, "val")
+    validation = load_eval_dataset(cluttered, "val")
     write_dataset(out / "tuning" / "classic", 40, seed=seed + 3, size=500, style="classic", workers=workers,
                   progress=False)
     classic = load_eval_dataset(out / "tuning" / "classic", "all")
@@ -286,11 +314,12 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
                                                              for set_name, means in by_set.items())
                   + ("   <- chosen" if (name, t) == chosen else ""))
 
-    _step(4, total, "Scores on held-out rosettes of other seeds")
+    _step(5, total, "Scores on held-out rosettes of other seeds")
     sets = {}
-    for name, style, offset, count in held_out:
+    for name, style, offset, count, clutter in held_out:
         sets[name] = out / "held_out" / name
-        write_dataset(sets[name], count, seed=seed + offset, size=500, style=style, workers=workers, progress=False)
+        write_dataset(sets[name], count, seed=seed + offset, size=500, style=style, workers=workers, progress=False,
+                      clutter=clutter)
     summaries = score(weights, sets, out / "evaluation")
     sheet = prediction_figure(weights, {name: (sets[name], count) for name, count in SHEET.items() if name in sets},
                               out / "evaluation" / "predictions.png")
@@ -299,7 +328,9 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
     write_text_atomic(out / "evaluation" / "summary.md", "\n".join(lines) + "\n")
     record = {"weights": str(weights), "size_bytes": weights.stat().st_size, "checkpoint": source,
               "detection_settings": settings, "detection_sweeps": sweeps,
-              "stages": [list(stage) for stage in stages], "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
+              "stages": [list(stage) for stage in stages], "base_checkpoint": base_source,
+              "fine_tune": {"stage": list(fine_tune), "clutter": LEAF_SMALL_CLUTTER, "seed": seed + CLUTTER_SEED_OFFSET},
+              "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
               "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
     write_text_atomic(out / "recipe.json", json.dumps(record, indent=2) + "\n")
     print("\n" + "\n".join(lines))
@@ -543,7 +574,8 @@ def build_parser(parser=None):
     parser.add_argument("--images", type=int, help="rosettes to generate per model (default: 3000; "
                                                    "leave-one-style-out 1000; small-data 20 training images)")
     parser.add_argument("--epochs", type=int, help="epochs per model, in one stage (default: leaf-small's stages, "
-                                                   "to epochs 36, 48 and 72; leave-one-style-out 10)")
+                                                   "to epochs 36, 48, 72, 104 and 128, then 24 on cluttered "
+                                                   "rosettes; leaf-small N: N, then N // 4; leave-one-style-out 10)")
     parser.add_argument("--minutes", type=float, help="small-data: the training time of each way compared "
                                                       "(default: 8)")
     parser.add_argument("--steps-per-epoch", type=int, help="steps per epoch (default: the preset's, 200; "

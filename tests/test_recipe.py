@@ -154,3 +154,40 @@ def test_the_last_stages_are_warm_restarts_to_epochs_72_104_and_128():
     assert (args.weights, args.epochs, args.lr, args.warmup_steps, args.schedule) == ("last", 72, 0.0002, 0, "cosine")
     args = parse(recipe.train_argv("d", "l", recipe.LEAF_SMALL_STAGES[3], seed=0, start="last"))
     assert (args.weights, args.epochs, args.lr, args.warmup_steps, args.schedule) == ("last", 104, 0.00015, 0, "cosine")
+
+
+def test_the_fine_tuning_starts_from_the_base_model_then_resumes_its_own_run(tmp_path, monkeypatch):
+    """leaf-small's last run fine-tunes the base model on cluttered rosettes: its first stage
+    starts from the base file (not random weights), its last checkpoint is taken, and a rerun
+    finds its own run folder."""
+    calls = []
+
+    def fake_train(argv):
+        calls.append(argv)
+        args = parse(argv)
+        run = tmp_path / "logs" / "leaf_small20261205T0100"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text("NAME: leaf_small\n")
+        (run / "run.json").write_text(json.dumps({"stages": [{"end_epoch": args.epochs}]}))
+        checkpoint = run / f"mask_rcnn_leaf_small_{args.epochs:04d}.weights.h5"
+        checkpoint.write_bytes(b"fine-tuned")
+        earlier = run / "mask_rcnn_leaf_small_0001.weights.h5"
+        earlier.write_bytes(b"lowest validation loss")
+        (run / "checkpoints.json").write_text(json.dumps({"best": {"epoch": 1, "path": str(earlier)}}))
+        return type("Result", (), {"run_dir": str(run)})()
+
+    monkeypatch.setattr(train, "run", fake_train)
+    base = tmp_path / "base.weights.h5"
+    base.write_bytes(b"base")
+    stage = recipe.LEAF_SMALL_CLUTTER_STAGE
+    target, source, _ = recipe.train_model("cluttered", tmp_path / "logs", tmp_path / "out.weights.h5", (stage,),
+                                           seed=7, initial=base, pick="last")
+    args = parse(calls[0])
+    assert (args.weights, args.epochs, args.lr, args.schedule, args.dataset, args.seed) == (
+        str(base), 24, 0.0001, "cosine", "cluttered", 7)
+    assert target.read_bytes() == b"fine-tuned" and source.endswith("_0024.weights.h5")
+    again, _, _ = recipe.train_model("cluttered", tmp_path / "logs", tmp_path / "best.weights.h5", (stage,), seed=7,
+                                     initial=base)
+    assert len(calls) == 1, "a finished fine-tuning is not run again"
+    assert again.read_bytes() == b"lowest validation loss", "pick='best' (the default) takes the index's best"
+    assert recipe.CLUTTER_SEED_OFFSET not in {offset for _, _, offset, _, _ in recipe.HELD_OUT}
