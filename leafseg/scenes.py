@@ -18,6 +18,9 @@ draws from the range that top-view plant photographs vary in, reusing the classi
 * Camera and light: exposure from very dark to bright, colour temperature and tint,
   vignetting and uneven light, low contrast and gamma, slight perspective, defocus and motion
   blur, sensor noise (luminance and colour), JPEG compression at a random quality.
+* Clutter, in a chosen share of the images only (``clutter``, default none): moss or algae on
+  the soil and leaves of neighbouring plants reaching in from the frame's edge, in the
+  photograph and never in the label.
 
 Perspective is the only geometric effect: the leaf ids are warped with nearest-neighbour by
 the same homography as the photograph (whose scene is first drawn unwarped), and the visible
@@ -95,7 +98,7 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
     neighbouring plants reaching in from the frame's edge; see ``neighbour_leaves``). At 0 no
     draw is made for it, so a seed gives the same image as without the option."""
     rules = check_families(families)
-    check_clutter(clutter)
+    clutter = check_clutter(clutter)
     scale = min(height, width)
     light = rng.uniform(0.0, 2.0 * math.pi)
     layout = _drawn(lambda: _LAYOUTS[rng.integers(len(_LAYOUTS))], lambda kind: kind in ("neighbours", "tray"),
