@@ -213,8 +213,11 @@ def test_bfloat16_detects_what_float32_detects(run, bfloat16_model):
     self by 0.7 only, and the head then classifies other pixels: a score moved by 0.041 once (a
     fresh-clone CI run, oneDNN on; other runs stayed within 4 bfloat16 steps, 0.016). Most do not
     move at all. A mask moved by 4 px on one of the smallest shapes (12 px) overlaps its float32
-    self by (12 - 4) / (12 + 4) = 0.5: 0.498 was seen once (a fresh-clone CI run, oneDNN on), so
-    each detection's floor is 0.4, and the mean over all of them must stay above 0.85.
+    self by (12 - 4) / (12 + 4) = 0.5: 0.498 was seen once (a fresh-clone CI run, oneDNN on), and
+    0.352 once (oneDNN off). The toy model is trained anew in each run and not bit-reproducible,
+    so no floor on a single small mask holds every time. What is asserted: every confident
+    detection is found again in its place (overlap above 0.1, so none is missed), three in four
+    match at overlap 0.5 (the AP50 criterion), and the mean overlap stays above 0.85.
     (SBD on held-out rosettes, the measure that matters, is benchmarks/bench_precision.py's.)"""
     float32_model = inference_model(run["weights"])
     images = [shapes_dataset(4, seed=2).load_image(i) for i in range(4)]
@@ -227,7 +230,8 @@ def test_bfloat16_detects_what_float32_detects(run, bfloat16_model):
             assert abs(found["scores"][best] - score) < SCORE_TOLERANCE, (score, found["scores"])
             best_overlaps.append(row[best])
     assert len(best_overlaps) >= 4  # the tiny model finds some shapes with confidence
-    assert min(best_overlaps) > 0.4 and np.mean(best_overlaps) > 0.85, best_overlaps
+    assert min(best_overlaps) > 0.1, best_overlaps
+    assert np.mean(np.greater(best_overlaps, 0.5)) >= 0.75 and np.mean(best_overlaps) > 0.85, best_overlaps
 
 
 def test_predict_with_bfloat16_end_to_end(run, tmp_path):
