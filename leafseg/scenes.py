@@ -166,9 +166,10 @@ def neighbour_leaves(rng: np.random.Generator, height: int, width: int, centre: 
                      radius: float) -> tuple[np.ndarray, list[Leaf]]:
     """Leaves of 1 to 3 neighbouring plants reaching into the frame from its edges, as in a
     photograph cropped from a tray: ([H, W] uint8 ids 0..M of their painted pixels, their M
-    leaves). Each neighbour is centred beyond an edge, at most 0.8 of its radius outside, and no
-    nearer the plant at ``centre`` (of ``radius``) than the two radii allow. They are distractors:
-    painted in the photograph, never in the label.
+    leaves). Each neighbour is centred near an edge, from 0.3 of its radius inside the frame to
+    0.8 outside, pushed outwards until it is 0.9 ``radius`` + half its own radius from the plant
+    at ``centre``, or left out. They are distractors: painted in the photograph, never in the
+    label.
     """
     scale = min(height, width)
     leaves: list[Leaf] = []
