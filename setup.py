@@ -34,7 +34,7 @@ setup(
         # The tests also cover the cluster extra (a LocalCluster, a SLURM job script).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
                  "dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
-        # leafseg predict --cluster (leafseg.cluster): a local, remote or SLURM / HTCondor / PBS Dask cluster.
+        # leafseg predict --cluster (leafseg.inference.cluster): a local, remote or SLURM / HTCondor / PBS Dask cluster.
         "cluster": ["dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
@@ -43,7 +43,7 @@ setup(
     entry_points={
         "console_scripts": ["leafseg=leafseg.cli:main"],
         # Pretrained weights by name: MaskRCNN.load_weights("leaf-small") (mrcnn.weights.resolve_named).
-        "mrcnn.weights": ["leaf-small=leafseg.zoo:leaf_small"],
+        "mrcnn.weights": ["leaf-small=leafseg.models.zoo:leaf_small"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

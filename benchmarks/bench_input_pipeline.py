@@ -84,7 +84,7 @@ def write_synthetic(root, count=32, size=512, instances=15, seed=0):
 
 def open_dataset(root):
     """leafseg's LeafDataset over ``root/train``."""
-    from leafseg.dataset import LeafDataset
+    from leafseg.data.dataset import LeafDataset
 
     dataset = LeafDataset()
     dataset.load_leaves(root, "train")

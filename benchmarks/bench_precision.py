@@ -6,11 +6,11 @@
     python benchmarks/bench_precision.py --precisions float32,bfloat16,float16 --train-config leaf_r101
 
 Inference: for each precision the model is built under that precision's Keras policy
-(``leafseg.loading.load_inference_model(precision=...)``, the weights stay float32), detects once
+(``leafseg.models.loading.load_inference_model(precision=...)``, the weights stay float32), detects once
 untimed (the graph is traced), then ``MaskRCNN.detect`` runs on each of ``--images`` held-out
-rosettes of 500 px (``leafseg.synthetic.write_dataset``, style ``--style``, seed ``--seed``:
+rosettes of 500 px (``leafseg.synth.rosettes.write_dataset``, style ``--style``, seed ``--seed``:
 by default the classic held-out set of leaf-small's card), timed image by image. The same
-detections are scored as ``leafseg evaluate`` scores them (``leafseg.evaluate.evaluate_model``):
+detections are scored as ``leafseg evaluate`` scores them (``leafseg.measure.evaluate.evaluate_model``):
 SBD, |DiC|, mask AP50. Issue 16's criterion: SBD moves by less than 0.005 (half a point) from
 float32 to bfloat16; the table says whether it does.
 
@@ -35,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from leafseg.cliargs import PRECISIONS, cpu_has_bfloat16, parse_overrides, precision_policy, quiet_tensorflow
+from leafseg.cli.options import parse_overrides, quiet_tensorflow
 
-# leaf-small's classic held-out rosettes: leafseg.recipe's HELD_OUT ("classic", seed offset 2)
+from leafseg.precision import PRECISIONS, cpu_has_bfloat16, precision_policy
+
+# leaf-small's classic held-out rosettes: leafseg.training.recipe's HELD_OUT ("classic", seed offset 2)
 # from the recipe's seed 2026.
 HELD_OUT_SEED = 2028
 SIZE = 500
@@ -60,8 +62,8 @@ class TimedDetect:
 
 def rosettes(folder, count, seed, style):
     """The held-out rosettes as an evaluation dataset (written to ``folder`` unless there)."""
-    from leafseg.evaluate import load_eval_dataset
-    from leafseg.synthetic import write_dataset
+    from leafseg.measure.evaluate import load_eval_dataset
+    from leafseg.synth.rosettes import write_dataset
 
     write_dataset(folder, count, seed=seed, size=SIZE, style=style, progress=False)
     return load_eval_dataset(folder, "all")
@@ -69,8 +71,8 @@ def rosettes(folder, count, seed, style):
 
 def bench_inference(weights, config, precision, dataset, image_ids):
     """Seconds per image and the evaluation summary of ``weights`` computing in ``precision``."""
-    from leafseg.evaluate import evaluate_model
-    from leafseg.loading import load_inference_model
+    from leafseg.measure.evaluate import evaluate_model
+    from leafseg.models.loading import load_inference_model
 
     model, _, _ = load_inference_model(weights, config, model_dir=tempfile.gettempdir(), precision=precision)
     start = time.perf_counter()

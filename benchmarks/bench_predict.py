@@ -4,14 +4,14 @@
     python benchmarks/bench_predict.py                      # leaf-small, 120 synthetic rosettes
     python benchmarks/bench_predict.py --images 200 --weights runs/x/model.weights.h5 --batch-size 4
 
-It draws ``--images`` rosettes (leafseg.synthetic, classic style) and saves them as JPEG
+It draws ``--images`` rosettes (leafseg.synth.rosettes, classic style) and saves them as JPEG
 (quality 90) in a temporary folder, loads the model and runs it once to trace it. Then:
 
 - model only: ``MaskRCNN.detect`` on every image, already decoded, one after another (what
   ``benchmarks/bench_model.py`` times for one image);
 - the stages apart: decoding a JPEG, and writing one image's outputs (overlay, label,
   measurements, record), per image;
-- end to end: ``leafseg.predict.predict_images`` on the folder into an empty output folder:
+- end to end: ``leafseg.inference.predict.predict_images`` on the folder into an empty output folder:
   decoding, the model, measuring and writing, pipelined (threads read ahead and write behind).
 
 Target (issue 16): end to end at least 0.9x the model-only rate on 2 cores. Not a test: it
@@ -29,7 +29,7 @@ import cv2
 
 
 def make_jpegs(folder, count, size, seed):
-    from leafseg.synthetic import write_dataset
+    from leafseg.synth.rosettes import write_dataset
 
     pngs = Path(folder) / "png"
     write_dataset(pngs, count, seed=seed, size=size, style="classic", workers=min(2, os.cpu_count() or 1),
@@ -55,12 +55,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from leafseg.cliargs import quiet_tensorflow
+    from leafseg.cli.options import quiet_tensorflow
 
     quiet_tensorflow(False)
-    from leafseg.loading import load_inference_model
-    from leafseg.predict import OutputOptions, finish_image, predict_images, read_image
-    from leafseg.results import ResultStore
+    from leafseg.models.loading import load_inference_model
+    from leafseg.inference.predict import OutputOptions, finish_image, predict_images, read_image
+    from leafseg.inference.results import ResultStore
 
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = make_jpegs(tmp, args.images, args.size, args.seed)

@@ -1,10 +1,10 @@
-"""Throughput of the preparation step (``leafseg.prepare``) on synthetic-format pairs.
+"""Throughput of the preparation step (``leafseg.data.prepare``) on synthetic-format pairs.
 
     python benchmarks/bench_prepare.py --count 300 --workers 2
     python benchmarks/bench_prepare.py --input data/synthetic --workers 4
 
 Without ``--input`` it writes ``--count`` pairs of ``--size`` px images into a temporary folder
-(``leafseg.synthetic.write_dataset``: 4..22 leaves a plant; or, if that module cannot be
+(``leafseg.synth.rosettes.write_dataset``: 4..22 leaves a plant; or, if that module cannot be
 imported, random ellipses with 15 distinct colours), then times ``prepare_dataset`` into a fresh
 output folder (``--output-parent /dev/shm`` keeps the disk out of it), process-pool
 start-up included. Target: 100 images/s on 2 cores (10,000
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from leafseg.prepare import prepare_dataset
+from leafseg.data.prepare import prepare_dataset
 
 
 def _ellipse_pairs(out_dir: Path, count: int, size: int, leaves: int = 15) -> None:
@@ -70,13 +70,13 @@ def _filesystem_probe(parent: Path, count: int = 300) -> float:
 
 def _make_pairs(out_dir: Path, count: int, size: int, workers: int) -> str:
     try:
-        from leafseg.synthetic import write_dataset
+        from leafseg.synth.rosettes import write_dataset
     except ImportError as err:
-        print(f"leafseg.synthetic not importable ({err}); drawing ellipses", file=sys.stderr)
+        print(f"leafseg.synth.rosettes not importable ({err}); drawing ellipses", file=sys.stderr)
         _ellipse_pairs(out_dir, count, size)
         return "random ellipses, 15 leaves"
     write_dataset(out_dir, count, seed=0, size=size, workers=workers, progress=False)
-    return "leafseg.synthetic rosettes"
+    return "leafseg.synth.rosettes rosettes"
 
 
 def main(argv=None) -> int:

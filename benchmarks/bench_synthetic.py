@@ -1,4 +1,4 @@
-"""Throughput of the procedural rosette generator (``leafseg.synthetic``), rosettes/s.
+"""Throughput of the procedural rosette generator (``leafseg.synth.rosettes``), rosettes/s.
 
     python benchmarks/bench_synthetic.py                      # 40 rosettes, 500x500
     python benchmarks/bench_synthetic.py --count 200 --workers 1 2 4
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from leafseg.synthetic import generate_rosette, rosette_rng, write_dataset  # noqa: E402
+from leafseg.synth.rosettes import generate_rosette, rosette_rng, write_dataset  # noqa: E402
 
 
 def main(argv=None):

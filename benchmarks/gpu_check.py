@@ -8,7 +8,7 @@
 Everything is made in the process, nothing is downloaded: the ``leaf_r101`` preset at ``--size``
 pixels with random weights (seed 0), the training batch of ``benchmarks/bench_model.py`` (a random
 image with 12 rectangular leaves, ``leafseg.benchmark.peer_input``) and generated rosettes to
-detect on (``leafseg.synthetic.generate_rosette``).
+detect on (``leafseg.synth.rosettes.generate_rosette``).
 
 1. Training: one model built under the ``--precision`` policy (float16 trains with loss scaling,
    bfloat16 without), every layer trainable, SGD; the trainer's train_function (what ``fit`` runs
@@ -39,7 +39,8 @@ import time
 import numpy as np
 
 from leafseg.benchmark import timed
-from leafseg.cliargs import parse_overrides, precision_policy, precision_warning, quiet_tensorflow
+from leafseg.cli.options import parse_overrides, quiet_tensorflow
+from leafseg.precision import precision_policy, precision_warning
 
 TARGET_TRAIN_IMAGES_PER_S = 60
 # --smoke: the smallest model with every stage (the README tests' "small steps") on 64 px images.
@@ -176,7 +177,7 @@ def run(args):
     import tensorflow as tf
 
     from leafseg.config import load_config
-    from leafseg.synthetic import generate_rosette
+    from leafseg.synth.rosettes import generate_rosette
 
     if args.smoke:
         for key, value in SMOKE_ARGS.items():

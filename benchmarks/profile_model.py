@@ -85,7 +85,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from leafseg.benchmark import measured_config
-    from leafseg.cliargs import parse_overrides
+    from leafseg.cli.options import parse_overrides
 
     keras.utils.set_random_seed(0)
     config = measured_config(args.config, parse_overrides(args.overrides), batch=1, size=args.size)

@@ -13,44 +13,38 @@ images, leaves.csv and plants.csv).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
-from leafseg.cliargs import add_verbose_argument, quiet_tensorflow
+from leafseg.training.recipe import print_step
 
-__all__ = ["run_demo", "build_parser", "main"]
+
+__all__ = ["run_demo"]
 
 logger = logging.getLogger(__name__)
-
-
-def _step(number, total, text):
-    print(f"\n[{number}/{total}] {text}", flush=True)
 
 
 def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, workers=2, config="quickstart_cpu",
              eval_images=20, predict=4):
     """Run the whole job; returns the evaluation summary (dict of metric means and stds)."""
     from leafseg.config import load_config
-    from leafseg.dataset import LeafDataset
-    from leafseg.evaluate import evaluate_dataset
-    from leafseg.metrics import format_summary
-    from leafseg.predict import predict_images
-    from leafseg.prepare import prepare_dataset
-    from leafseg.synthetic import write_dataset
+    from leafseg.data.dataset import LeafDataset
+    from leafseg.measure.evaluate import evaluate_dataset
+    from leafseg.measure.metrics import format_summary
+    from leafseg.inference.predict import predict_images
+    from leafseg.data.prepare import prepare_dataset
+    from leafseg.synth.rosettes import write_dataset
 
     out = Path(out)
     started = time.monotonic()
     total = 5
 
-    _step(1, total, f"Generating {images} synthetic rosettes ({size} px) in {out / 'rosettes'}")
+    print_step(1, total, f"Generating {images} synthetic rosettes ({size} px) in {out / 'rosettes'}")
     write_dataset(out / "rosettes", images, seed=seed, size=size, workers=workers)
 
-    _step(2, total, f"Preparing per-leaf masks (80/20 split) in {out / 'prepared'}")
+    print_step(2, total, f"Preparing per-leaf masks (80/20 split) in {out / 'prepared'}")
     result = prepare_dataset(out / "rosettes", out / "prepared", seed=seed, workers=workers)
     print(result.summary())
     train, val = LeafDataset(), LeafDataset()
@@ -63,13 +57,13 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
 
     from mrcnn import visualize
     from mrcnn.callbacks import TimeBudget
-    from leafseg.train import DEFAULT_KEEP_CHECKPOINTS
+    from leafseg.training.train import DEFAULT_KEEP_CHECKPOINTS
     from mrcnn.model import MaskRCNN
     from mrcnn.optimizers import make_optimizer
 
     cfg = load_config(config)
     keras.utils.set_random_seed(seed)
-    _step(3, total, f"Training {cfg.NAME} ({cfg.BACKBONE} x{cfg.BACKBONE_WIDTH}, {cfg.IMAGE_MAX_DIM} px) from scratch "
+    print_step(3, total, f"Training {cfg.NAME} ({cfg.BACKBONE} x{cfg.BACKBONE_WIDTH}, {cfg.IMAGE_MAX_DIM} px) from scratch "
           f"on {len(train.image_ids)} images for up to {minutes:g} minutes")
     model = MaskRCNN("training", cfg, out / "logs")
     epochs = max(1, math.ceil(minutes * 60 / (cfg.STEPS_PER_EPOCH * 0.2)))
@@ -82,7 +76,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
     weights_path = model.save_weights(out / "model.weights.h5")
     visualize.plot_history(history.history, out / "losses.png", title=f"{cfg.NAME}: training losses")
 
-    _step(4, total, f"Evaluating on {min(eval_images, len(val.image_ids))} held-out images in {out / 'evaluation'}")
+    print_step(4, total, f"Evaluating on {min(eval_images, len(val.image_ids))} held-out images in {out / 'evaluation'}")
     inference = MaskRCNN("inference", cfg.replace(IMAGES_PER_GPU=1, GPU_COUNT=1), out / "logs")
     inference.load_weights(weights_path)
     ids = list(val.image_ids[:eval_images])
@@ -90,7 +84,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
     print(format_summary(summary))
 
     predict_dir = out / "predictions"
-    _step(5, total, f"Predicting leaves on {predict} new rosettes: overlays, label images and CSVs in {predict_dir}")
+    print_step(5, total, f"Predicting leaves on {predict} new rosettes: overlays, label images and CSVs in {predict_dir}")
     if predict > 0:
         write_dataset(out / "new_rosettes", predict, seed=seed + 1, size=size, workers=workers, progress=False)
         new_images = sorted((out / "new_rosettes").glob("*_rgb.png"))
@@ -104,32 +98,3 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
           f"pr_curve.png, gallery.png)\n  predictions: {predict_dir} (overlays/, labels/, leaves.csv, plants.csv)\n"
           f"  weights:     {weights_path}\n  logs:        {model.log_dir} (tensorboard --logdir there)")
     return summary
-
-
-def build_parser(parser=None):
-    parser = parser or argparse.ArgumentParser(prog="leafseg demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    parser.add_argument("--images", type=int, default=100, help="rosettes to generate (default: 100)")
-    parser.add_argument("--size", type=int, default=256, help="rosette image size in pixels (default: 256)")
-    parser.add_argument("--minutes", type=float, default=8.0, help="training time budget (default: 8)")
-    parser.add_argument("--config", default="quickstart_cpu", help="preset name or YAML file (default: quickstart_cpu)")
-    parser.add_argument("--eval-images", type=int, default=20, help="held-out images to evaluate (default: 20)")
-    parser.add_argument("--predict", type=int, default=4, help="new rosettes to predict on (default: 4)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    add_verbose_argument(parser)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # TensorFlow's C++ notes (graph cost estimates, CPU features) would drown the progress display.
-    quiet_tensorflow(args.verbose)
-    run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,
-             workers=args.workers, config=args.config, eval_images=args.eval_images, predict=args.predict)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 """The built-in end-to-end job (see leafseg/demo.py): python scripts/demo.py --help"""
 import sys
 
-from leafseg.demo import main
+from leafseg.cli.demo import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,11 @@
 
     python scripts/export.py --weights run/mask_rcnn_leaf_0040.weights.h5 --out exported/leaf
 
-The same command as ``leafseg export``; options: ``--help``, rules: ``leafseg.export``.
+The same command as ``leafseg export``; options: ``--help``, rules: ``leafseg.inference.export``.
 """
 import sys
 
-from leafseg.export import main
+from leafseg.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,11 +5,11 @@
         --workers 2 --contact-sheet data/synthetic_sheet.png
 
 Reruns skip finished images; the same seed gives the same bytes with any number of workers.
-Options: ``--help``; the generator and its rules: ``leafseg.synthetic``.
+Options: ``--help``; the generator and its rules: ``leafseg.synth.rosettes``.
 """
 import sys
 
-from leafseg.synthetic import main
+from leafseg.cli.synth import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,11 @@
 
     python scripts/prepare_masks.py --input synthetic/ --output data/leaves --workers 4
 
-The same command as ``leafseg prepare``; options and rules: ``--help`` and ``leafseg.prepare``.
+The same command as ``leafseg prepare``; options and rules: ``--help`` and ``leafseg.data.prepare``.
 """
 import sys
 
-from leafseg.prepare import main
+from leafseg.cli.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

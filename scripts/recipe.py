@@ -3,7 +3,7 @@
 python scripts/recipe.py leaf-small"""
 import sys
 
-from leafseg.recipe import main
+from leafseg.cli.recipe import main
 
 if __name__ == "__main__":
     sys.exit(main())

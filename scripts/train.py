@@ -3,7 +3,7 @@
 python scripts/train.py --help"""
 import sys
 
-from leafseg.train import main
+from leafseg.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,9 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_SENSITIVE = [
-    "tests/test_conv.py",
-    "tests/test_heads.py",
-    "tests/test_model.py::test_detect_with_no_detection_when_the_mask_head_is_narrower_than_the_pyramid",
+    "tests/mrcnn/test_conv.py",
+    "tests/mrcnn/test_heads.py",
+    "tests/mrcnn/test_model.py::test_detect_with_no_detection_when_the_mask_head_is_narrower_than_the_pyramid",
 ]
 _ONEDNN_STATE = "from mrcnn.conv import onednn_enabled; print('oneDNN on' if onednn_enabled() else 'oneDNN off')"
 

@@ -17,8 +17,8 @@ import pytest
 
 import leafseg.config
 from leafseg.cli import COMMANDS
-from leafseg.prepare import prepare_dataset
-from leafseg.synthetic import write_dataset
+from leafseg.data.prepare import prepare_dataset
+from leafseg.synth.rosettes import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

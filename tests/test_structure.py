@@ -115,3 +115,95 @@ def test_the_architecture_page_maps_every_module(package):
              if (path.suffix == ".py" and path.name != "__init__.py") or (path / "__init__.py").is_file()]
     assert len(names) > 5
     assert [name for name in names if f"    {name}" not in page] == []
+    nested = [f"{path.parent.name}/{path.name}" for path in sorted(top.glob("*/*.py")) if path.name != "__init__.py"]
+    assert [name for name in nested if name not in page] == []
+
+
+# leafseg's job packages, bottom up, and the packages each may import. What is not listed is
+# forbidden: data and synth never reach training or inference, measure never the command line,
+# and only leafseg.cli (the commands), demo, benchmark and inspect sit above everything.
+JOBS = {
+    "data": set(),
+    "models": set(),
+    "synth": {"data"},
+    "measure": {"data"},
+    "inference": {"data", "models", "measure", "synth"},
+    "training": {"data", "models", "measure", "synth", "inference"},
+}
+# Top-level modules every package may use: the presets and the compute precisions.
+FOUNDATIONS = {"leafseg.config", "leafseg.precision"}
+# The command-line package; training.train's argv API (recipe calls it) builds on its options.
+CLI = "leafseg.cli"
+CLI_OPTIONS_USERS = {"leafseg.training.train"}
+
+
+def job_of(module):
+    """The job package of a leafseg module ('data', ...), or None for the top-level modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) >= 2 and parts[1] in JOBS else None
+
+
+def test_every_subpackage_is_a_job_or_a_top_level_part():
+    packages = {path.parent.name for path in (ROOT / "leafseg").glob("*/__init__.py")}
+    assert packages == set(JOBS) | {"cli", "inspect"}
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_a_job_imports_only_the_jobs_below_it(job):
+    graph = import_graph("leafseg")
+    offenders = {}
+    for module, targets in graph.items():
+        if job_of(module) != job:
+            continue
+        bad = []
+        for target in targets:
+            target_job = job_of(target)
+            if target in FOUNDATIONS or target in ("leafseg", f"leafseg.{job}"):
+                continue
+            if target == CLI or target.startswith(CLI + "."):
+                if not (module in CLI_OPTIONS_USERS and target == "leafseg.cli.options"):
+                    bad.append(target)
+            elif target_job is None or (target_job != job and target_job not in JOBS[job]):
+                bad.append(target)
+        if bad:
+            offenders[module] = bad
+    assert offenders == {}
+
+
+def test_the_allowed_job_imports_have_no_cycle():
+    assert find_cycle({job: sorted(below) for job, below in JOBS.items()}) is None
+
+
+def test_measure_imports_no_command_line_code():
+    graph = import_graph("leafseg")
+    assert {module: [t for t in targets if t == CLI or t.startswith(CLI + ".") or t.endswith(".argparse")]
+            for module, targets in graph.items() if job_of(module) == "measure"} == {
+        module: [] for module in graph if job_of(module) == "measure"}
+    for module, path in modules_of("leafseg").items():
+        if job_of(module) in ("measure", "data", "synth"):
+            assert "argparse" not in imports_of(path, module), f"{module} parses a command line"
+
+
+def test_each_command_is_a_module_of_the_cli_package():
+    from leafseg.cli import COMMANDS
+
+    assert {module for module, _ in COMMANDS.values()} == {f"leafseg.cli.{name}" for name in COMMANDS}
+    assert all((ROOT / "leafseg" / "cli" / f"{name}.py").is_file() for name in COMMANDS)
+
+
+ALIASES = {"dataset": "data.dataset", "cluster": "inference.cluster", "zoo": "models.zoo",
+           "loading": "models.loading", "metrics": "measure.metrics", "phenotype": "measure.phenotype"}
+
+
+@pytest.mark.parametrize("old, new", sorted(ALIASES.items()))
+def test_an_old_module_name_is_the_same_module(old, new):
+    import importlib
+
+    assert importlib.import_module(f"leafseg.{old}") is importlib.import_module(f"leafseg.{new}")
+
+
+def test_the_only_top_level_modules_are_the_aliases_and_the_top_parts():
+    top = {path.stem for path in (ROOT / "leafseg").glob("*.py")} - {"__init__"}
+    assert top == set(ALIASES) | {"__main__", "config", "precision", "demo", "benchmark"}
+    for name in ALIASES:
+        assert "Alias of" in (ROOT / "leafseg" / f"{name}.py").read_text()

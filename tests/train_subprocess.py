@@ -1,4 +1,4 @@
-"""Programs that tests/test_train.py runs in fresh Python processes.
+"""Programs that tests/leafseg/training/test_train.py runs in fresh Python processes.
 
     python -m tests.train_subprocess mirrored OUT_DIR     # losses on one device vs MirroredStrategy
     python -m tests.train_subprocess train MARKER EPOCH ARGS...   # leafseg train ARGS, held at EPOCH
@@ -89,7 +89,7 @@ def train(marker, epoch, *argv):
 
     import keras
 
-    from leafseg.train import main
+    from leafseg.cli.train import main
 
     class Hold(keras.callbacks.Callback):
         def on_epoch_begin(self, index, logs=None):

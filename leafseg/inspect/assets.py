@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from leafseg.loading import resolve_weights
-from leafseg.runs import CONFIG_FILE
+from leafseg.models.loading import resolve_weights
+from leafseg.models.runs import CONFIG_FILE
 
 __all__ = ["CACHE_ENV", "SEED", "TINY_CONFIG", "TINY_STAGES", "Assets", "default_dataset", "default_assets"]
 
@@ -82,8 +82,8 @@ def _locked(path):
 
 def default_dataset(cache_dir=None):
     """The built-in rosettes, generated and prepared once per cache folder (no model)."""
-    from leafseg.prepare import prepare_dataset
-    from leafseg.synthetic import write_dataset
+    from leafseg.data.prepare import prepare_dataset
+    from leafseg.synth.rosettes import write_dataset
 
     from mrcnn.fileio import write_text_atomic
 
@@ -132,7 +132,7 @@ def _train_tiny(config_path, dataset, logs):
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
-    from leafseg import train
+    from leafseg.training import train
 
     was_deterministic = tf_config.is_op_determinism_enabled()
     tf.config.experimental.enable_op_determinism()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from leafseg.inspect.assets import default_assets, default_dataset
-from leafseg.loading import load_inference_model, resolve_config
+from leafseg.models.loading import load_inference_model, resolve_config
 
 __all__ = ["resolve_path", "load_dataset", "config_from", "load_model", "format_table"]
 
@@ -46,7 +46,7 @@ def load_dataset(path=None, subset="train", cache_dir=None):
     """A prepared LeafDataset: ``path`` in the prepared layout or a raw folder of image + label
     pairs (colour masks or CVPPP indexed labels); None: the built-in rosettes (raw, so that
     their colour labels can be shown). subset: "train", "val" or "all"."""
-    from leafseg.evaluate import load_eval_dataset
+    from leafseg.measure.evaluate import load_eval_dataset
 
     path = default_dataset(cache_dir).rosettes if path is None else resolve_path(path, "dataset")
     return load_eval_dataset(path, subset)

@@ -17,7 +17,7 @@ PYRAMID_NAMES = ("P2", "P3", "P4", "P5", "P6")
 def colour_label(dataset, image_id):
     """The sample's colour mask: its label file's colours when it has one (an indexed label is
     coloured with the leaf palette), else the per-leaf masks painted in palette colours."""
-    from leafseg.masks import masks_to_color, read_label, split_label
+    from leafseg.data.masks import masks_to_color, read_label, split_label
 
     info = dataset.image_info[image_id]
     if info.get("label_path"):
@@ -52,7 +52,7 @@ def plot_samples(dataset, image_ids, cell_inches=3.0):
 def plot_leaf_masks(dataset, image_id, max_leaves=11, cell_inches=2.2):
     """The colour mask split into one binary mask per leaf (on the full RGB colour, never on
     gray values), each shown in its colour with its pixel count."""
-    from leafseg.masks import split_instances
+    from leafseg.data.masks import split_instances
 
     label = colour_label(dataset, image_id)
     result = split_instances(label, background=(0, 0, 0))

@@ -306,8 +306,8 @@ def plot_weights(model, count=16, pattern="kernel$", cols=4, cell_inches=2.6):
 
 def image_scores(gt_masks, result):
     """SBD, FBD, DiC, leaf counts and mask AP50 of one image's detections against its leaves."""
-    from leafseg.masks import masks_to_label
-    from leafseg.metrics import compare_labels, label_from_detections, mask_ap50
+    from leafseg.data.masks import masks_to_label
+    from leafseg.measure.metrics import compare_labels, label_from_detections, mask_ap50
 
     gt_masks = np.asarray(gt_masks, bool)
     scores = dict(compare_labels(label_from_detections(result["masks"], result["scores"]),

@@ -1,4 +1,4 @@
-"""Training runs from their run folders (:mod:`leafseg.runs`): the losses of each epoch, the
+"""Training runs from their run folders (:mod:`leafseg.models.runs`): the losses of each epoch, the
 stages, where a loss stopped improving, and runs compared."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from leafseg.inspect.assets import default_assets
 from leafseg.inspect.common import resolve_path
-from leafseg.runs import LOG_FILE, read_stages
+from leafseg.models.runs import LOG_FILE, read_stages
 from mrcnn import visualize
 
 __all__ = ["RunLog", "read_run", "load_runs", "stage_table", "find_plateaus", "plot_runs", "plot_plateaus"]

@@ -1,0 +1,6 @@
+"""``python -m leafseg COMMAND ...``: the ``leafseg`` command."""
+import sys
+
+from leafseg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""The ``leafseg evaluate`` command: its options and ``main(argv)``; the work is done by :mod:`leafseg.measure.evaluate`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leafseg.cli.options import add_model_arguments, add_verbose_argument, positive_int, setup_command_logging
+from leafseg.measure.evaluate import (
+    SUBSET_CHOICES,
+    evaluate_dataset,
+    format_ap50_comparison,
+    format_coco_table,
+    format_definitions,
+    load_eval_dataset,
+    resolve_subset,
+)
+from leafseg.measure.metrics import format_summary
+from leafseg.models.loading import load_inference_model
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score a trained model on images with known leaves: CVPPP SBD / FBD / DiC, mask AP50, "
+                    "COCO AP for masks and boxes.",
+        epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png. Definitions: "
+               "python -c 'import leafseg.measure.evaluate; help(leafseg.measure.evaluate)'.")
+    add_model_arguments(parser, "keep detections scoring at least this")
+    parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
+                                                         "label folder")
+    parser.add_argument("--subset", default="auto", choices=SUBSET_CHOICES,
+                        help="auto (default): val of a prepared layout, every image of a raw folder; train / val "
+                             "of a raw folder: the part leafseg prepare would put there; all: every image")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
+    parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_argument(parser)
+    return parser
+
+
+def run(args) -> int:
+    setup_command_logging(args.verbose)
+    try:
+        dataset = load_eval_dataset(args.dataset, args.subset)
+        model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
+                                                             model_dir=args.out)
+    except (OSError, ValueError) as err:
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 2
+    image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
+    if not args.quiet:
+        subset = resolve_subset(args.dataset, args.subset)
+        shown = subset + (" (auto)" if args.subset == "auto" else "")
+        print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
+              f"config {config_source}", file=sys.stderr)
+    _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
+                                           progress=not args.quiet)
+    print(format_summary(summary))
+    print()
+    print(format_ap50_comparison(summary))
+    print()
+    print(format_coco_table(summary))
+    print()
+    print(format_definitions())
+    print()
+    for name, path in outputs.items():
+        print(f"  {name:14} {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``leafseg evaluate`` / ``scripts/evaluate.py``: parse ``argv`` and run."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

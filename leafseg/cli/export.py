@@ -1,0 +1,63 @@
+"""The ``leafseg export`` command: its options and ``main(argv)``; the work is done by :mod:`leafseg.inference.export`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leafseg.cli.options import add_model_arguments, add_verbose_argument, setup_command_logging
+from leafseg.inference.export import check_images
+from leafseg.models.loading import load_inference_model
+
+
+def build_parser(parser=None):
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg export", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a model as a TensorFlow SavedModel (uint8 image in, detections out) and check that "
+                    "it reloads and detects what the Keras model detects.",
+        epilog="Details: python -c 'import mrcnn.export; help(mrcnn.export)'.")
+    add_model_arguments(parser, "detection score cut-off to bake in")
+    parser.add_argument("--out", required=True, help="the SavedModel folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--check-image", action="append", default=[], metavar="PATH",
+                        help="an image to compare the SavedModel and the Keras model on (repeatable; "
+                             "default: two generated rosettes)")
+    parser.add_argument("--no-check", action="store_true", help="skip the reload-and-compare check")
+    add_verbose_argument(parser)
+    return parser
+
+
+def run(args) -> int:
+    setup_command_logging(args.verbose)
+    from mrcnn.export import check_saved_model, export_saved_model
+
+    try:
+        model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
+                                                             model_dir=args.out)
+        images = [] if args.no_check else check_images(model.config, args.check_image)
+        path = export_saved_model(model, args.out, overwrite=args.overwrite)
+    except (OSError, ValueError) as err:  # ImageReadError is an OSError
+        print(f"export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} (weights {weights}, config {config_source})")
+    if args.no_check:
+        return 0
+    report = check_saved_model(model, path, images)
+    for i, problems in enumerate(report):
+        name = args.check_image[i] if args.check_image else f"generated rosette {i}"
+        shape = "x".join(str(v) for v in images[i].shape[:2])
+        print(f"check {name} ({shape}): " + ("same detections" if not problems else "; ".join(problems)))
+    if any(report):
+        print("export: the SavedModel's detections differ from the Keras model's (an untrained model's "
+              "near-degenerate boxes can be that sensitive to float32 rounding; check on real images with "
+              "--check-image)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    """``leafseg export`` / ``scripts/export.py``: parse ``argv`` and run."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""What the ``leafseg`` commands share: argument types, each of which rejects a bad value with a
+message that names it (argparse prints it beside the option's name), the options that choose a
+trained model, the ``--set KEY=VALUE`` config overrides, and the logging set-up of the commands
+(``--verbose``)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+
+__all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "add_model_arguments",
+           "add_verbose_argument", "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
+]
+
+# Set (to 1) by ``leafseg --verbose COMMAND``: every command keeps TensorFlow's log lines.
+VERBOSE_ENV = "LEAFSEG_VERBOSE"
+# A line TensorFlow's C++ side writes to stderr: absl's "I0000 00:00:1796385557.869194 6764
+# port.cc:153] ..." (severity letter, date MMDD, time, thread, file:line; before absl is
+# initialised the seconds are those since 1970), absl's notice that logging is not initialised
+# yet, and the second line of the CPU-feature notice.
+TF_NATIVE_LOG_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [\w.-]+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: )")
+
+
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (a score cut-off)."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def parse_overrides(pairs) -> dict:
+    """``--set`` values, ``["KEY=VALUE", ...]`` -> {KEY: value}, each value read as YAML (``0.5``,
+    ``true``, ``[8, 16]``). Raises ValueError naming the pair that is not KEY=VALUE or not YAML."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set IMAGES_PER_GPU=1")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
+    return overrides
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) -> None:
+    """--weights, --config and --min-score: the trained model of evaluate, predict and export."""
+    parser.add_argument("--weights", default="leaf-small",
+                        help="leaf-small (the pretrained model installed with leafseg; the default), a .weights.h5 / "
+                             "Matterport .h5 file, a training run folder (its newest checkpoint) or a --logs folder "
+                             "(its newest run's)")
+    parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
+                                         "(default: the config stored in the weights file, else config.yaml beside the weights, "
+                                         "else leaf_r101)")
+    parser.add_argument("--min-score", type=fraction,
+                        help=f"{min_score_help} (default: the config's DETECTION_MIN_CONFIDENCE)")
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser, uses_tensorflow: bool = True) -> None:
+    """--verbose: keep the log lines of TensorFlow and the libraries that every command hides."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's start-up and C++ log lines and absl warnings "
+                             "(hidden by default)" if uses_tensorflow else
+                             "taken by every leafseg command to show TensorFlow's log lines; this one does "
+                             "not load TensorFlow, so it changes nothing")
+
+
+@contextlib.contextmanager
+def _drop_native_stderr_lines(pattern: re.Pattern = TF_NATIVE_LOG_LINE):
+    """Send what is written to file descriptor 2 meanwhile to a temporary file, then write back
+    to stderr the lines that do not match ``pattern``. Native libraries write to the descriptor
+    itself, past ``sys.stderr``."""
+    try:
+        os.fstat(2)
+    except OSError:  # no stderr descriptor at all: nothing to filter
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not pattern.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Hide TensorFlow's C++ log lines unless ``verbose`` or the environment variable
+    ``LEAFSEG_VERBOSE`` (set by ``leafseg --verbose COMMAND``) asks for them; call before
+    TensorFlow is imported.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` (3 by default here, 0 with ``verbose``; a value already in the
+    environment is kept unless ``verbose``) filters what TensorFlow logs once running; level 3
+    is needed for "failed call to cuInit" on a machine without a GPU, logged as an error. It
+    cannot filter the lines written while TensorFlow's libraries load (oneDNN, CUDA stubs):
+    absl writes everything to stderr until it is initialised (abseil-cpp pull requests 1718 and
+    1957), so TensorFlow is imported here with those lines dropped from stderr. Python's absl
+    logger is set to errors only. A process that dies while TensorFlow loads (say, a CPU
+    without the instructions it was built for) shows its last words only with ``--verbose``.
+    """
+    if verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    if "tensorflow" not in sys.modules:
+        with _drop_native_stderr_lines():
+            import tensorflow  # noqa: F401  (imported here, where its start-up lines are dropped)
+
+
+def setup_command_logging(verbose: bool = False, tensorflow: bool = True) -> None:
+    """Send INFO log lines to stderr, unless the caller has configured logging, and quiet
+    TensorFlow (:func:`quiet_tensorflow`; imports it unless ``tensorflow`` is false). Call
+    before TensorFlow is imported."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if tensorflow:
+        quiet_tensorflow(verbose)

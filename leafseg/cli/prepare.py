@@ -1,0 +1,112 @@
+"""The ``leafseg prepare`` command: its options and ``main(argv)``; the work is done by :mod:`leafseg.data.prepare`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from leafseg.cli.options import add_verbose_argument, setup_command_logging
+from leafseg.data.masks import DEFAULT_MIN_AREA
+from leafseg.data.prepare import (
+                                  DEFAULT_IMAGE_GLOB,
+                                  DEFAULT_LABEL_SUFFIX,
+                                  DEFAULT_MAX_LEAVES,
+                                  SIZE_MISMATCH_RULES,
+                                  prepare_dataset,
+                                  read_id_list,
+                                  )
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def _id_list(text: str) -> list[str]:
+    try:
+        return read_id_list(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Options of the prepare command; pass a subparser to reuse them in a larger CLI."""
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg prepare",
+        description="Split colour (or indexed) leaf label images, or COCO / LabelMe annotations (--coco, "
+                    "--labelme), into one binary mask per leaf, in the data-science-bowl-2018 layout: "
+                    "OUT/{train,val}/<id>/images/<id>.png and OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
+                    "OUT/manifest.csv. Reruns skip finished samples. Rules: python -c 'import leafseg.data.prepare; help(leafseg.data.prepare)'.")
+    parser.add_argument("--input", help="folder searched recursively for image/label pairs; with --coco, the images "
+                                         "folder (required unless --labelme)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--coco", metavar="ANNOTATIONS.json",
+                        help="read leaves from a COCO instances file (polygons or RLE) instead of label images")
+    source.add_argument("--labelme", metavar="FOLDER",
+                        help="read leaves from the LabelMe JSON files in FOLDER (polygons) instead of --input")
+    parser.add_argument("--category", action="append", metavar="NAME",
+                        help="with --coco / --labelme: a category (label) name that is a leaf; repeatable "
+                             "(default: every category)")
+    parser.add_argument("--output", required=True, help="output folder (created if missing)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=0.2,
+                       help="share of samples for val, chosen by a hash of --seed and the id (default 0.2)")
+    split.add_argument("--val-ids", type=_id_list, metavar="ID,ID|@FILE",
+                       help="the val samples by id (comma-separated, or @FILE / a file of one id per line); "
+                            "every other sample goes to train")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--strict", action="store_true", help="exit with 1 when any input was bad")
+    parser.add_argument("--overwrite", action="store_true", help="redo samples that are already prepared")
+    parser.add_argument("--size-mismatch", choices=SIZE_MISMATCH_RULES, default="resize",
+                        help="label and image sizes differ: resize the label (nearest neighbour, default), "
+                             "centre-crop/pad it, or report the sample as bad")
+    parser.add_argument("--image-glob", default=DEFAULT_IMAGE_GLOB,
+                        help=f"file-name pattern of the images (default {DEFAULT_IMAGE_GLOB!r})")
+    parser.add_argument("--label-suffix", default=DEFAULT_LABEL_SUFFIX,
+                        help="the label of DIR/BASE.EXT or DIR/BASE_rgb.EXT is DIR/BASE + this "
+                             f"(default {DEFAULT_LABEL_SUFFIX!r})")
+    parser.add_argument("--min-area", type=int, default=DEFAULT_MIN_AREA,
+                        help=f"drop label colours covering fewer pixels (default {DEFAULT_MIN_AREA})")
+    parser.add_argument("--max-leaves", type=int, default=DEFAULT_MAX_LEAVES,
+                        help=f"a label with more leaves is reported as bad (default {DEFAULT_MAX_LEAVES})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_verbose_argument(parser, uses_tensorflow=False)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the prepare command on parsed arguments; returns the exit status."""
+    setup_command_logging(args.verbose, tensorflow=False)
+    if (args.input is None) == (args.labelme is None):
+        print("prepare: error: give exactly one of --input (label images, or the images of --coco) and "
+              "--labelme FOLDER", file=sys.stderr)
+        return 2
+    if args.category and args.coco is None and args.labelme is None:
+        print("prepare: error: --category needs --coco or --labelme", file=sys.stderr)
+        return 2
+    source = args.input or args.labelme
+    try:
+        result = prepare_dataset(
+            source, args.output, coco=args.coco, labelme=args.labelme is not None, categories=args.category,
+            val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+            val_ids=args.val_ids, overwrite=args.overwrite, size_mismatch=args.size_mismatch,
+            image_glob=args.image_glob, label_suffix=args.label_suffix, min_area=args.min_area,
+            max_leaves=args.max_leaves, progress=False if args.quiet else None)
+    except (OSError, ValueError) as err:
+        print(f"prepare: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(result.summary())
+    if not result.finished:
+        what = (f"the annotations of {args.coco or args.labelme}" if args.coco or args.labelme else
+                f"{args.input} (images matching {args.image_glob!r}, labels ending with {args.label_suffix!r})")
+        print(f"prepare: nothing could be prepared from {what}", file=sys.stderr)
+        return 1
+    if args.strict and result.problems:
+        print(f"prepare: {len(result.problems)} bad inputs (--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``prepare_masks`` / ``leafseg prepare`` entry point: parse ``argv`` and run."""
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,69 @@
+"""The ``leafseg synth`` command: its options and ``main(argv)``; the work is done by :mod:`leafseg.synth.rosettes`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from leafseg.cli.options import add_verbose_argument, setup_command_logging
+from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Options of the synthetic-data command; pass a subparser to reuse them in a larger CLI."""
+    parser = parser or argparse.ArgumentParser(
+        prog="leafseg synth",
+        description="Write procedural Arabidopsis rosettes as plantNNNNN_rgb.png + plantNNNNN_label.png "
+                    "(the CSIRO synthetic dataset's format). Reruns skip finished images.")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--count", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--size", type=int, default=500, help="image side in pixels (default 500)")
+    parser.add_argument("--style", choices=STYLES, default="random",
+                        help="random: domain randomisation over scenes, leaves, camera and light "
+                             "(default); classic: the narrow original look (a centred, well-lit "
+                             "light-green rosette in a round pot)")
+    parser.add_argument("--only", action="append", default=[], metavar="FAMILY",
+                        help="random style: draw only images of this style family (trays, narrow, purple, dark; "
+                             "see leafseg.synth.scenes.FAMILIES); repeatable")
+    parser.add_argument("--without", action="append", default=[], metavar="FAMILY",
+                        help="random style: draw no image of this style family; repeatable")
+    parser.add_argument("--clutter", type=float, default=0.0, metavar="SHARE",
+                        help="random style: the share of images (0..1) with unlabelled distractors, moss on the "
+                             "soil and leaves of neighbouring plants at the frame's edge (default 0)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
+    parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
+    add_verbose_argument(parser, uses_tensorflow=False)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the synthetic-data command on parsed arguments; returns the exit status."""
+    setup_command_logging(args.verbose, tensorflow=False)
+    families = {**{name: True for name in args.only}, **{name: False for name in args.without}}
+    if set(args.only) & set(args.without):
+        print(f"synth: error: --only and --without name the same family: {', '.join(set(args.only) & set(args.without))}",
+              file=sys.stderr)
+        return 2
+    try:
+        written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
+                                start=args.start, progress=not args.quiet, style=args.style, families=families or None,
+                                clutter=args.clutter)
+    except ValueError as err:
+        print(f"synth: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"wrote {len(written)} files to {args.out}")
+    if args.contact_sheet and args.count > 0:
+        shown = [dataset_paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
+        contact_sheet(shown, args.contact_sheet)
+        if not args.quiet:
+            print(f"contact sheet: {args.contact_sheet}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``make_synthetic`` entry point: parse ``argv`` (default ``sys.argv[1:]``) and run."""
+    return run(build_parser().parse_args(argv))

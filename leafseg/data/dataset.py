@@ -1,0 +1,207 @@
+"""LeafDataset: leaf images and their per-leaf masks, as an ``mrcnn`` Dataset (class "leaf").
+
+Four ways in, all giving the same thing to the input pipeline:
+
+    train = LeafDataset()
+    train.load_leaves("data/leaves", "train")        # the prepared layout (scripts/prepare_masks.py)
+    train.prepare()
+
+    raw = LeafDataset()
+    raw.load_color_masks("synthetic/", subset="train")   # plantNNNNN_rgb.png + _label.png, no preparing
+    raw.prepare()
+
+    cvppp = LeafDataset()
+    cvppp.load_cvppp("CVPPP2017_LSC_training/training/A1")   # indexed labels, 0 = background
+    cvppp.prepare()
+
+    coco = LeafDataset()
+    coco.load_coco("annotations.json", "images/", "train", categories=["leaf"])  # or load_labelme(folder)
+    coco.prepare()
+
+The prepared layout is data-science-bowl-2018's: ``ROOT/<subset>/<id>/images/<id>.png`` and
+``ROOT/<subset>/<id>/masks/*.png`` (one binary PNG per leaf, 255 inside). Raw folders are paired
+and split into train/val exactly as ``leafseg.data.prepare`` does (same ids, same seeded split), and
+their labels are split into leaves with ``leafseg.data.masks`` each time a mask is loaded. COCO and
+LabelMe annotations are read with ``leafseg.data.annotations`` (the same ids and split as ``leafseg
+prepare --coco/--labelme``); their crowd regions load as class id -1, mrcnn's crowd boxes.
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from mrcnn.dataset import Dataset
+
+from leafseg.data.annotations import read_coco, read_embedded_image, read_labelme, region_masks
+from leafseg.data.masks import DEFAULT_MIN_AREA, read_label, split_instances
+from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SIZE_MISMATCH_RULES, SUBSETS, assign_subset,
+                                  find_samples, fit_label)
+
+__all__ = ["LeafDataset", "SOURCE"]
+
+SOURCE = "leaf"
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _natural_key(path: Path):
+    """plant_2.png before plant_10.png."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _check_subset(subset) -> None:
+    if subset is not None and subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS} or None, got {subset!r}")
+
+
+class LeafDataset(Dataset):
+    """Leaves of plant images: one class, "leaf" (internal id 1)."""
+
+    def __init__(self, class_map=None):
+        super().__init__(class_map)
+        self.add_class(SOURCE, 1, "leaf")
+
+    # ------------------------------------------------------------------------ registering
+
+    def load_leaves(self, root, subset):
+        """Register the samples of ``ROOT/<subset>/`` in the prepared layout.
+
+        Raises FileNotFoundError when the folder is missing and ValueError when it holds no
+        sample (a folder with ``images/<id>.png``).
+        """
+        folder = Path(root) / subset
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no {subset!r} folder in {root}: expected {folder}/<id>/images/<id>.png "
+                                    "(run scripts/prepare_masks.py to lay the data out)")
+        count = 0
+        for sample_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            images = sorted(p for p in (sample_dir / "images").glob(f"{sample_dir.name}.*")
+                            if p.suffix.lower() in _IMAGE_SUFFIXES)
+            if not images:
+                continue
+            self.add_image(SOURCE, image_id=sample_dir.name, path=str(images[0]), kind="instance_masks",
+                           mask_dir=str(sample_dir / "masks"))
+            count += 1
+        if count == 0:
+            raise ValueError(f"{folder} holds no samples (expected <id>/images/<id>.png and <id>/masks/*.png)")
+        return count
+
+    def load_color_masks(self, folder, subset=None, *, val_fraction=0.2, seed=0, image_glob=DEFAULT_IMAGE_GLOB,
+                         label_suffix=DEFAULT_LABEL_SUFFIX, size_mismatch="resize", min_area=DEFAULT_MIN_AREA):
+        """Register image + colour-label pairs straight from a raw folder (no preparation step).
+
+        subset: None for every pair, or "train" / "val" for the part that ``leafseg.data.prepare``
+            would put there with the same ``val_fraction`` and ``seed``.
+        image_glob, label_suffix, size_mismatch, min_area: as for scripts/prepare_masks.py.
+        Unpaired files are ignored here (prepare_masks reports them); a folder with no pair
+        raises ValueError.
+        """
+        _check_subset(subset)
+        if size_mismatch not in SIZE_MISMATCH_RULES:
+            raise ValueError(f"size_mismatch must be one of {SIZE_MISMATCH_RULES}, got {size_mismatch!r}")
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"no such folder: {folder}")
+        samples, _, _ = find_samples(folder, image_glob=image_glob, label_suffix=label_suffix)
+        if not samples:
+            raise ValueError(f"{folder} holds no image/label pairs matching {image_glob!r} + {label_suffix!r}")
+        return self._add_samples(samples, subset, val_fraction, seed, "label_image", size_mismatch=size_mismatch,
+                                 min_area=min_area)
+
+    def load_cvppp(self, folder, subset=None, **kwargs):
+        """Register a CVPPP folder (``plantNNN_rgb.png`` + indexed ``plantNNN_label.png``).
+
+        The label's palette index is the leaf id (0 = background); ``_fg`` and ``_centers``
+        files are ignored. Arguments as :meth:`load_color_masks`.
+        """
+        return self.load_color_masks(folder, subset, **kwargs)
+
+    def load_coco(self, json_path, images_dir, subset=None, *, val_fraction=0.2, seed=0, categories=None):
+        """Register the images of a COCO instances file (polygons or RLE; see leafseg.data.annotations).
+
+        subset, val_fraction, seed: as :meth:`load_color_masks` (the split of ``leafseg prepare
+        --coco``). categories: the category names that are leaves (None: all). Images without a
+        leaf of those categories, and annotations that cannot be used, are left out
+        (``leafseg prepare --coco`` reports them). Raises ValueError when no image is left.
+        """
+        return self._add_annotated(read_coco(json_path, images_dir, categories)[0], json_path, subset,
+                                   val_fraction, seed)
+
+    def load_labelme(self, folder, subset=None, *, val_fraction=0.2, seed=0, categories=None):
+        """Register the LabelMe JSON files of ``folder`` (polygons; imageData when the image file
+        is missing). Arguments and rules as :meth:`load_coco`."""
+        return self._add_annotated(read_labelme(folder, categories)[0], folder, subset, val_fraction, seed)
+
+    def _add_annotated(self, images, source, subset, val_fraction, seed):
+        _check_subset(subset)
+        images = [image for image in images if not all(region.crowd for region in image.regions)]
+        if not images:
+            raise ValueError(f"{source} holds no image with a usable leaf annotation")
+        return self._add_samples(images, subset, val_fraction, seed, "annotations")
+
+    def _add_samples(self, samples, subset, val_fraction, seed, kind, **info):
+        """Register the ``samples`` (prepare's Sample or AnnotatedImage) that prepare puts in
+        ``subset`` (None: all); returns how many."""
+        chosen = [s for s in samples if subset is None or assign_subset(s.id, seed, val_fraction) == subset]
+        for sample in chosen:
+            self.add_image(SOURCE, image_id=sample.id, path=str(sample.image), kind=kind, label_path=str(sample.label),
+                           sample=sample, **info)
+        return len(chosen)
+
+    # --------------------------------------------------------------------------- loading
+
+    def load_image(self, image_id):
+        """The image as RGB uint8 [H, W, 3]; LabelMe's imageData when it is the only copy."""
+        info = self.image_info[image_id]
+        if info.get("kind") == "annotations" and info["sample"].embedded:
+            with Image.open(io.BytesIO(read_embedded_image(info["label_path"]))) as image:
+                return np.asarray(image.convert("RGB"))
+        return super().load_image(image_id)
+
+    def load_mask(self, image_id):
+        """Leaf masks bool [H, W, N] (H, W of the image) and class ids int32 [N]: 1, and -1 for
+        the crowd regions of COCO annotations."""
+        info = self.image_info[image_id]
+        if info.get("kind") == "annotations":
+            masks, crowd = region_masks(info["sample"])
+            return masks, np.where(crowd, -1, 1).astype(np.int32)
+        if info.get("kind") == "instance_masks":
+            masks = self._read_instance_masks(Path(info["mask_dir"]))
+        else:
+            masks = self._split_label(info)
+        return masks, np.ones([masks.shape[-1]], dtype=np.int32)
+
+    def image_reference(self, image_id):
+        info = self.image_info[image_id]
+        if info.get("label_path"):
+            return f"{info['path']} (label {info['label_path']})"
+        return info["path"]
+
+    @staticmethod
+    def _read_instance_masks(mask_dir: Path) -> np.ndarray:
+        paths = sorted((p for p in mask_dir.glob("*") if p.suffix.lower() in _IMAGE_SUFFIXES), key=_natural_key)
+        masks = []
+        for path in paths:
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise OSError(f"cannot read mask {path}")
+            masks.append(mask > 127)
+        if not masks:
+            raise ValueError(f"no mask PNGs in {mask_dir}")
+        shapes = {m.shape for m in masks}
+        if len(shapes) > 1:
+            raise ValueError(f"masks in {mask_dir} have different sizes: {sorted(shapes)}")
+        return np.stack(masks, axis=-1)
+
+    @staticmethod
+    def _split_label(info) -> np.ndarray:
+        label_path = Path(info["label_path"])
+        label = read_label(label_path)
+        with Image.open(info["path"]) as image:  # reads the header only
+            width, height = image.size
+        label, _ = fit_label(label, height, width, info["size_mismatch"], label_path)
+        background = 0 if label.ndim == 2 else (0,) * label.shape[-1]
+        return split_instances(label, background=background, min_area=info["min_area"]).masks

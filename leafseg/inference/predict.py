@@ -1,0 +1,632 @@
+"""Find and measure the leaves in a batch of images with a trained model.
+
+    leafseg predict photos/              # leaf-small, the pretrained model; results in predictions/
+    leafseg predict --weights logs/leaf20260101T1200/mask_rcnn_leaf_0040.weights.h5 \\
+        --out results/ --mm-per-pixel 0.12 --coco-json photos/ extra/*.jpg plant7.tif
+    leafseg predict --coco-json polygons photos/   # COCO polygons, for Label Studio (see below)
+    python scripts/predict.py ...        # the same command
+
+Inputs are files, folders (their files with an image suffix, not recursing; other files are
+listed as ignored) and glob patterns (``**`` recurses). Any size; grayscale, 16-bit and RGBA
+images are converted to RGB as for training (``mrcnn.dataset.load_image_file``). A file that
+cannot be read (missing, truncated, not an image file) is reported by name and skipped; the
+others go on. The exit status is 0 when at least one image was predicted, 1 when none could be,
+2 on a usage or model error.
+
+Label images are not photos: an input whose name ends with ``--label-suffix`` (default
+``_label.png``, what ``leafseg prepare`` takes as a label) and CVPPP's ``_fg.png`` /
+``_centers.png`` masks are skipped and counted in the summary, so a folder of image + label
+pairs (``plant00005_rgb.png`` + ``plant00005_label.png``) predicts its photos only.
+``--include-labels`` predicts them too.
+
+Outputs in ``--out`` (each written atomically, so an interrupted run leaves no partial file)::
+
+    overlays/<name>_overlay.png   the image with each leaf in its colour, its outline and its id
+    labels/<name>_label.png       CVPPP label: palette PNG, index = leaf id, 0 = background
+    leaves.csv             one row per leaf (see leafseg.measure.phenotype.measure_leaves)
+    plants.csv             one row per image: leaf count, rosette area, convex hull area,
+                           compactness, diameter (see leafseg.measure.phenotype.measure_plant)
+    predictions_coco.json  with --coco-json: COCO format, one "score" per leaf (see below)
+
+``<name>`` is the file name without its suffix and without a final ``_rgb`` (``_2``, ``_3``, ...
+added when two inputs share one): ``plant00005_rgb.png`` and ``plant00005.jpg`` both give
+``plant00005``, the sample id ``leafseg prepare`` gives them. The label is named as the seed data
+and CVPPP name theirs (``<name>`` + ``--label-suffix``), so predictions go back into training:
+copy ``labels/*_label.png`` next to the input images, correct them, and ``leafseg prepare``
+pairs each with its image. Units: pixels, or mm and mm² with ``--mm-per-pixel`` (columns
+``*_px``, ``*_mm``, ``*_mm2``); boxes and centroids always in pixels. Values are rounded to what
+the measurement supports (``leafseg.measure.phenotype.round_traits``): areas in px to whole pixels,
+lengths to 0.01 px, mm and mm² to the matching decimals, scores and compactness to 4 decimals.
+
+Leaves are the *visible* parts of the detections, as in CVPPP labels: Mask R-CNN's masks may
+overlap, so they are flattened with the more confident detection on top
+(``leafseg.measure.metrics.label_from_detections``) and a detection hidden entirely is dropped. Leaf
+ids are 1..N in descending score; the label PNG, the overlay, both CSVs and the COCO file all
+describe these same pixels.
+
+Weights and config: ``--weights`` is a ``.weights.h5`` checkpoint written by training, a
+Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config`` is a preset
+name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
+weights file is used (every ``.weights.h5`` leafseg writes has one), else the ``config.yaml``
+beside the weights, else the ``leaf_r101`` preset (:mod:`leafseg.models.loading`).
+
+COCO JSON, made to be imported as pre-annotations into CVAT (Upload annotations, "COCO 1.0")
+and Label Studio (``label-studio-converter import coco``), and read back by ``leafseg prepare
+--coco``: ``--coco-json`` (or ``--coco-json rle``) writes each leaf's visible mask as compressed
+RLE (exact; CVAT imports it as a mask); ``--coco-json polygons`` as polygons
+(:func:`leafseg.data.annotations.mask_to_polygons`: the same pixels, holes filled, a leaf split in
+pieces by another one polygon per piece, the largest first), which both tools import as
+polygons (Label Studio's converter reads polygons, not RLE). ``file_name`` is the image's base
+name, as both tools match it to the task's images (the input path is kept in ``path``);
+annotations have ``iscrowd: 0``, ``area`` (pixels), ``bbox`` (x, y, width, height), ``score``
+and ``leaf_id``; ids start at 1; categories have a ``supercategory`` (``plant``).
+``--coco-json`` followed by a value other than ``rle`` / ``polygons`` means RLE, and the value is
+the first input (``--coco-json photos/``, as before the option took a value).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from leafseg.data.annotations import mask_to_polygons
+from leafseg.precision import PRECISION_POLICIES
+from leafseg.data.masks import leaf_palette, save_indexed_png
+from leafseg.measure.metrics import label_from_detections, write_csv
+from leafseg.measure.phenotype import measure_leaves, measure_plant, round_traits
+from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
+from mrcnn.dataset import load_image_file
+from mrcnn.fileio import atomic_path, write_text_atomic
+
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "is_label_file", "output_name", "read_image",
+           "visible_leaves", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
+           "predict_images", "default_batch_size"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# CVPPP's other per-plant masks (foreground, leaf centres): not photos either; prepare ignores them.
+_CVPPP_MASK_SUFFIXES = ("_fg.png", "_centers.png")
+_RGB_SUFFIX = "_rgb"
+# The first bytes of the formats PIL decodes: a file that starts like one but cannot be decoded
+# is a broken image; a file that starts like none is not an image file.
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+class ImageReadError(OSError):
+    """An input image that cannot be read; the message names the file."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+    def __reduce__(self):  # (cluster workers send it back)
+        return type(self), (str(self.path), self.reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def is_label_file(path, label_suffix=DEFAULT_LABEL_SUFFIX) -> bool:
+    """Whether ``path`` names a label image rather than a photo: its name ends with
+    ``label_suffix`` (``leafseg prepare``'s rule for labels) or with CVPPP's ``_fg.png`` /
+    ``_centers.png``."""
+    name = Path(path).name
+    return name.endswith(label_suffix) or name.endswith(_CVPPP_MASK_SUFFIXES)
+
+
+def output_name(path) -> str:
+    """The name of an input's outputs: the file name without its suffix and a final ``_rgb``
+    (``leafseg prepare``'s sample id for a file directly in its input folder)."""
+    stem = Path(path).stem
+    return stem[: -len(_RGB_SUFFIX)] if stem.endswith(_RGB_SUFFIX) and len(stem) > len(_RGB_SUFFIX) else stem
+
+
+def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
+    """Expand files, folders and glob patterns into the image files to predict.
+
+    inputs: paths or patterns (str or Path).
+    exclude: a folder whose files are never inputs (the output folder).
+    label_suffix: files that :func:`is_label_file` finds to be labels are left out, whether
+        named, in a folder or matched by a pattern; None keeps them.
+
+    Returns: (files, problems, ignored, labels): files in the given order (each folder's and
+    pattern's files in natural order), duplicates removed; problems: [(input, reason)] for
+    inputs that match nothing; ignored: files of folders skipped for not having an image
+    suffix; labels: the label images left out.
+    """
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    files, problems, ignored, labels, seen = [], [], [], [], set()
+
+    def add(path: Path):
+        resolved = path.resolve()
+        if resolved in seen or (exclude is not None and exclude in resolved.parents):
+            return
+        seen.add(resolved)
+        if label_suffix is not None and is_label_file(path, label_suffix):
+            labels.append(path)
+            return
+        files.append(path)
+
+    def add_folder(folder: Path):
+        for path in sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                           key=_natural_key):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                add(path)
+            else:
+                ignored.append(path)
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file():
+            add(path)
+        elif _GLOB_CHARS.search(str(item)):
+            matches = sorted((Path(p) for p in glob.glob(str(item), recursive=True)), key=_natural_key)
+            if not matches:
+                problems.append((str(item), "no file matches this pattern"))
+            for match in matches:
+                if match.is_dir():
+                    add_folder(match)
+                else:
+                    add(match)
+        else:
+            problems.append((str(item), "no such file or folder"))
+    return files, problems, ignored, labels
+
+
+def read_image(path) -> np.ndarray:
+    """An input image as RGB uint8 [H, W, 3]; raises :class:`ImageReadError` naming the file.
+
+    PIL decodes the whole file first, because OpenCV returns a partly grey image for some
+    truncated files instead of failing; files PIL does not know go to OpenCV / imageio. A file
+    none of them reads is "not an image file", or a "truncated or corrupt" one when it starts
+    as an image format does.
+    """
+    path = Path(path)
+    unidentified = False
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image") from None
+    except UnidentifiedImageError:
+        unidentified = True  # not for PIL: OpenCV and imageio decide below
+    except Image.DecompressionBombError:
+        pass  # too large for PIL's safety limit: the readers below decide
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, f"cannot decode ({err}); truncated or corrupt file?") from err
+    if unidentified:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+        if kind is not None:
+            raise ImageReadError(path, f"cannot decode this {kind} file; truncated or corrupt file?")
+    try:
+        return load_image_file(path)
+    except OSError as err:
+        if unidentified:  # imageio's message (plugins to install) would mislead: it is no image
+            raise ImageReadError(path, "not an image file (its content is in no image format)") from None
+        raise ImageReadError(path, f"not a readable image ({err})") from err
+
+
+def _unique_names(paths):
+    names, used = [], set()
+    for path in paths:
+        base = output_name(path)
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# One image
+# ---------------------------------------------------------------------------------------------
+
+def visible_leaves(result):
+    """Detections -> the visible leaves, one id each (see the module docstring).
+
+    result: MaskRCNN.detect's dict for one image (masks bool [H, W, N], scores [N], ...).
+    Returns: (label [H, W] uint8 (uint16 above 255 leaves), 0 = background, leaf k at id k + 1;
+    masks bool [H, W, n] of the visible pixels; {"scores", "class_ids", "rois"} [n] of the
+    kept detections), leaves in descending score.
+    """
+    scores = np.asarray(result["scores"], np.float64)
+    order = np.argsort(-scores, kind="stable")
+    masks = np.asarray(result["masks"], bool)
+    if np.any(order != np.arange(len(order))):  # (the model's detections come sorted: no copy then)
+        masks = masks[..., order]
+    label = label_from_detections(masks, scores[order])
+    present = np.zeros(masks.shape[-1] + 1, bool)
+    present[np.unique(label)] = True
+    kept = np.flatnonzero(present[1:])
+    # Renumber the detections that kept a pixel 1..n, in score order.
+    lookup = np.zeros(masks.shape[-1] + 1, label.dtype)
+    lookup[kept + 1] = np.arange(1, len(kept) + 1)
+    label = lookup[label]
+    visible = label[..., np.newaxis] == np.arange(1, len(kept) + 1)
+    details = {name: np.asarray(result[name])[order][kept] for name in ("scores", "class_ids", "rois")}
+    return label, visible, details
+
+
+COCO_FORMATS = ("rle", "polygons")
+
+
+def _coco_annotations(visible, details, image_id, first_id, coco_format="rle"):
+    from pycocotools import mask as mask_utils
+
+    annotations = []
+    for k in range(visible.shape[-1]):
+        rle = mask_utils.encode(np.asfortranarray(visible[..., k], dtype=np.uint8))
+        if coco_format == "polygons":
+            segmentation = mask_to_polygons(visible[..., k])
+        else:
+            segmentation = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        annotations.append({
+            "id": first_id + k, "image_id": image_id, "category_id": int(details["class_ids"][k]),
+            "segmentation": segmentation,
+            "area": int(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            "iscrowd": 0, "score": float(details["scores"][k]), "leaf_id": k + 1,
+        })
+    return annotations
+
+
+def _save_label(label, path):
+    if label.max(initial=0) <= 255:
+        return save_indexed_png(label.astype(np.uint8), path)
+    import cv2  # more leaves than a palette holds: a 16-bit gray PNG, still index = leaf id
+
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), label.astype(np.uint16)):
+            raise OSError(f"could not write {path}")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A batch
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PredictReport:
+    """What :func:`predict_images` did."""
+
+    predicted: list = field(default_factory=list)   # [(input path, output name, leaf count)]
+    skipped: list = field(default_factory=list)     # [(input, reason)]
+    ignored: list = field(default_factory=list)     # folder files without an image suffix
+    labels: list = field(default_factory=list)      # label images left out (see is_label_file)
+    outputs: dict = field(default_factory=dict)     # {"leaves.csv": path, ...}
+    resumed: int = 0                                # images predicted by an earlier run into the folder
+
+    def summary(self) -> str:
+        lines = [f"predicted {len(self.predicted)} images "
+                 f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"
+                 + (f" (and {len(self.labels)} label images)" if self.labels else "")
+                 + (f"; {self.resumed} of them were predicted by an earlier run into this folder" if self.resumed
+                    else "")]
+        lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
+        if self.labels:
+            lines.append(f"  skipped {len(self.labels)} label images ({_shown(self.labels)}); "
+                         "--include-labels predicts them too")
+        if self.ignored:
+            lines.append(f"  ignored {len(self.ignored)} folder files without an image suffix: {_shown(self.ignored)}")
+        lines += [f"  {name:22} {path}" for name, path in self.outputs.items()]
+        return "\n".join(lines)
+
+
+def _shown(paths, count=5):
+    return ", ".join(p.name for p in paths[:count]) + (", ..." if len(paths) > count else "")
+
+
+def _leaf_columns(mm_per_pixel):
+    return list(measure_leaves(np.ones((1, 1, 1), bool), [1.0], "", mm_per_pixel)[0])
+
+
+def _plant_columns(mm_per_pixel):
+    row = measure_plant(np.zeros((1, 1, 0), bool), "", mm_per_pixel)
+    return ["image", "file"] + [key for key in row if key != "image"]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What predict writes for each image (picklable: cluster workers get it)."""
+
+    out_dir: str
+    mm_per_pixel: float | None = None
+    coco_json: str | None = None
+    label_suffix: str = DEFAULT_LABEL_SUFFIX
+
+    def settings(self):
+        """The part of a run's settings (leafseg.inference.results) that these options make."""
+        return {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix}
+
+
+def finish_image(image, result, path, name, options: OutputOptions) -> dict:
+    """Write one image's overlay and label from its detections; returns its record (leaf rows,
+    plant row, COCO entries with image-local ids; see leafseg.inference.results)."""
+    from mrcnn import visualize
+
+    out_dir, mm_per_pixel = Path(options.out_dir), options.mm_per_pixel
+    label, visible, details = visible_leaves(result)
+    count = visible.shape[-1]
+    colors = leaf_palette(255)[np.arange(count) % 255]
+    overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
+    visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
+    _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
+    leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
+    (plant,) = round_traits([measure_plant(visible, name, mm_per_pixel, label=label)], mm_per_pixel)
+    record = {"name": name, "file": str(path), "count": count, "leaves": leaves,
+              "plant": {"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}},
+              "coco": None}
+    if options.coco_json:
+        record["coco"] = {"image": {"file_name": Path(path).name, "height": int(image.shape[0]),
+                                    "width": int(image.shape[1]), "name": name, "path": str(path)},
+                          "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json)}
+    return record
+
+
+# How far reading runs ahead of the model, in batches, and how many images may wait to be written.
+PREFETCH_BATCHES = 2
+MAX_WRITING = 4
+
+
+def _write_image(image, result, path, name, options, records_dir):
+    """The writer's part of one image: its outputs, then its record; returns its leaf count."""
+    from leafseg.inference.results import ResultStore
+
+    record = finish_image(image, result, path, name, options)
+    ResultStore.attach(records_dir).save(record)
+    return record["count"]
+
+
+def _writer_pool(writer):
+    """The writer: a process of its own (so that measuring and encoding PNGs do not hold this
+    process's GIL while the model runs), or a thread where a process cannot start children
+    (a Dask worker is a daemon process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if writer == "auto":
+        writer = "thread" if multiprocessing.current_process().daemon else "process"
+    if writer == "process":
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    if writer == "thread":
+        return ThreadPoolExecutor(1, thread_name_prefix="predict-write")
+    raise ValueError(f"writer must be auto, process or thread, got {writer!r}")
+
+
+def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None, writer="auto"):
+    """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
+    images while the model runs, and a writer process writes each image's outputs and record
+    while the model runs on the next ones. Batches of ``batch_size`` images go to the model in
+    one call.
+
+    on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
+    :class:`ImageReadError`. writer: "process", "thread" or "auto" (a process where this
+    process may start one). Returns {name: outcome}.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    batch_size = max(1, int(batch_size))
+    outcomes = {}
+    items = iter(todo)
+
+    def write(image, result, path, name):
+        return writers.submit(_write_image, image, result, path, name, options, str(store.out_dir))
+
+    def failed(error):
+        future = Future()
+        future.set_result(error)
+        return future
+
+    with ThreadPoolExecutor(2, thread_name_prefix="predict-read") as readers, _writer_pool(writer) as writers:
+        reading, writing, batch = deque(), deque(), []
+
+        def refill():
+            while len(reading) < batch_size * (PREFETCH_BATCHES + 1):
+                item = next(items, None)
+                if item is None:
+                    return
+                reading.append((*item, readers.submit(read_image, item[0])))
+
+        def settle(limit):
+            while len(writing) > limit:
+                path, name, future = writing.popleft()
+                outcomes[name] = future.result()
+                if on_done:
+                    on_done(path, name, outcomes[name])
+
+        def run_batch():
+            images = [image for _, _, image in batch if not isinstance(image, ImageReadError)]
+            results = iter(model.detect(images) if images else [])
+            for path, name, image in batch:
+                if isinstance(image, ImageReadError):  # reported in its place in the input order
+                    writing.append((path, name, failed(image)))
+                else:
+                    writing.append((path, name, write(image, next(results), path, name)))
+            batch.clear()
+            settle(MAX_WRITING)
+
+        refill()
+        ready = 0  # images of the batch that could be read
+        while reading:
+            path, name, future = reading.popleft()
+            refill()
+            try:
+                batch.append((path, name, future.result()))
+                ready += 1
+            except ImageReadError as err:
+                batch.append((path, name, err))
+            if ready == batch_size:
+                run_batch()
+                ready = 0
+        if batch:
+            run_batch()
+        settle(0)
+    return outcomes
+
+
+def predict_chunk(spec, items, options: OutputOptions):
+    """A cluster task (leafseg.inference.cluster): predict ``items`` [(path, name)] on this worker with the
+    model of ``spec`` (a :class:`leafseg.inference.cluster.ModelSpec`, loaded once per worker); returns
+    {name: outcome}. Images recorded already (a rerun of a task whose worker died) are not
+    predicted again."""
+    from leafseg.inference.cluster import worker_model
+    from leafseg.inference.results import STATE_DIR, ResultStore
+
+    store = ResultStore.attach(options.out_dir)
+    todo = [(Path(path), name) for path, name in items if not store.done(name, path)]
+    outcomes = {name: store.load(name)["count"] for path, name in items if (Path(path), name) not in todo}
+    if todo:
+        model = worker_model(spec, Path(options.out_dir) / STATE_DIR / "logs")
+        outcomes.update(predict_pending(model, todo, options, store, batch_size=spec.batch_size or default_batch_size(),
+                                        writer="thread"))
+    return outcomes
+
+
+def _settings(weights_id, config, policy, options):
+    if hasattr(config, "to_yaml_text"):
+        config_text = config.to_yaml_text()
+    else:  # a stand-in model's config: its upper-case attributes
+        config_text = repr({key: getattr(config, key) for key in dir(config) if key.isupper()})
+    return {"weights": weights_id, "config": config_text, "precision": policy, **options.settings()}
+
+
+def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
+                   class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
+                   overwrite=False, batch_size=1, weights_id=None, cluster=None) -> PredictReport:
+    """Predict every input image and write the outputs of the module docstring to ``out_dir``.
+
+    model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
+        ``cluster`` a :class:`leafseg.inference.cluster.ModelSpec` that each worker loads once.
+    inputs: files, folders and patterns (see :func:`find_inputs`).
+    mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
+    coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
+    class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
+        for any other id).
+    label_suffix: the label images' suffix (``leafseg prepare``'s ``--label-suffix``, ending in
+        ``.png``): input files named so are skipped, and predicted labels are named so.
+    include_labels: predict label images too.
+    overwrite: predict every image again; by default an image predicted before into ``out_dir``
+        with the same settings is not (see :mod:`leafseg.inference.results`).
+    batch_size: images per model call (a GPU gains from several; on a CPU 1 is as fast).
+    weights_id: what identifies the weights in the run's settings (the CLI: the file's sha256);
+        default a hash of the model's weight values (a stand-in model: its class name).
+    cluster: None (this process), or a Dask cluster: "local:N", "tcp://HOST:PORT" or a YAML
+        file (see :mod:`leafseg.inference.cluster`).
+    Raises :class:`leafseg.inference.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from leafseg.inference.results import ResultStore, merge_records, weights_fingerprint
+
+    if coco_json not in (None, *COCO_FORMATS):
+        raise ValueError(f"coco_json must be None or one of {', '.join(COCO_FORMATS)}, got {coco_json!r}")
+    if not str(label_suffix).lower().endswith(".png"):
+        raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
+    out_dir = Path(out_dir)
+    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix)
+    files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
+                                                   label_suffix=None if include_labels else label_suffix)
+    report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
+    for item, reason in problems:
+        logger.warning("skipped %s: %s", item, reason)
+    if labels:
+        logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
+    names = _unique_names(files)
+    if cluster is not None:
+        config = model.config_object()
+        weights_id = weights_id or model.weights_id()
+        policy = PRECISION_POLICIES[model.precision]
+    else:
+        config = model.config
+        keras_model = getattr(model, "keras_model", None)  # (None: a stand-in with detect() and config)
+        if weights_id is None:
+            weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
+        policy = keras_model.dtype_policy.name if keras_model is not None else None
+    store = ResultStore(out_dir, _settings(weights_id, config, policy, options), overwrite=overwrite)
+    todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
+    report.resumed = len(files) - len(todo)
+    if report.resumed:
+        logger.info("%d of %d images were predicted before into %s; predicting the other %d", report.resumed,
+                    len(files), out_dir, len(todo))
+
+    with logging_redirect_tqdm(), tqdm(total=len(todo), unit="image", desc="predict",
+                                       disable=not progress) as bar:
+        def done(path, name, outcome):
+            if isinstance(outcome, ImageReadError):
+                logger.warning("skipped %s", outcome)
+            bar.update()
+
+        if cluster is not None:
+            from leafseg.inference.cluster import predict_on_cluster
+
+            outcomes = predict_on_cluster(cluster, model, todo, options, predict_chunk, on_done=done)
+        else:
+            outcomes = predict_pending(model, todo, options, store, batch_size=batch_size, on_done=done)
+
+    records = []
+    for path, name in zip(files, names):
+        outcome = outcomes.get(name)
+        if isinstance(outcome, ImageReadError):
+            report.skipped.append((str(path), outcome.reason))
+            continue
+        record = store.load(name)
+        if record is None:  # (a cluster task that failed for good: predict_on_cluster reported it)
+            report.skipped.append((str(path), "not predicted (see the errors above)"))
+            continue
+        records.append(record)
+        report.predicted.append((str(path), name, record["count"]))
+
+    if records:
+        leaves_rows, plant_rows, coco_images, coco_annotations = merge_records(records, coco=bool(coco_json))
+        report.outputs["overlays/"] = out_dir / "overlays"
+        report.outputs["labels/"] = out_dir / "labels"
+        report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv", _leaf_columns(mm_per_pixel))
+        report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv", _plant_columns(mm_per_pixel))
+        if coco_json:
+            names_by_id = {1: "leaf", **(class_names or {})}
+            ids = range(1, config.NUM_CLASSES)
+            document = {
+                "info": {"description": f"leafseg predictions: visible leaf masks, {coco_json}, with scores"},
+                "licenses": [], "images": coco_images, "annotations": coco_annotations,
+                "categories": [{"id": c, "name": names_by_id.get(c, f"class_{c}"), "supercategory": "plant"}
+                               for c in ids],
+            }
+            report.outputs["predictions_coco.json"] = write_text_atomic(
+                out_dir / "predictions_coco.json", json.dumps(document) + "\n")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def default_batch_size():
+    """4 images per model call on a GPU, 1 on a CPU."""
+    import tensorflow as tf
+
+    return 4 if tf.config.list_physical_devices("GPU") else 1

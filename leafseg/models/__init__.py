@@ -1,0 +1,1 @@
+"""The pretrained models shipped with leafseg (zoo), their weight files beside it."""

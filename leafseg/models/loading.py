@@ -1,0 +1,106 @@
+"""One place that builds a model from a config and weights: what ``--weights`` and ``--config``
+of the commands (predict, evaluate, export), the inspection notebooks and the recipes name.
+
+    model, source, weights = load_inference_model("leaf-small")         # the shipped model
+    model, source, weights = load_inference_model("logs/leaf20260101T1200", min_score=0.8)
+
+``weights`` is a checkpoint file, a training run folder (its newest checkpoint), a ``--logs``
+folder (its newest run's) or the name of a model of :mod:`leafseg.models.zoo`. ``config`` is a preset
+name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
+weights file is used, else the ``config.yaml`` beside it, else the ``leaf_r101`` preset.
+TensorFlow is imported only when a model is built.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from leafseg.models import zoo
+from leafseg.precision import precision_policy, precision_warning
+from leafseg.config import PRESETS, config_for_weights, load_config
+from leafseg.models.runs import CONFIG_FILE
+from mrcnn.weights import WeightsMismatchError, newest_checkpoint
+
+__all__ = ["resolve_weights", "resolve_config", "resolve_inference", "load_inference_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_weights(weights) -> Path:
+    """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
+    the newest run folder (by the time in its name) of a ``--logs`` folder, or the file of a model
+    of :mod:`leafseg.models.zoo` by name (``leaf-small``) when no such path exists."""
+    path = Path(weights)
+    if not path.exists() and zoo.is_name(weights):
+        return zoo.path(weights)
+    if path.is_dir():
+        try:
+            return newest_checkpoint(path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; pass the weights file") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
+def resolve_config(config=None, weights=None, **overrides):
+    """The config to run with, and where it came from (for messages).
+
+    config: a preset name, a YAML file, a run folder holding ``config.yaml``, or None: the
+        config stored in the ``weights`` file, else the ``config.yaml`` beside it, else the
+        ``leaf_r101`` preset (with a warning); see :func:`leafseg.config.config_for_weights`.
+    overrides: attribute values applied on top (e.g. IMAGES_PER_GPU=1).
+    """
+    if config is None:
+        if weights is not None:
+            return config_for_weights(weights, **overrides)
+        config = "leaf_r101"
+    elif str(config) not in PRESETS and Path(config).is_dir():
+        inside = Path(config) / CONFIG_FILE
+        if not inside.is_file():
+            raise FileNotFoundError(f"--config {config} is a folder without {CONFIG_FILE}")
+        config = str(inside)
+    return load_config(str(config), **overrides), str(config)
+
+
+def resolve_inference(weights, config=None, min_score=None, **overrides):
+    """What :func:`load_inference_model` would build, without building it: (config, config
+    source string, weights path). One image per call unless ``overrides`` say otherwise."""
+    weights = resolve_weights(weights)
+    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+    if min_score is not None:
+        if not 0.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"min score must be in [0, 1], got {min_score}")
+        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
+    config, source = resolve_config(config, weights, **overrides)
+    return config, source, weights
+
+
+def load_inference_model(weights, config=None, min_score=None, model_dir=None, precision="float32", **overrides):
+    """An inference-mode MaskRCNN with ``weights`` loaded.
+
+    weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
+    min_score: drop detections scoring lower (sets DETECTION_MIN_CONFIDENCE, so the model's own
+        cut-off is replaced, lower or higher).
+    precision: what the model computes in: "float32", "bfloat16" or "float16" (Keras'
+        mixed_bfloat16 / mixed_float16 policies, set while the model is built, the previous
+        policy restored afterwards). The weights stay float32 and ``detect`` returns the same
+        types either way; a warning is logged when the precision is slower than float32 on this
+        machine (:func:`leafseg.precision.precision_warning`).
+    Returns: (model, config source string, weights path).
+    """
+    from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
+
+    config, source, weights = resolve_inference(weights, config, min_score, **overrides)
+    with precision_policy(precision):
+        model = MaskRCNN("inference", config, model_dir or weights.parent)
+    warning = precision_warning(precision)
+    if warning:
+        logger.warning("precision %s: %s", precision, warning)
+    try:
+        model.load_weights(str(weights))
+    except WeightsMismatchError as err:
+        # The per-layer listing is for programmers; a command's user needs the cause and the fix.
+        raise ValueError(f"{weights}: these weights were trained with another configuration than {source} "
+                         f"{err.detail}; pass --config with the configuration they were trained with") from None
+    return model, source, weights

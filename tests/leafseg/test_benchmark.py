@@ -1,0 +1,71 @@
+"""leafseg.benchmark: the peer's input, config overrides and reading the peer's result (no timing)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leafseg import benchmark
+from leafseg.cli import bench as bench_command
+from leafseg.cli.options import parse_overrides
+
+
+def test_peer_masks_are_the_peers_rectangles():
+    masks = benchmark.peer_masks(512, 12)
+    assert masks.shape == (512, 512, 12)
+    np.testing.assert_array_equal(masks.sum(axis=(0, 1)), 40 * 60)
+    ys, xs = np.nonzero(masks[:, :, 11])
+    # Leaf 11: x = 40 + 30 * 11 = 370 .. 409, y = 60 + 25 * 11 = 335 .. 394.
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (370, 409, 335, 394)
+
+
+def test_config_overrides_batch_and_size():
+    config = benchmark.measured_config("leaf_r101", parse_overrides(["BACKBONE=resnet50", "PRE_NMS_LIMIT=100"]),
+                                       batch=1, size=256)
+    assert (config.BACKBONE, config.PRE_NMS_LIMIT, config.BATCH_SIZE) == ("resnet50", 100, 1)
+    assert tuple(config.IMAGE_SHAPE) == (256, 256, 3)
+    assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        parse_overrides(["BACKBONE"])
+
+
+def test_peer_input_is_one_pipeline_sample_per_image():
+    config = benchmark.measured_config(size=128, batch=2)
+    batch, image = benchmark.peer_input(config, leaves=3)
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert batch["input_image"].shape == (2, 128, 128, 3) and batch["input_image"].dtype == np.float32
+    np.testing.assert_array_equal(batch["input_gt_class_ids"][:, :3], 1)
+    np.testing.assert_array_equal(batch["input_gt_class_ids"][:, 3:], 0)
+    np.testing.assert_array_equal(batch["input_gt_boxes"][0, 0], [60, 40, 120, 80])  # (y1, x1, y2, x2)
+
+
+def test_read_peer_takes_its_line_or_json(tmp_path):
+    line = tmp_path / "peer.txt"
+    line.write_text("torchvision 0.29.1 resnet101-FPN 512px train_step_s=3.640 infer_s=1.060\n")
+    assert benchmark.read_peer(line) == {"train_step_s": 3.64, "infer_s": 1.06, "torchvision": "0.29.1"}
+    data = tmp_path / "peer.json"
+    data.write_text(json.dumps({"train_step_s": 2.0, "infer_s": 0.5}))
+    assert benchmark.read_peer(data)["infer_s"] == 0.5
+    data.write_text("{}")
+    with pytest.raises(ValueError, match="train_step_s"):
+        benchmark.read_peer(data)
+
+
+def test_command_times_training_and_inference_and_compares_with_the_peer(tmp_path, capsys):
+    """A whole run on the quick-start preset at 128 px: every figure and ratio is printed and in the JSON."""
+    peer = tmp_path / "peer.txt"
+    peer.write_text("torchvision 0.29.1 resnet101-FPN 512px train_step_s=3.640 infer_s=1.060\n")
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart_cpu.yaml")
+    assert bench_command.main(["--config", config, "--size", "128", "--warmup", "1", "--steps", "1",
+                           "--peer-json", str(peer)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.split("json: ", 1)[1])
+    assert result["train_step_s"] > 0 and result["infer_s"] > 0 and result["size"] == 128
+    assert f"train step: leafseg {result['train_step_s']:.3f} s / peer 3.640 s" in out
+    assert f"inference: leafseg {result['infer_s']:.3f} s / peer 1.060 s" in out
+    if result["infer"]["detections"]:
+        # Random weights found something: the peer's case, no detection, is timed as well.
+        assert result["infer_no_detections"]["detections"] == 0
+        assert f"inference, no detection: leafseg {result['infer_no_detections_s']:.3f} s" in out
+    else:
+        assert "infer_no_detections_s" not in result

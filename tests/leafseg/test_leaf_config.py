@@ -1,0 +1,156 @@
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import leafseg.config
+from leafseg.config import PRESETS, LeafConfig, LeafSmallConfig, QuickstartConfig, coco_mismatches, load_config
+from mrcnn.config import Config, read_yaml_layers
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_leaf_config_values_of_the_seed_post():
+    c = LeafConfig()
+    assert (c.NAME, c.NUM_CLASSES, c.BACKBONE) == ("leaf", 2, "resnet101")
+    assert c.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)
+    assert c.RPN_TRAIN_ANCHORS_PER_IMAGE == 256
+    assert (c.PRE_NMS_LIMIT, c.POST_NMS_ROIS_TRAINING, c.POST_NMS_ROIS_INFERENCE) == (6000, 2000, 1000)
+    np.testing.assert_array_equal(c.IMAGE_SHAPE, [512, 512, 3])
+    shapes = c.backbone_shapes()
+    np.testing.assert_array_equal(shapes, [[128, 128], [64, 64], [32, 32], [16, 16], [8, 8]])
+    assert len(c.RPN_ANCHOR_RATIOS) * int(np.prod(shapes, axis=1).sum()) == 3 * (128**2 + 64**2 + 32**2 + 16**2 + 8**2)
+
+
+def test_each_preset_class_is_its_yaml_file():
+    assert leafseg.config.preset_dir() == CONFIGS  # a checkout reads the repository's configs/
+    assert set(PRESETS) == {path.stem for path in CONFIGS.glob("*.yaml")}
+    for name, cls in PRESETS.items():
+        path = CONFIGS / f"{name}.yaml"
+        assert cls() == load_config(name) == load_config(str(path)) == Config.from_yaml(path), name
+        assert (cls.__module__, cls.__qualname__) == ("leafseg.config", cls.__name__)
+        assert getattr(leafseg.config, cls.__name__) is cls and issubclass(cls, Config)
+        # The docstring is the file's header comment.
+        assert cls.__doc__.startswith(f"{name} (leafseg.config.{cls.__name__}): "), cls.__doc__
+
+
+def test_presets_start_from_their_bases():
+    files = [Path(source).name for source, _ in read_yaml_layers(CONFIGS / "leaf_small.yaml")]
+    assert files == ["leaf_r101.yaml", "quickstart_cpu.yaml", "leaf_small.yaml"]
+    # Inherited from leaf_r101.yaml, which alone lists them.
+    for cls in (QuickstartConfig, LeafSmallConfig):
+        assert cls.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and cls.ADD_GT_AS_PROPOSALS is True
+    # Inherited from quickstart_cpu.yaml, and overridden by leaf_small.yaml.
+    assert (LeafSmallConfig.BACKBONE, LeafSmallConfig.TRAIN_BN, LeafSmallConfig.OPTIMIZER) == ("resnet18", True, "adam")
+    assert (QuickstartConfig.DETECTION_MIN_CONFIDENCE, LeafSmallConfig.DETECTION_MIN_CONFIDENCE) == (0.5, 0.8)
+    assert (QuickstartConfig.DETECTION_MASK_OVERLAP_THRESHOLD, LeafSmallConfig.DETECTION_MASK_OVERLAP_THRESHOLD) == (None, 0.5)
+    # The classes follow the files: each preset's class derives from its _BASE_'s.
+    assert LeafSmallConfig.__mro__[:4] == (LeafSmallConfig, QuickstartConfig, LeafConfig, Config)
+    assert isinstance(LeafSmallConfig(), LeafConfig)
+
+
+def test_the_yaml_files_are_the_only_source_of_preset_values():
+    """leafseg/config.py assigns no config attribute: every preset value is in configs/*.yaml."""
+    attributes = set(Config._attribute_names())
+    tree = ast.parse(Path(leafseg.config.__file__).read_text(encoding="utf-8"))
+    assigned = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)]
+    keywords = [node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)]
+    assert not attributes & {*assigned, *keywords}
+
+
+def test_an_installed_leafseg_reads_the_presets_of_leafseg_configs(tmp_path, monkeypatch):
+    """setup.py installs configs/ as the package leafseg.configs, which preset_dir finds."""
+    tree = ast.parse((CONFIGS.parent / "setup.py").read_text(encoding="utf-8"))
+    setup = {k.arg: k.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", "") == "setup" for k in node.keywords}
+    assert ast.literal_eval(setup["package_dir"]) == {"leafseg.configs": "configs"}
+    assert ast.literal_eval(setup["package_data"])["leafseg.configs"] == ["*.yaml"]
+    assert "leafseg.configs" in ast.unparse(setup["packages"]) and (CONFIGS / "__init__.py").is_file()
+    (tmp_path / "leafseg" / "configs").mkdir(parents=True)
+    monkeypatch.setattr(leafseg.config, "__file__", str(tmp_path / "leafseg" / "config.py"))
+    assert leafseg.config.preset_dir() == tmp_path / "leafseg" / "configs"
+
+
+def test_presets_resolve_by_name_and_unknown_names_are_errors():
+    assert load_config("leaf_r101", IMAGES_PER_GPU=1).BATCH_SIZE == 1
+    assert LeafSmallConfig().IMAGE_MAX_DIM == 384 and LeafSmallConfig().BACKBONE == "resnet18"
+    with pytest.raises(ValueError, match="unknown config 'r50'"):
+        load_config("r50")
+
+
+def test_leaf_small_is_the_config_stored_in_the_shipped_model(monkeypatch):
+    from leafseg.models import zoo
+    from mrcnn.weights import read_metadata
+
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    path = zoo.path("leaf-small")
+    stored = Config.from_yaml_text(read_metadata(path).config_yaml, source=str(path))
+    assert stored.to_dict() == LeafSmallConfig().to_dict()
+
+
+def test_a_subclass_of_a_preset_keeps_its_values_and_overrides():
+    class MyConfig(LeafConfig):
+        NAME = "mine"
+        IMAGES_PER_GPU = 1
+
+    c = MyConfig(DETECTION_MIN_CONFIDENCE=0.6)
+    assert (c.NAME, c.BATCH_SIZE, c.DETECTION_MIN_CONFIDENCE) == ("mine", 1, 0.6)
+    assert c.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and LeafConfig.NAME == "leaf"
+
+
+def test_presets_carry_their_optimizer():
+    assert LeafConfig().OPTIMIZER == "sgd"
+    assert QuickstartConfig().OPTIMIZER == "adam"
+    assert load_config(str(CONFIGS / "quickstart_cpu.yaml")).OPTIMIZER == "adam"
+
+
+def _weights_file(path, config=None):
+    """An HDF5 file standing in for weights: only what resolve_config reads (its metadata)."""
+    import h5py
+
+    from mrcnn import weights as W
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_group("layers")
+    if config is not None:
+        W.write_metadata(path, config.to_yaml_text(), ["BG", "leaf"])
+    return path
+
+
+def test_config_order_flag_then_the_files_own_then_beside_then_leaf_r101(tmp_path, caplog):
+    import logging
+
+    from leafseg.models.loading import resolve_config
+
+    own = QuickstartConfig(DETECTION_MIN_CONFIDENCE=0.4)
+    beside = LeafConfig(IMAGE_MIN_DIM=384, IMAGE_MAX_DIM=384)
+    with_both = _weights_file(tmp_path / "a" / "m.weights.h5", own)
+    beside.to_yaml(tmp_path / "a" / "config.yaml")
+    only_beside = _weights_file(tmp_path / "b" / "m.weights.h5")
+    beside.to_yaml(tmp_path / "b" / "config.yaml")
+    bare = _weights_file(tmp_path / "c" / "m.weights.h5")
+
+    # 1. --config wins over everything.
+    config, source = resolve_config("quickstart_cpu", with_both, IMAGES_PER_GPU=1)
+    assert config == QuickstartConfig(IMAGES_PER_GPU=1) and source == "quickstart_cpu"
+    # 2. The config stored in the weights file, with the inference overrides on top.
+    config, source = resolve_config(None, with_both, IMAGES_PER_GPU=1)
+    assert config == own.replace(IMAGES_PER_GPU=1) and str(with_both) in source
+    # 3. The config.yaml beside a file without one.
+    config, source = resolve_config(None, only_beside, IMAGES_PER_GPU=1)
+    assert config == load_config(str(tmp_path / "b" / "config.yaml"), IMAGES_PER_GPU=1)
+    assert config.IMAGE_MAX_DIM == 384 and source == str(tmp_path / "b" / "config.yaml")
+    # 4. leaf_r101, with a warning that says so.
+    with caplog.at_level(logging.WARNING):
+        config, source = resolve_config(None, bare, IMAGES_PER_GPU=1)
+    assert config == LeafConfig(IMAGES_PER_GPU=1) and source.startswith("leaf_r101")
+    assert any("using the leaf_r101 preset" in r.getMessage() and str(bare) in r.getMessage()
+               for r in caplog.records)
+
+
+def test_coco_fits_only_resnet101_presets():
+    assert coco_mismatches(LeafConfig()) == []
+    assert coco_mismatches(QuickstartConfig())[:2] == ["BACKBONE resnet18 (COCO: resnet101)",
+                                                       "BACKBONE_WIDTH 0.5 (COCO: 1.0)"]
