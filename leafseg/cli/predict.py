@@ -13,6 +13,7 @@ from leafseg.cli.options import (
     setup_command_logging,
 )
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
+from leafseg.inference.plants import PLANT_MODES, parse_grid
 from leafseg.inference.predict import COCO_FORMATS, default_batch_size, predict_images
 from leafseg.models.loading import load_inference_model
 from leafseg.precision import PRECISIONS
@@ -34,7 +35,8 @@ def build_parser(parser=None):
         prog="leafseg predict", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Segment and measure the leaves of images with a trained model.",
         epilog="Outputs: overlays/<name>_overlay.png, labels/<name>_label.png (CVPPP palette PNGs, named "
-               "as leafseg prepare pairs them with <name>_rgb.png), leaves.csv, plants.csv and, with "
+               "as leafseg prepare pairs them with <name>_rgb.png), plants/<name>_plants.png (value = plant "
+               "id), leaves.csv (a row per leaf, with its plant), plants.csv (a row per plant) and, with "
                "--coco-json, predictions_coco.json. Details: python -c 'import leafseg.inference.predict; "
                "help(leafseg.inference.predict)'.")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or glob patterns")
@@ -64,9 +66,24 @@ def build_parser(parser=None):
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the model computes in (default: float32); bfloat16 is faster on GPUs from "
                              "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
+    parser.add_argument("--plants", choices=PLANT_MODES, default="auto",
+                        help="auto (default): a photograph much larger than the model (a tray, a dish, a large "
+                             "photograph) is split by plant and each plant's leaves are found at the model's own "
+                             "resolution; a photograph of one plant goes through whole. one: every photograph "
+                             "goes through whole, shrunk to the model's size")
+    parser.add_argument("--grid", type=_grid, metavar="ROWSxCOLS",
+                        help="the photographs are regular trays of ROWS x COLS pots: one plant per pot, named A1, "
+                             "A2, ... in reading order, each listed in plants.csv even when empty")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
+
+
+def _grid(text):
+    try:
+        return parse_grid(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def run(args) -> int:
@@ -106,7 +123,7 @@ def run(args) -> int:
                                 include_labels=args.include_labels, overwrite=args.overwrite,
                                 batch_size=args.batch_size or (None if args.cluster else default_batch_size()),
                                 weights_id=file_fingerprint(weights) if Path(weights).is_file() else None,
-                                cluster=args.cluster)
+                                cluster=args.cluster, plants=args.plants, grid=args.grid)
     except (SettingsMismatch, ClusterError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2

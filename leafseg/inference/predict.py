@@ -79,7 +79,8 @@ from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png
 from leafseg.measure.metrics import label_from_detections, write_csv
-from leafseg.measure.phenotype import measure_leaves, measure_plant, round_traits
+from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
+from leafseg.measure.phenotype import measure_leaves, measure_plants, round_traits
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
@@ -249,11 +250,13 @@ def visible_leaves(result):
 
     result: MaskRCNN.detect's dict for one image (masks bool [H, W, N], scores [N], ...).
     Returns: (label [H, W] uint8 (uint16 above 255 leaves), 0 = background, leaf k at id k + 1;
-    masks bool [H, W, n] of the visible pixels; {"scores", "class_ids", "rois"} [n] of the
-    kept detections), leaves in descending score.
+    masks bool [H, W, n] of the visible pixels; {"scores", "class_ids", "rois", "plant_ids"} [n]
+    of the kept detections), leaves in descending score; with ``plant_ids`` in the result (a
+    scene, :class:`leafseg.inference.plants.PlantsFirst`) by plant, then descending score.
     """
     scores = np.asarray(result["scores"], np.float64)
-    order = np.argsort(-scores, kind="stable")
+    plant_ids = np.asarray(result.get("plant_ids", np.ones(len(scores), np.int32)), np.int32)
+    order = np.lexsort((np.arange(len(scores)), -scores, plant_ids))
     masks = np.asarray(result["masks"], bool)
     if np.any(order != np.arange(len(order))):  # (the model's detections come sorted: no copy then)
         masks = masks[..., order]
@@ -267,13 +270,14 @@ def visible_leaves(result):
     label = lookup[label]
     visible = label[..., np.newaxis] == np.arange(1, len(kept) + 1)
     details = {name: np.asarray(result[name])[order][kept] for name in ("scores", "class_ids", "rois")}
+    details["plant_ids"] = plant_ids[order][kept]
     return label, visible, details
 
 
 COCO_FORMATS = ("rle", "polygons")
 
 
-def _coco_annotations(visible, details, image_id, first_id, coco_format="rle"):
+def _coco_annotations(visible, details, image_id, first_id, coco_format="rle", plant_names=None):
     from pycocotools import mask as mask_utils
 
     annotations = []
@@ -288,6 +292,7 @@ def _coco_annotations(visible, details, image_id, first_id, coco_format="rle"):
             "segmentation": segmentation,
             "area": int(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
             "iscrowd": 0, "score": float(details["scores"][k]), "leaf_id": k + 1,
+            "plant": plant_names[int(details["plant_ids"][k])] if plant_names else "1",
         })
     return annotations
 
@@ -339,11 +344,12 @@ def _shown(paths, count=5):
 
 
 def _leaf_columns(mm_per_pixel):
-    return list(measure_leaves(np.ones((1, 1, 1), bool), [1.0], "", mm_per_pixel)[0])
+    columns = list(measure_leaves(np.ones((1, 1, 1), bool), [1.0], "", mm_per_pixel)[0])
+    return columns[:1] + ["plant"] + columns[1:]
 
 
 def _plant_columns(mm_per_pixel):
-    row = measure_plant(np.zeros((1, 1, 0), bool), "", mm_per_pixel)
+    row = measure_plants(np.zeros((1, 1), np.uint8), [], [(1, "1", (0, 0, 1, 1))], "", mm_per_pixel)[0]
     return ["image", "file"] + [key for key in row if key != "image"]
 
 
@@ -355,34 +361,82 @@ class OutputOptions:
     mm_per_pixel: float | None = None
     coco_json: str | None = None
     label_suffix: str = DEFAULT_LABEL_SUFFIX
+    plants: str = "auto"            # how a photograph goes to the model (leafseg.inference.plants)
+    grid: tuple | None = None       # (rows, cols) of a regular tray, or None
 
     def settings(self):
         """The part of a run's settings (leafseg.inference.results) that these options make."""
-        return {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix}
+        return {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix,
+                "plants": self.plants, "grid": list(self.grid) if self.grid else None}
 
 
 def finish_image(image, result, path, name, options: OutputOptions) -> dict:
-    """Write one image's overlay and label from its detections; returns its record (leaf rows,
-    plant row, COCO entries with image-local ids; see leafseg.inference.results)."""
+    """Write one image's overlay, label and plant label from its detections; returns its record
+    (leaf rows, plant rows, COCO entries with image-local ids; see leafseg.inference.results).
+
+    result: MaskRCNN.detect's dict, or :class:`leafseg.inference.plants.PlantsFirst`'s (with
+    ``plant_ids`` and ``plants``); without them the image is one plant, "1", the whole frame.
+    """
     from mrcnn import visualize
 
     out_dir, mm_per_pixel = Path(options.out_dir), options.mm_per_pixel
     label, visible, details = visible_leaves(result)
     count = visible.shape[-1]
+    height, width = label.shape
+    plants = result.get("plants") or [_whole_frame(height, width)]
+    names = {plant.id: plant.name for plant in plants}
     colors = leaf_palette(255)[np.arange(count) % 255]
     overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
+    plan = result.get("plan")
+    if plan is not None and plan.mode == "plants":
+        overlay = draw_plants(overlay, label, details["plant_ids"], plants)
     visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
     _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
+    plant_label = np.concatenate([[0], details["plant_ids"]]).astype(np.uint16 if len(plants) > 255 else np.uint8)[label]
+    _save_label(plant_label, out_dir / "plants" / f"{name}_plants.png")
     leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
-    (plant,) = round_traits([measure_plant(visible, name, mm_per_pixel, label=label)], mm_per_pixel)
+    for row, plant_id in zip(leaves, details["plant_ids"]):
+        row["plant"] = names[int(plant_id)]
+    rows = round_traits(measure_plants(label, details["plant_ids"], [(p.id, p.name, p.crop) for p in plants],
+                                       name, mm_per_pixel), mm_per_pixel)
     record = {"name": name, "file": str(path), "count": count, "leaves": leaves,
-              "plant": {"image": name, "file": str(path), **{k: v for k, v in plant.items() if k != "image"}},
+              "plants": [{"image": name, "file": str(path), **{k: v for k, v in row.items() if k != "image"}}
+                         for row in rows],
               "coco": None}
     if options.coco_json:
         record["coco"] = {"image": {"file_name": Path(path).name, "height": int(image.shape[0]),
                                     "width": int(image.shape[1]), "name": name, "path": str(path)},
-                          "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json)}
+                          "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json, names)}
     return record
+
+
+def _whole_frame(height, width):
+    from leafseg.inference.plants import Plant
+
+    return Plant(1, "1", (0, 0, height, width), (0, 0, height, width))
+
+
+def draw_plants(overlay, label, plant_of_leaf, plants):
+    """``overlay`` with each plant's outline (the convex hull of its leaves, white) and its name
+    at the outline's top left; a plant without leaves is left out."""
+    import cv2
+
+    out = np.ascontiguousarray(overlay).copy()
+    thickness = max(2, round(max(out.shape[:2]) / 700))
+    scale = max(0.6, max(out.shape[:2]) / 1400)
+    for plant in plants:
+        y1, x1, y2, x2 = plant.crop
+        ids = np.flatnonzero(np.asarray(plant_of_leaf) == plant.id) + 1
+        own = np.isin(label[y1:y2, x1:x2], ids)
+        if not own.any():
+            continue
+        ys, xs = np.nonzero(own)
+        hull = cv2.convexHull(np.stack([xs + x1, ys + y1], axis=1).astype(np.int32))
+        cv2.polylines(out, [hull], True, (255, 255, 255), thickness, cv2.LINE_AA)
+        top = (int(xs.min()) + x1, max(int(ys.min()) + y1 - 2 * thickness, int(20 * scale)))
+        cv2.putText(out, plant.name, top, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thickness, cv2.LINE_AA)
+        cv2.putText(out, plant.name, top, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
 
 
 # How far reading runs ahead of the model, in batches, and how many images may wait to be written.
@@ -431,6 +485,7 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
     batch_size = max(1, int(batch_size))
     outcomes = {}
     items = iter(todo)
+    model = PlantsFirst(model, options.plants, options.grid)
 
     def write(image, result, path, name):
         return writers.submit(_write_image, image, result, path, name, options, str(store.out_dir))
@@ -459,7 +514,8 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
 
         def run_batch():
             images = [image for _, _, image in batch if not isinstance(image, ImageReadError)]
-            results = iter(model.detect(images) if images else [])
+            shown = [name for _, name, image in batch if not isinstance(image, ImageReadError)]
+            results = iter(model.detect(images, names=shown) if images else [])
             for path, name, image in batch:
                 if isinstance(image, ImageReadError):  # reported in its place in the input order
                     writing.append((path, name, failed(image)))
@@ -515,7 +571,8 @@ def _settings(weights_id, config, policy, options):
 
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
                    class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
-                   overwrite=False, batch_size=1, weights_id=None, cluster=None) -> PredictReport:
+                   overwrite=False, batch_size=1, weights_id=None, cluster=None, plants="auto",
+                   grid=None) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
@@ -535,6 +592,9 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         default a hash of the model's weight values (a stand-in model: its class name).
     cluster: None (this process), or a Dask cluster: "local:N", "tcp://HOST:PORT" or a YAML
         file (see :mod:`leafseg.inference.cluster`).
+    plants: "auto" (a scene much larger than the model is split by plant; one plant goes
+        through whole) or "one" (every photograph whole); grid: "ROWSxCOLS" or (rows, cols), the
+        pots of a regular tray, named A1, A2, ... (:mod:`leafseg.inference.plants`).
     Raises :class:`leafseg.inference.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
     """
     from tqdm import tqdm
@@ -546,8 +606,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         raise ValueError(f"coco_json must be None or one of {', '.join(COCO_FORMATS)}, got {coco_json!r}")
     if not str(label_suffix).lower().endswith(".png"):
         raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
+    if plants not in PLANT_MODES:
+        raise ValueError(f"plants must be one of {', '.join(PLANT_MODES)}, got {plants!r}")
     out_dir = Path(out_dir)
-    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix)
+    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix, plants, parse_grid(grid))
     files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
                                                    label_suffix=None if include_labels else label_suffix)
     report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
@@ -604,6 +666,7 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         leaves_rows, plant_rows, coco_images, coco_annotations = merge_records(records, coco=bool(coco_json))
         report.outputs["overlays/"] = out_dir / "overlays"
         report.outputs["labels/"] = out_dir / "labels"
+        report.outputs["plants/"] = out_dir / "plants"
         report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv", _leaf_columns(mm_per_pixel))
         report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv", _plant_columns(mm_per_pixel))
         if coco_json:

@@ -1,7 +1,7 @@
 """The state of a ``leafseg predict`` output folder: what makes a run resumable and its tables exact.
 
 Each image predicted leaves, besides its overlay and label, a record in
-``<out>/.predict/images/<name>.json``: its leaf rows, its plant row and its COCO entries. The record
+``<out>/.predict/images/<name>.json``: its leaf rows, its plant rows and its COCO entries. The record
 is written atomically and last, after the image's PNGs, so it exists only for an image whose
 outputs are complete; a run killed at any point (``kill -9`` included) loses at most the images
 in flight. ``<out>/.predict/settings.json`` holds what the records depend on: the weights, the
@@ -118,7 +118,7 @@ class ResultStore:
         return record is not None and record.get("file") == str(file)
 
     def save(self, record) -> Path:
-        """Store a record ({"name", "file", "count", "leaves", "plant", "coco"}), atomically."""
+        """Store a record ({"name", "file", "count", "leaves", "plants", "coco"}), atomically."""
         return write_text_atomic(self._path(record["name"]), json.dumps(record, default=_plain) + "\n")
 
 
@@ -128,7 +128,7 @@ def merge_records(records, coco=False):
     leaves, plants, images, annotations = [], [], [], []
     for record in records:
         leaves += record["leaves"]
-        plants.append(record["plant"])
+        plants += record["plants"] if "plants" in record else [record["plant"]]
         if coco:
             image_id = len(images) + 1
             images.append(dict(record["coco"]["image"], id=image_id))

@@ -40,7 +40,7 @@ import skimage.measure
 
 from leafseg.measure.metrics import write_csv
 
-__all__ = ["measure_leaves", "measure_plant", "round_traits", "write_csv", "orientation_from_regionprops"]
+__all__ = ["measure_plants", "measure_leaves", "measure_plant", "round_traits", "write_csv", "orientation_from_regionprops"]
 
 _REGION_PROPERTIES = ("label", "area", "bbox", "centroid", "axis_major_length",
                       "axis_minor_length", "orientation", "perimeter")
@@ -243,6 +243,39 @@ def measure_plant(masks, image_name: str = "", mm_per_pixel=None, label=None) ->
         "compactness": rosette_area / hull_area if hull_area else math.nan,
         f"diameter_{length_unit}": diameter * scale,
     }
+
+
+def measure_plants(label, plant_of_leaf, plants, image_name: str = "", mm_per_pixel=None) -> list[dict]:
+    """The plant-level traits of each plant of a scene (:func:`measure_plant`, one plant at a
+    time) with the plant's name, box and centroid.
+
+    label: [H, W] visible leaves, leaf k + 1 (0 background), leaves of different plants apart.
+    plant_of_leaf: [N] the plant id of leaf k + 1. plants: [(id, name, box)], box (y1, x1, y2,
+        x2) a region holding all of the plant's leaves (its crop), in reading order.
+    Returns one row per plant: {"image", "plant", "bbox_y1_px", "bbox_x1_px", "bbox_y2_px",
+    "bbox_x2_px", "centroid_y_px", "centroid_x_px", then measure_plant's traits}; the box and
+    centroid are those of the plant's leaf pixels (a plant without leaves: box 0 and NaN
+    centroid, as a leaf without pixels in :func:`measure_leaves`).
+    """
+    label = np.asarray(label)
+    plant_of_leaf = np.asarray(plant_of_leaf).reshape(-1)
+    rows = []
+    for plant_id, name, (y1, x1, y2, x2) in plants:
+        sub = label[y1:y2, x1:x2]
+        ids = np.flatnonzero(plant_of_leaf == plant_id) + 1
+        own = np.where(np.isin(sub, ids), sub, 0)
+        traits = measure_plant(np.zeros((*own.shape, 0), bool), image_name, mm_per_pixel, label=own)
+        ys, xs = np.nonzero(own)
+        if len(ys):
+            where = {"bbox_y1_px": int(ys.min()) + y1, "bbox_x1_px": int(xs.min()) + x1,
+                     "bbox_y2_px": int(ys.max()) + 1 + y1, "bbox_x2_px": int(xs.max()) + 1 + x1,
+                     "centroid_y_px": float(ys.mean()) + y1, "centroid_x_px": float(xs.mean()) + x1}
+        else:
+            where = {"bbox_y1_px": 0, "bbox_x1_px": 0, "bbox_y2_px": 0, "bbox_x2_px": 0,
+                     "centroid_y_px": math.nan, "centroid_x_px": math.nan}
+        rows.append({"image": image_name, "plant": name, **where,
+                     **{key: value for key, value in traits.items() if key != "image"}})
+    return rows
 
 
 def _decimals(step: float) -> int:

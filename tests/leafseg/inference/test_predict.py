@@ -37,9 +37,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 MM_PER_PIXEL = 0.5
 MIN_SCORE = 0.6
-LEAF_COLUMNS_MM = ["image", "leaf", "score", "area_mm2", "bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px",
+LEAF_COLUMNS_MM = ["image", "plant", "leaf", "score", "area_mm2", "bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px",
                    "centroid_y_px", "centroid_x_px", "length_mm", "width_mm", "orientation_deg", "perimeter_mm"]
-PLANT_COLUMNS_MM = ["image", "file", "leaf_count", "rosette_area_mm2", "convex_hull_area_mm2", "compactness",
+PLANT_COLUMNS_MM = ["image", "file", "plant", "bbox_y1_px", "bbox_x1_px", "bbox_y2_px", "bbox_x2_px", "centroid_y_px",
+                    "centroid_x_px", "leaf_count", "rosette_area_mm2", "convex_hull_area_mm2", "compactness",
                     "diameter_mm"]
 GOOD = ("a_shapes", "b_gray", "c_rgba", "d_large", "e_rosette", "f_extra")
 
@@ -304,7 +305,7 @@ def test_csv_numbers_carry_no_float_noise(predicted, in_pixels):
             assert rows
             for row in rows:
                 for column, text in row.items():
-                    if column in ("image", "file", "leaf") or column.startswith("bbox_"):
+                    if column in ("image", "file", "leaf", "plant") or column.startswith("bbox_"):
                         assert "." not in text or column == "file", (table, column, text)
                         continue
                     assert re.fullmatch(r"-?\d+(\.\d+)?|nan", text), (table, column, text)
