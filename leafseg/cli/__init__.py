@@ -2,7 +2,7 @@
 of this package (its options and ``main(argv)``); the work is done by the library package in
 brackets.
 
-    leafseg synth    --out DIR --count N         procedural rosettes (leafseg.synth)
+    leafseg synth    --out DIR --count N         procedural rosettes, trays, dishes (leafseg.synth)
     leafseg prepare  --input DIR --output DIR    label images, COCO, LabelMe -> layout (leafseg.data)
     leafseg demo                                 the built-in end-to-end job (leafseg.demo)
     leafseg train    --dataset DIR --weights W   train in stages, resume (leafseg.training)
@@ -25,7 +25,7 @@ import sys
 from leafseg.cli.options import VERBOSE_ENV
 
 COMMANDS = {
-    "synth": ("leafseg.cli.synth", "generate synthetic Arabidopsis rosettes with colour leaf masks"),
+    "synth": ("leafseg.cli.synth", "generate synthetic rosettes, trays and dishes with exact leaf labels"),
     "prepare": ("leafseg.cli.prepare", "colour masks, COCO or LabelMe -> per-leaf masks in the training layout"),
     "demo": ("leafseg.cli.demo", "run the built-in end-to-end job on generated rosettes"),
     "train": ("leafseg.cli.train", "train a model in stages: optimisers, schedules, resume, logs, several GPUs"),

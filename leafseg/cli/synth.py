@@ -1,4 +1,5 @@
-"""The ``leafseg synth`` command: its options and ``main(argv)``; the work is done by :mod:`leafseg.synth.rosettes`."""
+"""The ``leafseg synth`` command: its options and ``main(argv)``; the work is done by
+:mod:`leafseg.synth.rosettes` (single rosettes) and :mod:`leafseg.synth.trays` (whole scenes)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,15 @@ from collections.abc import Sequence
 
 from leafseg.cli.options import add_verbose_argument, setup_command_logging
 from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
+from leafseg.synth.trays import SCENES, parse_grid, scene_paths, write_scenes
+
+
+def grid_type(text: str) -> tuple[int, int]:
+    """``--grid ROWSxCOLS``: (rows, columns), both positive."""
+    try:
+        return parse_grid(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -14,13 +24,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(
         prog="leafseg synth",
         description="Write procedural Arabidopsis rosettes as plantNNNNN_rgb.png + plantNNNNN_label.png "
-                    "(the CSIRO synthetic dataset's format). Reruns skip finished images.")
+                    "(the CSIRO synthetic dataset's format), or whole scenes, trays of pots and dishes of "
+                    "seedlings, as sceneNNNNN_rgb.png + _label.png + _plants.png (leaf and plant labels). "
+                    "Reruns skip finished images.")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--count", type=int, required=True, help="number of images")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--size", type=int, default=500, help="image side in pixels (default 500)")
-    parser.add_argument("--style", choices=STYLES, default="random",
-                        help="random: domain randomisation over scenes, leaves, camera and light "
+    parser.add_argument("--scene", choices=("rosette",) + SCENES, default="rosette",
+                        help="rosette: one plant a photograph (default); tray: rows x columns of pots, one rosette "
+                             "photograph a cell tiled edge to edge; dish: a petri dish of seedlings seen from above")
+    parser.add_argument("--grid", type=grid_type, metavar="ROWSxCOLS",
+                        help="tray: rows x columns of pots (default 3x4)")
+    parser.add_argument("--size", type=int,
+                        help="rosette: image side in pixels (default 500); tray: cell width, the height 1.06 times "
+                             "it (default 500: 530 x 500 cells); dish: the longer image side, 4:3 (default 2048)")
+    parser.add_argument("--style", choices=STYLES,
+                        help="rosettes and trays: random: domain randomisation over scenes, leaves, camera and light "
                              "(default); classic: the narrow original look (a centred, well-lit "
                              "light-green rosette in a round pot)")
     parser.add_argument("--only", action="append", default=[], metavar="FAMILY",
@@ -33,7 +52,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "soil and leaves of neighbouring plants at the frame's edge (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
-    parser.add_argument("--contact-sheet", metavar="PATH", help="also write a PNG grid of the first 12 images")
+    parser.add_argument("--contact-sheet", metavar="PATH",
+                        help="also write a PNG grid of the first 12 images (photograph and leaf label)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
     add_verbose_argument(parser, uses_tensorflow=False)
     return parser
@@ -47,21 +67,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"synth: error: --only and --without name the same family: {', '.join(set(args.only) & set(args.without))}",
               file=sys.stderr)
         return 2
+    rosettes = args.scene == "rosette"
+    misplaced = _misplaced_options(args)
+    if misplaced:
+        print(f"synth: error: {misplaced}", file=sys.stderr)
+        return 2
     try:
-        written = write_dataset(args.out, args.count, seed=args.seed, size=args.size, workers=args.workers,
-                                start=args.start, progress=not args.quiet, style=args.style, families=families or None,
-                                clutter=args.clutter)
+        if rosettes:
+            written = write_dataset(args.out, args.count, seed=args.seed, size=500 if args.size is None else args.size,
+                                    workers=args.workers, start=args.start, progress=not args.quiet,
+                                    style=args.style or "random", families=families or None, clutter=args.clutter)
+        else:
+            written = write_scenes(args.out, args.count, seed=args.seed, scene=args.scene, grid=args.grid,
+                                   style=args.style, workers=args.workers, start=args.start, progress=not args.quiet,
+                                   size=args.size, families=families or None)
     except ValueError as err:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"wrote {len(written)} files to {args.out}")
     if args.contact_sheet and args.count > 0:
-        shown = [dataset_paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
-        contact_sheet(shown, args.contact_sheet)
+        paths = dataset_paths if rosettes else scene_paths
+        shown = [paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
+        contact_sheet(shown, args.contact_sheet, keep_aspect=not rosettes)
         if not args.quiet:
             print(f"contact sheet: {args.contact_sheet}")
     return 0
+
+
+def _misplaced_options(args: argparse.Namespace) -> str | None:
+    """What is wrong when an option is given to a kind of image it does not apply to; None if nothing."""
+    if args.grid is not None and args.scene != "tray":
+        return f"--grid is for --scene tray, not --scene {args.scene}"
+    if args.scene != "rosette" and args.clutter != 0.0:
+        return (f"--clutter {args.clutter:g} is for --scene rosette (neighbours' leaves at the frame's edge), "
+                f"not --scene {args.scene}")
+    if args.scene == "dish":
+        given = [name for name, value in (("--style", args.style), ("--only", args.only), ("--without", args.without))
+                 if value]
+        if given:
+            return f"{', '.join(given)} is for --scene rosette or tray, not --scene dish"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from mrcnn.fileio import atomic_path
 
 __all__ = [
     "DEFAULT_MIN_AREA", "LabelError", "SplitResult", "read_label", "split_instances",
-    "split_color_mask", "split_label", "hsv_to_rgb", "leaf_palette", "masks_to_label", "masks_to_color",
+    "split_color_mask", "split_label", "hsv_to_rgb", "PALETTE_SIZE", "leaf_palette", "masks_to_label", "masks_to_color",
     "save_indexed_png",
 ]
 
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_AREA = 5
 # Hue steps of 1/phi spread any number of colours evenly around the wheel.
 _GOLDEN_RATIO_CONJUGATE = (math.sqrt(5.0) - 1.0) / 2.0
+# How many leaf colours there are: the fully saturated 8-bit colours (6 hue sectors of 255 levels).
+PALETTE_SIZE = 6 * 255
 
 
 class LabelError(ValueError):
@@ -298,9 +300,10 @@ def _palette(n: int) -> np.ndarray:
             rgb = tuple(int(c) for c in np.round(255.0 * hsv_to_rgb([hue, 1.0, 1.0])))
             if rgb not in seen:
                 break
-            # The wheel holds 6 * 255 = 1530 fully saturated 8-bit colours, far more than the
-            # 255 asked for at most, so a free one lies a few small steps away.
-            hue = (hue + 1.0 / 1530.0) % 1.0
+            # The wheel holds 6 * 255 = PALETTE_SIZE fully saturated 8-bit colours, and a step
+            # of 1 / PALETTE_SIZE turns moves one channel by one level, so the steps visit every
+            # colour and a free one is found while n <= PALETTE_SIZE.
+            hue = (hue + 1.0 / PALETTE_SIZE) % 1.0
         seen.add(rgb)
         colors.append(rgb)
     palette = np.array(colors, dtype=np.uint8).reshape(n, 3)
@@ -311,14 +314,16 @@ def _palette(n: int) -> np.ndarray:
 def leaf_palette(n: int) -> np.ndarray:
     """[n, 3] uint8 label colours: fully saturated, golden-ratio hue steps from red.
 
-    Deterministic, pairwise distinct as RGB triples and never black, for n up to 255 (the
-    most leaves a rosette holds).
+    Deterministic, pairwise distinct as RGB triples and never black, for n up to
+    ``PALETTE_SIZE`` (1530, every fully saturated 8-bit colour): a rosette holds at most 255
+    leaves, a whole scene of plants (``leafseg.synth.trays``) several hundred.
     Colour ``k`` is the same for every n, so leaf id ``k + 1`` always has colour ``k``. Up to 32
     colours have distinct grey levels (cv2 / PIL conversion), 33 and more do not: split labels on
-    RGB triples, never on grey.
+    RGB triples, never on grey. Past a few hundred, neighbouring hues differ by a few levels of
+    one channel: distinct to ``split_instances``, hardly to the eye.
     """
-    if not 0 <= n <= 255:
-        raise ValueError(f"leaf_palette: n must be in 0..255, got {n}")
+    if not 0 <= n <= PALETTE_SIZE:
+        raise ValueError(f"leaf_palette: n must be in 0..{PALETTE_SIZE}, got {n}")
     return _palette(n).copy()
 
 

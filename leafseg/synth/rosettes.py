@@ -46,10 +46,11 @@ faults; about 20 ms (classic) and 25 ms (random) per 500x500 rosette on one core
 """
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,11 +389,7 @@ def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic"
     """Generate image ``index`` and write whichever of its two files is missing."""
     rgb_path, label_path = dataset_paths(out_dir, index)
     rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families, clutter=clutter)
-    written = []
-    for path, array in ((rgb_path, rosette.image), (label_path, rosette.label)):
-        if not path.exists():
-            written.append(write_png(path, array))
-    return written
+    return write_missing(((rgb_path, rosette.image), (label_path, rosette.label)))
 
 
 def _init_worker() -> None:
@@ -440,24 +437,42 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
                          f"got count={count}, start={start}, workers={workers}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(start, start + count) if not all(p.exists() for p in dataset_paths(out_dir, i))]
+    job = functools.partial(_write_one, str(out_dir), seed, size=size, style=style, families=families,
+                            clutter=clutter)
+    return write_indexed(job, functools.partial(dataset_paths, out_dir), start, count, workers, progress,
+                         f"rosettes -> {out_dir}")
+
+
+def write_indexed(job: Callable[[int], list[Path]], paths_of: Callable[[int], Sequence[Path]], start: int,
+                  count: int, workers: int = 1, progress: bool = True, desc: str = "") -> list[Path]:
+    """The file loop of a generated dataset: ``job(i)`` for each index ``start .. start + count - 1``
+    of which some file of ``paths_of(i)`` is missing, in index order.
+
+    ``job`` writes the missing files of image ``i`` and returns their paths; with ``workers`` > 1
+    it runs in a spawn-started process pool (safe next to TensorFlow), so it must pickle (a
+    ``functools.partial`` of a module-level function). ``progress``: a tqdm bar named ``desc``.
+    Returns the paths the jobs wrote, in index order.
+    """
+    todo = [i for i in range(start, start + count) if not all(p.exists() for p in paths_of(i))]
     written: list[Path] = []
-    with tqdm(total=count, initial=count - len(todo), disable=not progress, unit="img",
-              desc=f"rosettes -> {out_dir}") as bar:
+    with tqdm(total=count, initial=count - len(todo), disable=not progress, unit="img", desc=desc) as bar:
         if workers == 1 or len(todo) <= 1:
             for i in todo:
-                written += _write_one(str(out_dir), seed, i, size, style, families, clutter)
+                written += job(i)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init_worker,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                jobs = pool.map(_write_one, [str(out_dir)] * len(todo), [seed] * len(todo), todo,
-                                [size] * len(todo), [style] * len(todo), [families] * len(todo), [clutter] * len(todo),
-                                chunksize=max(1, min(16, len(todo) // (4 * workers))))
-                for paths in jobs:
+                for paths in pool.map(job, todo, chunksize=max(1, min(16, len(todo) // (4 * workers)))):
                     written += paths
                     bar.update()
     return written
+
+
+def write_missing(files: Iterable[tuple[Path, np.ndarray]]) -> list[Path]:
+    """Write each (path, RGB uint8 array) whose path does not exist yet (``write_png``); returns
+    the paths written."""
+    return [write_png(path, array) for path, array in files if not path.exists()]
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -468,16 +483,19 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def contact_sheet(items: Iterable[Rosette | str | os.PathLike], out_png: str | os.PathLike | None = None,
-                  cols: int = 4, tile: int = 256, gap: int = 4) -> np.ndarray:
+                  cols: int = 4, tile: int = 256, gap: int = 4, keep_aspect: bool = False) -> np.ndarray:
     """Grid of rosettes, each as photograph and label side by side, for a quick visual check.
 
     Args:
-        items: ``Rosette`` objects or paths of ``*_rgb.png`` files (the label is the matching
-            ``*_label.png``).
+        items: ``Rosette`` objects, or anything else with ``image`` and ``label`` arrays (the
+            scenes of ``leafseg.synth.trays``), or paths of ``*_rgb.png`` files (the label is
+            the matching ``*_label.png``).
         out_png: where to write the sheet (folders created); None to only return it.
         cols: rosettes per row.
         tile: side in pixels of each photograph and label in the sheet.
         gap: white margin in pixels.
+        keep_aspect: scale each image to fit the tile and centre it on white (for scenes that
+            are not square); False stretches it to the square.
 
     Returns:
         The sheet, [rows * (tile + gap) + gap, cols * (2 * tile + 3 * gap), 3] uint8 RGB: cells
@@ -485,12 +503,12 @@ def contact_sheet(items: Iterable[Rosette | str | os.PathLike], out_png: str | o
     """
     pairs = []
     for item in items:
-        if isinstance(item, Rosette):
+        if not isinstance(item, (str, os.PathLike)):
             pairs.append((item.image, item.label))
         else:
             path = Path(item)
             if not path.name.endswith("_rgb.png"):
-                raise ValueError(f"contact_sheet: expected a plantNNNNN_rgb.png path, got {path}")
+                raise ValueError(f"contact_sheet: expected a *_rgb.png path (plantNNNNN_rgb.png), got {path}")
             pairs.append((_read_rgb(path), _read_rgb(path.with_name(path.name[:-len("_rgb.png")] + "_label.png"))))
     if not pairs:
         raise ValueError("contact_sheet: no rosettes given")
@@ -500,9 +518,13 @@ def contact_sheet(items: Iterable[Rosette | str | os.PathLike], out_png: str | o
     for k, (image, label) in enumerate(pairs):
         y = gap + (k // cols) * (tile + gap)
         x = gap + (k % cols) * (cell_w + 2 * gap)
-        sheet[y:y + tile, x:x + tile] = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
-        sheet[y:y + tile, x + tile + gap:x + cell_w] = cv2.resize(label, (tile, tile),
-                                                                   interpolation=cv2.INTER_NEAREST)
+        for left, picture, interpolation in ((x, image, cv2.INTER_AREA), (x + tile + gap, label, cv2.INTER_NEAREST)):
+            h, w = (tile, tile)
+            if keep_aspect:
+                fit = tile / max(picture.shape[:2])
+                h, w = max(1, round(picture.shape[0] * fit)), max(1, round(picture.shape[1] * fit))
+            top, side = y + (tile - h) // 2, left + (tile - w) // 2
+            sheet[top:top + h, side:side + w] = cv2.resize(picture, (w, h), interpolation=interpolation)
     if out_png is not None:
         Path(out_png).parent.mkdir(parents=True, exist_ok=True)
         write_png(out_png, sheet)

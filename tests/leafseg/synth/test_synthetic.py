@@ -32,7 +32,7 @@ def read_rgb(path):
 # ---------------------------------------------------------------------------------------------
 
 def test_palette_distinct_saturated_never_black():
-    for n in (1, 22, 255):
+    for n in (1, 22, 255, 1530):
         colors = leaf_palette(n)
         assert colors.shape == (n, 3) and colors.dtype == np.uint8
         assert len({tuple(c) for c in colors}) == n
@@ -43,6 +43,9 @@ def test_palette_distinct_saturated_never_black():
 
 def test_palette_is_a_prefix_sequence_starting_at_red():
     np.testing.assert_array_equal(leaf_palette(5), leaf_palette(22)[:5])
+    np.testing.assert_array_equal(leaf_palette(255), leaf_palette(1530)[:255])  # scenes' colours extend the rosettes'
+    with pytest.raises(ValueError, match="0..1530, got 1531"):
+        leaf_palette(1531)  # 6 * 255 fully saturated 8-bit colours, no more
     np.testing.assert_array_equal(leaf_palette(1), [[255, 0, 0]])
     # Second hue: 0.618 turns = 222.5 deg, between blue (240) and cyan (180): B 255, R 0.
     hue = (5 ** 0.5 - 1) / 2 * 6  # sector 3 + fraction
