@@ -23,8 +23,9 @@ def build_parser(parser=None):
         prog="leafseg evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score a trained model on images with known leaves: CVPPP SBD / FBD / DiC, mask AP50, "
                     "COCO AP for masks and boxes.",
-        epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png. Definitions: "
-               "python -c 'import leafseg.measure.evaluate; help(leafseg.measure.evaluate)'.")
+        epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png; for scenes whose "
+               "raw folder has <sample>_plants.png beside <sample>_label.png, per-plant columns and per_plant.csv. "
+               "Definitions: python -c 'import leafseg.measure.evaluate; help(leafseg.measure.evaluate)'.")
     add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
                                                          "label folder")

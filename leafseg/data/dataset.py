@@ -24,6 +24,12 @@ and split into train/val exactly as ``leafseg.data.prepare`` does (same ids, sam
 their labels are split into leaves with ``leafseg.data.masks`` each time a mask is loaded. COCO and
 LabelMe annotations are read with ``leafseg.data.annotations`` (the same ids and split as ``leafseg
 prepare --coco/--labelme``); their crowd regions load as class id -1, mrcnn's crowd boxes.
+
+Scenes (a tray of pots, a dish of seedlings) may also say which plant each leaf belongs to: a
+plants file ``<sample>_plants.png`` beside ``<sample>_label.png`` (``<sample>`` + ``PLANTS_SUFFIX``
+in place of the label suffix), an indexed or 8/16-bit gray PNG whose value is the plant id
+(1..P, 0 = no plant). ``plants_path`` / ``load_plants`` find and read it, for raw label folders
+only: ``leafseg prepare`` does not copy it, and COCO and LabelMe have none.
 """
 from __future__ import annotations
 
@@ -42,9 +48,10 @@ from leafseg.data.masks import DEFAULT_MIN_AREA, read_label, split_instances
 from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SIZE_MISMATCH_RULES, SUBSETS, assign_subset,
                                   find_samples, fit_label)
 
-__all__ = ["LeafDataset", "SOURCE"]
+__all__ = ["LeafDataset", "SOURCE", "PLANTS_SUFFIX"]
 
 SOURCE = "leaf"
+PLANTS_SUFFIX = "_plants.png"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -109,7 +116,7 @@ class LeafDataset(Dataset):
         if not samples:
             raise ValueError(f"{folder} holds no image/label pairs matching {image_glob!r} + {label_suffix!r}")
         return self._add_samples(samples, subset, val_fraction, seed, "label_image", size_mismatch=size_mismatch,
-                                 min_area=min_area)
+                                 min_area=min_area, label_suffix=label_suffix)
 
     def load_cvppp(self, folder, subset=None, **kwargs):
         """Register a CVPPP folder (``plantNNN_rgb.png`` + indexed ``plantNNN_label.png``).
@@ -174,6 +181,40 @@ class LeafDataset(Dataset):
             masks = self._split_label(info)
         return masks, np.ones([masks.shape[-1]], dtype=np.int32)
 
+    def plants_path(self, image_id):
+        """The plants file of an image (module docstring) as a Path, or None: no such file, or an
+        image not from a raw label folder (prepared layout, COCO, LabelMe)."""
+        info = self.image_info[image_id]
+        if info.get("kind") != "label_image":
+            return None
+        label = Path(info["label_path"])
+        path = label.with_name(label.name[:-len(info["label_suffix"])] + PLANTS_SUFFIX)
+        return path if path.is_file() else None
+
+    def load_plants(self, image_id):
+        """The plant label of an image: [H, W] (H, W of the image, fitted as its leaf label is:
+        the same ``size_mismatch`` rule) uint8 or uint16, value = plant id, 0 = no plant; None
+        when the image has no plants file (:meth:`plants_path`).
+
+        Raises LabelError / ValueError naming the file when it cannot be read, is not one id per
+        pixel (RGB), or differs in size from its label.
+        """
+        path = self.plants_path(image_id)
+        if path is None:
+            return None
+        info = self.image_info[image_id]
+        plants = read_label(path)
+        if plants.ndim != 2:
+            raise ValueError(f"{path}: a plants file holds one plant id per pixel (indexed or 8/16-bit gray PNG), "
+                             f"got {plants.shape[2]} channels")
+        with Image.open(info["label_path"]) as label:  # reads the header only
+            label_width, label_height = label.size
+        if plants.shape != (label_height, label_width):
+            raise ValueError(f"{path} is {plants.shape[1]}x{plants.shape[0]} but its label {info['label_path']} is "
+                             f"{label_width}x{label_height} (width x height)")
+        height, width = self._image_size(info)
+        return fit_label(plants, height, width, info["size_mismatch"], path)[0]
+
     def image_reference(self, image_id):
         info = self.image_info[image_id]
         if info.get("label_path"):
@@ -197,11 +238,17 @@ class LeafDataset(Dataset):
         return np.stack(masks, axis=-1)
 
     @staticmethod
+    def _image_size(info) -> tuple[int, int]:
+        """(height, width) of an image from its file's header."""
+        with Image.open(info["path"]) as image:
+            width, height = image.size
+        return height, width
+
+    @staticmethod
     def _split_label(info) -> np.ndarray:
         label_path = Path(info["label_path"])
         label = read_label(label_path)
-        with Image.open(info["path"]) as image:  # reads the header only
-            width, height = image.size
+        height, width = LeafDataset._image_size(info)
         label, _ = fit_label(label, height, width, info["size_mismatch"], label_path)
         background = 0 if label.ndim == 2 else (0,) * label.shape[-1]
         return split_instances(label, background=background, min_area=info["min_area"]).masks

@@ -43,6 +43,20 @@ Mask AP at IoU 0.5 is reported three ways, which differ by design:
 - ``mask_AP50``, "COCO mask AP50 (pycocotools)": COCOeval over all images together, which
   matches detections its own way and interpolates precision at 101 recall points.
 
+Per plant, for scenes (a tray of pots, a dish of seedlings): an image whose ground truth has a
+plants file (``<sample>_plants.png`` beside ``<sample>_label.png`` in a raw folder, value = plant
+id, 0 = no plant; ``LeafDataset.load_plants``) is scored plant by plant too
+(leafseg.measure.plants: predicted plants from the detections' ``plant_ids``, a result without
+them being one plant, matched one to one with the true plants at IoU above 0.5). The prepared
+layout has no plants file (``leafseg prepare`` does not copy it): evaluate scenes from their raw
+folder. Its per_image.csv row gets plants_true, plants_found, plants_invented, plants_missed,
+plant_abs_dic_mean and plant_sbd_mean (|DiC| and SBD averaged over the image's matched plants);
+``per_plant.csv`` lists every plant of those images (image, subset, gt_plant, pred_plant,
+status, iou, gt_count, pred_count, dic, abs_dic, sbd); the summary gets n_plant_images, the
+mean and std over those images of the four plant counts, and plant_abs_dic_* / plant_sbd_* over
+every matched plant of every image. Images without a plants file leave these columns empty; a
+data set without any writes neither the columns nor per_plant.csv.
+
 Plots: ``pr_curve.png``, the pooled precision-recall curves of the masks at IoU 0.5 and 0.75
 (Matterport's matching: each detection, best score first, takes the unmatched ground truth it
 overlaps most, if the IoU reaches the threshold); and ``gallery.png``, the images with the
@@ -62,6 +76,8 @@ from leafseg.data.masks import leaf_palette, masks_to_label
 from leafseg.measure.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
                                      label_from_detections, mask_ap50, round_floats, write_csv,
                                      write_metrics)
+from leafseg.measure.plants import (PLANT_COLUMNS, PLANT_DEFINITIONS, compare_plants, plant_label_from_detections,
+                                    summarize_plants)
 from mrcnn import utils
 
 __all__ = ["evaluate_model", "min_score_sweep", "detection_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
@@ -211,10 +227,13 @@ class ImageScores:
     row: {"image", CVPPP metrics, "ap50", "mask_AP", ...} (see the module docstring).
     matches: {iou: (scores [P] descending, matched bool [P])} for the precision-recall curves.
     gt_count: leaves in the ground truth; gt, pred: (masks, class ids[, scores]) in RLE form.
+    plants: the per-plant rows (leafseg.measure.plants.compare_plants) of an image with a plant
+        label, None for one without.
     """
 
-    def __init__(self, row, matches, gt_count, gt, pred):
+    def __init__(self, row, matches, gt_count, gt, pred, plants=None):
         self.row, self.matches, self.gt_count, self.gt, self.pred = row, matches, gt_count, gt, pred
+        self.plants = plants
 
 
 def _matches(gt_masks, gt_class_ids, pred_masks, pred_class_ids, scores, iou):
@@ -231,10 +250,14 @@ def _matches(gt_masks, gt_class_ids, pred_masks, pred_class_ids, scores, iou):
     return scores[order], pred_match > -1
 
 
-def score_image(name, gt_masks, gt_class_ids, result) -> ImageScores:
+def score_image(name, gt_masks, gt_class_ids, result, gt_plants=None) -> ImageScores:
     """All per-image metrics of one image's detections against its ground truth.
 
-    gt_masks: bool [H, W, G]; gt_class_ids: [G]; result: MaskRCNN.detect's dict for the image.
+    gt_masks: bool [H, W, G]; gt_class_ids: [G]; result: MaskRCNN.detect's dict for the image,
+    with ``plant_ids`` [N] for a scene (absent: the whole image is one plant).
+    gt_plants: [H, W] plant label of the ground truth (0 = no plant), or None: with it the row
+    gets the plant figures (leafseg.measure.plants.FIGURES) and the result the per-plant rows;
+    ValueError naming the image when it does not fit the leaves.
     """
     gt_masks = np.asarray(gt_masks, bool)
     gt_class_ids = np.asarray(gt_class_ids, np.int64).reshape(-1)
@@ -247,14 +270,23 @@ def score_image(name, gt_masks, gt_class_ids, result) -> ImageScores:
     pred_class_ids = np.asarray(result["class_ids"], np.int64)
 
     row = {"image": str(name)}
-    row.update(compare_labels(label_from_detections(pred_masks, scores), masks_to_label(gt_masks)))
+    pred_label, gt_label = label_from_detections(pred_masks, scores), masks_to_label(gt_masks)
+    row.update(compare_labels(pred_label, gt_label))
     row["ap50"] = mask_ap50(gt_masks, pred_masks, scores, gt_class_ids, pred_class_ids)
     for prefix, iou_type in _COCO_KINDS:
         stats = coco_evaluate([(gt_masks, gt_class_ids)], [(pred_masks, pred_class_ids, scores)], iou_type)
         row.update({f"{prefix}_{stat}": stats[stat] for stat in PER_IMAGE_COCO})
     matches = {iou: _matches(gt_masks, gt_class_ids, pred_masks, pred_class_ids, scores, iou) for iou in PR_IOUS}
+    plants = None
+    if gt_plants is not None:
+        try:
+            pred_plants = plant_label_from_detections(pred_label, result.get("plant_ids"))
+            plants, figures = compare_plants(pred_label, pred_plants, gt_label, gt_plants)
+        except ValueError as err:
+            raise ValueError(f"image {name}: {err}") from err
+        row.update(figures)
     return ImageScores(row, matches, gt_masks.shape[-1], (_RLEMasks(gt_masks), gt_class_ids),
-                       (_RLEMasks(pred_masks), pred_class_ids, scores))
+                       (_RLEMasks(pred_masks), pred_class_ids, scores), plants)
 
 
 def precision_recall(image_scores, iou):
@@ -293,6 +325,9 @@ def summarize(image_scores) -> dict:
     for prefix, iou_type in _COCO_KINDS:
         stats = coco_evaluate([s.gt for s in image_scores], [s.pred for s in image_scores], iou_type)
         summary.update({f"{prefix}_{name}": stats[name] for name in COCO_STAT_NAMES})
+    with_plants = [s for s in image_scores if s.plants is not None]
+    if with_plants:
+        summary.update(summarize_plants([s.row for s in with_plants], [row for s in with_plants for row in s.plants]))
     return summary
 
 
@@ -444,7 +479,9 @@ def prediction_sheet(model, sets, path, title=None):
 def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progress=True):
     """Detect on ``dataset``, score every image, write the outputs of the module docstring.
 
-    model: an inference-mode MaskRCNN; dataset: a prepared mrcnn Dataset with instance masks.
+    model: an inference-mode MaskRCNN; dataset: a prepared mrcnn Dataset with instance masks, and
+    the plant labels of its scenes when it has a ``load_plants(image_id)`` (LeafDataset's: None for
+    an image without).
     image_ids: the images to use (default all); gallery: how many images the gallery shows.
     Returns: (per_image rows, summary, {output name: path}), numbers rounded to DECIMALS as written.
     """
@@ -454,12 +491,14 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     if not image_ids:
         raise ValueError("no images to evaluate")
+    load_plants = getattr(dataset, "load_plants", None)
     image_scores = []
     for image_id in tqdm(image_ids, desc="evaluate", unit="image", disable=not progress):
         image = dataset.load_image(image_id)
         gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        gt_plants = load_plants(image_id) if load_plants else None
         result = model.detect([image])[0]
-        scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, result)
+        scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, result, gt_plants)
         # The subset right after the image's name (score_image's rows start with "image").
         scores.row = {"image": scores.row["image"], "subset": dataset.image_info[image_id].get("subset", ""),
                       **scores.row}
@@ -468,10 +507,16 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
     per_image = round_floats([s.row for s in image_scores], DECIMALS)
     summary = round_floats(summarize(image_scores), DECIMALS)
 
-    json_path, csv_path = write_metrics(per_image, summary, out_dir, definitions=DEFINITIONS)
-    outputs = {"metrics.json": json_path, "per_image.csv": csv_path,
-               "summary.csv": write_csv([{"metric": k, "value": v} for k, v in summary.items()],
-                                        out_dir / "summary.csv")}
+    scenes = [s for s in image_scores if s.plants is not None]
+    json_path, csv_path = write_metrics(per_image, summary, out_dir,
+                                        definitions={**DEFINITIONS, **PLANT_DEFINITIONS} if scenes else DEFINITIONS)
+    outputs = {"metrics.json": json_path, "per_image.csv": csv_path}
+    if scenes:
+        plant_rows = [{"image": s.row["image"], "subset": s.row["subset"], **row} for s in scenes for row in s.plants]
+        outputs["per_plant.csv"] = write_csv(round_floats(plant_rows, DECIMALS), out_dir / "per_plant.csv",
+                                             fieldnames=["image", "subset", *PLANT_COLUMNS])
+    outputs["summary.csv"] = write_csv([{"metric": k, "value": v} for k, v in summary.items()],
+                                       out_dir / "summary.csv")
     curves = {}
     for iou in PR_IOUS:
         precisions, recalls, _ = precision_recall(image_scores, iou)

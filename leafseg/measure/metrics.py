@@ -48,7 +48,7 @@ from mrcnn.fileio import write_text_atomic
 
 __all__ = [
     "dice", "best_dice", "symmetric_best_dice", "foreground_dice", "difference_in_count",
-    "abs_difference_in_count", "compare_labels", "label_from_detections", "mask_ap50",
+    "abs_difference_in_count", "compare_labels", "check_label", "overlap_table", "label_from_detections", "mask_ap50",
     "coco_evaluate", "COCO_STAT_NAMES", "CVPPP_DEFINITIONS", "evaluate_labels", "format_summary", "round_floats",
     "write_metrics", "write_csv",
 ]
@@ -60,7 +60,9 @@ COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
 
 # Per-image values that evaluate_labels summarises, in table order.
 _SUMMARY_METRICS = ("sbd", "fbd", "dic", "abs_dic")
-_DISPLAY_NAMES = {"sbd": "SBD", "fbd": "FBD", "dic": "DiC", "abs_dic": "|DiC|", "ap50": "mask AP50"}
+_DISPLAY_NAMES = {"sbd": "SBD", "fbd": "FBD", "dic": "DiC", "abs_dic": "|DiC|", "ap50": "mask AP50",
+                  "plants_true": "plants true", "plants_found": "plants found", "plants_invented": "plants invented",
+                  "plants_missed": "plants missed", "plant_abs_dic": "plant |DiC|", "plant_sbd": "plant SBD"}
 
 # The CVPPP metrics' names spelled out, for printed output and metrics.json.
 CVPPP_DEFINITIONS = {
@@ -94,16 +96,21 @@ def dice(a, b) -> float:
     return 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def _check_label(label, name: str) -> np.ndarray:
+def check_label(label, name: str) -> np.ndarray:
+    """``label`` as a 2-D array of non-negative integer ids (bool becomes uint8 0 / 1).
+
+    Raises ValueError naming ``name`` for another number of dimensions, a non-integer dtype or a
+    negative id.
+    """
     label = np.asarray(label)
     if label.ndim != 2:
         raise ValueError(f"{name} must be a 2-D label image [H, W], got shape {label.shape}")
     if label.dtype == bool:
         return label.astype(np.uint8)
     if not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer leaf ids, got dtype {label.dtype}")
+        raise ValueError(f"{name} must hold integer ids, got dtype {label.dtype}")
     if label.size and label.min() < 0:
-        raise ValueError(f"{name} has negative ids (min {label.min()}); 0 is background, leaves > 0")
+        raise ValueError(f"{name} has negative ids (min {label.min()}); 0 is background, leaves and plants > 0")
     return label
 
 
@@ -128,15 +135,16 @@ def _dense_ids(label: np.ndarray) -> tuple[np.ndarray, int]:
     return dense.astype(np.intp, copy=False), len(ids)
 
 
-def _overlap_table(pred_label, gt_label):
-    """Joint histogram of two label images.
+def overlap_table(pred_label, gt_label):
+    """Joint histogram of two label images of the same shape.
 
     Returns: int64 [Kp + 1, Kg + 1]; entry (i, j) counts the pixels with leaf i in the
     prediction and leaf j in the ground truth (row / column 0: background), leaves numbered
-    1..K in ascending id. One bincount instead of a loop over pairs of masks.
+    1..K in ascending id (the K ids present; gaps take no row). One bincount instead of a loop
+    over pairs of masks.
     """
-    pred = _check_label(pred_label, "pred_label")
-    gt = _check_label(gt_label, "gt_label")
+    pred = check_label(pred_label, "pred_label")
+    gt = check_label(gt_label, "gt_label")
     if pred.shape != gt.shape:
         raise ValueError(f"pred_label {pred.shape} and gt_label {gt.shape} differ in shape; "
                          "resize the prediction to the ground truth's size first")
@@ -171,26 +179,26 @@ def best_dice(label_a, label_b) -> float:
     Not symmetric: a prediction that merges two leaves scores well from its side and badly from
     the ground truth's. M = 0 gives 0.0, or 1.0 when ``label_b`` has no leaves either.
     """
-    return _best_dice_rows(_dice_matrix(_overlap_table(label_a, label_b)))
+    return _best_dice_rows(_dice_matrix(overlap_table(label_a, label_b)))
 
 
 def symmetric_best_dice(pred_label, gt_label) -> float:
     """SBD = min(BestDice(pred, gt), BestDice(gt, pred)); 1.0 if both are empty, 0.0 if one is."""
-    matrix = _dice_matrix(_overlap_table(pred_label, gt_label))
+    matrix = _dice_matrix(overlap_table(pred_label, gt_label))
     return min(_best_dice_rows(matrix), _best_dice_rows(matrix.T))
 
 
 def foreground_dice(pred_label, gt_label) -> float:
     """FBD: Dice of the foregrounds (ids != 0); 1.0 if both are all background."""
-    pred = _check_label(pred_label, "pred_label")
-    gt = _check_label(gt_label, "gt_label")
+    pred = check_label(pred_label, "pred_label")
+    gt = check_label(gt_label, "gt_label")
     if pred.shape != gt.shape:
         raise ValueError(f"pred_label {pred.shape} and gt_label {gt.shape} differ in shape")
     return dice(pred != 0, gt != 0)
 
 
 def _leaf_count(label, name: str) -> int:
-    label = _check_label(label, name)
+    label = check_label(label, name)
     ids = np.unique(label)
     return int(np.count_nonzero(ids))
 
@@ -211,7 +219,7 @@ def compare_labels(pred_label, gt_label) -> dict:
     Returns: {"sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd": float,
               "dic", "abs_dic", "pred_count", "gt_count": int}.
     """
-    table = _overlap_table(pred_label, gt_label)
+    table = overlap_table(pred_label, gt_label)
     matrix = _dice_matrix(table)
     pred_gt = _best_dice_rows(matrix)
     gt_pred = _best_dice_rows(matrix.T)
@@ -440,17 +448,20 @@ def format_summary(summary: dict) -> str:
     """A terminal table of a summary: one row per "<m>_mean" / "<m>_std" pair, CVPPP style.
 
     Every score is a fraction in [0, 1], as everywhere in leafseg's output (the CVPPP papers'
-    "SBD 84.9" is 0.849 here); counts as they are.
+    "SBD 84.9" is 0.849 here); counts as they are. A value of None (undefined, e.g. a mean over
+    no plant) shows as "-", a missing std as nan.
     """
     metrics = [key[:-len("_mean")] for key in summary if key.endswith("_mean")]
-    header = f"{'metric':<12}{'mean':>10}{'std':>10}"
+    names = [_DISPLAY_NAMES.get(metric, metric) for metric in metrics]
+    width = max([12] + [len(name) + 2 for name in names])
+    header = f"{'metric':<{width}}{'mean':>10}{'std':>10}"
     lines = [header, "-" * len(header)]
-    for metric in metrics:
-        mean = summary[f"{metric}_mean"]
-        std = summary.get(f"{metric}_std", math.nan)
-        lines.append(f"{_DISPLAY_NAMES.get(metric, metric):<12}{mean:>10.3f}{std:>10.3f}")
+    for metric, name in zip(metrics, names):
+        values = (summary[f"{metric}_mean"], summary.get(f"{metric}_std", math.nan))
+        lines.append(f"{name:<{width}}" + "".join(f"{'-':>10}" if v is None else f"{v:>10.3f}" for v in values))
     if "n_images" in summary:
-        lines.append(f"({summary['n_images']} images)")
+        plants = f", {summary['n_plant_images']} with plants" if "n_plant_images" in summary else ""
+        lines.append(f"({summary['n_images']} images{plants})")
     return "\n".join(lines)
 
 

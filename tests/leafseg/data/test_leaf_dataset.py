@@ -136,3 +136,46 @@ def test_coco_of_the_generators_leaves_loads_them_exactly(generated, tmp_path):
     val.load_coco(tmp_path / "coco.json", generated, "val")
     assert sorted(i["id"] for i in train.image_info + val.image_info) == [i["id"] for i in by_coco.image_info]
     assert all(assign_subset(i["id"]) == "val" for i in val.image_info) and val.image_info
+
+
+def test_plants_file_of_a_raw_scene_is_found_read_and_fitted_to_its_image(tmp_path, generated):
+    """``<sample>_plants.png`` beside the label: an indexed or 16-bit gray PNG of plant ids, resized
+    with the label under size_mismatch; None where there is none."""
+    from leafseg.data.masks import save_indexed_png
+
+    plants = np.zeros((SIZE, SIZE), np.uint16)
+    plants[:, SIZE // 2:] = 300  # a 16-bit id
+    plants[:10, :10] = 1
+    for name in ("scene1", "scene2", "scene3"):
+        (tmp_path / f"{name}_rgb.png").write_bytes((generated / "plant00000_rgb.png").read_bytes())
+        (tmp_path / f"{name}_label.png").write_bytes((generated / "plant00000_label.png").read_bytes())
+    Image.fromarray(plants).save(tmp_path / "scene1_plants.png")
+    save_indexed_png((plants > 0).astype(np.uint8), tmp_path / "scene2_plants.png")
+    dataset = LeafDataset()
+    dataset.load_color_masks(tmp_path)
+    dataset.prepare()
+    assert [dataset.plants_path(i) for i in dataset.image_ids] == [tmp_path / "scene1_plants.png",
+                                                                   tmp_path / "scene2_plants.png", None]
+    np.testing.assert_array_equal(dataset.load_plants(0), plants)
+    np.testing.assert_array_equal(dataset.load_plants(1), plants > 0)
+    assert dataset.load_plants(2) is None
+    # The prepared layout has no plants file: leafseg prepare does not copy it.
+    prepare_dataset(tmp_path, tmp_path / "prepared", val_fraction=0, progress=False)
+    prepared = LeafDataset()
+    prepared.load_leaves(tmp_path / "prepared", "train")
+    assert prepared.plants_path(0) is None and prepared.load_plants(0) is None
+
+    # A label at twice the image's size: the plants file too, both resized to the image.
+    (tmp_path / "scene3_label.png").unlink()
+    label = np.asarray(Image.open(generated / "plant00000_label.png"))
+    Image.fromarray(np.repeat(np.repeat(label, 2, axis=0), 2, axis=1)).save(tmp_path / "scene3_label.png")
+    Image.fromarray(np.repeat(np.repeat(plants, 2, axis=0), 2, axis=1)).save(tmp_path / "scene3_plants.png")
+    np.testing.assert_array_equal(dataset.load_plants(2), plants)
+
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "scene1_plants.png")
+    with pytest.raises(ValueError, match=r"scene1_plants.png: a plants file holds one plant id per pixel"):
+        dataset.load_plants(0)
+    Image.fromarray(plants[:, :-1]).save(tmp_path / "scene1_plants.png")
+    with pytest.raises(ValueError, match=rf"scene1_plants.png is {SIZE - 1}x{SIZE} but its label .*scene1_label.png "
+                                         rf"is {SIZE}x{SIZE}"):
+        dataset.load_plants(0)

@@ -417,3 +417,99 @@ def test_min_score_sweep_equals_detecting_at_each_cut_off(run, data):
     assert sweep[0.3]["dic_mean"] > sweep[middle]["dic_mean"]  # the cut-offs change the counts
     with pytest.raises(ValueError, match="drops detections under 0.3, above the lowest cut-off 0.2"):
         evaluate.min_score_sweep(low, data.val, [0.2, 0.5], progress=False)
+
+
+# ---------------------------------------------------------------------------- scenes: per-plant figures
+
+SCENE_SHAPE = (32, 48)
+# (plant, rows, columns) of each leaf: plant 1 of two leaves, plant 2 of one.
+SCENE_LEAVES = [(1, slice(4, 12), slice(4, 12)), (1, slice(14, 22), slice(4, 12)), (2, slice(4, 12), slice(30, 40))]
+
+
+def scene_labels(leaves, shape=SCENE_SHAPE):
+    """(leaf label, plant label) uint8 of [(plant id, rows, columns)]: leaf k + 1 painted k-th."""
+    leaf_label, plant_label = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+    for k, (plant, rows, cols) in enumerate(leaves):
+        leaf_label[rows, cols] = k + 1
+        plant_label[rows, cols] = plant
+    return leaf_label, plant_label
+
+
+class SceneModel:
+    """Stands in for MaskRCNN.detect on a scene: both leaves of plant 1 as its plant 1, plant 2's
+    leaf missed, and a leaf on bare ground as a plant 2 of its own."""
+
+    def detect(self, images):
+        masks = np.zeros(images[0].shape[:2] + (3,), bool)
+        for k, (rows, cols) in enumerate([SCENE_LEAVES[0][1:], SCENE_LEAVES[1][1:], (slice(24, 30), slice(30, 40))]):
+            masks[rows, cols, k] = True
+        return [{"masks": masks, "scores": np.array([0.9, 0.8, 0.7], np.float32), "class_ids": np.ones(3, np.int32),
+                 "rois": utils.extract_bboxes(masks), "plant_ids": np.array([1, 1, 2])}]
+
+
+def test_scenes_with_a_plants_file_get_per_plant_figures(tmp_path, monkeypatch, capsys):
+    from leafseg.data.masks import save_indexed_png
+    from leafseg.measure.plants import FIGURES, PLANT_COLUMNS
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    leaf_label, plant_label = scene_labels(SCENE_LEAVES)
+    for name in ("scene00001", "scene00002"):
+        Image.fromarray(np.full(SCENE_SHAPE + (3,), 90, np.uint8)).save(raw / f"{name}_rgb.png")
+        save_indexed_png(leaf_label, raw / f"{name}_label.png")
+    save_indexed_png(plant_label, raw / "scene00001_plants.png")  # scene00002 has none
+    monkeypatch.setattr(evaluate_command, "load_inference_model",
+                        lambda *args, **kwargs: (SceneModel(), "test", Path("w")))
+
+    def run(out):
+        status = evaluate_command.main(["--weights", "w", "--dataset", str(raw), "--out", str(out), "--gallery", "0",
+                                        "--quiet"])
+        assert status == 0, capsys.readouterr().err
+        with open(out / "per_image.csv", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns, rows = reader.fieldnames, list(reader)
+        return columns, rows, json.loads((out / "metrics.json").read_text()), capsys.readouterr().out
+
+    columns, rows, document, printed = run(tmp_path / "out")
+    assert columns == PER_IMAGE_COLUMNS + list(FIGURES)
+    # Plant 1 found with its two leaves, plant 2 missed, the leaf on bare ground an invented plant.
+    assert [rows[0][key] for key in FIGURES] == ["2", "1", "1", "1", "0.0", "1.0"]
+    assert [rows[1][key] for key in FIGURES] == [""] * len(FIGURES)  # no plants file: empty, as before
+    with open(tmp_path / "out" / "per_plant.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ["image", "subset"] + list(PLANT_COLUMNS)
+        plant_rows = list(reader)
+    assert {(row["image"], row["subset"]) for row in plant_rows} == {("scene00001", assign_subset("scene00001"))}
+    assert [[row[key] for key in PLANT_COLUMNS] for row in plant_rows] == [
+        ["1", "1", "matched", "1.0", "2", "2", "0", "0", "1.0"],
+        ["2", "", "missed", "0.0", "1", "0", "-1", "1", "0.0"],
+        ["", "2", "invented", "0.0", "0", "1", "1", "1", "0.0"]]
+    summary = document["summary"]
+    assert summary["n_plant_images"] == 1 and summary["plants_true_mean"] == 2 and summary["plants_missed_mean"] == 1
+    assert (summary["plant_abs_dic_mean"], summary["plant_sbd_mean"]) == (0, 1)
+    assert "plants_found" in document["definitions"]
+    assert "plants found" in printed and "(2 images, 1 with plants)" in printed and "per_plant.csv" in printed
+    assert_no_float_noise(tmp_path / "out" / "per_plant.csv")
+
+    # Without any plants file: the outputs of before, no plant column, no per_plant.csv.
+    (raw / "scene00001_plants.png").unlink()
+    columns, rows, document, printed = run(tmp_path / "plain")
+    assert columns == PER_IMAGE_COLUMNS and not (tmp_path / "plain" / "per_plant.csv").exists()
+    assert not [key for key in document["summary"] if "plant" in key] and "plants_found" not in document["definitions"]
+    assert "with plants" not in printed
+
+
+def test_score_image_of_a_scene_without_plant_ids_takes_the_image_as_one_plant():
+    leaf_label, plant_label = scene_labels(SCENE_LEAVES)
+    gt_masks = np.stack([leaf_label == k for k in (1, 2, 3)], axis=-1)
+    result = {"masks": gt_masks, "scores": np.array([0.9, 0.8, 0.7], np.float32), "class_ids": np.ones(3, np.int32)}
+    scores = evaluate.score_image("a", gt_masks, np.ones(3, np.int32), result, plant_label)
+    # One predicted plant, all three leaves: it is 128 of its 208 pixels plant 1, so matches it.
+    assert [(row["gt_plant"], row["pred_plant"], row["dic"]) for row in scores.plants] == [(1, 1, 1), (2, None, -1)]
+    assert scores.plants[0]["iou"] == pytest.approx(128 / 208)
+    assert (scores.row["plants_found"], scores.row["plants_missed"], scores.row["plant_abs_dic_mean"]) == (1, 1, 1)
+    assert evaluate.score_image("a", gt_masks, np.ones(3, np.int32), result).plants is None
+    wrong = plant_label.copy()
+    wrong[4, 4] = 2
+    with pytest.raises(ValueError, match=r"image a: gt_leaves: leaf 1 lies in plants \[1, 2\]"):
+        evaluate.score_image("a", gt_masks, np.ones(3, np.int32), result, wrong)
