@@ -18,11 +18,12 @@ so such a scene is split by plant instead:
    neighbouring pots touching leaf tip to leaf tip) is split at the valleys between the
    density peaks of its vegetation (a rosette is densest at its centre): a watershed from
    peaks at least half a typical plant apart. Regions much smaller than the typical plant
-   (moss, a cut-off leaf of a neighbour, a weed seedling) are joined to the plant beside them
-   or left out.
+   (moss, a cut-off leaf of a neighbour) are joined to the plant beside them; one far from
+   every plant is a small plant of its own when it covers ``MIN_PLANT_AREA`` of the frame,
+   else it is left out.
    When the plants stand in a lattice, as the pots of a tray do (:func:`find_lattice`: their
-   centres fall into rows and columns of regular spacing, and at least ``LATTICE_FILL`` of the
-   cells hold a plant), the plants become the lattice's cells: a cell's boundaries lie midway
+   centres fall into rows and columns of regular spacing, at least ``LATTICE_FILL`` of the
+   cells hold a plant, and few hold two pieces), the plants become the lattice's cells: a cell's boundaries lie midway
    between neighbouring rows and columns, so a seedling too small to count as a region is
    still looked for in its pot, and a cut-off leaf at a pot's edge stays with that pot. With
    ``grid=(rows, cols)`` the frame is divided into rows x cols equal cells, one pot each: a
@@ -81,6 +82,9 @@ CLOSE_FRACTION = 0.012
 # plant's size), else left out.
 MIN_PLANT_FRACTION = 0.12
 JOIN_DISTANCE = 0.25
+# ... unless it is far from every plant and covers this fraction of the frame: then it is a
+# small plant of its own (a seedling among rosettes).
+MIN_PLANT_AREA = 0.0003
 # The crop around a plant: its box grown by this fraction of its longer side on each side, and
 # at least this fraction of the model's image size (a small plant is enlarged at most 3x).
 CROP_MARGIN = 0.15
@@ -92,6 +96,16 @@ DOMINANT_FRACTION = 0.25
 # fraction of its median and at least LATTICE_FILL of the cells hold one plant (none two).
 LATTICE_TOLERANCE = 0.35
 LATTICE_FILL = 0.6
+# ... and at most this fraction of the occupied cells hold a second piece (a plant split in two).
+LATTICE_SHARED = 0.25
+# A tray filling the frame (frame_lattice): the middle band of a cell, the share of the plants'
+# mass in it that makes k cells fit, how close to the best k a larger one may be, the most
+# cells per axis, and the share of cells that must hold plants.
+FRAME_BAND = 0.6
+FRAME_CONCENTRATION = 0.72
+FRAME_SLACK = 0.08
+FRAME_MAX_CELLS = 8
+FRAME_OCCUPIED = 0.75
 # A grid cell's crop: the cell grown by this fraction of its size on each side.
 CELL_MARGIN = 0.12
 # Plants found by the model: tiles of this many times the model's size, overlapping by this.
@@ -274,6 +288,46 @@ def _regular(means):
     return len(steps) < 2 or bool(np.all(np.abs(steps - np.median(steps)) <= LATTICE_TOLERANCE * np.median(steps)))
 
 
+def _concentration(profile, k):
+    """The share of a profile's mass (along one axis) within the middle ``FRAME_BAND`` of each of
+    ``k`` equal cells."""
+    n = len(profile)
+    position = (np.arange(n) + 0.5) / n * k
+    middle = np.abs(position - np.floor(position) - 0.5) <= FRAME_BAND / 2
+    return float(profile[middle].sum() / max(float(profile.sum()), 1e-9))
+
+
+def _frame_cells(profile):
+    """The number of equal cells along one axis whose middles hold the plants, or 1."""
+    scores = {k: _concentration(profile, k) for k in range(2, FRAME_MAX_CELLS + 1)}
+    best = max(scores.values())
+    chosen = [k for k, score in scores.items() if score >= FRAME_CONCENTRATION and score >= best - FRAME_SLACK]
+    return max(chosen) if chosen else 1
+
+
+def frame_lattice(mask):
+    """The (rows, cols) of a tray that fills the frame edge to edge (pot photographs tiled, or a
+    tray framed tightly), from a plant mask (bool [h, w]), or None.
+
+    Along each axis, k equal cells fit when the plants' mass lies in the middle ``FRAME_BAND`` of
+    the cells (``FRAME_CONCENTRATION`` of it or more; an even spread puts ``FRAME_BAND`` there),
+    the largest such k within ``FRAME_SLACK`` of the best; and ``FRAME_OCCUPIED`` of the cells
+    must hold plants (so that a few seedlings in bands are no tray).
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return None
+    rows, cols = _frame_cells(mask.sum(axis=1).astype(np.float64)), _frame_cells(mask.sum(axis=0).astype(np.float64))
+    if rows * cols < 2:
+        return None
+    ys = np.linspace(0, mask.shape[0], rows + 1).round().astype(int)
+    xs = np.linspace(0, mask.shape[1], cols + 1).round().astype(int)
+    mass = np.array([[mask[ys[r]:ys[r + 1], xs[c]:xs[c + 1]].sum() for c in range(cols)] for r in range(rows)], float)
+    if np.count_nonzero(mass >= 0.1 * mass.mean()) < FRAME_OCCUPIED * mass.size:
+        return None
+    return rows, cols
+
+
 def find_lattice(boxes, shape):
     """The rows and columns of a tray, from its plants' ``boxes`` [(y1, x1, y2, x2)] in an image
     of ``shape``, or None when the plants stand in no lattice (module docstring, step 2).
@@ -292,7 +346,9 @@ def find_lattice(boxes, shape):
     rows, row_means = _clusters(cy, 0.5 * height)
     cols, col_means = _clusters(cx, 0.5 * width)
     cells = len(row_means) * len(col_means)
-    if cells < 2 or len(set(zip(rows, cols))) < len(boxes) or len(boxes) < LATTICE_FILL * cells:
+    occupied = len(set(zip(rows, cols)))
+    # (two pieces of one plant share its cell; many shared cells mean no lattice)
+    if cells < 2 or occupied < LATTICE_FILL * cells or len(boxes) - occupied > LATTICE_SHARED * occupied:
         return None
     if not (_regular(row_means) and _regular(col_means)):
         return None
@@ -367,8 +423,9 @@ def plants_from_mask(green, scale, shape, model_size):
         components = _split_touching(green.astype(bool), components, stats, typical)
     count, boxes, areas, centroids = _regions(components)
     big = np.flatnonzero(areas >= MIN_PLANT_FRACTION * typical) + 1
-    owner = np.zeros(count, np.int64)  # component -> the big component it belongs to (0: none)
+    owner = np.zeros(count, np.int64)  # component -> the plant component it belongs to (0: none)
     owner[big] = big
+    isolated = []
     for k in np.flatnonzero((areas > 0) & (areas < MIN_PLANT_FRACTION * typical)) + 1:
         y, x = centroids[k]
         best, best_gap = 0, math.inf
@@ -378,6 +435,10 @@ def plants_from_mask(green, scale, shape, model_size):
             if gap <= JOIN_DISTANCE * max(y2 - y1, x2 - x1) and gap < best_gap:
                 best, best_gap = b, gap
         owner[k] = best
+        if not best and areas[k] >= MIN_PLANT_AREA * green.size:
+            isolated.append(k)  # a small plant of its own (a seedling beside rosettes)
+    owner[isolated] = isolated
+    big = np.concatenate([big, np.asarray(isolated, np.int64)]).astype(np.int64)
     centres, heights, members = [], [], []
     for b in big:
         parts = np.flatnonzero(owner == b)
@@ -437,7 +498,12 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
         return ScenePlan("plants", tuple(grid_plants(shape, grid)), None, shrink, grid, fixed=True)
     if plants == "one" or shrink <= SCENE_FACTOR:
         return ScenePlan("one", (), None, shrink)
-    found, regions = find_plants(image, model_size, model)
+    small, scale = _working_copy(np.asarray(image))
+    mask = vegetation_mask(small) if model is None else model_leaf_mask(model, image, small.shape[:2], model_size)
+    cells = frame_lattice(mask)
+    if cells is not None:
+        return ScenePlan("plants", tuple(grid_plants(shape, cells, names="ids")), None, shrink, cells)
+    found, regions = plants_from_mask(mask, scale, shape, model_size)
     if not found:
         return ScenePlan("one", (), None, shrink)
     lattice = find_lattice([plant.box for plant in found], shape)
