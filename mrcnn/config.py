@@ -461,7 +461,8 @@ def read_yaml_layers(path, named_bases: Mapping[str, Any] | None = None) -> list
     """
     path = Path(path)
     named_bases = dict(named_bases or {})
-    layers, chain, named = [], [], None
+    # base: the _BASE_ value that led to ``path`` (None for the first file); by_name: it was a name.
+    layers, chain, base, by_name = [], [], None, False
     while True:
         resolved = path.resolve()
         if resolved in chain:
@@ -473,7 +474,7 @@ def read_yaml_layers(path, named_bases: Mapping[str, Any] | None = None) -> list
         except OSError as err:
             of = f" (the {BASE_KEY} of {layers[0][0]})" if layers else ""
             names = ""
-            if layers and named is None and named_bases:
+            if base is not None and not by_name and named_bases:
                 names = f"; nor is {base!r} the name of a base: {', '.join(named_bases)}"
             raise ConfigError(f"cannot read config file {path}{of}: {err.strerror or err}{names}") from err
         values = _parse_yaml(text, str(path))
@@ -485,8 +486,8 @@ def read_yaml_layers(path, named_bases: Mapping[str, Any] | None = None) -> list
             raise ConfigError(f"{BASE_KEY} in {path} must be the path of a YAML file"
                               + (" or the name of a base" if named_bases else "") + f", got {base!r}")
         beside = path.parent / base
-        named = base if base in named_bases and not beside.is_file() else None
-        path = Path(named_bases[named]) if named is not None else beside
+        by_name = base in named_bases and not beside.is_file()
+        path = Path(named_bases[base]) if by_name else beside
 
 
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:

@@ -110,8 +110,9 @@ def test_an_unknown_base_is_named_with_the_presets(tmp_path):
     mine.write_text("_BASE_: leaf_smal\n")
     with pytest.raises(ValueError) as caught:
         load_config(str(mine))
+    presets = ", ".join(sorted(PRESETS))
     assert str(caught.value) == (f"cannot read config file {tmp_path / 'leaf_smal'} (the _BASE_ of {mine}): No such "
-                                 f"file or directory; nor is 'leaf_smal' the name of a base: {', '.join(sorted(PRESETS))}")
+                                 f"file or directory; nor is 'leaf_smal' the name of a base: {presets}")
 
 
 def test_leaf_small_is_the_config_stored_in_the_shipped_model(monkeypatch):

@@ -194,8 +194,9 @@ def test_a_base_that_is_neither_a_file_nor_a_name_names_both(tmp_path):
     named = {"shapes": tmp_path / "s.yaml", "circles": tmp_path / "c.yaml"}
     with pytest.raises(ConfigError) as caught:
         Config.from_yaml(tmp_path / "a.yaml", named_bases=named)
-    assert str(caught.value) == (f"cannot read config file {tmp_path / 'shapez'} (the _BASE_ of {tmp_path / 'a.yaml'}): "
-                                 "No such file or directory; nor is 'shapez' the name of a base: shapes, circles")
+    assert str(caught.value) == (f"cannot read config file {tmp_path / 'shapez'} (the _BASE_ of "
+                                 f"{tmp_path / 'a.yaml'}): No such file or directory; nor is 'shapez' the name of a "
+                                 "base: shapes, circles")
     (tmp_path / "a.yaml").write_text("_BASE_: 3\n")
     with pytest.raises(ConfigError, match="must be the path of a YAML file or the name of a base, got 3"):
         Config.from_yaml(tmp_path / "a.yaml", named_bases=named)
