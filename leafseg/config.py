@@ -7,6 +7,12 @@ files when this module is imported, so ``from leafseg.config import LeafConfig``
 ``class MyConfig(LeafConfig)`` work as with Matterport's config classes; why each value is what
 it is stands in the files' comments. setup.py installs ``configs/`` as the package
 ``leafseg.configs``.
+
+A YAML file of one's own may start from a preset by name, wherever leafseg reads a config file
+(:func:`load_config`, ``--config`` of the commands)::
+
+    _BASE_: leaf_small          # or a path relative to this file, e.g. ../configs/leaf_small.yaml
+    IMAGE_MAX_DIM: 512
 """
 from pathlib import Path
 
@@ -21,14 +27,21 @@ def preset_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "configs"
 
 
+def preset_files() -> dict:
+    """{preset name: its YAML file}: the bases a ``_BASE_`` can name (``_BASE_: leaf_small``),
+    as :func:`mrcnn.config.read_yaml_layers`'s ``named_bases``."""
+    return {path.stem: path for path in sorted(preset_dir().glob("*.yaml"))}
+
+
 def preset_class(name: str, class_name: str, base: type = Config) -> type:
     """A subclass of ``base`` named ``class_name`` whose attributes are the values of the preset
     file ``name``.yaml (its ``_BASE_`` chain merged); its docstring is the file's header comment.
     ``base`` is the class of the preset the file's ``_BASE_`` names, so that the classes follow
     the files (``isinstance(QuickstartConfig(), LeafConfig)``)."""
     path = preset_dir() / f"{name}.yaml"
-    config = Config.from_yaml(path)
-    keys = {key for _, values in read_yaml_layers(path) for key in values}
+    bases = preset_files()
+    config = Config.from_yaml(path, named_bases=bases)
+    keys = {key for _, values in read_yaml_layers(path, bases) for key in values}
     header = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
@@ -51,14 +64,15 @@ def load_config(name_or_path="leaf_r101", **overrides):
     YAML file.
 
     A YAML file (and its ``_BASE_`` chain) is applied on top of :class:`LeafConfig`; ``overrides``
-    (attribute=value) last.
+    (attribute=value) last. A ``_BASE_`` is a path relative to the file naming it or, where no
+    such file exists, a preset name (:func:`preset_files`).
     """
     if name_or_path in PRESETS:
         return PRESETS[name_or_path](**overrides)
     path = Path(name_or_path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise ValueError(f"unknown config {name_or_path!r}: a preset ({', '.join(PRESETS)}) or a .yaml file")
-    return LeafConfig.from_yaml(path, **overrides)
+    return LeafConfig.from_yaml(path, named_bases=preset_files(), **overrides)
 
 
 def config_for_weights(weights, **overrides):

@@ -15,7 +15,10 @@ Values can also come from a dict or a YAML file (a flat mapping of attribute nam
     config = config.replace(DETECTION_MIN_CONFIDENCE=0.5)
 
 As in detectron2's ``configs/*.yaml``, a YAML file may start from another one and list only what
-differs: ``_BASE_: shapes.yaml`` (a path relative to the file; a base may have its own base).
+differs: ``_BASE_: shapes.yaml`` (a path relative to the file; a base may have its own base). An
+application can give names to its base files (``named_bases={"shapes": "/path/to/shapes.yaml"}``
+of :meth:`Config.from_yaml` and :func:`read_yaml_layers`), so that ``_BASE_: shapes`` works from
+any folder.
 
 Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are computed from the
 others whenever they are read, so they never go stale after an override. Every config is
@@ -243,14 +246,15 @@ class Config:
         return cls(**merged)
 
     @classmethod
-    def from_yaml(cls, path, **overrides: Any) -> "Config":
+    def from_yaml(cls, path, *, named_bases: Mapping[str, Any] | None = None, **overrides: Any) -> "Config":
         """A config of this class with the values of a YAML mapping file applied.
 
         The file is a flat mapping of attribute names (``IMAGES_PER_GPU: 1``). ``_BASE_: other.yaml``
-        (relative to the file) applies that file first (see :func:`read_yaml_layers`). Unknown keys
+        (relative to the file) applies that file first, and ``_BASE_: NAME`` the file that
+        ``named_bases`` (name -> path) gives that name (see :func:`read_yaml_layers`). Unknown keys
         are errors that name the file holding them and suggest the closest attribute.
         """
-        return cls._from_layers(read_yaml_layers(path), overrides)
+        return cls._from_layers(read_yaml_layers(path, named_bases), overrides)
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "YAML text", **overrides: Any) -> "Config":
@@ -438,18 +442,27 @@ class Config:
 
 # ---------------------------------------------------------------------------- YAML files
 
-def read_yaml_layers(path) -> list[tuple[str, dict[str, Any]]]:
+def read_yaml_layers(path, named_bases: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The mappings of a YAML config file and of its ``_BASE_`` chain, base first:
     ``[(file, values), ...]``, each without its ``_BASE_`` key.
 
     ``_BASE_: other.yaml`` is relative to the file naming it, and a base may have a base. The
     later file's value of a key replaces the base's whole (a LOSS_WEIGHTS mapping lists all five
-    losses, as it does anywhere else). A chain that comes back to a file is a
-    :class:`ConfigError` naming the files of the cycle; a base that cannot be read is one naming
-    it and the file whose ``_BASE_`` it is.
+    losses, as it does anywhere else).
+
+    named_bases: {name: path of a YAML file}, the bases an application knows by name (say, its
+        presets): a ``_BASE_`` value that is no file beside the file naming it but is one of these
+        names stands for that file, in any file of the chain. A file of that name beside the
+        file wins over the name.
+
+    A chain that comes back to a file is a :class:`ConfigError` naming the files of the cycle; a
+    base that cannot be read is one naming it and the file whose ``_BASE_`` it is, and the named
+    bases there are.
     """
     path = Path(path)
-    layers, chain = [], []
+    named_bases = dict(named_bases or {})
+    # base: the _BASE_ value that led to ``path`` (None for the first file); by_name: it was a name.
+    layers, chain, base, by_name = [], [], None, False
     while True:
         resolved = path.resolve()
         if resolved in chain:
@@ -460,15 +473,21 @@ def read_yaml_layers(path) -> list[tuple[str, dict[str, Any]]]:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             of = f" (the {BASE_KEY} of {layers[0][0]})" if layers else ""
-            raise ConfigError(f"cannot read config file {path}{of}: {err.strerror or err}") from err
+            names = ""
+            if base is not None and not by_name and named_bases:
+                names = f"; nor is {base!r} the name of a base: {', '.join(named_bases)}"
+            raise ConfigError(f"cannot read config file {path}{of}: {err.strerror or err}{names}") from err
         values = _parse_yaml(text, str(path))
         base = values.pop(BASE_KEY, None)
         layers.insert(0, (str(path), values))
         if base is None:
             return layers
         if not isinstance(base, str) or not base:
-            raise ConfigError(f"{BASE_KEY} in {path} must be the path of a YAML file, got {base!r}")
-        path = path.parent / base
+            raise ConfigError(f"{BASE_KEY} in {path} must be the path of a YAML file"
+                              + (" or the name of a base" if named_bases else "") + f", got {base!r}")
+        beside = path.parent / base
+        by_name = base in named_bases and not beside.is_file()
+        path = Path(named_bases[base]) if by_name else beside
 
 
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:

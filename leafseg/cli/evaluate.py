@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cli.options import add_model_arguments, add_verbose_argument, positive_int, setup_command_logging
+from leafseg.cli.options import (
+    add_model_arguments,
+    add_verbose_argument,
+    format_set,
+    parse_overrides,
+    positive_int,
+    setup_command_logging,
+)
 from leafseg.measure.evaluate import (
     SUBSET_CHOICES,
     evaluate_dataset,
@@ -43,9 +50,10 @@ def build_parser(parser=None):
 def run(args) -> int:
     setup_command_logging(args.verbose)
     try:
+        overrides = parse_overrides(args.set)
         dataset = load_eval_dataset(args.dataset, args.subset)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                             model_dir=args.out)
+                                                             model_dir=args.out, overrides=overrides)
     except (OSError, ValueError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 2
@@ -54,9 +62,10 @@ def run(args) -> int:
         subset = resolve_subset(args.dataset, args.subset)
         shown = subset + (" (auto)" if args.subset == "auto" else "")
         print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
-              f"config {config_source}", file=sys.stderr)
+              f"config {config_source}{format_set(args.set)}", file=sys.stderr)
+    settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score}
     _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
-                                           progress=not args.quiet)
+                                           progress=not args.quiet, settings=settings)
     print(format_summary(summary))
     print()
     print(format_ap50_comparison(summary))

@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cli.options import add_model_arguments, add_verbose_argument, setup_command_logging
+from leafseg.cli.options import (
+    add_model_arguments,
+    add_verbose_argument,
+    format_set,
+    parse_overrides,
+    setup_command_logging,
+)
 from leafseg.inference.export import check_images
 from leafseg.models.loading import load_inference_model
 
@@ -31,14 +37,15 @@ def run(args) -> int:
     from mrcnn.export import check_saved_model, export_saved_model
 
     try:
+        overrides = parse_overrides(args.set)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                             model_dir=args.out)
+                                                             model_dir=args.out, overrides=overrides)
         images = [] if args.no_check else check_images(model.config, args.check_image)
         path = export_saved_model(model, args.out, overwrite=args.overwrite)
     except (OSError, ValueError) as err:  # ImageReadError is an OSError
         print(f"export: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path} (weights {weights}, config {config_source})")
+    print(f"wrote {path} (weights {weights}, config {config_source}{format_set(args.set)})")
     if args.no_check:
         return 0
     report = check_saved_model(model, path, images)

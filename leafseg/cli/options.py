@@ -12,8 +12,8 @@ import re
 import sys
 import tempfile
 
-__all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "add_model_arguments",
-           "add_verbose_argument", "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
+__all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "format_set", "add_set_argument",
+           "add_model_arguments", "add_verbose_argument", "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
 ]
 
 # Set (to 1) by ``leafseg --verbose COMMAND``: every command keeps TensorFlow's log lines.
@@ -71,8 +71,24 @@ def parse_overrides(pairs) -> dict:
     return overrides
 
 
+def format_set(pairs) -> str:
+    """The ``--set`` pairs as given, for a command's messages: ``" --set A=1 --set B=[2, 3]"``
+    ("" for none)."""
+    return "".join(f" --set {pair}" for pair in pairs)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """--set KEY=VALUE (repeatable; ``args.set``, a list of the pairs as given, which
+    :func:`parse_overrides` reads): config values applied on top of the command's config."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, read as YAML (e.g. DETECTION_MAX_INSTANCES=100, "
+                             "RPN_ANCHOR_SCALES=[8,16,32,64,128]) on top of the config the command runs with; "
+                             "repeatable")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) -> None:
-    """--weights, --config and --min-score: the trained model of evaluate, predict and export."""
+    """--weights, --config, --set and --min-score: the trained model of evaluate, predict and
+    export."""
     parser.add_argument("--weights", default="leaf-small",
                         help="leaf-small (the pretrained model installed with leafseg; the default), a .weights.h5 / "
                              "Matterport .h5 file, a training run folder (its newest checkpoint) or a --logs folder "
@@ -80,6 +96,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) ->
     parser.add_argument("--config", help="preset name, YAML file or run folder with config.yaml "
                                          "(default: the config stored in the weights file, else config.yaml beside the weights, "
                                          "else leaf_r101)")
+    add_set_argument(parser)
     parser.add_argument("--min-score", type=fraction,
                         help=f"{min_score_help} (default: the config's DETECTION_MIN_CONFIDENCE)")
 

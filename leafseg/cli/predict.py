@@ -8,6 +8,8 @@ from pathlib import Path
 from leafseg.cli.options import (
     add_model_arguments,
     add_verbose_argument,
+    format_set,
+    parse_overrides,
     positive_float,
     positive_int,
     setup_command_logging,
@@ -100,21 +102,24 @@ def run(args) -> int:
     from leafseg.inference.results import SettingsMismatch, file_fingerprint
 
     try:
+        overrides = parse_overrides(args.set)
         if args.cluster:  # (each worker picks its default batch size for its own device)
             check_cluster(args.cluster)
-            model = ModelSpec(args.weights, args.config, args.min_score, args.batch_size, args.precision)
+            model = ModelSpec(args.weights, args.config, args.min_score, args.batch_size, args.precision, overrides)
             config = model.config_object()
             weights, config_source = model.weights_path(), args.config or "the weights file"
         else:
             model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                                 model_dir=args.out, precision=args.precision)
+                                                                 model_dir=args.out, precision=args.precision,
+                                                                 overrides=overrides)
             config = model.config
     except (OSError, ValueError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
         overlap = config.DETECTION_MASK_OVERLAP_THRESHOLD
-        print(f"weights {weights}, config {config_source}, min score {config.DETECTION_MIN_CONFIDENCE:g}"
+        print(f"weights {weights}, config {config_source}{format_set(args.set)}, "
+              f"min score {config.DETECTION_MIN_CONFIDENCE:g}"
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
     try:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ModelSpec", "ClusterError", "JOBQUEUES", "parse_cluster", "check_cluster", "read_cluster_file",
@@ -64,11 +64,13 @@ class ModelSpec:
     # Images per model call; None: the worker's default for its device (leafseg.inference.predict.default_batch_size).
     batch_size: int | None = None
     precision: str = "float32"   # see leafseg.precision.PRECISIONS
+    # {attribute: value} on top of the config (--set); out of the hash, as values may be lists.
+    overrides: dict = field(default_factory=dict, hash=False)
 
     def config_object(self):
         from leafseg.models.loading import resolve_inference
 
-        return resolve_inference(self.weights, self.config, self.min_score)[0]
+        return resolve_inference(self.weights, self.config, self.min_score, self.overrides)[0]
 
     def weights_path(self):
         from leafseg.models.loading import resolve_weights
@@ -84,7 +86,7 @@ class ModelSpec:
         from leafseg.models.loading import load_inference_model
 
         return load_inference_model(self.weights, self.config, self.min_score, model_dir=model_dir,
-                                    precision=self.precision)[0]
+                                    precision=self.precision, overrides=self.overrides)[0]
 
 
 def _need(module, what):

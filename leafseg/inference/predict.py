@@ -49,6 +49,9 @@ Matterport ``.h5``, or a training run folder (its newest checkpoint). ``--config
 name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
 weights file is used (every ``.weights.h5`` leafseg writes has one), else the ``config.yaml``
 beside the weights, else the ``leaf_r101`` preset (:mod:`leafseg.models.loading`).
+``--set KEY=VALUE`` changes a value of that config before the model is built (``--set
+IMAGE_MAX_DIM=1024 --set IMAGE_MIN_DIM=1024``); the config, these values included, is part of
+the run's settings.
 
 COCO JSON, made to be imported as pre-annotations into CVAT (Upload annotations, "COCO 1.0")
 and Label Studio (``label-studio-converter import coco``), and read back by ``leafseg prepare

@@ -65,6 +65,21 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a prediction record")
 
 
+def _change(key, then, now) -> str:
+    """A setting's change in words; of the config's YAML text, the values that differ."""
+    import yaml
+
+    try:
+        before, after = yaml.safe_load(then), yaml.safe_load(now)
+    except (TypeError, AttributeError, yaml.YAMLError):
+        before = after = None
+    if isinstance(before, dict) and isinstance(after, dict):
+        return f"{key}: " + ", ".join(f"{name} {before.get(name)!r} then, {after.get(name)!r} now"
+                                      for name in sorted(set(before) | set(after))
+                                      if before.get(name) != after.get(name))
+    return f"{key}: {then!r} then, {now!r} now"
+
+
 class ResultStore:
     """The records of an output folder (see the module docstring).
 
@@ -85,7 +100,7 @@ class ResultStore:
             old = json.loads(path.read_text(encoding="utf-8"))
             changed = sorted(key for key in set(old) | set(self.settings) if old.get(key) != self.settings.get(key))
             if changed and any(self.records.glob("*.json")):
-                details = "; ".join(f"{key}: {old.get(key)!r} then, {self.settings.get(key)!r} now" for key in changed)
+                details = "; ".join(_change(key, old.get(key), self.settings.get(key)) for key in changed)
                 raise SettingsMismatch(
                     f"{self.out_dir} holds predictions made with other settings ({details}); use --overwrite to "
                     "predict every image again with these, or another --out")

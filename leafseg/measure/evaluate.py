@@ -31,7 +31,8 @@ Overall (``summary.csv``, ``metrics.json`` "summary", the terminal table): the m
 population std over images of sbd, fbd, dic, abs_dic and ap50 (as leafseg.measure.metrics.
 evaluate_labels reports them; the ap50 mean is Matterport's mAP), and COCOeval over all images
 together, its twelve numbers for masks (``mask_AP`` ... ``mask_ARl``) and boxes (``box_*``).
-metrics.json also holds the "definitions" of these names.
+metrics.json also holds the "definitions" of these names and, from the command, the "settings"
+of the run: the weights, the config's source, the ``--set`` overrides and ``--min-score``.
 
 Mask AP at IoU 0.5 is reported three ways, which differ by design:
 
@@ -476,13 +477,15 @@ def prediction_sheet(model, sets, path, title=None):
                                      column_titles=("photograph", "prediction", "ground truth"), title=title)
 
 
-def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progress=True):
+def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progress=True, settings=None):
     """Detect on ``dataset``, score every image, write the outputs of the module docstring.
 
     model: an inference-mode MaskRCNN; dataset: a prepared mrcnn Dataset with instance masks, and
     the plant labels of its scenes when it has a ``load_plants(image_id)`` (LeafDataset's: None for
     an image without).
     image_ids: the images to use (default all); gallery: how many images the gallery shows.
+    settings: {name: value} describing the run (weights, config, overrides), written as
+        "settings" in metrics.json (see :func:`leafseg.measure.metrics.write_metrics`).
     Returns: (per_image rows, summary, {output name: path}), numbers rounded to DECIMALS as written.
     """
     from mrcnn import visualize
@@ -509,7 +512,8 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
 
     scenes = [s for s in image_scores if s.plants is not None]
     json_path, csv_path = write_metrics(per_image, summary, out_dir,
-                                        definitions={**DEFINITIONS, **PLANT_DEFINITIONS} if scenes else DEFINITIONS)
+                                        definitions={**DEFINITIONS, **PLANT_DEFINITIONS} if scenes else DEFINITIONS,
+                                        settings=settings)
     outputs = {"metrics.json": json_path, "per_image.csv": csv_path}
     if scenes:
         plant_rows = [{"image": s.row["image"], "subset": s.row["subset"], **row} for s in scenes for row in s.plants]

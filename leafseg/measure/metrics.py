@@ -509,11 +509,15 @@ def _json_ready(value):
     return value
 
 
-def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None) -> tuple[Path, Path]:
+def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None,
+                  settings=None) -> tuple[Path, Path]:
     """Write ``metrics.json`` ({"summary": ..., "per_image": [...]}) and ``per_image.csv``.
 
     decimals: round every float of both files to this many decimals (None: full precision).
     definitions: {name: what it means}, written as "definitions" in metrics.json.
+    settings: {name: value}, what the scores were measured with (weights, config, config
+        overrides), written first, as "settings", unrounded; a value JSON does not know is
+        written as its text.
     Both are written atomically; ``out_dir`` is created if needed. Returns the two paths.
     """
     out_dir = Path(out_dir)
@@ -524,7 +528,9 @@ def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None) 
     document = {"summary": summary, "per_image": per_image}
     if definitions:
         document = {"definitions": dict(definitions), **document}
+    if settings:
+        document = {"settings": dict(settings), **document}
     document = _json_ready(document)
-    json_path = write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
+    json_path = write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
     csv_path = write_csv(per_image, out_dir / "per_image.csv")
     return json_path, csv_path

@@ -3,6 +3,8 @@ of the commands (predict, evaluate, export), the inspection notebooks and the re
 
     model, source, weights = load_inference_model("leaf-small")         # the shipped model
     model, source, weights = load_inference_model("logs/leaf20260101T1200", min_score=0.8)
+    model, source, weights = load_inference_model("leaf-small", overrides={"IMAGE_MAX_DIM": 1024,
+                                                                           "IMAGE_MIN_DIM": 1024})
 
 ``weights`` is a checkpoint file, a training run folder (its newest checkpoint), a ``--logs``
 folder (its newest run's) or the name of a model of :mod:`leafseg.models.zoo`. ``config`` is a preset
@@ -63,20 +65,26 @@ def resolve_config(config=None, weights=None, **overrides):
     return load_config(str(config), **overrides), str(config)
 
 
-def resolve_inference(weights, config=None, min_score=None, **overrides):
+def resolve_inference(weights, config=None, min_score=None, overrides=None):
     """What :func:`load_inference_model` would build, without building it: (config, config
-    source string, weights path). One image per call unless ``overrides`` say otherwise."""
+    source string, weights path). One image per call (IMAGES_PER_GPU = GPU_COUNT = 1) unless
+    ``overrides`` say otherwise."""
     weights = resolve_weights(weights)
-    overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+    values = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **(overrides or {})}
     if min_score is not None:
         if not 0.0 <= float(min_score) <= 1.0:
             raise ValueError(f"min score must be in [0, 1], got {min_score}")
-        overrides["DETECTION_MIN_CONFIDENCE"] = float(min_score)
-    config, source = resolve_config(config, weights, **overrides)
+        given = values.get("DETECTION_MIN_CONFIDENCE", min_score)
+        if given != min_score:
+            raise ValueError(f"min score {min_score} and DETECTION_MIN_CONFIDENCE={given} of the overrides "
+                             "disagree: give one of them")
+        values["DETECTION_MIN_CONFIDENCE"] = float(min_score)
+    config, source = resolve_config(config, weights, **values)
     return config, source, weights
 
 
-def load_inference_model(weights, config=None, min_score=None, model_dir=None, precision="float32", **overrides):
+def load_inference_model(weights, config=None, min_score=None, model_dir=None, precision="float32",
+                         overrides=None):
     """An inference-mode MaskRCNN with ``weights`` loaded.
 
     weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
@@ -87,11 +95,15 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, p
         policy restored afterwards). The weights stay float32 and ``detect`` returns the same
         types either way; a warning is logged when the precision is slower than float32 on this
         machine (:func:`leafseg.precision.precision_warning`).
+    overrides: {attribute: value} applied on top of the config before the model is built
+        (``leafseg predict --set``), e.g. {"IMAGE_MAX_DIM": 1024, "IMAGE_MIN_DIM": 1024}; an
+        unknown attribute or a value the config rejects is a ValueError naming it. One that
+        changes the weights' shapes (BACKBONE, NUM_CLASSES, ...) fails to load the weights.
     Returns: (model, config source string, weights path).
     """
     from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
 
-    config, source, weights = resolve_inference(weights, config, min_score, **overrides)
+    config, source, weights = resolve_inference(weights, config, min_score, overrides)
     with precision_policy(precision):
         model = MaskRCNN("inference", config, model_dir or weights.parent)
     warning = precision_warning(precision)
@@ -101,6 +113,10 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, p
         model.load_weights(str(weights))
     except WeightsMismatchError as err:
         # The per-layer listing is for programmers; a command's user needs the cause and the fix.
-        raise ValueError(f"{weights}: these weights were trained with another configuration than {source} "
-                         f"{err.detail}; pass --config with the configuration they were trained with") from None
+        changed, fix = "", ""
+        if overrides:
+            changed = f" with {', '.join(sorted(overrides))} overridden"
+            fix = " and override only values that leave the layers' shapes as they are"
+        raise ValueError(f"{weights}: these weights were trained with another configuration than {source}{changed} "
+                         f"{err.detail}; pass --config with the configuration they were trained with{fix}") from None
     return model, source, weights

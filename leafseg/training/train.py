@@ -46,7 +46,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from leafseg.cli.options import parse_overrides, quiet_tensorflow
+from leafseg.cli.options import add_set_argument, parse_overrides, quiet_tensorflow
 
 from leafseg.precision import PRECISION_POLICIES, precision_warning
 from leafseg.models.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
@@ -111,8 +111,7 @@ def build_parser(parser=None):
         help=f"a preset ({', '.join(PRESETS)}) or a YAML file of config values (default: with --resume or "
              "--weights last|best the run's config.yaml, with --weights PATH the config stored in the file, "
              "else leaf_r101)")
-    add("--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, read as YAML (e.g. IMAGES_PER_GPU=1); repeatable")
+    add_set_argument(parser)
     add("--dataset", required=True, metavar="DIR", help="prepared data folder holding train/ (and val/)")
     add("--stage", choices=STAGES, help="the layers to train (required unless --resume)")
     add("--epochs", type=int, metavar="N", help="train until epoch N, counted across calls (required unless --resume)")

@@ -79,6 +79,42 @@ def test_presets_resolve_by_name_and_unknown_names_are_errors():
         load_config("r50")
 
 
+def test_a_file_of_ones_own_starts_from_a_preset_by_name(tmp_path):
+    from leafseg.models.loading import resolve_config
+
+    mine = tmp_path / "my.yaml"
+    mine.write_text("_BASE_: leaf_small\nIMAGE_MIN_DIM: 512\nIMAGE_MAX_DIM: 512\n")
+    config = load_config(str(mine), IMAGES_PER_GPU=1)
+    assert config == LeafSmallConfig(IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512, IMAGES_PER_GPU=1)
+    assert leafseg.config.preset_files() == {name: CONFIGS / f"{name}.yaml" for name in PRESETS}
+    # What --config of the commands reads (leafseg.models.loading.resolve_config), and train's.
+    config, source = resolve_config(str(mine), None, DETECTION_MIN_CONFIDENCE=0.6)
+    assert (config.BACKBONE, config.IMAGE_MAX_DIM, config.DETECTION_MIN_CONFIDENCE, source) == (
+        "resnet18", 512, 0.6, str(mine))
+    # A base of one's own, by path, whose base is a preset.
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("_BASE_: ../my.yaml\nDETECTION_MAX_INSTANCES: 100\n")
+    child = load_config(str(tmp_path / "sub" / "child.yaml"))
+    assert (child.NAME, child.IMAGE_MAX_DIM, child.DETECTION_MAX_INSTANCES) == ("leaf_small", 512, 100)
+    # A preset by path still works, and a file beside the YAML wins over a preset's name.
+    (tmp_path / "by_path.yaml").write_text(f"_BASE_: {CONFIGS / 'quickstart_cpu.yaml'}\n")
+    assert load_config(str(tmp_path / "by_path.yaml")) == QuickstartConfig()
+    (tmp_path / "leaf_small").write_text("_BASE_: leaf_r101.yaml\nNAME: mine\n")
+    (tmp_path / "leaf_r101.yaml").write_text("IMAGES_PER_GPU: 3\n")
+    beside = load_config(str(mine))
+    assert (beside.NAME, beside.IMAGES_PER_GPU, beside.BACKBONE, beside.IMAGE_MAX_DIM) == ("mine", 3, "resnet101", 512)
+
+
+def test_an_unknown_base_is_named_with_the_presets(tmp_path):
+    mine = tmp_path / "my.yaml"
+    mine.write_text("_BASE_: leaf_smal\n")
+    with pytest.raises(ValueError) as caught:
+        load_config(str(mine))
+    presets = ", ".join(sorted(PRESETS))
+    assert str(caught.value) == (f"cannot read config file {tmp_path / 'leaf_smal'} (the _BASE_ of {mine}): No such "
+                                 f"file or directory; nor is 'leaf_smal' the name of a base: {presets}")
+
+
 def test_leaf_small_is_the_config_stored_in_the_shipped_model(monkeypatch):
     from leafseg.models import zoo
     from mrcnn.weights import read_metadata

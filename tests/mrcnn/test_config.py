@@ -162,6 +162,46 @@ def test_yaml_base_errors_name_the_files(tmp_path, files, message):
         Config.from_yaml(tmp_path / "a.yaml")
 
 
+def test_yaml_base_may_be_a_name_the_application_gives_a_file(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "shapes.yaml").write_text("NAME: shapes\nIMAGES_PER_GPU: 4\nIMAGE_MIN_DIM: 256\nIMAGE_MAX_DIM: 256\n")
+    (shared / "beside.yaml").write_text("_BASE_: shapes.yaml\nNAME: beside\n")
+    named = {"shapes": shared / "shapes.yaml", "beside": str(shared / "beside.yaml")}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a.yaml").write_text("_BASE_: shapes\nIMAGES_PER_GPU: 1\n")
+    (mine / "b.yaml").write_text("_BASE_: a.yaml\n")                  # a path, whose base is a name
+    (mine / "c.yaml").write_text("_BASE_: beside\nNAME: c\n")       # a name, whose base is a path beside it
+
+    a = Config.from_yaml(mine / "a.yaml", named_bases=named, GPU_COUNT=1)
+    assert (a.NAME, a.BATCH_SIZE, a.IMAGE_MAX_DIM) == ("shapes", 1, 256)
+    assert [Path(source).name for source, _ in read_yaml_layers(mine / "b.yaml", named)] == ["shapes.yaml", "a.yaml",
+                                                                                             "b.yaml"]
+    assert [Path(source).name for source, _ in read_yaml_layers(mine / "c.yaml", named)] == ["shapes.yaml",
+                                                                                             "beside.yaml", "c.yaml"]
+    # A file of that name beside the file wins over the name.
+    (mine / "shapes").write_text("NAME: local\n")
+    assert Config.from_yaml(mine / "a.yaml", named_bases=named).NAME == "local"
+    # Without named bases a name is a path, as before.
+    (mine / "shapes").unlink()
+    with pytest.raises(ConfigError, match=r"cannot read config file .*shapes \(the _BASE_ of .*a\.yaml\): [^;]*$"):
+        Config.from_yaml(mine / "a.yaml")
+
+
+def test_a_base_that_is_neither_a_file_nor_a_name_names_both(tmp_path):
+    (tmp_path / "a.yaml").write_text("_BASE_: shapez\n")
+    named = {"shapes": tmp_path / "s.yaml", "circles": tmp_path / "c.yaml"}
+    with pytest.raises(ConfigError) as caught:
+        Config.from_yaml(tmp_path / "a.yaml", named_bases=named)
+    assert str(caught.value) == (f"cannot read config file {tmp_path / 'shapez'} (the _BASE_ of "
+                                 f"{tmp_path / 'a.yaml'}): No such file or directory; nor is 'shapez' the name of a "
+                                 "base: shapes, circles")
+    (tmp_path / "a.yaml").write_text("_BASE_: 3\n")
+    with pytest.raises(ConfigError, match="must be the path of a YAML file or the name of a base, got 3"):
+        Config.from_yaml(tmp_path / "a.yaml", named_bases=named)
+
+
 def test_yaml_text_cannot_name_a_base():
     with pytest.raises(ConfigError, match="_BASE_ in the config stored in w.h5: only a YAML file can name a base"):
         Config.from_yaml_text("_BASE_: a.yaml", source="the config stored in w.h5")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from leafseg.cli.options import (TF_NATIVE_LOG_LINE, _drop_native_stderr_lines, add_model_arguments, fraction,
-                                 positive_float, positive_int)
+from leafseg.cli.options import (TF_NATIVE_LOG_LINE, _drop_native_stderr_lines, add_model_arguments, format_set,
+                                 fraction, parse_overrides, positive_float, positive_int)
 
 ROOT = Path(__file__).resolve().parents[3]
 # What TensorFlow's C++ side prints on a CPU machine: absl lines (I/W/E + MMDD), the absl notice,
@@ -41,6 +41,38 @@ def test_model_arguments_parse():
     assert (args.weights, args.config, args.min_score) == ("run/", "leaf_r101", 0.25)
     args = parser().parse_args(["--weights", "w.h5"])
     assert args.config is None and args.min_score is None
+
+
+def test_model_arguments_take_config_overrides():
+    args = parser().parse_args(["--set", "IMAGE_MAX_DIM=1024", "--set", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"])
+    assert args.set == ["IMAGE_MAX_DIM=1024", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"]
+    assert parse_overrides(args.set) == {"IMAGE_MAX_DIM": 1024, "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128]}
+    assert format_set(args.set) == " --set IMAGE_MAX_DIM=1024 --set RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"
+    assert parser().parse_args([]).set == [] and format_set([]) == ""
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "train"])
+def test_the_commands_share_one_set_option(command):
+    import importlib
+
+    from leafseg.cli import COMMANDS
+
+    module = importlib.import_module(COMMANDS[command][0])
+    option = next(a for a in module.build_parser()._actions if "--set" in a.option_strings)
+    shared = argparse.ArgumentParser()
+    add_model_arguments(shared, "x")
+    reference = next(a for a in shared._actions if "--set" in a.option_strings)
+    assert (option.dest, option.default, option.metavar, option.help) == (
+        reference.dest, reference.default, reference.metavar, reference.help)
+
+
+@pytest.mark.parametrize("pairs, message", [(["IMAGE_MAX_DIM"], "--set 'IMAGE_MAX_DIM': expected KEY=VALUE"),
+                                            (["=3"], "--set '=3': expected KEY=VALUE"),
+                                            (["RPN_ANCHOR_SCALES=[8, 16"], "--set 'RPN_ANCHOR_SCALES=\\[8, 16': the "
+                                                                           "value is not valid YAML")])
+def test_set_pairs_that_are_not_key_value_are_named(pairs, message):
+    with pytest.raises(ValueError, match=message):
+        parse_overrides(pairs)
 
 
 def test_model_arguments_help_names_the_defaults():

@@ -1,8 +1,6 @@
 """Exporting Mask R-CNN as a SavedModel: the graph pre- and post-processing against numpy, and
 ``leafseg export`` end to end on the tiny trained model (reloaded, same detections as Keras).
 """
-import contextlib
-import io
 import types
 
 import numpy as np
@@ -16,6 +14,7 @@ from mrcnn import export, transform, utils
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from tests.mrcnn.test_anchors import custom_backbone_config
+from tests.command_output import run_main
 from tests.tiny_trained import inference_model, trained_run
 from tests.toy_data import ToyConfig, shapes_dataset
 
@@ -150,14 +149,17 @@ def images():
             "rosette": generate_rosette(3, (90, 120)).image, "blank": np.zeros((50, 70, 3), np.uint8)}
 
 
+def run_export(argv):
+    return run_main(export_command.main, argv)
+
+
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory):
     """``leafseg export`` of the tiny model, checked by the command on its default images."""
     out = tmp_path_factory.mktemp("export") / "tiny_savedmodel"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = export_command.main(["--weights", run["weights"], "--config", run["config"], "--out", str(out)])
-    return types.SimpleNamespace(status=status, path=out, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+    done = run_export(["--weights", run["weights"], "--config", run["config"], "--out", str(out)])
+    done.path = out
+    return done
 
 
 def test_export_command_writes_a_savedmodel_and_checks_it(exported, run):
@@ -246,3 +248,56 @@ def test_export_refuses_to_replace_a_folder_unless_asked(model, tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(FileExistsError, match="exists"):
         export.export_saved_model(model, tmp_path / "model")
+
+
+# ------------------------------------------------------------------ the config export builds
+
+@pytest.fixture
+def captured_export(monkeypatch):
+    """``leafseg export`` with mrcnn.export.export_saved_model standing in: the model it was given."""
+    models = []
+
+    def capture(model, path, overwrite=False):
+        models.append(model)
+        return path
+
+    monkeypatch.setattr(export, "export_saved_model", capture)
+    return models
+
+
+def test_export_set_changes_the_config_of_the_exported_model(run, captured_export, tmp_path):
+    done = run_export(["--weights", run["weights"], "--out", str(tmp_path / "m"), "--no-check", "--set",
+                       "DETECTION_MAX_INSTANCES=4", "--set", "IMAGE_MIN_DIM=128", "--set", "IMAGE_MAX_DIM=128"])
+    assert done.status == 0, done.stderr
+    [model] = captured_export
+    assert (model.config.DETECTION_MAX_INSTANCES, model.config.IMAGE_MAX_DIM) == (4, 128)
+    assert model.config.BACKBONE_WIDTH == ToyConfig.BACKBONE_WIDTH  # the rest: the config stored in the weights
+    assert done.stdout == (f"wrote {tmp_path / 'm'} (weights {run['weights']}, config the config stored in "
+                           f"{run['weights']} --set DETECTION_MAX_INSTANCES=4 --set IMAGE_MIN_DIM=128 "
+                           f"--set IMAGE_MAX_DIM=128)\n")
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("NUM_CLASSEZ=3", "export: error: unknown config key 'NUM_CLASSEZ' in arguments; did you mean NUM_CLASSES"),
+    ("IMAGE_RESIZE_MODE=squares", "export: error: IMAGE_RESIZE_MODE = 'squares' is invalid"),
+    ("NUM_CLASSES", "export: error: --set 'NUM_CLASSES': expected KEY=VALUE"),
+])
+def test_export_bad_set_is_named_before_anything_is_written(run, captured_export, tmp_path, pair, message):
+    done = run_export(["--weights", run["weights"], "--out", str(tmp_path / "m"), "--set", pair])
+    assert done.status == 2 and message in done.stderr
+    assert not captured_export
+
+
+def test_export_config_file_may_start_from_a_preset_by_name(captured_export, tmp_path, monkeypatch):
+    """--config my.yaml with ``_BASE_: leaf_small``, for the shipped leaf-small weights."""
+    from leafseg.config import LeafSmallConfig
+    from leafseg.models import zoo
+
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    mine = tmp_path / "my.yaml"
+    mine.write_text("_BASE_: leaf_small\nIMAGE_MIN_DIM: 512\nIMAGE_MAX_DIM: 512\n")
+    done = run_export(["--config", str(mine), "--out", str(tmp_path / "m"), "--no-check"])
+    assert done.status == 0, done.stderr
+    [model] = captured_export
+    assert model.config.to_dict() == LeafSmallConfig(IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512, IMAGES_PER_GPU=1).to_dict()
+    assert f"config {mine})" in done.stdout

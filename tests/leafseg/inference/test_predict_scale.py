@@ -1,7 +1,5 @@
 """leafseg predict at scale: the pipeline, resuming into the same --out (also after kill -9), and
 a Dask cluster (a LocalCluster of two processes; the jobqueue path by its job script)."""
-import contextlib
-import io
 import json
 import os
 import signal
@@ -9,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import cv2
@@ -21,6 +18,7 @@ from leafseg.inference import predict
 from leafseg.cli import predict as predict_command
 
 from leafseg.inference import results
+from tests.command_output import run_main
 from tests.tiny_trained import inference_model, trained_run
 from tests.toy_data import shapes_dataset
 
@@ -48,10 +46,7 @@ def photos(tmp_path_factory):
 
 
 def cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = predict_command.main(argv)
-    return types.SimpleNamespace(status=status, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(predict_command.main, argv)
 
 
 def argv(photos, weights, out, *extra):

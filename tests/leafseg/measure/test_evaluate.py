@@ -296,6 +296,42 @@ def test_subset_help_documents_auto(capsys):
     assert "auto (default): val of a prepared layout, every image of a raw folder" in text
 
 
+def test_metrics_json_records_the_weights_config_and_overrides(evaluated, run):
+    assert evaluated.document["settings"] == {"weights": run["weights"], "config": run["run"] + "/config.yaml",
+                                              "overrides": {}, "min_score": None}
+    assert list(evaluated.document)[0] == "settings"
+
+
+def test_set_changes_the_config_evaluated_with_and_is_recorded(run, data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = evaluate_command.main(["--weights", run["weights"], "--dataset", str(data.root), "--out", str(out),
+                                    "--limit", "2", "--gallery", "0", "--set", "DETECTION_MAX_INSTANCES=1",
+                                    "--min-score", "0.3"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "config the config stored in" in captured.err and " --set DETECTION_MAX_INSTANCES=1" in captured.err
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["settings"] == {"weights": run["weights"], "config": f"the config stored in {run['weights']}",
+                                    "overrides": {"DETECTION_MAX_INSTANCES": 1}, "min_score": 0.3}
+    # One detection at most per image (the tiny model finds several shapes of most at 0.3).
+    counts = [row["pred_count"] for row in document["per_image"]]
+    assert max(counts) == 1 and len(counts) == 2
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("DETECTION_MAX_INSTANCE=1", "evaluate: error: unknown config key 'DETECTION_MAX_INSTANCE' in arguments; did you "
+                                 "mean DETECTION_MAX_INSTANCES"),
+    ("DETECTION_MAX_INSTANCES=-1", "evaluate: error: DETECTION_MAX_INSTANCES = -1 is invalid"),
+    ("DETECTION_MAX_INSTANCES:1", "evaluate: error: --set 'DETECTION_MAX_INSTANCES:1': expected KEY=VALUE"),
+])
+def test_bad_set_is_named_before_any_image(run, data, tmp_path, capsys, pair, message):
+    status = evaluate_command.main(["--weights", run["weights"], "--dataset", str(data.root), "--out",
+                                    str(tmp_path / "out"), "--quiet", "--set", pair])
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_missing_dataset_is_an_error_naming_it(tmp_path, capsys):
     status = evaluate_command.main(["--weights", str(tmp_path / "w.weights.h5"), "--dataset", str(tmp_path / "nowhere"),
                             "--out", str(tmp_path / "out"), "--quiet"])

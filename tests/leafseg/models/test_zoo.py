@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from leafseg.models import loading
 
@@ -102,6 +103,41 @@ def test_predict_without_weights_uses_leaf_small(tiny_zoo, tmp_path, monkeypatch
     out = tmp_path / "predictions"
     assert (out / "plants.csv").is_file() and (out / "leaves.csv").is_file()
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["plant0_label.png", "plant1_label.png"]
+
+
+def test_predict_set_changes_the_default_models_config_and_is_part_of_the_runs_settings(tiny_zoo, tmp_path, capsys):
+    import json
+
+    from leafseg.inference.results import SETTINGS_FILE, STATE_DIR
+
+    images = photos(tmp_path / "photos")
+    out = tmp_path / "out"
+    size = ["--set", "IMAGE_MAX_DIM=128", "--set", "IMAGE_MIN_DIM=128"]
+    assert predict_command.main([str(images), "--out", str(out), *size, "--set", "DETECTION_MAX_INSTANCES=5"]) == 0
+    err = capsys.readouterr().err
+    assert "config the config stored in" in err
+    assert " --set IMAGE_MAX_DIM=128 --set IMAGE_MIN_DIM=128 --set DETECTION_MAX_INSTANCES=5, min score" in err
+    used = yaml.safe_load(json.loads((out / STATE_DIR / SETTINGS_FILE).read_text())["config"])
+    assert (used["IMAGE_MAX_DIM"], used["IMAGE_MIN_DIM"], used["DETECTION_MAX_INSTANCES"]) == (128, 128, 5)
+    assert used["BACKBONE_WIDTH"] == ToyConfig.BACKBONE_WIDTH  # the rest: the config stored in the weights
+    # Other overrides into the same folder: refused, naming what changed, as for any other setting.
+    assert predict_command.main([str(images), "--out", str(out), *size, "--set", "DETECTION_MAX_INSTANCES=7"]) == 2
+    err = capsys.readouterr().err
+    assert "holds predictions made with other settings (config: DETECTION_MAX_INSTANCES 5 then, 7 now)" in err
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("IMAGE_MAX_DIMS=128", "predict: error: unknown config key 'IMAGE_MAX_DIMS' in arguments; did you mean "
+                           "IMAGE_MAX_DIM"),
+    ("IMAGE_MAX_DIM=100", "predict: error: IMAGE_MAX_DIM = 100 is invalid: expected divisible by 64"),
+    ("IMAGE_MAX_DIM", "predict: error: --set 'IMAGE_MAX_DIM': expected KEY=VALUE"),
+])
+def test_predict_bad_set_is_named_before_any_image(tiny_zoo, tmp_path, capsys, pair, message):
+    images = photos(tmp_path / "photos", count=1)
+    out = tmp_path / "out"
+    assert predict_command.main([str(images), "--out", str(out), "--set", pair]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*.png"))
 
 
 def test_predict_evaluate_export_without_the_file_fail_clearly(empty_zoo, tmp_path, capsys):
