@@ -6,12 +6,14 @@ import sys
 
 from leafseg.cli.options import (
     add_model_arguments,
+    add_plants_arguments,
     add_verbose_argument,
     format_set,
     parse_overrides,
     positive_int,
     setup_command_logging,
 )
+from leafseg.inference.plants import PlantsFirst
 from leafseg.measure.evaluate import (
     SUBSET_CHOICES,
     evaluate_dataset,
@@ -42,6 +44,7 @@ def build_parser(parser=None):
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
+    add_plants_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_verbose_argument(parser)
     return parser
@@ -63,7 +66,9 @@ def run(args) -> int:
         shown = subset + (" (auto)" if args.subset == "auto" else "")
         print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
               f"config {config_source}{format_set(args.set)}", file=sys.stderr)
-    settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score}
+    settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score,
+                "plants": args.plants, "grid": list(args.grid) if args.grid else None}
+    model = PlantsFirst(model, args.plants, args.grid)
     _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
                                            progress=not args.quiet, settings=settings)
     print(format_summary(summary))

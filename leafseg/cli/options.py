@@ -171,3 +171,24 @@ def setup_command_logging(verbose: bool = False, tensorflow: bool = True) -> Non
         logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     if tensorflow:
         quiet_tensorflow(verbose)
+
+
+def add_plants_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--plants auto|one`` and ``--grid ROWSxCOLS``: how a photograph goes to the model
+    (:mod:`leafseg.inference.plants`); a bad grid is refused naming it."""
+    from leafseg.inference.plants import PLANT_MODES, parse_grid
+
+    def grid(text):
+        try:
+            return parse_grid(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+
+    parser.add_argument("--plants", choices=PLANT_MODES, default="auto",
+                        help="auto (default): a photograph more than 3x the model's size holding several plants (a "
+                             "tray, a dish, a large photograph) is split by plant and each plant's leaves are found "
+                             "at the model's own resolution; one plant filling the frame goes through whole. one: "
+                             "every photograph goes through whole, shrunk to the model's size")
+    parser.add_argument("--grid", type=grid, metavar="ROWSxCOLS",
+                        help="the photographs are regular trays of ROWS x COLS pots filling the frame: one plant per "
+                             "pot, named A1, A2, ... in reading order, each reported even when empty")

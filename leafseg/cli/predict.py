@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafseg.cli.options import (
     add_model_arguments,
+    add_plants_arguments,
     add_verbose_argument,
     format_set,
     parse_overrides,
@@ -15,7 +16,6 @@ from leafseg.cli.options import (
     setup_command_logging,
 )
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
-from leafseg.inference.plants import PLANT_MODES, parse_grid
 from leafseg.inference.predict import COCO_FORMATS, default_batch_size, predict_images
 from leafseg.models.loading import load_inference_model
 from leafseg.precision import PRECISIONS
@@ -68,24 +68,11 @@ def build_parser(parser=None):
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the model computes in (default: float32); bfloat16 is faster on GPUs from "
                              "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
-    parser.add_argument("--plants", choices=PLANT_MODES, default="auto",
-                        help="auto (default): a photograph much larger than the model (a tray, a dish, a large "
-                             "photograph) is split by plant and each plant's leaves are found at the model's own "
-                             "resolution; a photograph of one plant goes through whole. one: every photograph "
-                             "goes through whole, shrunk to the model's size")
-    parser.add_argument("--grid", type=_grid, metavar="ROWSxCOLS",
-                        help="the photographs are regular trays of ROWS x COLS pots: one plant per pot, named A1, "
-                             "A2, ... in reading order, each listed in plants.csv even when empty")
+    add_plants_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
 
-
-def _grid(text):
-    try:
-        return parse_grid(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def run(args) -> int:

@@ -5,6 +5,8 @@ import logging
 import os
 import sys
 
+__all__ = ["build_parser", "main"]
+
 from leafseg.training.train import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
