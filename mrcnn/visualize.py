@@ -39,7 +39,7 @@ def draw_instances(image, masks, labels=None, colors=None, boxes=None, alpha=0.4
 
     image: [H, W, 3] uint8 RGB (a gray [H, W] image is expanded).
     masks: bool [H, W, N].
-    labels: N strings drawn at each instance's centre (e.g. leaf ids), or None.
+    labels: N strings drawn at each instance's centre (e.g. leaf ids; "" draws none), or None.
     colors: uint8 [N, 3] RGB, default :func:`random_colors`.
     boxes: int [N, (y1, x1, y2, x2)] to draw as rectangles, or None.
     alpha: opacity of the mask fill; outline: draw each mask's contour in its colour.
@@ -72,7 +72,7 @@ def draw_instances(image, masks, labels=None, colors=None, boxes=None, alpha=0.4
         if boxes is not None:
             y1, x1, y2, x2 = (int(v) for v in boxes[i])
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
-        if labels is not None and crop is not None:
+        if labels is not None and crop is not None and str(labels[i]):
             ys, xs = np.nonzero(masks[..., i][crop])
             ys, xs = ys + crop[0].start, xs + crop[1].start
             # The pixel of the mask nearest its centroid, so the label sits on the instance.

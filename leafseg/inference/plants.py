@@ -6,48 +6,51 @@ goes through whole, as it always has. A tray of pots, a dish of seedlings or any
 larger than the model would shrink each plant to a few dozen pixels, and its leaves to a few;
 so such a scene is split by plant instead:
 
-1. **Vegetation** (:func:`vegetation_mask`): green pixels of a working copy of at most
-   ``WORK_SIZE`` px, by the excess-green index ``2G - R - B`` (Woebbecke et al. 1995; Meyer &
-   Neto 2008 threshold it with Otsu's method, as PlantCV and most tray pipelines do) above
-   Otsu's threshold of the photograph, kept within ``EXG_RANGE``. The absolute index, not the
-   chromatic one: dark soil and pot edges with a green cast are green in chromaticity but not
-   in amount.
-2. **Plants** (:func:`find_plants`): the vegetation closed over gaps of ``CLOSE_FRACTION`` of
+1. **Where the plants are** (a plant mask on a working copy of at most ``WORK_SIZE`` px):
+   by default the model's own leaves (:func:`model_leaf_mask`): it runs over overlapping tiles
+   of ``FIND_TILE`` x its size (each shrunk at most that much, so that a tray's plants are
+   seen) and the union of its leaves is the mask. It knows leaves in every light and colour
+   that it was trained on (purple, yellow, dark, on green cloth), which the alternative, the
+   excess-green index (:func:`vegetation_mask`, ``finder="vegetation"``: ``2G - R - B`` above
+   Otsu's threshold, as PlantCV and most tray pipelines start) does not; docs/SCENES.md has the
+   figures of both.
+2. **The plants** (:func:`plants_from_mask`): the mask closed over gaps of ``CLOSE_FRACTION`` of
    the working copy (a plant's leaves meet at its centre; the gaps between pots are wider),
    cut into connected regions. A region much larger than the typical plant (rosettes of
    neighbouring pots touching leaf tip to leaf tip) is split at the valleys between the
-   density peaks of its vegetation (a rosette is densest at its centre): a watershed from
-   peaks at least half a typical plant apart. Regions much smaller than the typical plant
-   (moss, a cut-off leaf of a neighbour) are joined to the plant beside them; one far from
-   every plant is a small plant of its own when it covers ``MIN_PLANT_AREA`` of the frame,
-   else it is left out.
-   When the plants stand in a lattice, as the pots of a tray do (:func:`find_lattice`: their
-   centres fall into rows and columns of regular spacing, at least ``LATTICE_FILL`` of the
-   cells hold a plant, and few hold two pieces), the plants become the lattice's cells: a cell's boundaries lie midway
-   between neighbouring rows and columns, so a seedling too small to count as a region is
-   still looked for in its pot, and a cut-off leaf at a pot's edge stays with that pot. With
+   density peaks of its mask (a rosette is densest at its centre): a watershed from peaks at
+   least half a typical plant apart. Regions much smaller than the typical plant (a cut-off
+   leaf of a neighbour) are joined to the plant beside them; one far from every plant is a
+   small plant of its own when it covers ``MIN_PLANT_AREA`` of the frame, else it is left out.
+3. **Pots** (a tray): when the plants stand in rows and columns, the plants become the cells
+   of that lattice, so a seedling too small to count as a region is still looked for in its
+   pot, and a leaf reaching into the next pot stays with its own. Two ways find a lattice:
+   :func:`frame_lattice`, a tray filling the frame (pot photographs tiled, a tight crop),
+   from where the plant mass lies along each axis; and :func:`find_lattice`, from the plants'
+   centres falling into regularly spaced rows and columns. Of the two, the one whose cell
+   count is nearer the number of plants found is taken (:func:`_choose_lattice`). With
    ``grid=(rows, cols)`` the frame is divided into rows x cols equal cells, one pot each: a
-   plant per cell, named A1, A2, ... in reading order, found or not.
-3. **Leaves per plant** (:class:`PlantsFirst`): each plant is cropped with a margin (at least
-   a third of the model's size, so that a seedling is enlarged at most three times), the model
-   segments the crop at its own resolution, and the leaves come back into the photograph. A
-   leaf seen from two crops (a neighbour's leaf inside a margin) is kept by the plant whose
-   region holds most of its pixels (with a grid: the cell holding its centre), so it is found
-   once; leaves of different plants therefore never overlap. The detection limit of the
-   config (``DETECTION_MAX_INSTANCES``) applies per plant, not per photograph.
+   plant per cell, named A1, A2, ... in reading order, reported found or not.
+4. **Leaves per plant** (:class:`PlantsFirst`): each plant is cropped with a margin (at least
+   a third of the model's size, so that a seedling is enlarged at most three times; a cell
+   grows by ``CELL_MARGIN``), the model segments the crop at its own resolution, and the
+   leaves come back into the photograph. A leaf seen from two crops (a neighbour's leaf inside
+   a margin) is kept by the plant whose region holds most of its pixels (a cell: the cell
+   holding its centre), so it is found once, and leaves of different plants never overlap.
+   The detection limit of the config (``DETECTION_MAX_INSTANCES``) holds per plant, not per
+   photograph. Plants without a leaf are dropped, except a ``--grid``'s pots.
 
 Plant ids are the reading order of the plants: rows of plants top to bottom (a plant starts a
 new row when its centre lies more than half a typical plant's height below the current row's
-centre line), left to right within a row; with a grid, cell order. The choice of plants over
-overlapping tiles (SAHI's sliced inference) is measured in docs/SCENES.md: plant crops give
-every leaf its plant for free, let a small plant be enlarged, and need no seam merging except
-at the crop margins, where the ownership rule above decides.
+centre line), left to right within a row; cells in row-major order. Plants first against
+sliced inference over tiles (SAHI) is measured in docs/SCENES.md: plant crops give every leaf
+its plant, let a small plant be enlarged and see each plant whole, with no seam through it.
 
 ``--plants one`` sends the whole photograph to the model as before; ``--plants auto`` (the
 default) splits by plant when the photograph is more than ``SCENE_FACTOR`` times the model's
-size and holds plants that stand in a tray's lattice or are small in the frame (median box
-side under ``DOMINANT_FRACTION`` of its shorter side); else (one plant filling the frame,
-whose leaves may have been found apart, or no vegetation) it goes through whole.
+size and its plants stand in a lattice or are small in the frame (median box side under
+``DOMINANT_FRACTION`` of its shorter side); else (one plant filling the frame, whose leaves
+may have been found apart, or no plant found) it goes through whole.
 """
 from __future__ import annotations
 
@@ -58,8 +61,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PLANT_MODES", "WORK_SIZE", "SCENE_FACTOR", "Plant", "ScenePlan", "PlantsFirst", "parse_grid", "grid_name",
-           "vegetation_mask", "find_plants", "grid_plants", "plan_scene", "shrink_note"]
+__all__ = ["PLANT_MODES", "FINDERS", "WORK_SIZE", "SCENE_FACTOR", "Plant", "ScenePlan", "PlantsFirst", "parse_grid",
+           "grid_name", "vegetation_mask", "model_leaf_mask", "find_plants", "plants_from_mask", "frame_lattice",
+           "find_lattice", "grid_plants", "plan_scene", "shrink_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +110,8 @@ FRAME_CONCENTRATION = 0.72
 FRAME_SLACK = 0.08
 FRAME_MAX_CELLS = 8
 FRAME_OCCUPIED = 0.75
+# A lattice must have between 1 / this and this many times as many cells as plants were found.
+LATTICE_AGREEMENT = 1.6
 # A grid cell's crop: the cell grown by this fraction of its size on each side.
 CELL_MARGIN = 0.12
 # Plants found by the model: tiles of this many times the model's size, overlapping by this.
@@ -328,6 +334,26 @@ def frame_lattice(mask):
     return rows, cols
 
 
+def _choose_lattice(frame, fitted, found, shape):
+    """Of a frame lattice ((rows, cols) or None) and a fitted one ((row edges, column edges) or
+    None), the edges of the one whose cell count is nearer the ``found`` plants (a tie: more
+    cells; neighbouring plants found as one are commoner than one plant found as two), if it
+    has between ``1 / LATTICE_AGREEMENT`` and ``LATTICE_AGREEMENT`` times as many cells as
+    plants were found; else None."""
+    candidates = []
+    if frame is not None:
+        candidates.append((np.linspace(0, shape[0], frame[0] + 1).round().astype(int),
+                           np.linspace(0, shape[1], frame[1] + 1).round().astype(int)))
+    if fitted is not None:
+        candidates.append(fitted)
+    candidates = [(rows, cols) for rows, cols in candidates
+                  if found / LATTICE_AGREEMENT <= (len(rows) - 1) * (len(cols) - 1) <= found * LATTICE_AGREEMENT]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs((len(c[0]) - 1) * (len(c[1]) - 1) - found),
+                                          -(len(c[0]) - 1) * (len(c[1]) - 1)))
+
+
 def find_lattice(boxes, shape):
     """The rows and columns of a tray, from its plants' ``boxes`` [(y1, x1, y2, x2)] in an image
     of ``shape``, or None when the plants stand in no lattice (module docstring, step 2).
@@ -500,13 +526,11 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
         return ScenePlan("one", (), None, shrink)
     small, scale = _working_copy(np.asarray(image))
     mask = vegetation_mask(small) if model is None else model_leaf_mask(model, image, small.shape[:2], model_size)
-    cells = frame_lattice(mask)
-    if cells is not None:
-        return ScenePlan("plants", tuple(grid_plants(shape, cells, names="ids")), None, shrink, cells)
     found, regions = plants_from_mask(mask, scale, shape, model_size)
     if not found:
         return ScenePlan("one", (), None, shrink)
-    lattice = find_lattice([plant.box for plant in found], shape)
+    lattice = _choose_lattice(frame_lattice(mask), find_lattice([plant.box for plant in found], shape), len(found),
+                              shape)
     if lattice is not None:
         cells = (len(lattice[0]) - 1, len(lattice[1]) - 1)
         return ScenePlan("plants", tuple(grid_plants(shape, cells, lattice, names="ids")), None, shrink, cells)
@@ -526,10 +550,11 @@ def shrink_note(name, shrink, result, model_size):
     median = float(np.median(areas)) / shrink ** 2 if len(areas) else 0.0
     if len(areas) and median >= SMALL_LEAF_AREA:
         return None
-    return (f"{name}: shrunk {shrink:.1f}x to the model's {model_size} px and its leaves came out small "
-            f"({len(areas)} found, median {median:.0f} px at the model's scale); if it holds several plants use "
-            f"--plants auto (the default) or --grid ROWSxCOLS, else --set IMAGE_MAX_DIM={min(2048, 64 * round(model_size * shrink / 3 / 64))} "
-            f"--set IMAGE_MIN_DIM=... to see it larger")
+    larger = int(min(1024, max(2 * model_size, 64 * round(model_size * shrink / 3 / 64))))
+    return (f"{name}: shrunk {shrink:.1f}x to the model's {model_size} px, its leaves came out small "
+            f"({len(areas)} found, median {median:.0f} px at the model's scale): for a tray or dish use --plants auto "
+            f"(the default) or --grid ROWSxCOLS; for one large plant --set IMAGE_MAX_DIM={larger} "
+            f"--set IMAGE_MIN_DIM={larger}")
 
 
 class PlantsFirst:

@@ -84,6 +84,7 @@ from leafseg.data.masks import leaf_palette, save_indexed_png
 from leafseg.measure.metrics import label_from_detections, write_csv
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
 from leafseg.measure.phenotype import measure_leaves, measure_plants, round_traits
+from leafseg.data.dataset import PLANTS_SUFFIX
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
@@ -128,8 +129,14 @@ def _natural_key(path: Path):
 def is_label_file(path, label_suffix=DEFAULT_LABEL_SUFFIX) -> bool:
     """Whether ``path`` names a label image rather than a photo: its name ends with
     ``label_suffix`` (``leafseg prepare``'s rule for labels) or with CVPPP's ``_fg.png`` /
-    ``_centers.png``."""
-    name = Path(path).name
+    ``_centers.png``, or it is a scene's plant label ``<sample>_plants.png`` beside its leaf
+    label ``<sample>`` + ``label_suffix`` (``leafseg synth --scene``, predict's ``plants/``)."""
+    path = Path(path)
+    name = path.name
+    if name.endswith(PLANTS_SUFFIX):
+        sample = name[:-len(PLANTS_SUFFIX)]
+        if (path.parent / f"{sample}{label_suffix}").exists() or path.parent.name == "plants":
+            return True
     return name.endswith(label_suffix) or name.endswith(_CVPPP_MASK_SUFFIXES)
 
 
@@ -389,14 +396,20 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     plants = result.get("plants") or [_whole_frame(height, width)]
     names = {plant.id: plant.name for plant in plants}
     colors = leaf_palette(255)[np.arange(count) % 255]
-    overlay = visualize.draw_instances(image, visible, labels=range(1, count + 1), colors=colors)
     plan = result.get("plan")
-    if plan is not None and plan.mode == "plants":
+    scene = plan is not None and plan.mode == "plants"
+    ids = [str(k) for k in range(1, count + 1)]
+    if scene:  # a scene's small leaves keep their colour and outline, not an id hiding them
+        areas = np.bincount(label.ravel(), minlength=count + 1)[1:]
+        ids = [text if area >= SCENE_LABEL_AREA * max(1.0, min(label.shape) / 900) ** 2 else ""
+               for text, area in zip(ids, areas)]
+    overlay = visualize.draw_instances(image, visible, labels=ids, colors=colors)
+    if scene:
         overlay = draw_plants(overlay, label, details["plant_ids"], plants)
     visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
     _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
     plant_label = np.concatenate([[0], details["plant_ids"]]).astype(np.uint16 if len(plants) > 255 else np.uint8)[label]
-    _save_label(plant_label, out_dir / "plants" / f"{name}_plants.png")
+    _save_label(plant_label, out_dir / "plants" / f"{name}{PLANTS_SUFFIX}")
     leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
     for row, plant_id in zip(leaves, details["plant_ids"]):
         row["plant"] = names[int(plant_id)]
@@ -411,6 +424,11 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
                                     "width": int(image.shape[1]), "name": name, "path": str(path)},
                           "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json, names)}
     return record
+
+
+# In a scene's overlay a leaf shows its id when it covers this many pixels (times the square of
+# the overlay's text scale): room for about three characters.
+SCENE_LABEL_AREA = 2500
 
 
 def _whole_frame(height, width):
