@@ -427,8 +427,8 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
 
 
 # In a scene's overlay a leaf shows its id when it covers this many pixels (times the square of
-# the overlay's text scale): room for about three characters.
-SCENE_LABEL_AREA = 2500
+# the overlay's text scale): room for about three characters, loosely.
+SCENE_LABEL_AREA = 1200
 
 
 def _whole_frame(height, width):
