@@ -435,7 +435,7 @@ def plants_from_mask(green, scale, shape, model_size):
             if gap <= JOIN_DISTANCE * max(y2 - y1, x2 - x1) and gap < best_gap:
                 best, best_gap = b, gap
         owner[k] = best
-        if not best and areas[k] >= MIN_PLANT_AREA * green.size:
+        if not best and areas[k - 1] >= MIN_PLANT_AREA * green.size:
             isolated.append(k)  # a small plant of its own (a seedling beside rosettes)
     owner[isolated] = isolated
     big = np.concatenate([big, np.asarray(isolated, np.int64)]).astype(np.int64)
