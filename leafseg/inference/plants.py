@@ -36,9 +36,10 @@ so such a scene is split by plant instead:
    grows by ``CELL_MARGIN``), the model segments the crop at its own resolution, and the
    leaves come back into the photograph. A leaf seen from two crops (a neighbour's leaf inside
    a margin) is kept by the plant whose region holds most of its pixels (a cell: the cell
-   holding its centre), so it is found once, and leaves of different plants never overlap.
-   The detection limit of the config (``DETECTION_MAX_INSTANCES``) holds per plant, not per
-   photograph. Plants without a leaf are dropped, except a ``--grid``'s pots.
+   holding its centre; a leaf in no region, such as a tip too thin for one, by a crop holding
+   it whole, the nearest plant's), so it is found once, and leaves of different plants never
+   overlap. The detection limit of the config (``DETECTION_MAX_INSTANCES``) holds per plant,
+   not per photograph. Plants without a leaf are dropped, except a ``--grid``'s pots.
 
 Plant ids are the reading order of the plants: rows of plants top to bottom (a plant starts a
 new row when its centre lies more than half a typical plant's height below the current row's
@@ -461,7 +462,7 @@ def plants_from_mask(green, scale, shape, model_size):
             if gap <= JOIN_DISTANCE * max(y2 - y1, x2 - x1) and gap < best_gap:
                 best, best_gap = b, gap
         owner[k] = best
-        if not best and areas[k] >= MIN_PLANT_AREA * green.size:
+        if not best and areas[k - 1] >= MIN_PLANT_AREA * green.size:
             isolated.append(k)  # a small plant of its own (a seedling beside rosettes)
     owner[isolated] = isolated
     big = np.concatenate([big, np.asarray(isolated, np.int64)]).astype(np.int64)
@@ -555,6 +556,24 @@ def shrink_note(name, shrink, result, model_size):
             f"({len(areas)} found, median {median:.0f} px at the model's scale): for a tray or dish use --plants auto "
             f"(the default) or --grid ROWSxCOLS; for one large plant --set IMAGE_MAX_DIM={larger} "
             f"--set IMAGE_MIN_DIM={larger}")
+
+
+def _keeper(plan, plant, mask, ys, xs):
+    """The plant that keeps a detection of ``plant``'s crop lying in no plant's region (a leaf
+    tip too thin for a region, a speck too small for a plant): None when the crop cuts it (it
+    touches an edge of the crop inside the photograph; a crop holding it whole keeps it), else,
+    of the plants whose crop holds it whole, the one whose box is nearest its centre, so that
+    every crop seeing it whole agrees."""
+    (y0, x0, y1, x1), (height, width) = plant.crop, plan.regions.shape
+    if (y0 > 0 and mask[0].any()) or (x0 > 0 and mask[:, 0].any()) or (y1 < height and mask[-1].any()) \
+            or (x1 < width and mask[:, -1].any()):
+        return None
+    top, left, bottom, right = y0 + ys.min(), x0 + xs.min(), y0 + ys.max() + 1, x0 + xs.max() + 1
+    cy, cx = y0 + ys.mean(), x0 + xs.mean()
+    holding = [p for p in plan.plants if p.crop[0] <= top and p.crop[1] <= left and bottom <= p.crop[2]
+               and right <= p.crop[3]]
+    return min(holding, key=lambda p: (math.hypot(max(p.box[0] - cy, 0, cy - p.box[2]),
+                                                  max(p.box[1] - cx, 0, cx - p.box[3])), p.id)).id
 
 
 class PlantsFirst:
@@ -654,6 +673,8 @@ class PlantsFirst:
                 votes = np.bincount(under, minlength=plant.id + 1)
                 votes[0] = 0
                 if votes.any() and votes.argmax() != plant.id:
+                    continue
+                if not votes.any() and _keeper(plan, plant, mask, ys, xs) != plant.id:
                     continue
             roi = np.asarray(result["rois"][k], np.int64) + [y0, x0, y0, x0]
             leaves.append((plant.id, float(result["scores"][k]), int(result["class_ids"][k]), roi,

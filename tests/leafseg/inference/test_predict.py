@@ -239,6 +239,19 @@ def test_label_png_is_a_palette_png_whose_ids_are_the_visible_detections(predict
     assert total > len(GOOD), "the tiny model should find several leaves in most images"
 
 
+def test_a_photograph_is_one_plant_on_its_leaves(predicted):
+    """Photographs no larger than 3 x the model go through whole: each is plant "1", its plant
+    label 1 on every leaf pixel and 0 elsewhere, one plants.csv row."""
+    _, leaves = read_csv(predicted.out / "leaves.csv")
+    _, plants = read_csv(predicted.out / "plants.csv")
+    assert [(row["image"], row["plant"]) for row in plants] == [(name, "1") for name in GOOD]
+    assert {row["plant"] for row in leaves} == {"1"}
+    for name in GOOD:
+        label = np.array(Image.open(predicted.out / "labels" / f"{name}_label.png"))
+        plant = np.array(Image.open(predicted.out / "plants" / f"{name}_plants.png"))
+        np.testing.assert_array_equal(plant, (label > 0).astype(plant.dtype))
+
+
 # ------------------------------------------------------------------------------------ tables
 
 def test_csv_columns_and_units_in_mm_and_in_pixels(predicted, in_pixels):
@@ -409,7 +422,7 @@ def test_script_and_cli_entry_points():
     help_text = subprocess.run([sys.executable, str(root / "scripts" / "predict.py"), "--help"], capture_output=True,
                                text=True, check=True, cwd=root).stdout
     for option in ("--weights", "--out", "--config", "--mm-per-pixel", "--coco-json", "--min-score", "--include-labels",
-                   "--label-suffix"):
+                   "--label-suffix", "--plants", "--grid"):
         assert option in help_text
     from leafseg.cli import COMMANDS
 
