@@ -120,7 +120,7 @@ FIND_TILE = 2.0
 FIND_OVERLAP = 0.25
 # How many plant crops go to the model in one call.
 CROPS_PER_CALL = 8
-# The note on photographs shrunk this many times or more whose leaves come out this small
+# The note on photographs shrunk more than this many times whose leaves come out this small
 # (median leaf area in the model's pixels).
 SHRINK_NOTE_FACTOR = 3.0
 SMALL_LEAF_AREA = 150
@@ -335,12 +335,23 @@ def frame_lattice(mask):
     return rows, cols
 
 
-def _choose_lattice(frame, fitted, found, shape):
+def _choose_lattice(frame, fitted, boxes, shape):
     """Of a frame lattice ((rows, cols) or None) and a fitted one ((row edges, column edges) or
-    None), the edges of the one whose cell count is nearer the ``found`` plants (a tie: more
-    cells; neighbouring plants found as one are commoner than one plant found as two), if it
-    has between ``1 / LATTICE_AGREEMENT`` and ``LATTICE_AGREEMENT`` times as many cells as
-    plants were found; else None."""
+    None), the edges of the one whose cell count is nearer the number of plants found (their
+    ``boxes``; a tie: more cells, as neighbouring plants found as one are commoner than one
+    plant found as two), among those with between ``1 / LATTICE_AGREEMENT`` and
+    ``LATTICE_AGREEMENT`` times as many cells as plants and at most ``LATTICE_SHARED`` of their
+    occupied cells holding the centres of two plants or more (scattered plants are no tray);
+    else None."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    found = len(boxes)
+    cy, cx = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+
+    def shared(rows, cols):
+        cells = list(zip(np.searchsorted(rows, cy, side="right"), np.searchsorted(cols, cx, side="right")))
+        occupied = len(set(cells))
+        return found - occupied > LATTICE_SHARED * occupied
+
     candidates = []
     if frame is not None:
         candidates.append((np.linspace(0, shape[0], frame[0] + 1).round().astype(int),
@@ -348,7 +359,8 @@ def _choose_lattice(frame, fitted, found, shape):
     if fitted is not None:
         candidates.append(fitted)
     candidates = [(rows, cols) for rows, cols in candidates
-                  if found / LATTICE_AGREEMENT <= (len(rows) - 1) * (len(cols) - 1) <= found * LATTICE_AGREEMENT]
+                  if found / LATTICE_AGREEMENT <= (len(rows) - 1) * (len(cols) - 1) <= found * LATTICE_AGREEMENT
+                  and not shared(rows, cols)]
     if not candidates:
         return None
     return min(candidates, key=lambda c: (abs((len(c[0]) - 1) * (len(c[1]) - 1) - found),
@@ -530,8 +542,8 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
     found, regions = plants_from_mask(mask, scale, shape, model_size)
     if not found:
         return ScenePlan("one", (), None, shrink)
-    lattice = _choose_lattice(frame_lattice(mask), find_lattice([plant.box for plant in found], shape), len(found),
-                              shape)
+    boxes = [plant.box for plant in found]
+    lattice = _choose_lattice(frame_lattice(mask), find_lattice(boxes, shape), boxes, shape)
     if lattice is not None:
         cells = (len(lattice[0]) - 1, len(lattice[1]) - 1)
         return ScenePlan("plants", tuple(grid_plants(shape, cells, lattice, names="ids")), None, shrink, cells)
@@ -544,7 +556,7 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
 def shrink_note(name, shrink, result, model_size):
     """A one-line note when a photograph went to the model whole, shrunk ``SHRINK_NOTE_FACTOR``
     times or more, and its leaves came out small; None otherwise."""
-    if shrink < SHRINK_NOTE_FACTOR:
+    if shrink <= SHRINK_NOTE_FACTOR:  # (up to SCENE_FACTOR, plants first is not tried either)
         return None
     masks = np.asarray(result["masks"])
     areas = masks.reshape(-1, masks.shape[-1]).sum(axis=0) if masks.ndim == 3 and masks.shape[-1] else np.zeros(0)
@@ -593,7 +605,7 @@ class PlantsFirst:
         if finder not in FINDERS:
             raise ValueError(f"finder must be one of {', '.join(FINDERS)}, got {finder!r}")
         self.model, self.plants, self.grid, self.finder = model, plants, parse_grid(grid), finder
-        self.config = model.config
+        self.config = getattr(model, "config", None)  # (a stand-in may have none: the model size is then 384)
 
     @property
     def model_size(self):
@@ -623,7 +635,8 @@ class PlantsFirst:
         if note:
             logger.warning(note)
         plant = Plant(1, "1", (0, 0, height, width), (0, 0, height, width))
-        return {**result, "plant_ids": np.ones(n, np.int32), "plants": [plant], "plan": plan, "note": note}
+        # (a model that groups its own leaves into plants keeps its grouping)
+        return {"plant_ids": np.ones(n, np.int32), "plants": [plant], **result, "plan": plan, "note": note}
 
     def _by_plant(self, image, plan):
         height, width = image.shape[:2]

@@ -1,5 +1,6 @@
 """leafseg predict at scale: the pipeline, resuming into the same --out (also after kill -9), and
 a Dask cluster (a LocalCluster of two processes; the jobqueue path by its job script)."""
+import csv
 import json
 import os
 import signal
@@ -166,8 +167,9 @@ def test_the_writer_runs_in_a_process_of_its_own_or_in_a_thread(weights, photos,
         store = results.ResultStore(tmp_path / writer, {"test": 1})
         counts[writer] = predict.predict_pending(model, todo, predict.OutputOptions(str(tmp_path / writer)), store,
                                                  writer=writer)
-        assert outputs(tmp_path / writer).keys() == {f"{kind}/plant{i:02d}_{kind[:-1]}.png" for i in range(3)
-                                                     for kind in ("overlays", "labels")}
+        assert outputs(tmp_path / writer).keys() == {f"{kind}/plant{i:02d}_{suffix}.png" for i in range(3)
+                                                     for kind, suffix in (("overlays", "overlay"), ("labels", "label"),
+                                                                          ("plants", "plants"))}
     assert counts["process"] == counts["thread"]
     assert outputs(tmp_path / "process") == outputs(tmp_path / "thread")
     with pytest.raises(ValueError, match="writer must be auto, process or thread, got 'fork'"):
@@ -290,7 +292,8 @@ def test_a_retried_chunk_predicts_only_the_images_not_recorded(one_go, photos, w
     chunk = [(str(photos / f"plant{i:02d}_rgb.png"), f"plant{i:02d}") for i in range(4)]
     outcomes = predict.predict_chunk(spec, chunk, predict.OutputOptions(str(out), coco_json="rle"))
     assert seen == ["plant02", "plant03"]
-    counts = {row.split(",")[0]: int(row.split(",")[2]) for row in (one_go / "plants.csv").read_text().splitlines()[1:]}
+    with open(one_go / "plants.csv", newline="") as handle:
+        counts = {row["image"]: int(row["leaf_count"]) for row in csv.DictReader(handle)}
     assert outcomes == {f"plant{i:02d}": counts[f"plant{i:02d}"] for i in range(4)}
     assert outputs(out) == outputs(one_go)
 

@@ -298,7 +298,7 @@ def test_subset_help_documents_auto(capsys):
 
 def test_metrics_json_records_the_weights_config_and_overrides(evaluated, run):
     assert evaluated.document["settings"] == {"weights": run["weights"], "config": run["run"] + "/config.yaml",
-                                              "overrides": {}, "min_score": None}
+                                              "overrides": {}, "min_score": None, "plants": "auto", "grid": None}
     assert list(evaluated.document)[0] == "settings"
 
 
@@ -312,7 +312,8 @@ def test_set_changes_the_config_evaluated_with_and_is_recorded(run, data, tmp_pa
     assert "config the config stored in" in captured.err and " --set DETECTION_MAX_INSTANCES=1" in captured.err
     document = json.loads((out / "metrics.json").read_text())
     assert document["settings"] == {"weights": run["weights"], "config": f"the config stored in {run['weights']}",
-                                    "overrides": {"DETECTION_MAX_INSTANCES": 1}, "min_score": 0.3}
+                                    "overrides": {"DETECTION_MAX_INSTANCES": 1}, "min_score": 0.3, "plants": "auto",
+                                    "grid": None}
     # One detection at most per image (the tiny model finds several shapes of most at 0.3).
     counts = [row["pred_count"] for row in document["per_image"]]
     assert max(counts) == 1 and len(counts) == 2
