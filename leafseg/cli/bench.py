@@ -8,16 +8,8 @@ import platform
 from collections.abc import Sequence
 
 from leafseg import benchmark as _library
-from leafseg.benchmark import (
-    DEFAULT_CONFIG,
-    _rss_mib,
-    _tf_memory_info,
-    benchmark_inference,
-    benchmark_training,
-    measured_config,
-    peer_input,
-    read_peer,
-)
+from leafseg.benchmark import (DEFAULT_CONFIG, _rss_mib, _tf_memory_info, benchmark_inference, benchmark_training,
+                               measured_config, peer_input, read_peer)
 from leafseg.cli.options import add_verbose_argument, parse_overrides, quiet_tensorflow
 
 LIBRARY_DOC = _library.__doc__  # the command's help is the library's description

@@ -4,25 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cli.options import (
-    add_model_arguments,
-    add_plants_arguments,
-    add_verbose_argument,
-    format_set,
-    parse_overrides,
-    positive_int,
-    setup_command_logging,
-)
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_verbose_argument, format_set,
+                                 parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
-from leafseg.measure.evaluate import (
-    SUBSET_CHOICES,
-    evaluate_dataset,
-    format_ap50_comparison,
-    format_coco_table,
-    format_definitions,
-    load_eval_dataset,
-    resolve_subset,
-)
+from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_coco_table,
+                                      format_definitions, load_eval_dataset, resolve_subset)
 from leafseg.measure.metrics import format_summary
 from leafseg.models.loading import load_inference_model
 

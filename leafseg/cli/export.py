@@ -4,13 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cli.options import (
-    add_model_arguments,
-    add_verbose_argument,
-    format_set,
-    parse_overrides,
-    setup_command_logging,
-)
+from leafseg.cli.options import (add_model_arguments, add_verbose_argument, format_set, parse_overrides,
+                                 setup_command_logging)
 from leafseg.inference.export import check_images
 from leafseg.models.loading import load_inference_model
 

@@ -5,16 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from leafseg.cli.options import (
-    add_model_arguments,
-    add_plants_arguments,
-    add_verbose_argument,
-    format_set,
-    parse_overrides,
-    positive_float,
-    positive_int,
-    setup_command_logging,
-)
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_verbose_argument, format_set,
+                                 parse_overrides, positive_float, positive_int, setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.predict import COCO_FORMATS, default_batch_size, predict_images
 from leafseg.models.loading import load_inference_model

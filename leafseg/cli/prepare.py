@@ -7,14 +7,8 @@ from collections.abc import Sequence
 
 from leafseg.cli.options import add_verbose_argument, setup_command_logging
 from leafseg.data.masks import DEFAULT_MIN_AREA
-from leafseg.data.prepare import (
-                                  DEFAULT_IMAGE_GLOB,
-                                  DEFAULT_LABEL_SUFFIX,
-                                  DEFAULT_MAX_LEAVES,
-                                  SIZE_MISMATCH_RULES,
-                                  prepare_dataset,
-                                  read_id_list,
-                                  )
+from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, DEFAULT_MAX_LEAVES, SIZE_MISMATCH_RULES,
+                                  prepare_dataset, read_id_list)
 
 # ---------------------------------------------------------------------------------------------
 # Command line

@@ -5,21 +5,10 @@ import logging
 import os
 import sys
 
-__all__ = ["build_parser", "main"]
+from leafseg.training.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, SetupError,
+                                    TrainInterrupted, _one_line, build_parser, describe_error, logger, run)
 
-from leafseg.training.train import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    SetupError,
-    TrainInterrupted,
-    _one_line,
-    build_parser,
-    describe_error,
-    logger,
-    run,
-)
+__all__ = ["build_parser", "main"]
 
 
 def main(argv=None, callbacks=None):

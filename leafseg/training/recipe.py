@@ -230,7 +230,8 @@ def choose_detection_settings(weights, tuning, thresholds=MIN_SCORES, nms_thresh
     sweeps = {}
     for nms in nms_thresholds:
         model, _, _ = load_inference_model(weights, min_score=min(thresholds), model_dir=Path(weights).parent / "logs",
-                                           DETECTION_NMS_THRESHOLD=nms, DETECTION_MASK_OVERLAP_THRESHOLD=None)
+                                           overrides={"DETECTION_NMS_THRESHOLD": nms,
+                                                      "DETECTION_MASK_OVERLAP_THRESHOLD": None})
         found = {name: detection_sweep(model, dataset, thresholds, mask_overlaps, ids) for name, (dataset, ids)
                  in tuning.items()}
         for overlap in mask_overlaps:
