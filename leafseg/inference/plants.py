@@ -107,7 +107,7 @@ LATTICE_SHARED = 0.25
 # mass in it that makes k cells fit, how close to the best k a larger one may be, the most
 # cells per axis, and the share of cells that must hold plants.
 FRAME_BAND = 0.6
-FRAME_CONCENTRATION = 0.72
+FRAME_CONCENTRATION = 0.70
 FRAME_SLACK = 0.08
 FRAME_MAX_CELLS = 8
 FRAME_OCCUPIED = 0.75
@@ -341,16 +341,19 @@ def _choose_lattice(frame, fitted, boxes, shape):
     ``boxes``; a tie: more cells, as neighbouring plants found as one are commoner than one
     plant found as two), among those with between ``1 / LATTICE_AGREEMENT`` and
     ``LATTICE_AGREEMENT`` times as many cells as plants and at most ``LATTICE_SHARED`` of their
-    occupied cells holding the centres of two plants or more (scattered plants are no tray);
-    else None."""
+    occupied cells holding the centres of two plants or more (scattered plants are no tray;
+    plants whose box is under a quarter of the median's, pieces and fragments, are not
+    counted there); else None."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     found = len(boxes)
-    cy, cx = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    plants = boxes[areas >= 0.25 * np.median(areas)] if found else boxes  # (pieces and fragments share cells)
+    cy, cx = (plants[:, 0] + plants[:, 2]) / 2, (plants[:, 1] + plants[:, 3]) / 2
 
     def shared(rows, cols):
         cells = list(zip(np.searchsorted(rows, cy, side="right"), np.searchsorted(cols, cx, side="right")))
         occupied = len(set(cells))
-        return found - occupied > LATTICE_SHARED * occupied
+        return len(plants) - occupied > LATTICE_SHARED * occupied
 
     candidates = []
     if frame is not None:
