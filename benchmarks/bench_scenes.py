@@ -44,7 +44,7 @@ SETS = {  # name: (scene, style, seed, the ways measured by default)
 
 
 class TiledModel:
-    """SAHI-style sliced inference with the tiles of leafseg.inference.plants.model_leaf_mask:
+    """SAHI-style sliced inference over leafseg.inference.plants.search_tiles:
     every tile's leaves, a leaf cut by a seam kept once (from the tile whose centre is nearest
     the leaf's centre)."""
 
@@ -52,15 +52,12 @@ class TiledModel:
         self.model, self.config = model, model.config
 
     def detect(self, images, verbose=0):
-        from leafseg.inference.plants import CROPS_PER_CALL, FIND_OVERLAP, FIND_TILE
+        from leafseg.inference.plants import CROPS_PER_CALL, search_tiles
 
         results = []
         for image in images:
             height, width = image.shape[:2]
-            tile = int(FIND_TILE * self.config.IMAGE_MAX_DIM)
-            step = max(1, int(tile * (1 - FIND_OVERLAP)))
-            starts = lambda size: sorted({*range(0, max(1, size - tile) + 1, step), max(0, size - tile)})  # noqa: E731
-            boxes = [(y, x, min(height, y + tile), min(width, x + tile)) for y in starts(height) for x in starts(width)]
+            boxes = search_tiles(image.shape, self.config.IMAGE_MAX_DIM)
             centres = np.array([((y1 + y2) / 2, (x1 + x2) / 2) for y1, x1, y2, x2 in boxes])
             kept = []
             for start in range(0, len(boxes), CROPS_PER_CALL):

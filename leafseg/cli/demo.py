@@ -8,7 +8,6 @@ import sys
 
 from leafseg import demo as _library
 from leafseg.cli.options import add_verbose_argument, quiet_tensorflow
-from leafseg.demo import run_demo
 
 LIBRARY_DOC = _library.__doc__  # the command's help is the library's description
 
@@ -33,8 +32,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # TensorFlow's C++ notes (graph cost estimates, CPU features) would drown the progress display.
     quiet_tensorflow(args.verbose)
-    run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,
-             workers=args.workers, config=args.config, eval_images=args.eval_images, predict=args.predict)
+    _library.run_demo(out=args.out, images=args.images, size=args.size, minutes=args.minutes, seed=args.seed,
+                      workers=args.workers, config=args.config, eval_images=args.eval_images, predict=args.predict)
     return 0
 
 

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["PLANT_MODES", "FINDERS", "WORK_SIZE", "SCENE_FACTOR", "Plant", "ScenePlan", "PlantsFirst", "parse_grid",
-           "grid_name", "vegetation_mask", "model_leaf_mask", "find_plants", "plants_from_mask", "frame_lattice",
+           "grid_name", "vegetation_mask", "model_leaf_mask", "search_tiles", "plants_from_mask", "frame_lattice",
            "find_lattice", "grid_plants", "plan_scene", "shrink_note"]
 
 logger = logging.getLogger(__name__)
@@ -399,35 +399,28 @@ def find_lattice(boxes, shape):
     return row_edges, col_edges
 
 
-def find_plants(image, model_size=384, model=None):
-    """The plants of a photograph (module docstring, steps 1-2).
+def search_tiles(shape, model_size):
+    """The tiles (y1, x1, y2, x2) over an image of ``shape`` that the plants are searched in:
+    ``FIND_TILE`` x the model's size, overlapping by ``FIND_OVERLAP``, the last of each row and
+    column flush with the image's edge."""
+    height, width = shape[:2]
+    tile = int(FIND_TILE * model_size)
+    step = max(1, int(tile * (1 - FIND_OVERLAP)))
 
-    image: RGB uint8 [H, W, 3]. model_size: the model's image size (IMAGE_MAX_DIM), which sets
-    the smallest crop. model: None finds the plants in the vegetation; a model finds them in
-    its own leaves, detected over tiles of the photograph (:func:`model_leaf_mask`).
-    Returns (plants: list of :class:`Plant` in reading order, regions: int32 [H, W], each
-    pixel's plant id or 0).
-    """
-    image = np.asarray(image)
-    small, scale = _working_copy(image)
-    if model is None:
-        green = vegetation_mask(small)
-    else:
-        green = model_leaf_mask(model, image, small.shape[:2], model_size)
-    return plants_from_mask(green, scale, image.shape, model_size)
+    def starts(size):
+        return sorted({*range(0, max(1, size - tile) + 1, step), max(0, size - tile)})
+
+    return [(y, x, min(height, y + tile), min(width, x + tile)) for y in starts(height) for x in starts(width)]
 
 
 def model_leaf_mask(model, image, shape, model_size):
     """Where ``model`` finds leaves in ``image``: bool ``shape`` (the working copy's size),
-    from detections over overlapping tiles of ``FIND_TILE`` x the model's size (shrunk at most
-    that much, so that the plants of a tray are seen), overlapping by ``FIND_OVERLAP``."""
+    from detections over the :func:`search_tiles` (each shrunk at most ``FIND_TILE`` times, so
+    that the plants of a tray are seen)."""
     import cv2
 
     height, width = image.shape[:2]
-    tile = int(FIND_TILE * model_size)
-    step = max(1, int(tile * (1 - FIND_OVERLAP)))
-    starts = lambda size: sorted({*range(0, max(1, size - tile) + 1, step), max(0, size - tile)})  # noqa: E731
-    boxes = [(y, x, min(height, y + tile), min(width, x + tile)) for y in starts(height) for x in starts(width)]
+    boxes = search_tiles(image.shape, model_size)
     scale_y, scale_x = shape[0] / height, shape[1] / width
     found = np.zeros(shape, bool)
     for start in range(0, len(boxes), CROPS_PER_CALL):
@@ -445,8 +438,9 @@ def model_leaf_mask(model, image, shape, model_size):
 
 
 def plants_from_mask(green, scale, shape, model_size):
-    """Plants (:func:`find_plants`' result) from a plant mask ``green`` (bool, the working copy
-    of an image of ``shape`` at ``scale``)."""
+    """The plants of a plant mask ``green`` (bool, the working copy of an image of ``shape`` at
+    ``scale``; module docstring, step 2): (plants: list of :class:`Plant` in reading order,
+    regions: int32 [H, W], each pixel's plant id or 0). model_size sets the smallest crop."""
     import cv2
 
     image_shape = shape
@@ -530,7 +524,7 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
     """How ``image`` goes to a model of ``model_size`` px: whole or by plant (module docstring).
 
     plants: "auto" or "one"; grid: (rows, cols) or None (a grid always splits by cell); model:
-    find the plants with it (:func:`find_plants`), else in the vegetation."""
+    find the plants with it (:func:`model_leaf_mask`), else in the vegetation."""
     if plants not in PLANT_MODES:
         raise ValueError(f"plants must be one of {', '.join(PLANT_MODES)}, got {plants!r}")
     grid = parse_grid(grid)
