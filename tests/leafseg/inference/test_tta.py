@@ -8,7 +8,12 @@ fusing are checked on results written by hand; one test runs the tiny trained Ma
 """
 import argparse
 import json
+import os
+import shutil
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +26,7 @@ from leafseg.inference import tta as T
 from leafseg.inference.plants import PlantsFirst
 from leafseg.inference.predict import predict_images
 from leafseg.inference.results import SETTINGS_FILE, STATE_DIR, SettingsMismatch
+from leafseg.synth.trays import scene_paths, write_scenes
 from tests.command_output import run_main
 from tests.leafseg.inference.test_plants import Oracle, Painting, painted_tray, read_png, write_rgb
 
@@ -258,8 +264,8 @@ def test_pairwise_iou_matches_brute_force(rng):
     masks = [rng.random((24, 30)) < 0.3 for _ in range(6)]
     masks = [m & rect((24, 30), *sorted(rng.choice(24, 2, replace=False)), 0, 30) for m in masks]
     classes = [1, 1, 2, 1, 2, 1]
-    a = T._parts(result_of(masks[:3], [1] * 3, class_ids=classes[:3]))
-    b = T._parts(result_of(masks[3:], [1] * 3, class_ids=classes[3:]))
+    a = T._Detections.of(result_of(masks[:3], [1] * 3, class_ids=classes[:3]))
+    b = T._Detections.of(result_of(masks[3:], [1] * 3, class_ids=classes[3:]))
     expected = np.zeros((3, 3))
     for i in range(3):
         for j in range(3):
@@ -344,6 +350,19 @@ def test_merge_views_applies_the_mask_overlap_suppression():
     np.testing.assert_array_equal(fused["masks"][..., 0], big)
 
 
+def test_merge_views_keeps_at_most_max_instances_the_best_first():
+    a, b, c = rect(SHAPE, 0, 0, 5, 5), rect(SHAPE, 6, 6, 12, 12), rect(SHAPE, 14, 0, 19, 5)
+    views = [result_of([a, b, c], [0.7, 0.9, 0.8])] * 2
+    fused = T.merge_views(views, max_instances=2)
+    np.testing.assert_allclose(fused["scores"], [0.9, 0.8], rtol=1e-6)
+    np.testing.assert_array_equal(fused["rois"], [[6, 6, 12, 12], [14, 0, 19, 5]])
+
+
+def test_disjoint_masks_never_match_even_at_iou_zero():
+    a, b = rect(SHAPE, 0, 0, 5, 5), rect(SHAPE, 6, 6, 12, 12)
+    assert [m["votes"] for m in T.match_views([result_of([a], [0.9]), result_of([b], [0.9])], iou=0)] == [1]
+
+
 def test_merge_views_of_one_view_is_that_view_and_of_nothing_is_empty():
     single = result_of([rect(SHAPE, 2, 2, 10, 10)], [0.9], rois=[[1, 1, 11, 11]])
     assert T.merge_views([single]) is single
@@ -371,7 +390,8 @@ def test_tta_model_fuses_the_views_of_each_image():
 def leaves(result):
     """PlantsFirst's leaves as a set of (plant id, class, score, box, mask bytes): order-free."""
     return {(int(result["plant_ids"][k]), int(result["class_ids"][k]), round(float(result["scores"][k]), 6),
-             tuple(result["rois"][k].tolist()), result["masks"][..., k].tobytes()) for k in range(len(result["scores"]))}
+             tuple(result["rois"][k].tolist()), result["masks"][..., k].tobytes())
+            for k in range(len(result["scores"]))}
 
 
 def test_plants_first_of_a_tta_model_finds_a_trays_plants_and_leaves_as_without():
@@ -437,7 +457,8 @@ def test_predict_records_tta_only_when_on_and_finds_the_same_leaves(photos, tmp_
     plain = predict_images(Oracle(64), [photos], tmp_path / "plain", progress=False)
     fused = predict_images(Oracle(64), [photos], tmp_path / "tta", progress=False, tta=4)
     assert [item[2] for item in fused.predicted] == [item[2] for item in plain.predicted]
-    settings = {name: json.loads((tmp_path / name / STATE_DIR / SETTINGS_FILE).read_text()) for name in ("plain", "tta")}
+    settings = {name: json.loads((tmp_path / name / STATE_DIR / SETTINGS_FILE).read_text())
+                for name in ("plain", "tta")}
     assert "tta" not in settings["plain"] and settings["tta"]["tta"] == 4
     assert {k: v for k, v in settings["tta"].items() if k != "tta"} == settings["plain"]
     for name in ("one", "tray"):
@@ -469,9 +490,6 @@ def test_predict_command_passes_tta(photos, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("tta", [None, "2"])
 def test_evaluate_records_tta_only_when_on(tta, tmp_path, monkeypatch):
-    from leafseg.synth.trays import scene_paths, write_scenes
-    import shutil
-
     data = tmp_path / "scenes"
     write_scenes(data, count=1, seed=3, scene="tray", grid=(2, 3), size=64, style="classic", progress=False)
     rgb, label, _ = scene_paths(data, 0)
@@ -521,3 +539,12 @@ def test_tta_on_the_tiny_mask_rcnn(tiny):
     fused = T.TTAModel(tiny, views=4).detect([image])[0]
     assert fused["masks"].shape[:2] == (64, 64) and np.all(fused["votes"] >= 3)
     assert np.all(np.diff(fused["scores"]) <= 0)
+
+
+def test_the_benchmark_explains_itself():
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_tta.py"), "--help"], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--views" in done.stdout and "--dataset" in done.stdout
