@@ -31,7 +31,8 @@ overlap. Fusing (:func:`merge_views`):
    So a detection found in every view keeps its mean score, and one found in 3 of 4 views
    scores 3/4 of its mean: the score ranks by agreement as well as by confidence.
 3. The model's ``DETECTION_MASK_OVERLAP_THRESHOLD`` suppression (``mrcnn.utils.
-   suppress_covered_masks``) runs on the fused masks, as it runs on a single view's.
+   suppress_covered_masks``) runs on the fused masks, as it runs on a single view's, and
+   :class:`TTAModel` keeps at most ``DETECTION_MAX_INSTANCES`` of them, the best scores.
 
 The fused score is not cut again at ``DETECTION_MIN_CONFIDENCE``: every detection of a cluster
 passed that cut already in its own view, and the votes are TTA's own cut. Cutting the mean
