@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from leafseg.cli.options import add_verbose_argument, setup_command_logging
+from leafseg.cli.options import add_verbose_argument, fraction, setup_command_logging
+from leafseg.synth.realism import PETIOLES
 from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
 from leafseg.synth.trays import SCENES, parse_grid, scene_paths, write_scenes
 
@@ -50,6 +51,27 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--clutter", type=float, default=0.0, metavar="SHARE",
                         help="random style: the share of images (0..1) with unlabelled distractors, moss on the "
                              "soil and leaves of neighbouring plants at the frame's edge (default 0)")
+    realism = parser.add_argument_group(
+        "realism", "random-style rosettes only, all off by default (then every image is the same as without them); "
+                   "what real photographs show that the random style leaves out (docs/LEAF_DATA.md, 'Realism')")
+    realism.add_argument("--moss", type=fraction, default=0.0, metavar="SHARE",
+                         help="the share of images (0..1) with granular moss, a thin algal film or liverwort thalli "
+                              "on the soil, never labelled (default 0)")
+    realism.add_argument("--petioles", choices=PETIOLES, default="thin",
+                         help="thin: petioles 8-16%% of the blade's width, as ever (default); real: 15-35%%, as "
+                              "Arabidopsis petioles are, and long ones more common. A leaf's label includes its "
+                              "petiole either way")
+    realism.add_argument("--seedlings", type=fraction, default=0.0, metavar="SHARE",
+                         help="the share of images (0..1) that are a tight crop of a seedling of 4-8 leaves on long "
+                              "thin petioles filling the frame, the image itself only 48-128 px (drawn larger, then "
+                              "reduced; images then differ in size) (default 0)")
+    realism.add_argument("--agar", type=fraction, default=0.0, metavar="SHARE",
+                         help="the share of images (0..1) of a seedling on agar or germination paper in a petri dish, "
+                              "its hypocotyl and roots drawn but not labelled; half of them small crops as "
+                              "--seedlings (default 0; --seedlings + --agar at most 1)")
+    realism.add_argument("--young-leaves", type=fraction, default=0.0, metavar="SHARE",
+                         help="the share of rosettes (0..1) given 1-4 young leaves of a few pixels at the centre, "
+                              "labelled (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
     parser.add_argument("--contact-sheet", metavar="PATH",
@@ -76,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         if rosettes:
             written = write_dataset(args.out, args.count, seed=args.seed, size=500 if args.size is None else args.size,
                                     workers=args.workers, start=args.start, progress=not args.quiet,
-                                    style=args.style or "random", families=families or None, clutter=args.clutter)
+                                    style=args.style or "random", families=families or None, clutter=args.clutter,
+                                    realism=_realism(args))
         else:
             written = write_scenes(args.out, args.count, seed=args.seed, scene=args.scene, grid=args.grid,
                                    style=args.style, workers=args.workers, start=args.start, progress=not args.quiet,
@@ -95,10 +118,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _realism(args: argparse.Namespace) -> dict:
+    """The realism options given (``leafseg.synth.realism``): only those that differ from off."""
+    given = {"moss": args.moss, "petioles": args.petioles, "seedlings": args.seedlings, "agar": args.agar,
+             "young": args.young_leaves}
+    return {name: value for name, value in given.items() if value not in (0.0, "thin")}
+
+
 def _misplaced_options(args: argparse.Namespace) -> str | None:
     """What is wrong when an option is given to a kind of image it does not apply to; None if nothing."""
     if args.grid is not None and args.scene != "tray":
         return f"--grid is for --scene tray, not --scene {args.scene}"
+    realism = _realism(args)
+    if realism and args.scene != "rosette":
+        named = ", ".join(f"--{name.replace('young', 'young-leaves')}" for name in realism)
+        return f"{named} is for --scene rosette, not --scene {args.scene}"
     if args.scene != "rosette" and args.clutter != 0.0:
         return (f"--clutter {args.clutter:g} is for --scene rosette (neighbours' leaves at the frame's edge), "
                 f"not --scene {args.scene}")

@@ -42,6 +42,12 @@ class Leaf:
         margin: [2, K, 3] rows of (amplitude, cycles along the leaf, phase) whose sine sum
             perturbs the relative half-width of the left and the right margin; None for a
             smooth margin.
+        stalk: the petiole's width where it meets the blade, as a fraction of the blade's
+            width (0.16: the thin petioles both styles draw by default; Arabidopsis petioles
+            are about 0.15 to 0.35). The petiole is always part of its leaf's outline, and so
+            of its label.
+        stalk_base: the petiole's width at its base, as a fraction of its width at the blade
+            (0.5 by default: it tapers towards the rosette's centre).
     """
 
     x: float
@@ -54,26 +60,32 @@ class Leaf:
     widest: float = 0.6
     roundness: float = 0.55
     margin: np.ndarray | None = field(default=None, repr=False)
+    stalk: float = 0.16
+    stalk_base: float = 0.5
 
     def halfwidth(self, t: np.ndarray) -> np.ndarray:
         """Half-width in pixels at fractions ``t`` (any shape) of the length from the base."""
         return _halfwidth(np.asarray(t, dtype=np.float64), self.width, self.petiole, self.widest,
-                          self.roundness)
+                          self.roundness, self.stalk, self.stalk_base)
 
     def outline(self) -> np.ndarray:
         """[P, 2] float32 polygon (x, y): up the left margin from the base, down the right."""
         return leaf_outlines([self])[0]
 
 
-def _halfwidth(t, width, petiole, widest, roundness):
+def _halfwidth(t, width, petiole, widest, roundness, stalk=0.16, stalk_base=0.5):
     """Half-width at fractions ``t`` of the leaf length; every argument broadcasts.
 
-    The petiole widens from 8 % to 16 % of the blade's half-width; the blade's profile is
-    ``sin(pi * b**gamma) ** roundness`` with ``gamma`` putting the maximum at ``widest``.
+    The petiole widens linearly from ``stalk * stalk_base`` to ``stalk`` of the blade's width
+    (by default from 8 % to 16 %); the blade's profile is ``sin(pi * b**gamma) ** roundness``
+    with ``gamma`` putting the maximum at ``widest``.
     """
     half = 0.5 * width
+    # Written so that the defaults give the very floats of half * (0.08 + 0.08 * c): 0.16 * 0.5
+    # and 0.16 - 0.08 are exact, so images drawn before the stalk existed keep their bytes.
+    base = stalk * stalk_base
     # At least ~0.7 px: a petiole thinner than a pixel would rasterise into pieces.
-    stalk = np.maximum(half * (0.08 + 0.08 * np.clip(t / petiole, 0.0, 1.0)), 0.7)
+    stalk = np.maximum(half * (base + (stalk - base) * np.clip(t / petiole, 0.0, 1.0)), 0.7)
     b = np.clip((t - petiole) / (1.0 - petiole), 0.0, 1.0)
     gamma = np.log(0.5) / np.log(widest)
     blade = half * np.maximum(np.sin(np.pi * b**gamma), 0.0) ** roundness
@@ -91,11 +103,11 @@ def leaf_outlines(leaves: Sequence[Leaf], blade_stations: int = len(_BLADE_STATI
                 else np.sin(np.linspace(0.0, np.pi / 2.0, blade_stations)))
     if not leaves:
         return np.zeros((0, 2 * (len(_PETIOLE_STATIONS) + len(stations)), 2), dtype=np.float32)
-    x, y, angle, length, width, petiole, bend, widest, roundness = np.array(
-        [[lf.x, lf.y, lf.angle, lf.length, lf.width, lf.petiole, lf.bend, lf.widest, lf.roundness]
-         for lf in leaves], dtype=np.float64).T[..., None]  # each [n, 1]
+    x, y, angle, length, width, petiole, bend, widest, roundness, stalk, stalk_base = np.array(
+        [[lf.x, lf.y, lf.angle, lf.length, lf.width, lf.petiole, lf.bend, lf.widest, lf.roundness, lf.stalk,
+          lf.stalk_base] for lf in leaves], dtype=np.float64).T[..., None]  # each [n, 1]
     t = np.concatenate([petiole * _PETIOLE_STATIONS, petiole + (1.0 - petiole) * stations], axis=1)
-    half = _halfwidth(t, width, petiole, widest, roundness)  # [n, S]
+    half = _halfwidth(t, width, petiole, widest, roundness, stalk, stalk_base)  # [n, S]
     sides = np.stack([half, half], axis=1)  # [n, 2, S] left, right
     for i, leaf in enumerate(leaves):
         if leaf.margin is not None:

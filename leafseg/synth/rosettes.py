@@ -18,6 +18,12 @@ Two styles (``style=`` of ``generate_rosette`` and ``write_dataset``, ``--style`
   alike), defocus and motion blur, noise and JPEG artefacts. The command line's default: a
   model trained on the classic look alone fails on other plant photographs.
 
+The random style's ``realism`` options (``leafseg.synth.realism``; all off by default, and then
+every image is the same as without them) draw what real photographs show and it left out:
+moss, algae and liverwort on the soil, petioles as wide as real ones, small crops of
+seedlings, seedlings on agar or paper, young leaves of a few pixels at the centre. A leaf's
+label always includes its petiole, as the CVPPP benchmarks' do.
+
 How a classic rosette is built (see ``docs/LEAF_DATA.md``, "Procedural rosettes"):
 
 * 4..22 leaves on a golden-angle spiral, ``angle_k = angle_0 + k * 137.5 deg`` plus a few
@@ -64,6 +70,7 @@ from mrcnn.fileio import write_bytes_atomic
 from leafseg.synth.leaves import (GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint,
                                   paint_leaf_colours, smoothstep)
 from leafseg.data.masks import hsv_to_rgb, leaf_palette
+from leafseg.synth.realism import check_realism
 from leafseg.synth.scenes import check_clutter, check_families, random_rosette
 
 # PNG writing costs about half as much as generating: zlib level 1 with the "sub" row filter is
@@ -117,7 +124,7 @@ STYLES = ("classic", "random")
 def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min_leaves: int | None = None,
                      max_leaves: int | None = None, diameter: tuple[float, float] = (0.35, 0.9),
                      min_visible_pixels: int | None = None, style: str = "classic",
-                     families: dict | None = None, clutter: float = 0.0) -> Rosette:
+                     families: dict | None = None, clutter: float = 0.0, realism=None) -> Rosette:
     """Draw one synthetic Arabidopsis rosette in a pot.
 
     Args:
@@ -142,6 +149,16 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         clutter: random style only: the share of images (0..1) with unlabelled distractors: moss
             or algae on the soil, leaves of neighbouring plants reaching in from the frame's
             edge, as in photographs cropped from a tray. 0 (the default) changes nothing.
+        realism: random style only: what real photographs show that the random style leaves
+            out, a dict (or ``leafseg.synth.realism.Realism``) of options, all off by default
+            (None or {} changes nothing): ``moss`` (share of images with granular moss, algae or
+            liverwort on the soil, unlabelled), ``petioles`` ("thin" as ever, or "real": 15-35 %
+            of the blade width, labelled with their leaf), ``seedlings`` (share of images that
+            are a tight crop of a seedling of 4-8 leaves, the image itself only 48-128 px on its
+            shorter side), ``agar`` (share of images of a seedling on agar or paper, hypocotyl
+            and roots unlabelled; half of them small like ``seedlings``), ``young`` (share of
+            rosettes with 1-4 extra young leaves of a few pixels at the centre).
+            ``leafseg.synth.realism`` describes each.
 
     Returns:
         A ``Rosette``; see its docstring for the arrays.
@@ -153,6 +170,8 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
                          f"only, not {style!r}")
     if check_clutter(clutter) and style != "random":
         raise ValueError(f"generate_rosette: clutter is drawn by the random style only, not {style!r}")
+    if check_realism(realism, families) and style != "random":
+        raise ValueError(f"generate_rosette: the realism options are drawn by the random style only, not {style!r}")
     rng = np.random.default_rng(rng_or_seed)
     height, width = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
     default_range = (4, 22) if style == "classic" else (2, 30)
@@ -167,7 +186,7 @@ def generate_rosette(rng_or_seed=None, size: int | tuple[int, int] = 500, *, min
         min_visible_pixels = max(10, height * width // 10000)
     if style == "random":
         image, ids = random_rosette(rng, height, width, min_leaves, max_leaves, min_visible_pixels, families,
-                                    clutter)
+                                    clutter, realism)
         return _rosette(image, ids)
     scale = min(height, width)
 
@@ -385,10 +404,11 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 
 def _write_one(out_dir: str, seed: int, index: int, size, style: str = "classic",
-               families: dict | None = None, clutter: float = 0.0) -> list[Path]:
+               families: dict | None = None, clutter: float = 0.0, realism=None) -> list[Path]:
     """Generate image ``index`` and write whichever of its two files is missing."""
     rgb_path, label_path = dataset_paths(out_dir, index)
-    rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families, clutter=clutter)
+    rosette = generate_rosette(rosette_rng(seed, index), size, style=style, families=families, clutter=clutter,
+                               realism=realism)
     return write_missing(((rgb_path, rosette.image), (label_path, rosette.label)))
 
 
@@ -399,12 +419,13 @@ def _init_worker() -> None:
 
 def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: int | tuple[int, int] = 500,
                   workers: int = 1, start: int = 0, progress: bool = True, style: str = "classic",
-                  families: dict | None = None, clutter: float = 0.0) -> list[Path]:
+                  families: dict | None = None, clutter: float = 0.0, realism=None) -> list[Path]:
     """Write rosettes ``start .. start + count - 1`` as ``plantNNNNN_rgb.png`` + ``_label.png``.
 
     Idempotent: an image whose two files both exist is skipped without being generated (files
     are written atomically, so an existing file is a complete one). The bytes depend only on
-    ``(seed, index, size, style, families, clutter)``: the same with 1 or many workers, and on every rerun.
+    ``(seed, index, size, style, families, clutter, realism)``: the same with 1 or many workers, and on
+    every rerun.
 
     Args:
         out_dir: folder, created if missing.
@@ -420,6 +441,10 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
         families: random style only: {family: bool}, see ``generate_rosette``.
         clutter: random style only: the share of images with unlabelled distractors, see
             ``generate_rosette``.
+        realism: random style only: the realism options, see ``generate_rosette``. With
+            ``seedlings`` or ``agar`` the images differ in size (small crops), which
+            ``leafseg prepare`` and the training pipeline take as they come (every image is
+            resized to the model's input).
 
     Returns:
         Paths written by this call, in index order (rgb before label); empty on a complete rerun.
@@ -432,13 +457,16 @@ def write_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0, size: i
             raise ValueError(f"write_dataset: style families are drawn by the random style only, not {style!r}")
     if check_clutter(clutter) and style != "random":
         raise ValueError(f"write_dataset: clutter is drawn by the random style only, not {style!r}")
+    realism = check_realism(realism, families)
+    if realism and style != "random":
+        raise ValueError(f"write_dataset: the realism options are drawn by the random style only, not {style!r}")
     if count < 0 or start < 0 or workers < 1:
         raise ValueError(f"write_dataset: need count >= 0, start >= 0, workers >= 1; "
                          f"got count={count}, start={start}, workers={workers}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     job = functools.partial(_write_one, str(out_dir), seed, size=size, style=style, families=families,
-                            clutter=clutter)
+                            clutter=clutter, realism=realism if realism else None)
     return write_indexed(job, functools.partial(dataset_paths, out_dir), start, count, workers, progress,
                          f"rosettes -> {out_dir}")
 

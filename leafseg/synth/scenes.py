@@ -21,6 +21,10 @@ draws from the range that top-view plant photographs vary in, reusing the classi
 * Clutter, in a chosen share of the images only (``clutter``, default none): moss or algae on
   the soil and leaves of neighbouring plants reaching in from the frame's edge, in the
   photograph and never in the label.
+* Realism options, all off by default (``realism``, ``leafseg.synth.realism``): granular moss,
+  algal films and liverwort on the soil; petioles as wide as real ones; tight small crops of
+  seedlings; seedlings on agar or paper with unlabelled hypocotyls and roots; tiny young leaves
+  at the rosette's centre.
 
 Perspective is the only geometric effect: the leaf ids are warped with nearest-neighbour by
 the same homography as the photograph (whose scene is first drawn unwarped), and the visible
@@ -36,6 +40,7 @@ import numpy as np
 
 from leafseg.synth.leaves import (GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint,
                                   paint_leaf_colours, smoothstep)
+from leafseg.synth import realism as real
 from leafseg.data.masks import hsv_to_rgb
 
 # Outline points per blade side: enough for ~20 teeth with their harmonics.
@@ -91,14 +96,28 @@ def _drawn(draw, member, family: str, rules: dict | None):
 
 def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves: int, max_leaves: int,
                    min_visible_pixels: int, families: dict | None = None,
-                   clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   clutter: float = 0.0, realism=None) -> tuple[np.ndarray, np.ndarray]:
     """One randomised photograph: ([H, W, 3] uint8 RGB image, [H, W] uint8 leaf ids 0..N, every
     id present, oldest visible leaf first). ``families``: {family: True/False}, see FAMILIES.
     ``clutter``: the share of images with unlabelled distractors (moss on the soil, leaves of
     neighbouring plants reaching in from the frame's edge; see ``neighbour_leaves``). At 0 no
-    draw is made for it, so a seed gives the same image as without the option."""
+    draw is made for it, so a seed gives the same image as without the option.
+    ``realism``: the options of ``leafseg.synth.realism`` (None, a dict or a ``Realism``); a
+    seedling crop is smaller than H x W. All off, the image is the same as without them."""
     rules = check_families(families)
     clutter = check_clutter(clutter)
+    options = real.check_realism(realism, rules)
+    mossy = young = False
+    if options:
+        kind, mossy, young = real.decide(rng, options)
+        if kind != "rosette":
+            image, ids, _ = seedling_photo(rng, height, width, min_visible_pixels, on="soil" if kind == "seedling"
+                                           else "agar", moss=real.moss_stream(rng) if mossy else None)
+            return image, ids
+    # Every option's generator is taken before the image's first draw (see realism.decide).
+    stalks = real.petiole_stream(rng) if options.petioles == "real" else None
+    youth = real.young_stream(rng) if young else None
+    moss_rng = real.moss_stream(rng) if mossy else None
     scale = min(height, width)
     light = rng.uniform(0.0, 2.0 * math.pi)
     layout = _drawn(lambda: _LAYOUTS[rng.integers(len(_LAYOUTS))], lambda kind: kind in ("neighbours", "tray"),
@@ -113,7 +132,10 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
         # From a seedling to a rosette twice the pot, log-uniform in size.
         radius = soil_r * math.exp(rng.uniform(math.log(0.25), math.log(2.0)))
         centre = (pot_x + rng.normal(0.0, 0.1) * soil_r, pot_y + rng.normal(0.0, 0.1) * soil_r)
-        leaves = sample_leaves(rng, n, *centre, radius, rules=rules)
+        leaves = sample_leaves(rng, n, *centre, radius, rules=rules, stalks=stalks)
+        if youth is not None:
+            leaves += real.young_leaves(youth, leaves, centre, radius, min_visible_pixels, room=255 - n)
+            n = len(leaves)
         outlines = leaf_outlines(leaves, _BLADE_STATIONS)
         flat_ids = paint(outlines, (height, width))
         ids = _warp_ids(flat_ids, warp)
@@ -132,10 +154,12 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
 
     cluttered = clutter > 0 and rng.random() < clutter
     moss = cluttered and rng.random() < 0.6
-    planes = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light, moss)
+    planes, soil = _scene(rng, height, width, layout, (pot_x, pot_y, soil_r), light, moss)
+    if moss_rng is not None:
+        real.paint_bryophytes(moss_rng, planes, soil)
     if cluttered and (not moss or rng.random() < 0.7):
         # The neighbours lie under the plant, so its leaves' visible pixels are unchanged.
-        others, other_leaves = neighbour_leaves(rng, height, width, centre, radius)
+        others, other_leaves = neighbour_leaves(rng, height, width, centre, radius, stalks=stalks)
         if other_leaves:
             others[flat_ids > 0] = 0
             _colour_leaves(rng, planes, others, other_leaves, light, rules)
@@ -151,6 +175,118 @@ def random_rosette(rng: np.random.Generator, height: int, width: int, min_leaves
     return _camera(rng, planes, rules), drop_remnants(ids, min_visible_pixels)
 
 
+# Parts of a seedling photograph that are not leaves (``seedling_photo``), numbered as the
+# dishes' ``Scene.parts`` of leafseg.synth.trays, and moss.
+HYPOCOTYL, ROOT, MOSS = 1, 2, 4
+
+
+def seedling_photo(rng: np.random.Generator, height: int, width: int, min_visible_pixels: int, on: str = "soil",
+                   moss: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A photograph of one seedling, for the realism options ``seedlings`` and ``agar``:
+    ([h, w, 3] uint8 RGB, [h, w] uint8 leaf ids 0..N, every id present, cotyledons first;
+    [h, w] uint8 parts that are not leaves: HYPOCOTYL, ROOT, MOSS, else 0).
+
+    ``on="soil"``: a tight crop of a seedling of 4 to 8 leaves (``realism.seedling_leaves``)
+    filling the frame, on close-up soil (larger grains) in a pot or not, with moss when ``moss``
+    (its generator) is given. ``on="agar"``: a seedling of 2 to 6 leaves on agar or
+    germination paper (``realism.plate_planes``), its hypocotyl and roots and some roots of
+    others crossing the frame drawn but not labelled, under the lid's condensation.
+
+    Soil crops, and half the agar ones, are small: drawn at least three times larger than
+    (h, w), whose shorter side is ``realism.crop_side`` (48..128 px), then reduced, the
+    photograph by area and the ids by majority (``realism.downscale_ids``); a leaf keeps its
+    label if it has at least max(6, ``min_visible_pixels`` x (h / H)**2) pixels, else goes to
+    what surrounds it (``drop_remnants``). The others are H x W.
+    """
+    for _ in range(20):
+        out = _seedling_photo(rng, height, width, min_visible_pixels, on, moss)
+        if out[1].any():
+            return out
+    raise RuntimeError(f"seedling_photo: no visible leaf at size {height}x{width} in 20 tries")
+
+
+def _seedling_photo(rng, height, width, min_visible_pixels, on, moss):
+    small = on == "soil" or rng.random() < 0.5
+    shorter = min(height, width)
+    side = real.crop_side(rng, shorter) if small else shorter
+    grow = max(1.0, 3.0 * side / shorter) if small else 1.0
+    big_h, big_w = round(height * grow), round(width * grow)
+    scale = min(big_h, big_w)
+    light = rng.uniform(0.0, 2.0 * math.pi)
+    cx = big_w / 2.0 + rng.normal(0.0, 0.06) * scale
+    cy = big_h / 2.0 + rng.normal(0.0, 0.06) * scale
+    if on == "soil":
+        n = int(rng.integers(4, 9))
+        reach = scale * rng.uniform(0.32, 0.55)
+    else:
+        n = int(rng.integers(2, 7))
+        reach = scale * (rng.uniform(0.25, 0.45) if small else rng.uniform(0.1, 0.3))
+    leaves = real.seedling_leaves(rng, cx, cy, reach, n)
+    outlines = leaf_outlines(leaves, _BLADE_STATIONS)
+    ids = paint(outlines, (big_h, big_w))
+    # A leaf wholly hidden or out of frame goes; a small crop's threshold is applied once reduced.
+    least = 1 if small else min_visible_pixels
+    keep = np.flatnonzero(np.bincount(ids.ravel(), minlength=n + 1)[1:] >= least)
+    if len(keep) < n:
+        leaves = [leaves[k] for k in keep]
+        ids = paint(outlines[keep], (big_h, big_w))
+    parts = np.zeros((big_h, big_w), np.uint8)
+    if on == "soil":
+        layout = "pot" if rng.random() < 0.5 else "soil"
+        # The seedling grows in the soil; the pot's rim may cross the frame.
+        soil_r = scale * rng.uniform(0.6, 1.3)
+        away, turn = soil_r * rng.uniform(0.0, 0.85), rng.uniform(0.0, 2.0 * math.pi)
+        pot = (cx + away * math.cos(turn), cy + away * math.sin(turn), soil_r)
+        planes, soil = _scene(rng, big_h, big_w, layout, pot, light, grit=rng.uniform(2.5, 6.0))
+        if moss is not None:
+            parts[real.paint_bryophytes(moss, planes, soil, grit=3.0) > 0.5] = MOSS
+    else:
+        planes, _ = real.plate_planes(rng, big_h, big_w, light)
+        cotyledon = leaves[0].length if leaves else reach
+        step = max(1.5, 0.05 * cotyledon)
+        direction = rng.uniform(0.0, 2.0 * math.pi)
+        hypocotyl, roots = real.seedling_axis(rng, cx, cy, direction, cotyledon, step)
+        for _ in range(int(rng.integers(0, 4))):  # other seedlings' roots crossing the frame
+            edge = rng.uniform(0.0, 2.0 * math.pi)
+            x0, y0 = cx - math.cos(edge) * scale, cy - math.sin(edge) * scale
+            roots.append(real.path(rng, x0, y0, edge + rng.normal(0.0, 0.3), 2.0 * scale, step, 0.05))
+        root_cover = real.line_coverage((big_h, big_w), roots, max(1.0, cotyledon * rng.uniform(0.03, 0.06)))
+        stem_cover = real.line_coverage((big_h, big_w), [hypocotyl], max(1.5, cotyledon * rng.uniform(0.08, 0.15)))
+        if rng.random() < 0.75:  # pale green to white hypocotyls, or pinkish purple ones
+            stem_rgb = real.hsv_colour(rng, (60.0, 100.0), (0.1, 0.35), (0.75, 0.95))
+        else:
+            stem_rgb = real.hsv_colour(rng, (300.0, 345.0), (0.15, 0.4), (0.6, 0.85))
+        real.blend(planes, root_cover, real.hsv_colour(rng, (40.0, 70.0), (0.02, 0.12), (0.85, 0.99)),
+                   rng.uniform(0.6, 0.95))
+        real.blend(planes, stem_cover, stem_rgb)
+        parts[root_cover >= 128] = ROOT
+        parts[stem_cover >= 128] = HYPOCOTYL
+    parts[ids > 0] = 0
+    if leaves:
+        _colour_leaves(rng, planes, ids, leaves, light)
+        cast = leaf_shadows(rng, ids, len(leaves), light, reach=(0.003, 0.012))
+        cast *= -rng.uniform(0.3, 0.8)
+        cast += 1.0
+        planes *= cast
+    if on == "agar":
+        real.condensation(rng, planes, light, dense=rng.random() < 0.7)
+    if small:
+        h, w = max(1, round(height * side / shorter)), max(1, round(width * side / shorter))
+        planes = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in planes])
+        ids = real.downscale_ids(ids, h, w)
+        parts = cv2.resize(parts, (w, h), interpolation=cv2.INTER_NEAREST)
+        # A blurred close-up: the optics of a crop from a larger photograph.
+        blur = rng.uniform(0.2, 0.9)
+        for p in planes:
+            cv2.GaussianBlur(p, (0, 0), blur, dst=p)
+        least = max(6, round(min_visible_pixels * (h / height) ** 2))
+    else:
+        least = min_visible_pixels
+    ids = drop_remnants(ids, least)
+    parts[ids > 0] = 0
+    return _camera(rng, planes), ids, parts
+
+
 def check_clutter(clutter) -> float:
     """``clutter`` as a float in [0, 1]; ValueError naming the value otherwise."""
     try:
@@ -163,13 +299,13 @@ def check_clutter(clutter) -> float:
 
 
 def neighbour_leaves(rng: np.random.Generator, height: int, width: int, centre: tuple[float, float],
-                     radius: float) -> tuple[np.ndarray, list[Leaf]]:
+                     radius: float, stalks: np.random.Generator | None = None) -> tuple[np.ndarray, list[Leaf]]:
     """Leaves of 1 to 3 neighbouring plants reaching into the frame from its edges, as in a
     photograph cropped from a tray: ([H, W] uint8 ids 0..M of their painted pixels, their M
     leaves). Each neighbour is centred near an edge, from 0.3 of its radius inside the frame to
     0.8 outside, pushed outwards until it is 0.9 ``radius`` + half its own radius from the plant
     at ``centre``, or left out. They are distractors: painted in the photograph, never in the
-    label.
+    label. ``stalks``: real petioles, see ``sample_leaves``.
     """
     scale = min(height, width)
     leaves: list[Leaf] = []
@@ -182,7 +318,7 @@ def neighbour_leaves(rng: np.random.Generator, height: int, width: int, centre: 
         for out in np.linspace(rng.uniform(-0.3, 0.5), 0.8, 12) * r:
             x, y = ((along, -out), (along, height + out), (-out, along), (width + out, along))[side]
             if math.hypot(x - centre[0], y - centre[1]) >= gap:
-                leaves += sample_leaves(rng, int(rng.integers(4, 20)), x, y, r)
+                leaves += sample_leaves(rng, int(rng.integers(4, 20)), x, y, r, stalks=stalks)
                 break
     ids = paint(leaf_outlines(leaves, _BLADE_STATIONS), (height, width)) if leaves else np.zeros(
         (height, width), np.uint8)
@@ -244,11 +380,14 @@ def drop_remnants(ids: np.ndarray, min_visible_pixels: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius: float,
-                  rules: dict | None = None) -> list[Leaf]:
+                  rules: dict | None = None, stalks: np.random.Generator | None = None) -> list[Leaf]:
     """n varied leaves, oldest first, around (cx, cy) reaching about ``radius``.
 
     One blade shape, margin and petiole range per plant, varied per leaf; some leaves
     foreshortened (seen tilted) or curled. ``rules``: the "narrow" family's, see FAMILIES.
+    ``stalks``: None for the thin petioles the random style always drew (8 to 16 % of the
+    blade's width), or the generator of real ones (15 to 35 %, ``realism.petiole_stalks``, and
+    longer: ``realism.REAL_PETIOLE_MAX``); ``rng`` makes the same draws either way.
     """
     def shape_and_margin():
         return list(_SHAPES)[rng.integers(len(_SHAPES))], _MARGINS[rng.choice(4, p=[0.35, 0.25, 0.25, 0.15])]
@@ -256,7 +395,9 @@ def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius
     shape, margin_kind = _drawn(shape_and_margin, lambda pair: pair[0] == "lanceolate" or pair[1] in
                                 ("serrate", "lobed"), "narrow", rules)
     aspect_range, widest_range, round_range = _SHAPES[shape]
-    petiole_max = rng.choice([0.03, 0.25, 0.45, 0.65])  # none, short, medium, long
+    petiole_max = rng.choice(real.THIN_PETIOLE_MAX if stalks is None else real.REAL_PETIOLE_MAX)
+    if stalks is not None:
+        stalk, stalk_base = real.petiole_stalks(stalks, n)
     tilt_p = rng.uniform(0.0, 0.6)  # share of foreshortened leaves
     curl = rng.uniform(0.0, 0.3)
     jitter = rng.uniform(2.0, 20.0)
@@ -269,7 +410,8 @@ def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius
         age = 1.0 - k / max(n - 1, 1)
         theta = angle0 + spin * math.radians(k * GOLDEN_ANGLE_DEG + rng.uniform(-jitter, jitter))
         length = radius * (0.25 + 0.75 * age**0.8) * rng.uniform(0.85, 1.15)
-        petiole = rng.uniform(0.01, max(0.02, petiole_max * (0.5 + 0.5 * age)))
+        longest = max(0.02, petiole_max * (0.5 + 0.5 * age))
+        petiole = rng.uniform(0.01 if stalks is None else 0.45 * longest, longest)
         aspect = rng.uniform(*aspect_range)
         width = (1.0 - petiole) * length / aspect
         if rng.random() < tilt_p:
@@ -300,6 +442,8 @@ def sample_leaves(rng: np.random.Generator, n: int, cx: float, cy: float, radius
             bend=rng.uniform(-0.08, 0.08) + curl * rng.choice([-1.0, 1.0]) * rng.random(),
             widest=rng.uniform(*widest_range), roundness=rng.uniform(*round_range),
             margin=np.concatenate(rows, axis=1)))
+        if stalks is not None:
+            leaves[-1].stalk, leaves[-1].stalk_base = float(stalk[k]), float(stalk_base[k])
     return leaves
 
 
@@ -392,9 +536,11 @@ def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, scale:
 
 
 def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: tuple[float, float, float],
-           light: float, moss: bool = False) -> np.ndarray:
-    """[3, H, W] float32 RGB planes in [0, 1]: background, pot(s) or tray or bare soil, soil, and
-    with ``moss`` patches of moss or algae on the soil (no draw is made for them otherwise)."""
+           light: float, moss: bool = False, grit: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """([3, H, W] float32 RGB planes in [0, 1]: background, pot(s) or tray or bare soil, soil, and
+    with ``moss`` patches of moss or algae on the soil (no draw is made for them otherwise);
+    [H, W] float32 coverage 0..1 of the soil, None where all is soil). ``grit``: how much larger
+    the soil's clods and grains are than at 1 (a close-up)."""
     scale = min(height, width)
     pcx, pcy, soil_r = pot
     ys, xs = grid(height, width, 2)
@@ -419,7 +565,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
     facing = (dx * math.cos(light) + dy * math.sin(light)) / np.maximum(r, 1.0)
 
     soil_rgb = hsv_to_rgb([rng.uniform(0.03, 0.12), rng.uniform(0.15, 0.7), rng.uniform(0.06, 0.45)]).astype(np.float32)
-    lumps = fractal_noise(rng, h2, w2, cells=(6, 30, 120), weights=(0.3, 0.3, 0.4))
+    lumps = fractal_noise(rng, h2, w2, cells=(6 / grit, 30 / grit, 120 / grit), weights=(0.3, 0.3, 0.4))
     soil = 0.5 + lumps * (0.5 + 0.5 * smoothstep((soil_r - r) / (0.12 * soil_r)))
     pot_rgb = (_random_colour(rng, val=(0.05, 0.9)) if rng.random() < 0.6 else
                np.float32([(0.08, 0.08, 0.09), (0.25, 0.25, 0.27), (0.62, 0.33, 0.2)][rng.integers(3)]))
@@ -451,10 +597,10 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
         cv2.resize(plane.astype(np.float32), (width, height), dst=planes[c], interpolation=cv2.INTER_LINEAR)
 
     # Perlite, grit and clods, sharp-edged at full resolution, only on the soil.
-    density = rng.uniform(0.0, 3e-3) * (500.0 / scale) ** 0.5
+    density = rng.uniform(0.0, 3e-3) * (500.0 / scale) ** 0.5 / (grit * grit)
     n_specks = min(int(height * width * density), 2000)
     centres = np.round(4.0 * rng.uniform(0.0, 1.0, (n_specks, 2)) * [width, height])
-    axes = np.round(4.0 * rng.uniform(0.4, 2.2, (n_specks, 2)) * (scale / 500.0)) + 1
+    axes = np.round(4.0 * rng.uniform(0.4, 2.2, (n_specks, 2)) * (scale / 500.0 * grit)) + 1
     tilt = rng.uniform(0.0, 180.0, n_specks)
     grey = rng.uniform(0.5, 0.95, n_specks)
     white = rng.random(n_specks) < rng.uniform(0.2, 0.8)
@@ -465,6 +611,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
     specks = np.zeros((height, width), dtype=np.uint8)
     for j, (c, ax, tl) in enumerate(zip(centres.astype(int).tolist(), axes.astype(int).tolist(), tilt.tolist())):
         cv2.ellipse(specks, c, ax, tl, 0.0, 360.0, 1 + j % 255, -1, cv2.LINE_8, 2)
+    soil_full = None
     if layout != "soil":
         soil_full = cv2.resize(np.asarray(in_soil, dtype=np.float32), (width, height),
                                interpolation=cv2.INTER_LINEAR)
@@ -472,7 +619,7 @@ def _scene(rng: np.random.Generator, height: int, width: int, layout: str, pot: 
     has_speck = specks > 0
     for c in range(3):
         np.copyto(planes[c], cv2.LUT(specks, speck_lut[c]), where=has_speck)
-    return planes
+    return planes, soil_full
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,9 +59,10 @@ from scipy.ndimage import find_objects
 
 from mrcnn.fileio import write_bytes_atomic
 
-from leafseg.data.masks import PALETTE_SIZE, hsv_to_rgb, leaf_palette, save_indexed_png
+from leafseg.data.masks import PALETTE_SIZE, leaf_palette, save_indexed_png
 from leafseg.synth.leaves import Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint, paint_leaf_colours
 from leafseg.synth.rosettes import STYLES, generate_rosette, rosette_rng, write_indexed, write_missing
+from leafseg.synth.realism import blend, hsv_colour, line_coverage, path
 from leafseg.synth.scenes import check_families
 
 __all__ = ["SCENES", "ROW_BAND", "CELL_ASPECT", "MAX_SEEDLINGS", "Plant", "Scene", "generate_tray", "generate_dish",
@@ -337,15 +338,6 @@ def _plate_radius(xs, ys, plate) -> np.ndarray:
     return (u**power + v**power) ** (1.0 / power)
 
 
-def _path(rng: np.random.Generator, x: float, y: float, angle: float, length: float, step: float,
-          wiggle: float) -> np.ndarray:
-    """[K, 2] (x, y) points of a gently bending path of ``length`` pixels from (x, y)."""
-    n = max(2, math.ceil(length / step))
-    turns = angle + np.cumsum(rng.normal(0.0, wiggle, n))
-    steps = (length / n) * np.stack([np.cos(turns), np.sin(turns)], axis=1)
-    return np.concatenate([[[x, y]], [x, y] + np.cumsum(steps, axis=0)])
-
-
 def _sow(rng: np.random.Generator, n: int, plate, s: float) -> list[tuple[float, float, float]]:
     """(x, y, direction of the hypocotyl) of n seedlings on the plate's floor: in sown rows of at
     most five with hypocotyls pointing down (40 %; one to three rows, more for many seedlings), or
@@ -384,16 +376,16 @@ def _seedling(rng: np.random.Generator, x: float, y: float, direction: float, s:
     towards ``direction``; ``s`` = image side / 2048."""
     cotyledon = _COTYLEDON * s * rng.uniform(0.8, 1.25)
     step = max(1.5, 4.0 * s)
-    hypocotyl = _path(rng, x, y, direction, cotyledon * rng.uniform(1.0, 3.5), step, 0.04)
+    hypocotyl = path(rng, x, y, direction, cotyledon * rng.uniform(1.0, 3.5), step, 0.04)
     end = hypocotyl[-1]
     heading = math.atan2(*(hypocotyl[-1] - hypocotyl[-2])[::-1])
-    root = _path(rng, end[0], end[1], heading, cotyledon * rng.uniform(2.0, 8.0), step, 0.08)
+    root = path(rng, end[0], end[1], heading, cotyledon * rng.uniform(2.0, 8.0), step, 0.08)
     roots = [root]
     for _ in range(int(rng.integers(0, 4))):
         at = int(rng.integers(len(root) // 4, len(root) - 1))
         ahead = math.atan2(*(root[at + 1] - root[at])[::-1])
         side = ahead + rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.2)
-        roots.append(_path(rng, root[at, 0], root[at, 1], side, len(root) * step * rng.uniform(0.1, 0.3), step, 0.1))
+        roots.append(path(rng, root[at, 0], root[at, 1], side, len(root) * step * rng.uniform(0.1, 0.3), step, 0.1))
     # Cotyledons open sideways of the hypocotyl, one each way; true leaves across them, on top.
     axis = direction + math.pi / 2 + rng.normal(0.0, 0.4)
     leaves = []
@@ -428,39 +420,12 @@ def _seedling(rng: np.random.Generator, x: float, y: float, direction: float, s:
     return _Seedling(hypocotyl, roots, leaves, coats)
 
 
-def _coverage(shape: tuple[int, int], paths: list[np.ndarray], thickness: float) -> np.ndarray:
-    """[H, W] uint8 anti-aliased coverage (0..255) of polylines ``thickness`` pixels wide."""
-    mask = np.zeros(shape, np.uint8)
-    if paths:
-        cv2.polylines(mask, [np.round(p * 4.0).astype(np.int32) for p in paths], False, 255,
-                      max(1, round(thickness)), cv2.LINE_AA, 2)
-    return mask
-
-
 def _ellipses(shape: tuple[int, int], coats) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     for x, y, a, b, angle, _ in coats:
         cv2.ellipse(mask, (round(4 * x), round(4 * y)), (max(1, round(4 * a)), max(1, round(4 * b))), angle,
                     0.0, 360.0, 255, -1, cv2.LINE_AA, 2)
     return mask
-
-
-def _blend(planes: np.ndarray, coverage: np.ndarray, rgb, alpha: float = 1.0) -> None:
-    """planes ([3, H, W] float RGB) towards ``rgb`` by ``alpha`` x coverage (uint8 0..255), in place."""
-    x, y, w, h = cv2.boundingRect(coverage)
-    if w == 0:
-        return
-    window = (slice(y, y + h), slice(x, x + w))
-    weight = coverage[window].astype(np.float32) * np.float32(alpha / 255.0)
-    for c in range(3):
-        plane = planes[c][window]
-        plane += (np.float32(rgb[c]) - plane) * weight
-
-
-def _hsv(rng: np.random.Generator, hue: tuple[float, float], sat: tuple[float, float],
-         val: tuple[float, float]) -> np.ndarray:
-    """RGB float32 of a colour drawn uniformly in the given ranges (hue in degrees)."""
-    return hsv_to_rgb([rng.uniform(*hue) / 360.0, rng.uniform(*sat), rng.uniform(*val)]).astype(np.float32)
 
 
 def _dish_planes(rng: np.random.Generator, height: int, width: int, plate, light: float) -> np.ndarray:
@@ -470,14 +435,14 @@ def _dish_planes(rng: np.random.Generator, height: int, width: int, plate, light
     ys, xs = grid(height, width, 2)
     h2, w2 = ys.shape
     if rng.random() < 0.6:
-        bench = _hsv(rng, (0.0, 360.0), (0.0, 0.3), (0.04, 0.25))
+        bench = hsv_colour(rng, (0.0, 360.0), (0.0, 0.3), (0.04, 0.25))
     else:
-        bench = _hsv(rng, (0.0, 360.0), (0.25, 0.7), (0.2, 0.6))
+        bench = hsv_colour(rng, (0.0, 360.0), (0.25, 0.7), (0.2, 0.6))
     mottle = 0.8 + 0.4 * fractal_noise(rng, h2, w2, cells=(3, 12, 40))
     kind = rng.choice(3, p=[0.5, 0.2, 0.3])
-    base = [_hsv(rng, (0.0, 360.0), (0.0, 0.06), (0.86, 0.97)),  # white filter paper
-            _hsv(rng, (195.0, 225.0), (0.2, 0.4), (0.75, 0.9)),  # blue germination paper
-            _hsv(rng, (35.0, 60.0), (0.08, 0.25), (0.75, 0.92))][kind]  # agar
+    base = [hsv_colour(rng, (0.0, 360.0), (0.0, 0.06), (0.86, 0.97)),  # white filter paper
+            hsv_colour(rng, (195.0, 225.0), (0.2, 0.4), (0.75, 0.9)),  # blue germination paper
+            hsv_colour(rng, (35.0, 60.0), (0.08, 0.25), (0.75, 0.92))][kind]  # agar
     grain = 1.0 + rng.uniform(0.03, 0.1) * (fractal_noise(rng, h2, w2, cells=(20, 80, 250),
                                                            weights=(0.3, 0.3, 0.4)) - 0.5)
     r = _plate_radius(xs, ys, plate)
@@ -585,19 +550,19 @@ def generate_dish(rng_or_seed=None, size: int | tuple[int, int] = _DISH_SIDE,
 
     planes = _dish_planes(rng, height, width, plate, light)
     floor_mask = (_plate_radius(*grid(height, width, 1)[::-1], plate) < plate[3]).astype(np.uint8)
-    roots = _coverage(shape, [root for plant in plants for root in plant.roots], 2.5 * s * rng.uniform(0.8, 1.3))
-    stems = _coverage(shape, [plant.hypocotyl for plant in plants], 7.0 * s * rng.uniform(0.8, 1.3))
+    roots = line_coverage(shape, [root for plant in plants for root in plant.roots], 2.5 * s * rng.uniform(0.8, 1.3))
+    stems = line_coverage(shape, [plant.hypocotyl for plant in plants], 7.0 * s * rng.uniform(0.8, 1.3))
     roots *= floor_mask
     stems *= floor_mask
     under = _ellipses(shape, [coat for coat in coats if not coat[5]])
     if rng.random() < 0.75:  # pale green to white hypocotyls, or pinkish purple ones
-        stem_rgb = _hsv(rng, (60.0, 100.0), (0.1, 0.35), (0.78, 0.95))
+        stem_rgb = hsv_colour(rng, (60.0, 100.0), (0.1, 0.35), (0.78, 0.95))
     else:
-        stem_rgb = _hsv(rng, (300.0, 345.0), (0.15, 0.4), (0.6, 0.85))
-    coat_rgb = _hsv(rng, (15.0, 36.0), (0.45, 0.8), (0.15, 0.4))
-    _blend(planes, roots, _hsv(rng, (40.0, 70.0), (0.03, 0.15), (0.85, 0.98)), rng.uniform(0.6, 0.9))
-    _blend(planes, stems, stem_rgb)
-    _blend(planes, under, coat_rgb)
+        stem_rgb = hsv_colour(rng, (300.0, 345.0), (0.15, 0.4), (0.6, 0.85))
+    coat_rgb = hsv_colour(rng, (15.0, 36.0), (0.45, 0.8), (0.15, 0.4))
+    blend(planes, roots, hsv_colour(rng, (40.0, 70.0), (0.03, 0.15), (0.85, 0.98)), rng.uniform(0.6, 0.9))
+    blend(planes, stems, stem_rgb)
+    blend(planes, under, coat_rgb)
 
     n = len(leaves)
     if n:
@@ -610,7 +575,7 @@ def generate_dish(rng_or_seed=None, size: int | tuple[int, int] = _DISH_SIDE,
         cast *= -rng.uniform(0.3, 0.6)
         cast += 1.0
         planes *= cast
-    _blend(planes, over, coat_rgb)
+    blend(planes, over, coat_rgb)
     image = _dish_camera(rng, planes)
 
     parts = np.zeros(shape, np.uint8)
