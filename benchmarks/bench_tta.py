@@ -61,14 +61,14 @@ def held_out_sets(names, count, folder):
     from leafseg.synth.rosettes import write_dataset
     from leafseg.training.recipe import HELD_OUT
 
-    known = {name: (style, offset, clutter) for name, style, offset, _, clutter in HELD_OUT}
+    known = {name: (style, offset, clutter, realism) for name, style, offset, _, clutter, realism in HELD_OUT}
     sets = {}
     for name in names:
         if name not in known:
             raise SystemExit(f"--sets: {name!r} is not one of {', '.join(known)}")
-        style, offset, clutter = known[name]
+        style, offset, clutter, realism = known[name]
         write_dataset(folder / name, count, seed=RECIPE_SEED + offset, size=SIZE, style=style, clutter=clutter,
-                      progress=False)
+                      realism=realism, progress=False)
         sets[name] = load_eval_dataset(folder / name, "all")
     return sets
 

@@ -37,6 +37,9 @@ def build_parser(parser=None):
                                                  "leave-one-style-out 2027; small-data 2030)")
     parser.add_argument("--family", action="append", metavar="FAMILY",
                         help="leave-one-style-out: the families to hold out (default: all of leafseg.synth.scenes.FAMILIES)")
+    parser.add_argument("--start-from", metavar="WEIGHTS",
+                        help="leaf-small: skip steps 1 to 3 and fine-tune this file of the first leaf-small "
+                             "(the model of leafseg 0.x before v2, e.g. from its release) on the realism rosettes")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes that draw and prepare the rosettes (default: 2)")
     add_verbose_argument(parser)
@@ -49,7 +52,9 @@ def main(argv=None):
     quiet_tensorflow(args.verbose)
     given = {name: getattr(args, name) for name in ("images", "epochs", "minutes", "seed", "steps_per_epoch")
              if getattr(args, name) is not None}
-    only = {"family": "leave-one-style-out", "minutes": "small-data"}
+    if args.start_from is not None:
+        given["start_from"] = args.start_from
+    only = {"family": "leave-one-style-out", "minutes": "small-data", "start_from": "leaf-small"}
     for option, recipe in only.items():
         if getattr(args, option) is not None and args.recipe != recipe:
             print(f"recipe: error: --{option} is for {recipe}", file=sys.stderr)

@@ -68,8 +68,11 @@ logger = logging.getLogger(__name__)
 
 # Held-out evaluation sets of leaf-small: (name, style, seed offset from --seed, count, clutter).
 # Their seeds differ from the training data's, so no rosette is shared.
-HELD_OUT = (("random", "random", 1, 100, 0.0), ("classic", "classic", 2, 100, 0.0),
-            ("cluttered", "random", 4, 100, 1.0))
+# realism: the options of leafseg.synth.realism (None: off).
+HELD_OUT = (("random", "random", 1, 100, 0.0, None), ("classic", "classic", 2, 100, 0.0, None),
+            ("cluttered", "random", 4, 100, 1.0, None),
+            ("realism", "random", 7, 100, 0.5, {"moss": 0.3, "petioles": "real", "seedlings": 0.15, "agar": 0.1,
+                                                 "young": 0.5}))
 # The picture of leaf-small at work (docs/images/leaf_small_predictions.png): the first images of
 # held-out sets, {set name: count}.
 SHEET = {"random": 4, "cluttered": 2, "classic": 2}
@@ -86,7 +89,7 @@ def _copy_atomic(source, target):
     return Path(target)
 
 
-def make_data(folder, images, seed, style="random", families=None, workers=2, clutter=0.0):
+def make_data(folder, images, seed, style="random", families=None, workers=2, clutter=0.0, realism=None):
     """Rosettes in ``folder/rosettes`` and their 80/20 training layout in ``folder/prepared``
     (both completed, never redone); returns the prepared folder."""
     from leafseg.data.prepare import prepare_dataset
@@ -94,7 +97,7 @@ def make_data(folder, images, seed, style="random", families=None, workers=2, cl
 
     folder = Path(folder)
     write_dataset(folder / "rosettes", images, seed=seed, size=500, style=style, families=families, workers=workers,
-                  clutter=clutter)
+                  clutter=clutter, realism=realism)
     result = prepare_dataset(folder / "rosettes", folder / "prepared", seed=seed, workers=workers)
     print(result.summary())
     return folder / "prepared"
@@ -110,6 +113,20 @@ LEAF_SMALL_STAGES = ((36, 0.001, 200), (48, 0.0003, 0), (72, 0.0002, 0), (104, 0
 LEAF_SMALL_CLUTTER_STAGE = (24, 0.0001, 0)
 LEAF_SMALL_CLUTTER = 0.5
 CLUTTER_SEED_OFFSET = 10
+# Then a second fine-tuning (leaf-small v2) on rosettes drawn with the realism options that real
+# photographs asked for (leafseg.synth.realism: moss and algae, petioles as wide as real ones,
+# tiny seedlings in small crops, seedlings on agar or paper, young leaves at the centre), half of
+# them with clutter; seed --seed + REALISM_SEED_OFFSET.
+LEAF_SMALL_REALISM = {"moss": 0.3, "petioles": "real", "seedlings": 0.15, "agar": 0.1, "young": 0.5}
+LEAF_SMALL_REALISM_STAGE = (20, 0.0001, 0)
+REALISM_SEED_OFFSET = 20
+
+
+def resolve_start(start_from):
+    """``--start-from``: a weights file, or a zoo name."""
+    from leafseg.models.loading import resolve_weights
+
+    return resolve_weights(start_from)
 
 
 def one_stage(epochs, steps_per_epoch=None):
@@ -270,37 +287,55 @@ def _row(name, summary):
 
 
 def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, workers=2, held_out=HELD_OUT,
-               steps_per_epoch=None):
+               steps_per_epoch=None, start_from=None):
     """Rebuild ``leaf-small`` in ``out`` (steps of the module docstring); returns {set: summary}.
 
     epochs: None for the shipped model's stages (LEAF_SMALL_STAGES), else one stage of that many.
+    start_from: a weights file of the first leaf-small (the clutter fine-tuning's result, steps 1
+        to 3): it is copied to ``OUT/leaf_small_v1.weights.h5`` and those steps are skipped.
     """
     stages = LEAF_SMALL_STAGES if epochs is None else one_stage(epochs, steps_per_epoch)
     fine_tune = LEAF_SMALL_CLUTTER_STAGE if epochs is None else one_stage(max(1, epochs // 4), steps_per_epoch)[0]
+    realism_stage = LEAF_SMALL_REALISM_STAGE if epochs is None else one_stage(max(1, epochs // 4), steps_per_epoch)[0]
     from leafseg.synth.rosettes import write_dataset
 
     out = Path(out)
     started = time.monotonic()
-    total = 5
-    print_step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in {out / 'prepared'}; "
-                    f"{images} more of other seeds, {LEAF_SMALL_CLUTTER:.0%} with clutter, in {out / 'cluttered'}")
-    prepared = make_data(out, images, seed, workers=workers)
-    cluttered = make_data(out / "cluttered", images, seed + CLUTTER_SEED_OFFSET, workers=workers,
-                          clutter=LEAF_SMALL_CLUTTER)
+    total = 6
+    v1 = out / "leaf_small_v1.weights.h5"
+    train_minutes, base_source = 0.0, None
+    if start_from is not None:
+        if not v1.exists():
+            _copy_atomic(resolve_start(start_from), v1)
+        print_step(1, total, f"Steps 1 to 3 skipped: starting from {v1} (a copy of {start_from})")
+    else:
+        print_step(1, total, f"{images} random-style rosettes (500 px) in {out / 'rosettes'}, prepared in "
+                             f"{out / 'prepared'}; {images} more of other seeds, {LEAF_SMALL_CLUTTER:.0%} with clutter, "
+                             f"in {out / 'cluttered'}")
+        prepared = make_data(out, images, seed, workers=workers)
+        cluttered = make_data(out / "cluttered", images, seed + CLUTTER_SEED_OFFSET, workers=workers,
+                              clutter=LEAF_SMALL_CLUTTER)
 
-    print_step(2, total, f"Training leaf_small to epoch {stages[-1][0]}")
-    base, base_source, base_minutes = train_model(prepared, out / "logs", out / "leaf_small_base.weights.h5", stages,
-                                                  seed, steps_per_epoch)
-    print_step(3, total, f"Fine-tuning {base} ({base_source}) for {fine_tune[0]} epochs on the cluttered rosettes")
-    weights, source, train_minutes = train_model(cluttered, out / "cluttered" / "logs", out / "leaf_small.weights.h5",
-                                                 (fine_tune,), seed + CLUTTER_SEED_OFFSET, steps_per_epoch,
-                                                 initial=base, pick="last")
-    train_minutes += base_minutes
-    print_step(4, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}; its detection settings, "
-                    "chosen on the (cluttered) validation rosettes and classic tuning rosettes")
+        print_step(2, total, f"Training leaf_small to epoch {stages[-1][0]}")
+        base, base_source, train_minutes = train_model(prepared, out / "logs", out / "leaf_small_base.weights.h5",
+                                                       stages, seed, steps_per_epoch)
+        print_step(3, total, f"Fine-tuning {base} ({base_source}) for {fine_tune[0]} epochs on the cluttered rosettes")
+        v1, _, minutes = train_model(cluttered, out / "cluttered" / "logs", v1, (fine_tune,),
+                                     seed + CLUTTER_SEED_OFFSET, steps_per_epoch, initial=base, pick="last")
+        train_minutes += minutes
+    print_step(4, total, f"Fine-tuning {v1} for {realism_stage[0]} epochs on {images} rosettes drawn with the "
+                         f"realism options {LEAF_SMALL_REALISM} and {LEAF_SMALL_CLUTTER:.0%} clutter, in {out / 'realism'}")
+    realistic = make_data(out / "realism", images, seed + REALISM_SEED_OFFSET, workers=workers,
+                          clutter=LEAF_SMALL_CLUTTER, realism=LEAF_SMALL_REALISM)
+    weights, source, minutes = train_model(realistic, out / "realism" / "logs", out / "leaf_small.weights.h5",
+                                           (realism_stage,), seed + REALISM_SEED_OFFSET, steps_per_epoch,
+                                           initial=v1, pick="last")
+    train_minutes += minutes
+    print_step(5, total, f"{weights} ({weights.stat().st_size / 1e6:.1f} MB) from {source}; its detection settings, "
+                    "chosen on the realism set's validation rosettes and classic tuning rosettes")
     from leafseg.measure.evaluate import load_eval_dataset
 
-    validation = load_eval_dataset(cluttered, "val")
+    validation = load_eval_dataset(realistic, "val")
     write_dataset(out / "tuning" / "classic", 40, seed=seed + 3, size=500, style="classic", workers=workers,
                   progress=False)
     classic = load_eval_dataset(out / "tuning" / "classic", "all")
@@ -315,12 +350,12 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
                                                              for set_name, means in by_set.items())
                   + ("   <- chosen" if (name, t) == chosen else ""))
 
-    print_step(5, total, "Scores on held-out rosettes of other seeds")
+    print_step(6, total, "Scores on held-out rosettes of other seeds")
     sets = {}
-    for name, style, offset, count, clutter in held_out:
+    for name, style, offset, count, clutter, realism in held_out:
         sets[name] = out / "held_out" / name
         write_dataset(sets[name], count, seed=seed + offset, size=500, style=style, workers=workers, progress=False,
-                      clutter=clutter)
+                      clutter=clutter, realism=realism)
     summaries = score(weights, sets, out / "evaluation")
     sheet = prediction_figure(weights, {name: (sets[name], count) for name, count in SHEET.items() if name in sets},
                               out / "evaluation" / "predictions.png")
@@ -331,6 +366,9 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
               "detection_settings": settings, "detection_sweeps": sweeps,
               "stages": [list(stage) for stage in stages], "base_checkpoint": base_source,
               "fine_tune": {"stage": list(fine_tune), "clutter": LEAF_SMALL_CLUTTER, "seed": seed + CLUTTER_SEED_OFFSET},
+              "start_from": None if start_from is None else str(start_from),
+              "realism_fine_tune": {"stage": list(realism_stage), "clutter": LEAF_SMALL_CLUTTER,
+                                    "realism": LEAF_SMALL_REALISM, "seed": seed + REALISM_SEED_OFFSET},
               "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),
               "total_minutes_this_call": round((time.monotonic() - started) / 60, 1), "held_out": summaries}
     write_text_atomic(out / "recipe.json", json.dumps(record, indent=2) + "\n")
