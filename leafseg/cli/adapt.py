@@ -7,6 +7,7 @@ import os
 import sys
 
 from leafseg.cli.options import add_verbose_argument, fraction, positive_float, positive_int, quiet_tensorflow
+from leafseg.inference.tta import VIEW_COUNTS
 from leafseg.training import adapt as A
 from leafseg.training.train import AUGMENTATIONS
 
@@ -45,6 +46,8 @@ def build_parser(parser=None):
     add("--photos-per-round", type=positive_int, default=A.PHOTOS_PER_ROUND, metavar="N",
         help=f"photographs the teacher labels per round, a seeded random choice (default: {A.PHOTOS_PER_ROUND})")
     add("--steps", type=positive_int, default=A.STEPS, help=f"training steps per round (default: {A.STEPS})")
+    add("--checkpoint-steps", type=positive_int, default=A.CHECKPOINT_STEPS, metavar="N",
+        help=f"a checkpoint every N training steps at most: what a killed run loses (default: {A.CHECKPOINT_STEPS})")
     add("--synthetic", type=int, default=A.SYNTHETIC, metavar="N",
         help=f"drawn rosettes to draw once and mix in 1:1 with the kept photographs; 0: none (default: {A.SYNTHETIC})")
     add("--synthetic-dir", metavar="DIR", help="a prepared folder of labelled images to mix in instead of drawing")
@@ -58,7 +61,8 @@ def build_parser(parser=None):
     add("--min-kept-share", type=fraction, default=A.MIN_KEPT_SHARE,
         help="a photograph whose kept leaves cover less of the leaf area found is dropped whole "
              f"(default: {A.MIN_KEPT_SHARE})")
-    add("--views", type=positive_int, default=A.VIEWS, help=f"test-time views, the identity first (default: {A.VIEWS})")
+    add("--views", type=int, default=A.VIEWS, choices=VIEW_COUNTS,
+        help=f"test-time views: the identity, flips, then rotations (default: {A.VIEWS})")
     add("--lr", type=positive_float, default=A.LEARNING_RATE,
         help=f"the student's learning rate, Adam with a cosine decay (default: {A.LEARNING_RATE:g})")
     add("--augment", default=A.AUGMENT, choices=AUGMENTATIONS,

@@ -89,8 +89,9 @@ SYNTHETIC_STYLE = "random"
 SYNTHETIC_SIZE = 500
 # A round's labelling stops when it has used this share of what was left of the round.
 LABEL_SHARE = 0.5
-# Steps per training epoch at most: an epoch is what a killed run loses at worst.
-EPOCH_STEPS = 50
+# Steps per training epoch at most (--checkpoint-steps): an epoch ends with a checkpoint, so it
+# is what a killed run loses at worst.
+CHECKPOINT_STEPS = 50
 # Validation: batches of drawn rosettes per epoch, at most.
 MAX_VALIDATION_STEPS = 10
 # Photographs shown in each round's picture.
@@ -104,8 +105,8 @@ STUDENT_FILE = "student.weights.h5"
 _TMP_PREFIX = ".tmp-"
 # Arguments a run folder is bound to: a rerun with another value is refused (--minutes and
 # --workers may change).
-BOUND = ("photos", "weights", "rounds", "photos_per_round", "steps", "synthetic", "synthetic_dir", "seed",
-         "keep_score", "min_agreement", "low_score", "min_kept_share", "views", "lr", "augment")
+BOUND = ("photos", "weights", "rounds", "photos_per_round", "steps", "checkpoint_steps", "synthetic", "synthetic_dir",
+         "seed", "keep_score", "min_agreement", "low_score", "min_kept_share", "views", "lr", "augment")
 
 
 class AdaptError(Exception):
@@ -182,10 +183,15 @@ def select_pseudo_labels(view_results, keep_score=KEEP_SCORE, min_agreement=MIN_
     for index in range(scores.shape[0]):
         match = by_index.get(index, {})
         own = masks[..., index]
-        score = float(match.get("mean_score", scores[index]))
+        # match_views' mean_score counts a view that missed the leaf as 0; the score here is the
+        # mean over the views that found it, so that score and agreement judge apart.
+        votes = int(match.get("votes", 1))
+        score = float(match.get("mean_score", scores[index])) * len(view_results) / votes if match else float(
+            scores[index])
         agreement = float(match.get("agreement", 0.0))
         vote = match.get("mask_vote")
-        leaf = {"index": index, "score": round(score, 4), "agreement": round(agreement, 4), "area": int(own.sum())}
+        leaf = {"index": index, "score": round(score, 4), "agreement": round(agreement, 4), "votes": votes,
+                "area": int(own.sum())}
         if score < low_score or scores[index] < low_score:
             leaf.update(fate="dropped", reasons=["low score"])
         elif own.sum() < min_area:
@@ -299,6 +305,7 @@ class AdaptOptions:
     minutes: float = MINUTES
     photos_per_round: int = PHOTOS_PER_ROUND
     steps: int = STEPS
+    checkpoint_steps: int = CHECKPOINT_STEPS
     synthetic: int = SYNTHETIC
     synthetic_dir: str | None = None
     seed: int = 0
@@ -328,11 +335,15 @@ def check_options(options):
         raise AdaptError("no photographs given")
     checks = (("--rounds", options.rounds >= 1), ("--minutes", options.minutes > 0),
               ("--photos-per-round", options.photos_per_round >= 1), ("--steps", options.steps >= 1),
-              ("--synthetic", options.synthetic >= 0), ("--views", options.views >= 2), ("--lr", options.lr > 0))
+              ("--checkpoint-steps", options.checkpoint_steps >= 1),
+              ("--synthetic", options.synthetic >= 0), ("--lr", options.lr > 0))
     for option, ok in checks:
         if not ok:
-            raise AdaptError(f"{option} {getattr(options, option[2:].replace('-', '_'))}: expected a positive value"
-                             + (" (at least 2 views)" if option == "--views" else ""))
+            raise AdaptError(f"{option} {getattr(options, option[2:].replace('-', '_'))}: expected a positive value")
+    from leafseg.inference.tta import VIEW_COUNTS
+
+    if options.views not in VIEW_COUNTS:
+        raise AdaptError(f"--views {options.views}: expected one of {', '.join(map(str, VIEW_COUNTS))}")
     for option in ("keep_score", "min_agreement", "low_score", "min_kept_share"):
         value = getattr(options, option)
         if not 0 <= value <= 1:
@@ -543,9 +554,10 @@ def round_summary(labels_dir):
             "mean_agreement": round(float(np.mean(agreements)), 4) if agreements else None}
 
 
-def _epoch_plan(steps):
-    """(epochs, steps per epoch) of ``steps`` training steps: epochs of at most EPOCH_STEPS."""
-    epochs = math.ceil(steps / EPOCH_STEPS)
+def epoch_plan(steps, checkpoint_steps=CHECKPOINT_STEPS):
+    """(epochs, steps per epoch) of ``steps`` training steps in epochs of at most
+    ``checkpoint_steps`` (their product is ``steps`` or a little more)."""
+    epochs = math.ceil(steps / checkpoint_steps)
     return epochs, math.ceil(steps / epochs)
 
 
@@ -563,7 +575,7 @@ def _last_epoch(logs):
 def train_argv(dataset, logs, teacher, options, number, validation_images, batch, resume):
     """``leafseg train`` arguments of round ``number``'s student: all layers from the teacher's
     weights (and the config stored in them), Adam with a cosine rate from --lr, --augment."""
-    epochs, per_epoch = _epoch_plan(options.steps)
+    epochs, per_epoch = epoch_plan(options.steps, options.checkpoint_steps)
     validation = min(MAX_VALIDATION_STEPS, math.ceil(validation_images / batch)) if validation_images else 0
     argv = ["--dataset", str(dataset), "--logs", str(logs), "--seed", str(options.seed + number), "--verbose", "2",
             "--epochs", str(epochs), "--steps-per-epoch", str(per_epoch), "--validation-steps", str(validation),
@@ -890,7 +902,7 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
 
     folder = Path(options.out) / f"round{number}"
     logs = folder / "logs"
-    epochs, per_epoch = _epoch_plan(options.steps)
+    epochs, per_epoch = epoch_plan(options.steps, options.checkpoint_steps)
     trained = entry.setdefault("trained", {"status": "not started", "seconds": 0.0, "epochs_done": 0,
                                            "steps_done": 0})
     done = _last_epoch(logs)
