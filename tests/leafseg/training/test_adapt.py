@@ -165,3 +165,126 @@ def test_bad_options_are_named(argv, message, tmp_path, capsys):
     cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
     assert adapt_command.main([str(photo), "--out", str(tmp_path / "out")] + argv) == 2
     assert message in capsys.readouterr().err
+
+
+# The run below: 6 toy photographs (bright shapes; the tiny model finds them), 3 a round, 2
+# rounds of 4 steps in epochs of 2, beside drawn rosettes of the toy model's size.
+PHOTOS, PER_ROUND, ROUNDS, STEPS, CHECKPOINT_STEPS = 6, 3, 2, 4, 2
+# Seconds a subprocess may take before the test calls it hung or lost.
+PROCESS_TIMEOUT = 420
+
+
+def run_argv(run):
+    return [str(run.photos), "--weights", str(run.weights), "--out", str(run.out), "--rounds", str(ROUNDS),
+            "--photos-per-round", str(PER_ROUND), "--steps", str(STEPS), "--checkpoint-steps", str(CHECKPOINT_STEPS),
+            "--synthetic-dir", str(run.synthetic), "--keep-score", "0.8", "--low-score", "0.3", "--minutes", "30"]
+
+
+def label_times(out, number):
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / f"round{number}" / "labels").glob("*/label.json")}
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """An adapt run killed (SIGKILL) while its first student trains, then the same command again."""
+    from leafseg.data.prepare import prepare_dataset
+    from leafseg.synth.rosettes import write_dataset
+    from tests.tiny_trained import trained_run
+    from tests.toy_data import shapes_dataset
+
+    weights = trained_run(tmp_path_factory)["weights"]
+    root = tmp_path_factory.mktemp("adapt")
+    photos = root / "photos"
+    photos.mkdir()
+    toy = shapes_dataset(PHOTOS, seed=5)
+    for image_id in toy.image_ids:
+        cv2.imwrite(str(photos / f"photo{image_id}.png"), toy.load_image(image_id)[..., ::-1])
+    write_dataset(root / "rosettes", 5, seed=1, size=64, style="random", progress=False)
+    prepare_dataset(root / "rosettes", root / "synthetic", seed=1)
+    run = types.SimpleNamespace(photos=photos, weights=weights, synthetic=root / "synthetic", out=root / "out")
+
+    marker = root / "held.marker"
+    log = open(root / "killed.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "tests.train_subprocess", "adapt", str(marker), "2",
+                                *run_argv(run)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            log.close()
+            pytest.fail(f"adapt ended or took too long before its training held:\n"
+                        f"{(root / 'killed.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    run.killed_state = json.loads((run.out / A.STATE_FILE).read_text())
+    run.labels_before = label_times(run.out, 1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    log.close()
+    run.killed_status = process.returncode
+    run.status = adapt_command.main(run_argv(run))
+    run.state = json.loads((run.out / A.STATE_FILE).read_text())
+    run.report = json.loads((run.out / A.REPORT_JSON).read_text())
+    return run
+
+
+def test_the_run_was_killed_inside_its_first_training(adapted):
+    assert adapted.killed_status == -signal.SIGKILL
+    state = adapted.killed_state
+    assert state["phase"] == "training round 1"
+    assert state["rounds"]["1"]["trained"]["epochs_done"] == 1
+    assert state["rounds"]["1"]["labelled"]["photos_labelled"] == PER_ROUND
+    assert len(adapted.labels_before) == PER_ROUND
+
+
+def test_the_rerun_resumes_without_labelling_again(adapted):
+    assert adapted.status == 0
+    assert label_times(adapted.out, 1) == adapted.labels_before
+    first, second = adapted.report["rounds"]
+    assert first["labelled_this_call"] == 0 and second["labelled_this_call"] == PER_ROUND
+    assert adapted.state["calls"] == 2 and adapted.state["phase"] == "done"
+    # Round 1's training went on from its epoch-1 checkpoint: one run folder, resumed once.
+    runs = list((adapted.out / "round1" / "logs").iterdir())
+    record = json.loads((runs[0] / "run.json").read_text())
+    assert len(runs) == 1 and [c["argv"][-1] for c in record["commands"]] == ["domain", "--resume"]
+    assert record["stages"][0]["resumed"][0]["epoch"] == 1
+
+
+def test_the_report_counts_each_round(adapted):
+    report = adapted.report
+    assert report["outcome"] == "2 round(s) done" and len(report["rounds"]) == ROUNDS
+    for number, entry in enumerate(report["rounds"], start=1):
+        assert entry["photos_labelled"] == PER_ROUND
+        assert entry["images_kept"] + entry["images_dropped"] == PER_ROUND and entry["images_kept"] >= 1
+        assert entry["training"]["status"] == "completed" and entry["training"]["epochs_done"] == 2
+        assert entry["training"]["steps"] == STEPS and entry["training"]["loss_last"] > 0
+        assert Path(entry["picture"]) == adapted.out / f"pseudo_labels_round{number}.png"
+        assert Path(entry["picture"]).stat().st_size > 1000
+    # The second round's teacher is the first round's student.
+    assert report["rounds"][1]["teacher"] == str(adapted.out / "round1" / A.STUDENT_FILE)
+    assert A.round_table(report["rounds"]) in (adapted.out / A.REPORT_MD).read_text()
+
+
+def test_the_result_is_a_self_describing_model_that_predict_takes(adapted, tmp_path):
+    from leafseg.cli import predict
+    from leafseg.config import config_for_weights
+
+    weights = adapted.out / ADAPTED_WEIGHTS
+    assert loading.resolve_weights(adapted.out) == weights
+    stored, source = config_for_weights(weights)
+    original, _ = config_for_weights(adapted.weights)
+    assert source.startswith("the config stored in")
+    assert stored.to_dict() == original.to_dict()
+    assert predict.main(["--weights", str(adapted.out), "--out", str(tmp_path / "predictions"),
+                         str(adapted.photos / "photo0.png")]) == 0
+    assert list((tmp_path / "predictions").glob("**/*.png"))
+
+
+def test_a_rerun_of_a_finished_run_does_nothing_more(adapted):
+    before = (adapted.out / ADAPTED_WEIGHTS).stat().st_mtime_ns
+    times = label_times(adapted.out, 2)
+    assert adapt_command.main(run_argv(adapted)) == 0
+    assert label_times(adapted.out, 2) == times
+    report = json.loads((adapted.out / A.REPORT_JSON).read_text())
+    assert [r["labelled_this_call"] for r in report["rounds"]] == [0, 0] and report["calls"] == 3
+    assert (adapted.out / ADAPTED_WEIGHTS).stat().st_mtime_ns >= before
