@@ -661,10 +661,22 @@ def overlay_pseudo_labels(image, kept, ignored):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def plant_box(masks, margin=0.15):
+    """(y1, x1, y2, x2) of the masks' union [H, W, N] widened by ``margin`` of its size on each
+    side, within the image: the part of a photograph worth showing (the whole one without masks)."""
+    height, width = masks.shape[:2]
+    rows, cols = np.flatnonzero(masks.any(axis=(1, 2))), np.flatnonzero(masks.any(axis=(0, 2)))
+    if not rows.size:
+        return 0, 0, height, width
+    pad_y, pad_x = round(margin * (rows[-1] + 1 - rows[0])), round(margin * (cols[-1] + 1 - cols[0]))
+    return (max(0, rows[0] - pad_y), max(0, cols[0] - pad_x), min(height, rows[-1] + 1 + pad_y),
+            min(width, cols[-1] + 1 + pad_x))
+
+
 def draw_round(labels_dir, path, title, count=SHOWN):
-    """``path``: the first ``count`` kept photographs of a round's pseudo-labels, each beside
-    its kept leaves (colours) and ignored regions (grey, hatched). Returns the path, or None
-    when no photograph was kept."""
+    """``path``: the first ``count`` kept photographs of a round's pseudo-labels (cut to the
+    plant, :func:`plant_box`), each above its kept leaves (colours) and ignored regions (grey,
+    hatched). Returns the path, or None when no photograph was kept."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -679,12 +691,14 @@ def draw_round(labels_dir, path, title, count=SHOWN):
     dataset.load_leaves(labels_dir.parent, labels_dir.name)
     dataset.prepare()
     shown = list(dataset.image_ids)[:count]
-    fig, axes = plt.subplots(2, len(shown), figsize=(3 * len(shown), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(shown), figsize=(3 * len(shown), 7), squeeze=False)
     for column, image_id in enumerate(shown):
         image = dataset.load_image(image_id)
         masks, class_ids = dataset.load_mask(image_id)
-        axes[0, column].imshow(image)
-        axes[1, column].imshow(overlay_pseudo_labels(image, masks[..., class_ids > 0], masks[..., class_ids < 0]))
+        drawn = overlay_pseudo_labels(image, masks[..., class_ids > 0], masks[..., class_ids < 0])
+        y1, x1, y2, x2 = plant_box(masks)
+        axes[0, column].imshow(image[y1:y2, x1:x2])
+        axes[1, column].imshow(drawn[y1:y2, x1:x2])
         axes[0, column].set_title(dataset.image_info[image_id]["id"][:24], fontsize=8)
         axes[1, column].set_title(f"{int((class_ids > 0).sum())} kept, {int((class_ids < 0).sum())} ignored",
                                   fontsize=8)

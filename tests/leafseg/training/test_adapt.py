@@ -288,3 +288,14 @@ def test_a_rerun_of_a_finished_run_does_nothing_more(adapted):
     report = json.loads((adapted.out / A.REPORT_JSON).read_text())
     assert [r["labelled_this_call"] for r in report["rounds"]] == [0, 0] and report["calls"] == 3
     assert (adapted.out / ADAPTED_WEIGHTS).stat().st_mtime_ns >= before
+
+
+def test_the_picture_shows_the_plant_with_a_margin():
+    masks = np.zeros((100, 200, 2), bool)
+    masks[20:40, 50:60, 0] = masks[30:60, 55:90, 1] = True
+    # Rows 20..59 (40), columns 50..89 (40): 15% is 6 pixels each side.
+    assert A.plant_box(masks) == (20 - 6, 50 - 6, 60 + 6, 90 + 6)
+    assert A.plant_box(np.zeros((10, 20, 0), bool)) == (0, 0, 10, 20)
+    edge = np.zeros((10, 10, 1), bool)
+    edge[0:10, 0:5] = True
+    assert A.plant_box(edge) == (0, 0, 10, 6)
