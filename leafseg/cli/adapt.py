@@ -67,7 +67,8 @@ def build_parser(parser=None):
         help=f"the student's learning rate, Adam with a cosine decay (default: {A.LEARNING_RATE:g})")
     add("--augment", default=A.AUGMENT, choices=AUGMENTATIONS,
         help=f"the student's augmentation (default: {A.AUGMENT})")
-    add("--seed", type=int, default=0, help="seed of the photograph choice, the drawn rosettes and training (default: 0)")
+    add("--seed", type=int, default=0,
+        help="seed of the photograph choice, the drawn rosettes and training (default: 0)")
     add("--workers", type=positive_int, default=min(2, os.cpu_count() or 1),
         help="processes that draw and prepare the rosettes (default: 2)")
     add_verbose_argument(parser)

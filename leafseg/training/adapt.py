@@ -58,6 +58,7 @@ import numpy as np
 from leafseg.data.dataset import IGNORE_DIR
 from leafseg.data.masks import DEFAULT_MIN_AREA, leaf_palette
 from leafseg.models.runs import ADAPTED_WEIGHTS, LOG_FILE, newest_run
+from leafseg.training.recipe import _copy_atomic, _where, print_step, set_detection_settings
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["AdaptError", "AdaptOptions", "Selection", "select_pseudo_labels", "write_pseudo_label", "adapt",
@@ -183,11 +184,13 @@ def select_pseudo_labels(view_results, keep_score=KEEP_SCORE, min_agreement=MIN_
     for index in range(scores.shape[0]):
         match = by_index.get(index, {})
         own = masks[..., index]
-        # match_views' mean_score counts a view that missed the leaf as 0; the score here is the
-        # mean over the views that found it, so that score and agreement judge apart.
-        votes = int(match.get("votes", 1))
-        score = float(match.get("mean_score", scores[index])) * len(view_results) / votes if match else float(
-            scores[index])
+        if match:
+            # match_views' mean_score counts a view that missed the leaf as 0; the score here is
+            # the mean over the views that found it, so that score and agreement judge apart.
+            votes = int(match["votes"])
+            score = float(match["mean_score"]) * len(view_results) / votes
+        else:
+            votes, score = 1, float(scores[index])
         agreement = float(match.get("agreement", 0.0))
         vote = match.get("mask_vote")
         leaf = {"index": index, "score": round(score, 4), "agreement": round(agreement, 4), "votes": votes,
@@ -197,7 +200,8 @@ def select_pseudo_labels(view_results, keep_score=KEEP_SCORE, min_agreement=MIN_
         elif own.sum() < min_area:
             leaf.update(fate="dropped", reasons=["small"])
         else:
-            reasons = (["score"] if score < keep_score else []) + (["disagreement"] if agreement < min_agreement else [])
+            reasons = ((["score"] if score < keep_score else [])
+                       + (["disagreement"] if agreement < min_agreement else []))
             majority = own if vote is None else np.asarray(vote) >= 0.5
             if majority.sum() < min_area:
                 majority = own
@@ -506,7 +510,7 @@ def label_round(model, photos, labels_dir, options, clock, deadline, state, entr
     done = 0
     for count, photo in enumerate(photos, start=1):
         sid = sample_id(photo)
-        if (labels_dir / sid / LABEL_FILE).is_file():
+        if (labels_dir / sid / LABEL_FILE).is_file() or (labels_dir / f"{sid}.unreadable").is_file():
             continue
         if clock.spent() > deadline:
             return done, False
@@ -561,17 +565,6 @@ def epoch_plan(steps, checkpoint_steps=CHECKPOINT_STEPS):
     return epochs, math.ceil(steps / epochs)
 
 
-def _last_epoch(logs):
-    """The epoch of the newest checkpoint under ``logs`` (0 without one)."""
-    from mrcnn.weights import checkpoints_in
-
-    run_dir = newest_run(logs)
-    checkpoints = checkpoints_in(run_dir) if run_dir is not None else []
-    if not checkpoints:
-        return 0
-    return int(re.search(r"(\d+)\.weights\.h5$", checkpoints[-1].name).group(1))
-
-
 def train_argv(dataset, logs, teacher, options, number, validation_images, batch, resume):
     """``leafseg train`` arguments of round ``number``'s student: all layers from the teacher's
     weights (and the config stored in them), Adam with a cosine rate from --lr, --augment."""
@@ -587,14 +580,15 @@ def train_argv(dataset, logs, teacher, options, number, validation_images, batch
 
 
 def _progress_callback(state, clock, entry, per_epoch, end):
-    """A Keras callback that records each finished epoch (and the steps they hold) in the state
-    and stops training after the step that passes ``end`` (spent seconds of the budget; the
-    epoch's checkpoint is still written)."""
+    """A Keras callback that records each finished epoch (the steps they hold, the seconds
+    spent training) in the state and stops training after the step that passes ``end`` (spent
+    seconds of the budget; the epoch's checkpoint is still written)."""
     import keras
 
     class Progress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.steps = 0
+            self.started, self.seconds = clock.spent(), entry.get("seconds", 0.0)
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps = batch + 1
@@ -602,7 +596,8 @@ def _progress_callback(state, clock, entry, per_epoch, end):
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
-            entry.update(epochs_done=epoch + 1, steps_done=epoch * per_epoch + self.steps)
+            entry.update(epochs_done=epoch + 1, steps_done=epoch * per_epoch + self.steps,
+                         seconds=self.seconds + clock.spent() - self.started)
             state.save(clock)
 
     return Progress()
@@ -629,12 +624,6 @@ def read_losses(logs):
             return None
 
     return number(rows[0], "loss"), number(rows[-1], "loss"), number(rows[-1], "val_loss"), len(rows)
-
-
-def _copy_atomic(source, target):
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        shutil.copyfile(source, tmp)
-    return Path(target)
 
 
 ############################################################
@@ -765,7 +754,8 @@ def write_report(out, state, options, outcome):
     lines = [f"# leafseg adapt: {out}", "", f"From {report['from']} to {report['weights']}: {outcome}.",
              f"{report['minutes_spent']} of {options.minutes:g} minutes spent over {report['calls']} call(s).", "",
              round_table(rounds), "",
-             "Kept: leaves scoring >= {keep_score} that >= {min_agreement} of the other views found; ignored (class -1, "
+             "Kept: leaves scoring >= {keep_score} that >= {min_agreement} of the other views found; "
+             "ignored (class -1, "
              "neither leaf nor background): leaves scoring >= {low_score} that are not kept; dropped (background): "
              "scores below {low_score}. Photographs whose kept leaves cover < {min_kept_share} of the leaf area found "
              "are dropped whole. See docs/ADAPT.md for how to judge the result without labels.".format(
@@ -789,7 +779,7 @@ def find_photos(photos, out):
         logger.warning("%s: %s", source, reason)
     if not files:
         raise AdaptError(f"no photographs found in {', '.join(map(str, photos))}")
-    return files
+    return [path.absolute() for path in files]
 
 
 def adapt(options, callbacks=None, detect=None):
@@ -846,7 +836,8 @@ def adapt(options, callbacks=None, detect=None):
     state.save(clock, phase="done")
     report = write_report(out, state, options, outcome)
     print("\n" + round_table(report["rounds"]))
-    print(f"\n{outcome}. {final} ({'a student' if Path(teacher) != Path(options.weights) else 'the teacher, untrained'}); "
+    what = "a student" if Path(teacher) != Path(options.weights) else "the teacher, untrained"
+    print(f"\n{outcome}. {final} ({what}); "
           f"report {out / REPORT_MD}", flush=True)
     return report
 
@@ -855,7 +846,6 @@ def _restore_training_values(weights, original):
     """The steps per epoch and validation steps of the original model's config in the stored
     config of ``weights`` (adapt's own are of no use to a later ``leafseg train``)."""
     from leafseg.config import config_for_weights
-    from leafseg.training.recipe import set_detection_settings
 
     config, _ = config_for_weights(original)
     set_detection_settings(weights, STEPS_PER_EPOCH=config.STEPS_PER_EPOCH, VALIDATION_STEPS=config.VALIDATION_STEPS)
@@ -864,7 +854,6 @@ def _restore_training_values(weights, original):
 def run_round(number, teacher, photos, synthetic, options, state, clock, entry, callbacks, detect):
     """Round ``number``: label, select, train. Returns None to go on, else why the run stops."""
     from leafseg.models.loading import load_inference_model
-    from leafseg.training.recipe import print_step
 
     out = Path(options.out)
     folder = out / f"round{number}"
@@ -875,9 +864,9 @@ def run_round(number, teacher, photos, synthetic, options, state, clock, entry, 
     if "photos" not in entry:
         entry["photos"] = choose_photos(photos, number, options.photos_per_round, options.seed)
         state.save(clock)
+    print_step(number, options.rounds, f"Round {number}, teacher {teacher}")
     if not entry.get("labelled"):
-        print_step(number, options.rounds, f"Round {number}: {teacher} labels {len(entry['photos'])} photographs "
-                                           f"({options.views} views each)")
+        print(f"  labelling {len(entry['photos'])} photographs ({options.views} views each)", flush=True)
         started = clock.spent()
         deadline = started + LABEL_SHARE * max(end - started, 0.0)
         state.save(clock, phase=f"labelling round {number}")
@@ -919,7 +908,7 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
     epochs, per_epoch = epoch_plan(options.steps, options.checkpoint_steps)
     trained = entry.setdefault("trained", {"status": "not started", "seconds": 0.0, "epochs_done": 0,
                                            "steps_done": 0})
-    done = _last_epoch(logs)
+    done = _where(logs)[1]
     left = end - clock.spent()
     if done < epochs and left > 1.0:
         train_images, val_images = build_round_dataset(folder / "dataset", kept, synthetic, options.seed + number)
@@ -929,16 +918,16 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
               f"{'resuming after epoch ' + str(done) if resume else 'from the teacher'}, epochs of {per_epoch} steps "
               f"to {epochs}, {left / 60:.1f} minutes left in the round", flush=True)
         state.save(clock, phase=f"training round {number}")
-        started = clock.spent()
+        started, before = clock.spent(), trained.get("seconds", 0.0)
         progress = _progress_callback(state, clock, trained, per_epoch, end)
         trained["status"] = "running"
         try:
             train(train_argv(folder / "dataset", logs, teacher, options, number, val_images, batch, resume),
                   callbacks=[progress, *(callbacks or [])])
         finally:
-            trained["seconds"] = trained.get("seconds", 0.0) + clock.spent() - started
+            trained["seconds"] = before + clock.spent() - started
             state.save(clock)
-        done = _last_epoch(logs)
+        done = _where(logs)[1]
     run_dir = newest_run(logs)
     if run_dir is None or not checkpoints_in(run_dir):
         trained["status"] = "out of time"
