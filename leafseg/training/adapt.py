@@ -579,10 +579,10 @@ def train_argv(dataset, logs, teacher, options, number, validation_images, batch
                    "--schedule", "cosine", "--augment", options.augment]
 
 
-def _progress_callback(state, clock, entry, per_epoch, end):
+def _progress_callback(state, clock, entry, per_epoch, number, rounds):
     """A Keras callback that records each finished epoch (the steps they hold, the seconds
-    spent training) in the state and stops training after the step that passes ``end`` (spent
-    seconds of the budget; the epoch's checkpoint is still written)."""
+    spent training) in the state and stops training after the step that passes the end of
+    round ``number`` (the epoch's checkpoint is still written)."""
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -592,7 +592,7 @@ def _progress_callback(state, clock, entry, per_epoch, end):
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps = batch + 1
-            if clock.spent() > end:
+            if clock.spent() > clock.round_end(number, rounds):
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -894,10 +894,10 @@ def run_round(number, teacher, photos, synthetic, options, state, clock, entry, 
         state.save(clock)
         return (f"round {number}: no photograph kept, nothing to train on (lower --keep-score or --min-agreement, "
                 "or look at the teacher's detections with leafseg predict)")
-    return train_round(number, teacher, kept, synthetic, options, state, clock, entry, end, callbacks)
+    return train_round(number, teacher, kept, synthetic, options, state, clock, entry, callbacks)
 
 
-def train_round(number, teacher, kept, synthetic, options, state, clock, entry, end, callbacks):
+def train_round(number, teacher, kept, synthetic, options, state, clock, entry, callbacks):
     """The student of round ``number``: trained (or resumed) until --steps or the round's end."""
     from leafseg.config import config_for_weights
     from leafseg.training.train import run as train
@@ -909,7 +909,7 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
     trained = entry.setdefault("trained", {"status": "not started", "seconds": 0.0, "epochs_done": 0,
                                            "steps_done": 0})
     done = _where(logs)[1]
-    left = end - clock.spent()
+    left = clock.round_end(number, options.rounds) - clock.spent()
     if done < epochs and left > 1.0:
         train_images, val_images = build_round_dataset(folder / "dataset", kept, synthetic, options.seed + number)
         batch = config_for_weights(teacher)[0].BATCH_SIZE
@@ -919,7 +919,7 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
               f"to {epochs}, {left / 60:.1f} minutes left in the round", flush=True)
         state.save(clock, phase=f"training round {number}")
         started, before = clock.spent(), trained.get("seconds", 0.0)
-        progress = _progress_callback(state, clock, trained, per_epoch, end)
+        progress = _progress_callback(state, clock, trained, per_epoch, number, options.rounds)
         trained["status"] = "running"
         try:
             train(train_argv(folder / "dataset", logs, teacher, options, number, val_images, batch, resume),

@@ -173,8 +173,9 @@ PHOTOS, PER_ROUND, ROUNDS, STEPS, CHECKPOINT_STEPS = 6, 3, 2, 4, 2
 PROCESS_TIMEOUT = 420
 
 
-def run_argv(run):
-    return [str(run.photos), "--weights", str(run.weights), "--out", str(run.out), "--rounds", str(ROUNDS),
+def run_argv(run, out=None):
+    out = run.out if out is None else out
+    return [str(run.photos), "--weights", str(run.weights), "--out", str(out), "--rounds", str(ROUNDS),
             "--photos-per-round", str(PER_ROUND), "--steps", str(STEPS), "--checkpoint-steps", str(CHECKPOINT_STEPS),
             "--synthetic-dir", str(run.synthetic), "--keep-score", "0.8", "--low-score", "0.3", "--minutes", "30"]
 
@@ -184,8 +185,8 @@ def label_times(out, number):
 
 
 @pytest.fixture(scope="module")
-def adapted(tmp_path_factory):
-    """An adapt run killed (SIGKILL) while its first student trains, then the same command again."""
+def inputs(tmp_path_factory):
+    """The tiny model, the toy photographs and the drawn rosettes of the runs."""
     from leafseg.data.prepare import prepare_dataset
     from leafseg.synth.rosettes import write_dataset
     from tests.tiny_trained import trained_run
@@ -200,7 +201,14 @@ def adapted(tmp_path_factory):
         cv2.imwrite(str(photos / f"photo{image_id}.png"), toy.load_image(image_id)[..., ::-1])
     write_dataset(root / "rosettes", 5, seed=1, size=64, style="random", progress=False)
     prepare_dataset(root / "rosettes", root / "synthetic", seed=1)
-    run = types.SimpleNamespace(photos=photos, weights=weights, synthetic=root / "synthetic", out=root / "out")
+    return types.SimpleNamespace(root=root, photos=photos, weights=weights, synthetic=root / "synthetic",
+                                 out=root / "out")
+
+
+@pytest.fixture(scope="module")
+def adapted(inputs):
+    """An adapt run killed (SIGKILL) while its first student trains, then the same command again."""
+    run, root = types.SimpleNamespace(**vars(inputs)), inputs.root
 
     marker = root / "held.marker"
     log = open(root / "killed.log", "w")
@@ -298,3 +306,56 @@ def test_the_picture_shows_the_plant_with_a_margin():
     edge = np.zeros((10, 10, 1), bool)
     edge[0:10, 0:5] = True
     assert A.plant_box(edge) == (0, 0, 10, 6)
+
+
+class MovableClock(A.Clock):
+    """The run's clock, whose rounds all end at ``MovableClock.end`` (spent seconds) once a test sets it."""
+    end = None
+
+    def round_end(self, number, rounds):
+        return super().round_end(number, rounds) if MovableClock.end is None else MovableClock.end
+
+
+@pytest.fixture
+def movable_clock(monkeypatch):
+    monkeypatch.setattr(A, "Clock", MovableClock)
+    yield MovableClock
+    MovableClock.end = None
+
+
+def test_out_of_time_before_a_round_ends_with_the_teacher(inputs, movable_clock, tmp_path):
+    movable_clock.end = 0.0
+    out = tmp_path / "out"
+    assert adapt_command.main(run_argv(inputs, out)) == 0
+    report = json.loads((out / A.REPORT_JSON).read_text())
+    assert report["outcome"] == "out of time before round 1" and report["rounds"] == []
+    assert (out / ADAPTED_WEIGHTS).read_bytes() == Path(inputs.weights).read_bytes()
+
+
+def test_the_budget_stops_training_with_its_checkpoint_and_more_minutes_continue_it(inputs, movable_clock, tmp_path):
+    """The round's end passes after step 2 of 8 (epochs of 2 steps): training stops after step 3,
+    that epoch's checkpoint is the student; a rerun with more --minutes trains the rest."""
+    import keras
+
+    class EndNow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1 and movable_clock.end is None:
+                movable_clock.end = 0.0
+
+    out = tmp_path / "out"
+    argv = run_argv(inputs, out)
+    argv[argv.index("--rounds") + 1], argv[argv.index("--steps") + 1] = "1", "8"
+    assert adapt_command.main(argv, callbacks=[EndNow()]) == 0
+    report = json.loads((out / A.REPORT_JSON).read_text())
+    training = report["rounds"][0]["training"]
+    assert report["outcome"] == "stopped at the time budget"
+    assert (training["status"], training["epochs_done"], training["steps"]) == ("stopped at the time budget", 2, 3)
+    assert (out / ADAPTED_WEIGHTS).read_bytes() != Path(inputs.weights).read_bytes()
+    movable_clock.end = None
+    argv[argv.index("--minutes") + 1] = "31"
+    assert adapt_command.main(argv) == 0
+    report = json.loads((out / A.REPORT_JSON).read_text())
+    training = report["rounds"][0]["training"]
+    assert report["outcome"] == "1 round(s) done" and report["minutes_budget"] == 31
+    assert (training["status"], training["epochs_done"], training["steps"]) == ("completed", 4, 8)
+    assert report["rounds"][0]["labelled_this_call"] == 0
