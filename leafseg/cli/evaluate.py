@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_verbose_argument, format_set,
-                                 parse_overrides, positive_int, setup_command_logging)
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
+                                 format_set, parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
+from leafseg.inference.tta import TTAModel
 from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_coco_table,
                                       format_definitions, load_eval_dataset, resolve_subset)
 from leafseg.measure.metrics import format_summary
@@ -31,6 +32,7 @@ def build_parser(parser=None):
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
     add_plants_arguments(parser)
+    add_tta_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_verbose_argument(parser)
     return parser
@@ -51,9 +53,13 @@ def run(args) -> int:
         subset = resolve_subset(args.dataset, args.subset)
         shown = subset + (" (auto)" if args.subset == "auto" else "")
         print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
-              f"config {config_source}{format_set(args.set)}", file=sys.stderr)
+              f"config {config_source}{format_set(args.set)}" + (f", TTA {args.tta} views" if args.tta else ""),
+              file=sys.stderr)
     settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score,
                 "plants": args.plants, "grid": list(args.grid) if args.grid else None}
+    if args.tta:  # (recorded only when on: the settings of a run without it are as before)
+        settings["tta"] = args.tta
+        model = TTAModel(model, args.tta)
     model = PlantsFirst(model, args.plants, args.grid)
     _, summary, outputs = evaluate_dataset(model, dataset, args.out, image_ids, gallery=args.gallery,
                                            progress=not args.quiet, settings=settings)

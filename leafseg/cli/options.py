@@ -13,7 +13,8 @@ import sys
 import tempfile
 
 __all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "format_set", "add_set_argument",
-           "add_model_arguments", "add_verbose_argument", "quiet_tensorflow", "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
+           "add_model_arguments", "add_verbose_argument", "tta_views", "add_tta_argument", "quiet_tensorflow",
+           "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
 ]
 
 # Set (to 1) by ``leafseg --verbose COMMAND``: every command keeps TensorFlow's log lines.
@@ -192,3 +193,49 @@ def add_plants_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=grid, metavar="ROWSxCOLS",
                         help="the photographs are regular trays of ROWS x COLS pots filling the frame: one plant per "
                              "pot, named A1, A2, ... in reading order, each reported even when empty")
+
+
+def tta_views(text: str) -> int:
+    """``--tta``'s value: a number of views, 1, 2, 4 or 8 (:mod:`leafseg.inference.tta`)."""
+    from leafseg.inference.tta import VIEW_COUNTS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value not in VIEW_COUNTS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(map(str, VIEW_COUNTS))} (views), got {text}")
+    return value
+
+
+class _TtaAction(argparse.Action):
+    """``--tta [N]``. With ``inputs``, a value that is not a number is an input, not a count:
+    ``--tta photos/`` is ``--tta 4 photos/`` (kept in ``tta_inputs``)."""
+
+    def __init__(self, *args, inputs=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.inputs = inputs
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if isinstance(value, str):
+            if self.inputs and not value.strip().lstrip("+-").isdigit():
+                namespace.tta_inputs = [value]
+                value = self.const
+            else:
+                try:
+                    value = tta_views(value)
+                except argparse.ArgumentTypeError as err:
+                    raise argparse.ArgumentError(self, str(err)) from err
+        setattr(namespace, self.dest, value)
+
+
+def add_tta_argument(parser: argparse.ArgumentParser, inputs: bool = False) -> None:
+    """``--tta [N]``: test-time augmentation with N views (``args.tta``; 4 when the option comes
+    alone, None without it: off). ``inputs``: the command takes positional inputs, so a value
+    that is not a number is one of them (``args.tta_inputs``)."""
+    parser.add_argument("--tta", nargs="?", const=4, default=None, action=_TtaAction, inputs=inputs,
+                        metavar="N", help="test-time augmentation: detect each image (each plant's crop in a scene) "
+                                          "in N flipped and rotated views, 1, 2, 4 (alone: 4) or 8, and keep the "
+                                          "leaves most views agree on, their masks fused by vote; takes N times as "
+                                          "long (default: off)")
+    parser.set_defaults(tta_inputs=[])

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_verbose_argument, format_set,
-                                 parse_overrides, positive_float, positive_int, setup_command_logging)
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
+                                 format_set, parse_overrides, positive_float, positive_int, setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.predict import COCO_FORMATS, default_batch_size, predict_images
 from leafseg.models.loading import load_inference_model
@@ -61,6 +61,7 @@ def build_parser(parser=None):
                         help="what the model computes in (default: float32); bfloat16 is faster on GPUs from "
                              "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
     add_plants_arguments(parser)
+    add_tta_argument(parser, inputs=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
@@ -69,7 +70,7 @@ def build_parser(parser=None):
 
 def run(args) -> int:
     setup_command_logging(args.verbose)
-    inputs = [*args.coco_json_inputs, *args.inputs]
+    inputs = [*args.coco_json_inputs, *args.tta_inputs, *args.inputs]
     if not inputs:
         print("predict: error: no INPUT given (image files, folders or glob patterns)", file=sys.stderr)
         return 2
@@ -100,6 +101,7 @@ def run(args) -> int:
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, "
               f"min score {config.DETECTION_MIN_CONFIDENCE:g}"
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
+              + (f", TTA {args.tta} views" if args.tta else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
@@ -107,7 +109,7 @@ def run(args) -> int:
                                 include_labels=args.include_labels, overwrite=args.overwrite,
                                 batch_size=args.batch_size or (None if args.cluster else default_batch_size()),
                                 weights_id=file_fingerprint(weights) if Path(weights).is_file() else None,
-                                cluster=args.cluster, plants=args.plants, grid=args.grid)
+                                cluster=args.cluster, plants=args.plants, grid=args.grid, tta=args.tta)
     except (SettingsMismatch, ClusterError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2

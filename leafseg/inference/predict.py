@@ -53,6 +53,11 @@ beside the weights, else the ``leaf_r101`` preset (:mod:`leafseg.models.loading`
 IMAGE_MAX_DIM=1024 --set IMAGE_MIN_DIM=1024``); the config, these values included, is part of
 the run's settings.
 
+``--tta [N]`` (test-time augmentation, :mod:`leafseg.inference.tta`): each model call (a whole
+photograph, or each plant's crop in a scene) runs in N flipped and rotated views (4 when N is
+left out; 1, 2, 4 or 8), and the leaves most views agree on are kept, their masks fused by vote;
+it takes N times as long. N is recorded in the settings; without ``--tta`` they are as before.
+
 COCO JSON, made to be imported as pre-annotations into CVAT (Upload annotations, "COCO 1.0")
 and Label Studio (``label-studio-converter import coco``), and read back by ``leafseg prepare
 --coco``: ``--coco-json`` (or ``--coco-json rle``) writes each leaf's visible mask as compressed
@@ -83,6 +88,7 @@ from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png
 from leafseg.measure.metrics import label_from_detections, write_csv
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
+from leafseg.inference.tta import TTAModel, view_names
 from leafseg.measure.phenotype import measure_leaves, measure_plants, round_traits
 from leafseg.data.dataset import PLANTS_SUFFIX
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
@@ -373,11 +379,15 @@ class OutputOptions:
     label_suffix: str = DEFAULT_LABEL_SUFFIX
     plants: str = "auto"            # how a photograph goes to the model (leafseg.inference.plants)
     grid: tuple | None = None       # (rows, cols) of a regular tray, or None
+    tta: int | None = None          # test-time augmentation views (leafseg.inference.tta), None: off
 
     def settings(self):
         """The part of a run's settings (leafseg.inference.results) that these options make."""
-        return {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix,
-                "plants": self.plants, "grid": list(self.grid) if self.grid else None}
+        settings = {"mm_per_pixel": self.mm_per_pixel, "coco_json": self.coco_json, "label_suffix": self.label_suffix,
+                    "plants": self.plants, "grid": list(self.grid) if self.grid else None}
+        if self.tta:  # (only when on: a folder predicted without it keeps its settings and resumes)
+            settings["tta"] = self.tta
+        return settings
 
 
 def finish_image(image, result, path, name, options: OutputOptions) -> dict:
@@ -506,7 +516,7 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
     batch_size = max(1, int(batch_size))
     outcomes = {}
     items = iter(todo)
-    model = PlantsFirst(model, options.plants, options.grid)
+    model = PlantsFirst(TTAModel(model, options.tta) if options.tta else model, options.plants, options.grid)
 
     def write(image, result, path, name):
         return writers.submit(_write_image, image, result, path, name, options, str(store.out_dir))
@@ -593,7 +603,7 @@ def _settings(weights_id, config, policy, options):
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
                    class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
                    overwrite=False, batch_size=1, weights_id=None, cluster=None, plants="auto",
-                   grid=None) -> PredictReport:
+                   grid=None, tta=None) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
@@ -616,6 +626,9 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     plants: "auto" (a scene much larger than the model is split by plant; one plant goes
         through whole) or "one" (every photograph whole); grid: "ROWSxCOLS" or (rows, cols), the
         pots of a regular tray, named A1, A2, ... (:mod:`leafseg.inference.plants`).
+    tta: None (off), or test-time augmentation with 1, 2, 4 or 8 views: each model call (a whole
+        photograph, or each plant's crop) in that many flipped and rotated views, fused by vote
+        (:mod:`leafseg.inference.tta`); N times the detection time. Part of the settings when on.
     Raises :class:`leafseg.inference.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
     """
     from tqdm import tqdm
@@ -629,8 +642,11 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         raise ValueError(f"label suffix must end with .png (labels are written as PNG), got {label_suffix!r}")
     if plants not in PLANT_MODES:
         raise ValueError(f"plants must be one of {', '.join(PLANT_MODES)}, got {plants!r}")
+    if tta is not None:
+        view_names(tta)
     out_dir = Path(out_dir)
-    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix, plants, parse_grid(grid))
+    options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix, plants, parse_grid(grid),
+                            int(tta) if tta else None)
     files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
                                                    label_suffix=None if include_labels else label_suffix)
     report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)

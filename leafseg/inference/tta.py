@@ -31,7 +31,8 @@ overlap. Fusing (:func:`merge_views`):
    So a detection found in every view keeps its mean score, and one found in 3 of 4 views
    scores 3/4 of its mean: the score ranks by agreement as well as by confidence.
 3. The model's ``DETECTION_MASK_OVERLAP_THRESHOLD`` suppression (``mrcnn.utils.
-   suppress_covered_masks``) runs on the fused masks, as it runs on a single view's.
+   suppress_covered_masks``) runs on the fused masks, as it runs on a single view's, and
+   :class:`TTAModel` keeps at most ``DETECTION_MAX_INSTANCES`` of them, the best scores.
 
 The fused score is not cut again at ``DETECTION_MIN_CONFIDENCE``: every detection of a cluster
 passed that cut already in its own view, and the votes are TTA's own cut. Cutting the mean
@@ -200,44 +201,63 @@ def detect_views(model, images, views=4, verbose=0) -> list:
 # Matching
 # ---------------------------------------------------------------------------------------------
 
-def _parts(result):
-    """(masks bool [H, W, n], class_ids [n], scores [n], mask boxes [n, 4], areas [n])."""
-    masks = np.asarray(result["masks"], bool)
-    if masks.ndim != 3:
-        raise ValueError(f"a result's masks must be [H, W, N], got shape {masks.shape}")
-    return (masks, np.asarray(result["class_ids"], np.int32), np.asarray(result["scores"], np.float32),
-            mask_boxes(masks), np.count_nonzero(masks, axis=(0, 1)).astype(np.int64))
+class _Detections:
+    """Detections to match: class ids [n], scores [n], mask boxes [n, 4], mask areas [n] and
+    each mask [H, W] (views into the results' arrays: a pick of several views' detections is not
+    copied into one array)."""
+
+    def __init__(self, masks, class_ids, scores, boxes, areas):
+        self.masks, self.class_ids, self.scores, self.boxes, self.areas = masks, class_ids, scores, boxes, areas
+
+    @classmethod
+    def of(cls, result):
+        masks = np.asarray(result["masks"], bool)
+        if masks.ndim != 3:
+            raise ValueError(f"a result's masks must be [H, W, N], got shape {masks.shape}")
+        return cls([masks[..., k] for k in range(masks.shape[-1])], np.asarray(result["class_ids"], np.int32),
+                   np.asarray(result["scores"], np.float32), mask_boxes(masks),
+                   np.count_nonzero(masks, axis=(0, 1)).astype(np.int64))
+
+    @classmethod
+    def pick(cls, views, picks):
+        """The detections ``picks`` [(view, index)] of ``views`` [_Detections]."""
+        return cls([views[v].masks[j] for v, j in picks],
+                   np.array([views[v].class_ids[j] for v, j in picks], np.int32),
+                   np.array([views[v].scores[j] for v, j in picks], np.float32),
+                   np.array([views[v].boxes[j] for v, j in picks], np.int32).reshape(-1, 4),
+                   np.array([views[v].areas[j] for v, j in picks], np.int64))
+
+    def __len__(self):
+        return len(self.class_ids)
 
 
 def _pairwise_iou(a, b):
-    """Mask IoU [na, nb] of the detections of two results' :func:`_parts` (0 across classes).
-    Only pairs of one class whose boxes overlap are compared, each on its boxes' intersection."""
-    masks_a, classes_a, _, boxes_a, areas_a = a
-    masks_b, classes_b, _, boxes_b, areas_b = b
-    ious = np.zeros((len(classes_a), len(classes_b)), np.float64)
-    if not len(classes_a) or not len(classes_b):
+    """Mask IoU [len(a), len(b)] of two :class:`_Detections` (0 across classes). Only pairs of
+    one class whose boxes overlap are compared, each on its boxes' intersection."""
+    ious = np.zeros((len(a), len(b)), np.float64)
+    if not len(a) or not len(b):
         return ious
-    top = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])     # [na, nb, 2]
-    bottom = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])  # [na, nb, 2]
-    overlap = (top < bottom).all(axis=2) & (classes_a[:, None] == classes_b[None, :])
+    top = np.maximum(a.boxes[:, None, :2], b.boxes[None, :, :2])     # [na, nb, 2]
+    bottom = np.minimum(a.boxes[:, None, 2:], b.boxes[None, :, 2:])  # [na, nb, 2]
+    overlap = (top < bottom).all(axis=2) & (a.class_ids[:, None] == b.class_ids[None, :])
     for i, j in zip(*np.nonzero(overlap)):
         (y1, x1), (y2, x2) = top[i, j], bottom[i, j]
-        inter = np.count_nonzero(masks_a[y1:y2, x1:x2, i] & masks_b[y1:y2, x1:x2, j])
+        inter = np.count_nonzero(a.masks[i][y1:y2, x1:x2] & b.masks[j][y1:y2, x1:x2])
         if inter:
-            ious[i, j] = inter / (areas_a[i] + areas_b[j] - inter)
+            ious[i, j] = inter / (a.areas[i] + b.areas[j] - inter)
     return ious
 
 
 def _greedy_match(ious, threshold):
-    """One-to-one matches of rows to columns with IoU >= ``threshold``, best IoU first (ties in
-    row, then column order): {row: column}."""
-    rows, cols = np.nonzero(ious >= threshold)
+    """One-to-one matches of rows to columns with IoU >= ``threshold`` (and above 0: disjoint
+    masks never match), best IoU first (ties in row, then column order): {row: column}."""
+    rows, cols = np.nonzero((ious >= threshold) & (ious > 0))
     order = np.lexsort((cols, rows, -ious[rows, cols]))
     matched, taken = {}, set()
     for i, j in zip(rows[order], cols[order]):
-        if i not in matched and j not in taken:
+        if int(i) not in matched and int(j) not in taken:
             matched[int(i)] = int(j)
-            taken.add(j)
+            taken.add(int(j))
     return matched
 
 
@@ -255,32 +275,34 @@ def match_views(view_results, iou=0.5) -> list:
     """
     if not view_results:
         raise ValueError("view_results is empty: expected one result per view, the identity first")
-    plain = _parts(view_results[0])
-    masks, _, scores, _, _ = plain
-    count, n = len(view_results), len(scores)
+    plain = _Detections.of(view_results[0])
+    count, n = len(view_results), len(plain)
     votes = np.ones(n, np.int64)
-    score_sums = scores.astype(np.float64)
-    mask_votes = masks.astype(np.float32)  # [H, W, n]
+    score_sums = plain.scores.astype(np.float64)
+    mask_votes = np.asarray(view_results[0]["masks"], bool).astype(np.float32)  # [H, W, n]
     for result in view_results[1:]:
-        other = _parts(result)
+        other = _Detections.of(result)
         for k, j in _greedy_match(_pairwise_iou(plain, other), iou).items():
             votes[k] += 1
-            score_sums[k] += other[2][j]
-            mask_votes[..., k] += other[0][..., j]
+            score_sums[k] += other.scores[j]
+            mask_votes[..., k] += other.masks[j]
     mask_votes /= count
     return [{"index": k, "agreement": float((votes[k] - 1) / (count - 1)) if count > 1 else 1.0,
              "votes": int(votes[k]), "mean_score": float(score_sums[k] / count),
              "mask_vote": np.ascontiguousarray(mask_votes[..., k])} for k in range(n)]
 
 
-def merge_views(view_results, iou=0.5, min_votes=None, mask_overlap=None, min_score=None) -> dict:
+def merge_views(view_results, iou=0.5, min_votes=None, mask_overlap=None, min_score=None,
+                max_instances=None) -> dict:
     """One image's results per view fused into one Matterport result (module docstring).
 
     view_results: as for :func:`match_views`. iou: the mask IoU that puts a detection into a
         cluster (same class, against the cluster's first detection). min_votes: the views a
         cluster must be found in (default: more than half). mask_overlap: None, or the model's
         ``DETECTION_MASK_OVERLAP_THRESHOLD``, applied to the fused masks. min_score: None (no
-        cut; the module docstring says why), or drop fused scores under it.
+        cut; the module docstring says why), or drop fused scores under it. max_instances:
+        None, or keep at most this many (the model's ``DETECTION_MAX_INSTANCES``: majority
+        clusters of several views may outnumber one view's detections), the best scores.
     Returns: {"rois" int32 [n, 4], "class_ids" int32 [n], "scores" float32 [n], "masks" bool
     [H, W, n], "votes" int32 [n]}, in descending score. One view: that view's result as it is.
     """
@@ -290,49 +312,46 @@ def merge_views(view_results, iou=0.5, min_votes=None, mask_overlap=None, min_sc
     if count == 1:
         return view_results[0]
     min_votes = count // 2 + 1 if min_votes is None else int(min_votes)
-    parts = [_parts(result) for result in view_results]
-    height, width = parts[0][0].shape[:2]
-    # A cluster: its seed (view, index) and its members {view: index}.
-    clusters = [(0, k, {0: k}) for k in range(len(parts[0][1]))]
+    views = [_Detections.of(result) for result in view_results]
+    height, width = np.shape(view_results[0]["masks"])[:2]
+    # A cluster: its members {view: index}, the first its seed.
+    clusters = [{0: k} for k in range(len(views[0]))]
     for v in range(1, count):
-        seeds = [(s_view, s_index) for s_view, s_index, _ in clusters]
-        view = parts[v]
-        if seeds:
-            seed_parts = _select(parts, seeds)
-            matched = _greedy_match(_pairwise_iou(view, seed_parts), iou)
-        else:
-            matched = {}
-        for j in range(len(view[1])):
+        seeds = _Detections.pick(views, [next(iter(members.items())) for members in clusters])
+        matched = _greedy_match(_pairwise_iou(views[v], seeds), iou)
+        for j in range(len(views[v])):
             if j in matched:
-                clusters[matched[j]][2][v] = j
+                clusters[matched[j]][v] = j
             else:
-                clusters.append((v, j, {v: j}))
+                clusters.append({v: j})
 
-    kept = [cluster for cluster in clusters if len(cluster[2]) >= min_votes]
+    kept = [members for members in clusters if len(members) >= min_votes]
     n = len(kept)
     masks = np.zeros((height, width, n), bool)
     class_ids = np.zeros(n, np.int32)
     scores = np.zeros(n, np.float32)
     votes = np.zeros(n, np.int32)
     seed_boxes = np.zeros((n, 4), np.int32)
-    for c, (s_view, s_index, members) in enumerate(kept):
-        boxes = np.array([parts[v][3][j] for v, j in members.items()])
+    for c, members in enumerate(kept):
+        seed_view, seed_index = next(iter(members.items()))
+        boxes = np.array([views[v].boxes[j] for v, j in members.items()])
         y1, x1 = boxes[:, :2].min(axis=0)
         y2, x2 = boxes[:, 2:].max(axis=0)
         cover = np.zeros((y2 - y1, x2 - x1), np.int32)
         for v, j in members.items():
-            cover += parts[v][0][y1:y2, x1:x2, j]
+            cover += views[v].masks[j][y1:y2, x1:x2]
         masks[y1:y2, x1:x2, c] = 2 * cover >= len(members)
-        class_ids[c] = parts[s_view][1][s_index]
-        scores[c] = sum(float(parts[v][2][j]) for v, j in members.items()) / count
+        class_ids[c] = views[seed_view].class_ids[seed_index]
+        scores[c] = sum(float(views[v].scores[j]) for v, j in members.items()) / count
         votes[c] = len(members)
-        seed_boxes[c] = np.asarray(view_results[s_view]["rois"][s_index])
-    order = np.argsort(-scores, kind="stable")
-    keep = order
+        seed_boxes[c] = np.asarray(view_results[seed_view]["rois"][seed_index])
+    keep = np.argsort(-scores, kind="stable")
     if min_score is not None:
         keep = keep[scores[keep] >= min_score]
     if mask_overlap is not None and len(keep):
         keep = keep[suppress_covered_masks(masks[..., keep], class_ids[keep], scores[keep], mask_overlap)]
+    if max_instances is not None:
+        keep = keep[:int(max_instances)]
     masks = masks[..., keep]
     rois = mask_boxes(masks)
     empty = ~masks.any(axis=(0, 1))
@@ -341,22 +360,14 @@ def merge_views(view_results, iou=0.5, min_votes=None, mask_overlap=None, min_sc
             "votes": votes[keep]}
 
 
-def _select(parts, picks):
-    """The :func:`_parts` of the detections ``picks`` [(view, index)] of several views, stacked."""
-    masks = np.stack([parts[v][0][..., j] for v, j in picks], axis=-1)
-    return (masks, np.array([parts[v][1][j] for v, j in picks], np.int32),
-            np.array([parts[v][2][j] for v, j in picks], np.float32),
-            np.array([parts[v][3][j] for v, j in picks], np.int32).reshape(-1, 4),
-            np.array([parts[v][4][j] for v, j in picks], np.int64))
-
-
 # ---------------------------------------------------------------------------------------------
 # The wrapper
 # ---------------------------------------------------------------------------------------------
 
 class TTAModel:
     """A model whose ``detect(images)`` runs each image through ``views`` views and returns the
-    fused results (:func:`merge_views`, with the model config's mask overlap suppression); like
+    fused results (:func:`merge_views`, with the model config's mask overlap suppression and
+    detection limit); like
     :class:`leafseg.inference.plants.PlantsFirst` it has ``config`` (the model's) and
     ``detect(images, verbose=0)``, so it goes where a model goes: ``PlantsFirst(TTAModel(model))``
     runs each plant's crop (and the tiles that find the plants) through the views.
@@ -377,5 +388,6 @@ class TTAModel:
     def detect(self, images, verbose=0):
         """Per image, the views' fused Matterport result (:func:`merge_views`; with ``votes``)."""
         overlap = getattr(self.config, "DETECTION_MASK_OVERLAP_THRESHOLD", None)
-        return [merge_views(views, self.iou, self.min_votes, mask_overlap=overlap)
+        most = getattr(self.config, "DETECTION_MAX_INSTANCES", None)
+        return [merge_views(views, self.iou, self.min_votes, mask_overlap=overlap, max_instances=most)
                 for views in self.detect_views(images, verbose)]
