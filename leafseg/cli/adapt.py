@@ -67,6 +67,10 @@ def build_parser(parser=None):
         help=f"the student's learning rate, Adam with a cosine decay (default: {A.LEARNING_RATE:g})")
     add("--augment", default=A.AUGMENT, choices=AUGMENTATIONS,
         help=f"the student's augmentation (default: {A.AUGMENT})")
+    add("--hold-out-plants", action="store_true",
+        help="leave out the photographs of a quarter of the plants (leafseg.measure.series.held_out_plants; the "
+             "plant is the file name without its date), to judge the result on plants it never saw with "
+             "benchmarks/bench_real_series.py")
     add("--seed", type=int, default=0,
         help="seed of the photograph choice, the drawn rosettes and training (default: 0)")
     add("--workers", type=positive_int, default=min(2, os.cpu_count() or 1),

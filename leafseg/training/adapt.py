@@ -107,7 +107,8 @@ _TMP_PREFIX = ".tmp-"
 # Arguments a run folder is bound to: a rerun with another value is refused (--minutes and
 # --workers may change).
 BOUND = ("photos", "weights", "rounds", "photos_per_round", "steps", "checkpoint_steps", "synthetic", "synthetic_dir",
-         "seed", "keep_score", "min_agreement", "low_score", "min_kept_share", "views", "lr", "augment")
+         "seed", "keep_score", "min_agreement", "low_score", "min_kept_share", "views", "lr", "augment",
+         "hold_out_plants")
 
 
 class AdaptError(Exception):
@@ -320,6 +321,8 @@ class AdaptOptions:
     views: int = VIEWS
     lr: float = LEARNING_RATE
     augment: str = AUGMENT
+    # Leave out the photographs of leafseg.measure.series.held_out_plants, to judge the result on them.
+    hold_out_plants: bool = False
     workers: int = 1
     # The drawn rosettes' side in pixels (tests draw small ones).
     synthetic_size: int = SYNTHETIC_SIZE
@@ -749,7 +752,9 @@ def write_report(out, state, options, outcome):
         rounds.append(record)
     report = {"weights": str(out / ADAPTED_WEIGHTS), "from": state.data["arguments"]["weights"], "outcome": outcome,
               "minutes_budget": options.minutes, "minutes_spent": round(state.data.get("spent_seconds", 0.0) / 60, 2),
-              "calls": state.data.get("calls"), "arguments": state.data["arguments"], "rounds": rounds}
+              "calls": state.data.get("calls"), "photos_found": state.data.get("photos_found"),
+              "photos_held_out": state.data.get("photos_held_out"), "arguments": state.data["arguments"],
+              "rounds": rounds}
     write_text_atomic(out / REPORT_JSON, json.dumps(report, indent=1) + "\n")
     lines = [f"# leafseg adapt: {out}", "", f"From {report['from']} to {report['weights']}: {outcome}.",
              f"{report['minutes_spent']} of {options.minutes:g} minutes spent over {report['calls']} call(s).", "",
@@ -769,17 +774,27 @@ def write_report(out, state, options, outcome):
 #  The run
 ############################################################
 
-def find_photos(photos, out):
+def find_photos(photos, out, hold_out_plants=False):
     """The photograph files of ``photos`` (files, folders, patterns; the output folder left
-    out); raises AdaptError when none is found."""
+    out), and how many were held out: with ``hold_out_plants``, the photographs of the plants
+    that :func:`leafseg.measure.series.held_out_plants` holds out (the plant of a photograph is
+    :func:`leafseg.measure.series.plant_key` of its name without suffix, as
+    benchmarks/bench_real_series.py names it), so that the adapted model can be judged on plants
+    it never saw. Raises AdaptError when none is left."""
     from leafseg.inference.predict import find_inputs
+    from leafseg.measure.series import held_out_plants, plant_key
 
     files, problems, _, _ = find_inputs(photos, exclude=out)
     for source, reason in problems:
         logger.warning("%s: %s", source, reason)
-    if not files:
-        raise AdaptError(f"no photographs found in {', '.join(map(str, photos))}")
-    return [path.absolute() for path in files]
+    held = set()
+    if hold_out_plants:
+        held = held_out_plants({plant_key(path.stem) for path in files})
+    kept = [path.absolute() for path in files if plant_key(path.stem) not in held]
+    if not kept:
+        raise AdaptError(f"no photographs found in {', '.join(map(str, photos))}"
+                         + (f" ({len(files)} of held-out plants left out)" if files else ""))
+    return kept, len(files) - len(kept)
 
 
 def adapt(options, callbacks=None, detect=None):
@@ -800,15 +815,18 @@ def adapt(options, callbacks=None, detect=None):
     except FileNotFoundError as err:
         raise AdaptError(f"--weights {options.weights}: {err}") from None
     options = dataclasses.replace(options, weights=str(teacher))
-    photos = find_photos(options.photos, out)
+    photos, held = find_photos(options.photos, out, options.hold_out_plants)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(out, options)
     clock = Clock(options.minutes, state.data.get("spent_seconds", 0.0))
     for entry in state.data["rounds"].values():
         entry["labelled_this_call"] = 0
     state.save(clock, phase="starting")
-    print(f"leafseg adapt: {len(photos)} photographs, {options.rounds} round(s), {options.minutes:g} minutes "
-          f"({clock.spent() / 60:.1f} spent before), teacher {teacher}", flush=True)
+    print(f"leafseg adapt: {len(photos)} photographs"
+          + (f" ({held} of held-out plants left out)" if options.hold_out_plants else "")
+          + f", {options.rounds} round(s), {options.minutes:g} minutes ({clock.spent() / 60:.1f} spent before), "
+            f"teacher {teacher}", flush=True)
+    state.save(clock, photos_found=len(photos), photos_held_out=held)
 
     synthetic = state.data.get("synthetic_prepared")
     if "synthetic_prepared" not in state.data:

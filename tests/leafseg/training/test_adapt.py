@@ -359,3 +359,17 @@ def test_the_budget_stops_training_with_its_checkpoint_and_more_minutes_continue
     assert report["outcome"] == "1 round(s) done" and report["minutes_budget"] == 31
     assert (training["status"], training["epochs_done"], training["steps"]) == ("completed", 4, 8)
     assert report["rounds"][0]["labelled_this_call"] == 0
+
+
+def test_held_out_plants_are_left_out_as_the_series_benchmark_holds_them_out(tmp_path):
+    from leafseg.measure.series import held_out_plants
+
+    names = [f"tray1_plant{p:02d}_2024_05_{d:02d}.png" for p in range(12) for d in (1, 2)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    held = held_out_plants({f"tray1_plant{p:02d}" for p in range(12)})
+    assert 0 < len(held) < 12
+    photos, count = A.find_photos([tmp_path], tmp_path / "out", hold_out_plants=True)
+    assert count == 2 * len(held) and len(photos) == len(names) - count
+    assert not {p.name.rsplit("_2024", 1)[0] for p in photos} & held
+    assert A.find_photos([tmp_path], tmp_path / "out")[1] == 0
