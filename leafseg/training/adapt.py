@@ -910,8 +910,8 @@ def run_round(number, teacher, photos, synthetic, options, state, clock, entry, 
     if not kept:
         entry["trained"] = {"status": "nothing to train on", "seconds": 0.0}
         state.save(clock)
-        return (f"round {number}: no photograph kept, nothing to train on (lower --keep-score or --min-agreement, "
-                "or look at the teacher's detections with leafseg predict)")
+        return (f"round {number}: no photograph kept, nothing to train on (look at the teacher's detections with "
+                "leafseg predict; a run with a lower --keep-score or --min-agreement needs another --out)")
     return train_round(number, teacher, kept, synthetic, options, state, clock, entry, callbacks)
 
 
