@@ -23,7 +23,7 @@ from leafseg.synth.rosettes import write_dataset
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Pages whose command lines are checked like the README's.
-GUIDES = ("README.md", "docs/TRAINING.md", "docs/BENCHMARKS.md", "docs/SMALL_DATA.md")
+GUIDES = ("README.md", "docs/TRAINING.md", "docs/BENCHMARKS.md", "docs/SMALL_DATA.md", "docs/ADAPT.md")
 # What "small steps" means for the configs the snippets build.
 SMALL = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
              TOP_DOWN_PYRAMID_SIZE=32, RPN_CONV_CHANNELS=32, FPN_CLASSIF_FC_LAYERS_SIZE=64,
@@ -32,7 +32,7 @@ SMALL = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, IMAGE_MIN_DIM=64, IMAGE_M
              MINI_MASK_SHAPE=(28, 28), STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, IMAGES_PER_GPU=1)
 SCRIPTS = {"prepare_masks.py": "prepare", "make_synthetic.py": "synth", "train.py": "train", "evaluate.py": "evaluate",
            "predict.py": "predict", "export.py": "export", "demo.py": "demo",
-           "recipe.py": "recipe"}
+           "recipe.py": "recipe", "adapt.py": "adapt"}
 
 
 def blocks(language, text=README):

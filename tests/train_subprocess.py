@@ -2,6 +2,8 @@
 
     python -m tests.train_subprocess mirrored OUT_DIR     # losses on one device vs MirroredStrategy
     python -m tests.train_subprocess train MARKER EPOCH ARGS...   # leafseg train ARGS, held at EPOCH
+    python -m tests.train_subprocess adapt MARKER EPOCH ARGS...   # leafseg adapt ARGS, its first
+                                                                  # training held at EPOCH
 
 ``mirrored`` needs a fresh process because the two logical CPU devices must be configured
 before TensorFlow starts; it prints one JSON line. TensorFlow is imported inside the functions,
@@ -81,15 +83,13 @@ def mirrored(out_dir):
 HOLD_SECONDS = 600
 
 
-def train(marker, epoch, *argv):
-    """``leafseg train ARGV`` whose epoch ``epoch`` (counted from 1) begins by writing the file
+def hold_callback(marker, epoch):
+    """A Keras callback whose epoch ``epoch`` (counted from 1) begins by writing the file
     ``marker`` and then waiting for a signal (SIGKILL, SIGINT) from the test: the test acts on an
     observable event, at a known point of the run, whatever the host's speed."""
     import time
 
     import keras
-
-    from leafseg.cli.train import main
 
     class Hold(keras.callbacks.Callback):
         def on_epoch_begin(self, index, logs=None):
@@ -100,8 +100,23 @@ def train(marker, epoch, *argv):
                 while time.monotonic() < deadline:
                     time.sleep(0.05)
 
-    sys.exit(main(list(argv), callbacks=[Hold()]))
+    return Hold()
+
+
+def train(marker, epoch, *argv):
+    """``leafseg train ARGV``, held when epoch ``epoch`` begins (:func:`hold_callback`)."""
+    from leafseg.cli.train import main
+
+    sys.exit(main(list(argv), callbacks=[hold_callback(marker, epoch)]))
+
+
+def adapt(marker, epoch, *argv):
+    """``leafseg adapt ARGV``, each student's training held when its epoch ``epoch`` begins
+    (:func:`hold_callback`)."""
+    from leafseg.cli.adapt import main
+
+    sys.exit(main(list(argv), callbacks=[hold_callback(marker, epoch)]))
 
 
 if __name__ == "__main__":
-    {"mirrored": mirrored, "train": train}[sys.argv[1]](*sys.argv[2:])
+    {"mirrored": mirrored, "train": train, "adapt": adapt}[sys.argv[1]](*sys.argv[2:])

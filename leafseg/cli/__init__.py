@@ -7,6 +7,7 @@ brackets.
     leafseg demo                                 the built-in end-to-end job (leafseg.demo)
     leafseg train    --dataset DIR --weights W   train in stages, resume (leafseg.training)
     leafseg recipe   leaf-small                  rebuild a shipped model from nothing (leafseg.training)
+    leafseg adapt    PHOTOS --out DIR            self-training on unlabelled photographs (leafseg.training)
     leafseg bench                                training-step and inference time (leafseg.benchmark)
     leafseg evaluate --weights W --dataset DIR   SBD, FBD, DiC, AP50, COCO AP (leafseg.measure)
     leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.inference)
@@ -30,6 +31,7 @@ COMMANDS = {
     "demo": ("leafseg.cli.demo", "run the built-in end-to-end job on generated rosettes"),
     "train": ("leafseg.cli.train", "train a model in stages: optimisers, schedules, resume, logs, several GPUs"),
     "recipe": ("leafseg.cli.recipe", "rebuild a pretrained model of leafseg.models (leaf-small) from nothing"),
+    "adapt": ("leafseg.cli.adapt", "self-training on your unlabelled photographs: pseudo-labels, students, rounds"),
     "bench": ("leafseg.cli.bench", "time a training step and inference of a config, and peak memory"),
     "evaluate": ("leafseg.cli.evaluate", "score a model on labelled images: SBD, FBD, DiC, mask AP50, COCO AP"),
     "predict": ("leafseg.cli.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),

@@ -19,7 +19,10 @@ Four ways in, all giving the same thing to the input pipeline:
     coco.prepare()
 
 The prepared layout is data-science-bowl-2018's: ``ROOT/<subset>/<id>/images/<id>.png`` and
-``ROOT/<subset>/<id>/masks/*.png`` (one binary PNG per leaf, 255 inside). Raw folders are paired
+``ROOT/<subset>/<id>/masks/*.png`` (one binary PNG per leaf, 255 inside). A sample may also hold
+``ROOT/<subset>/<id>/ignore/*.png`` (IGNORE_DIR): regions that are neither leaf nor background,
+one binary PNG each, loaded as class id -1 like COCO's crowd regions (``leafseg adapt`` stores
+the leaves its teacher was unsure of there; see docs/ADAPT.md). Raw folders are paired
 and split into train/val exactly as ``leafseg.data.prepare`` does (same ids, same seeded split), and
 their labels are split into leaves with ``leafseg.data.masks`` each time a mask is loaded. COCO and
 LabelMe annotations are read with ``leafseg.data.annotations`` (the same ids and split as ``leafseg
@@ -48,10 +51,12 @@ from leafseg.data.masks import DEFAULT_MIN_AREA, read_label, split_instances
 from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SIZE_MISMATCH_RULES, SUBSETS, assign_subset,
                                   find_samples, fit_label)
 
-__all__ = ["LeafDataset", "SOURCE", "PLANTS_SUFFIX"]
+__all__ = ["LeafDataset", "SOURCE", "PLANTS_SUFFIX", "IGNORE_DIR"]
 
 SOURCE = "leaf"
 PLANTS_SUFFIX = "_plants.png"
+# The folder of a prepared sample beside images/ and masks/ whose PNGs are ignore regions (class -1).
+IGNORE_DIR = "ignore"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -91,7 +96,7 @@ class LeafDataset(Dataset):
             if not images:
                 continue
             self.add_image(SOURCE, image_id=sample_dir.name, path=str(images[0]), kind="instance_masks",
-                           mask_dir=str(sample_dir / "masks"))
+                           mask_dir=str(sample_dir / "masks"), ignore_dir=str(sample_dir / IGNORE_DIR))
             count += 1
         if count == 0:
             raise ValueError(f"{folder} holds no samples (expected <id>/images/<id>.png and <id>/masks/*.png)")
@@ -170,13 +175,22 @@ class LeafDataset(Dataset):
 
     def load_mask(self, image_id):
         """Leaf masks bool [H, W, N] (H, W of the image) and class ids int32 [N]: 1, and -1 for
-        the crowd regions of COCO annotations."""
+        the crowd regions of COCO annotations and the ignore regions of a prepared sample
+        (``<id>/ignore/*.png``, after its leaves)."""
         info = self.image_info[image_id]
         if info.get("kind") == "annotations":
             masks, crowd = region_masks(info["sample"])
             return masks, np.where(crowd, -1, 1).astype(np.int32)
         if info.get("kind") == "instance_masks":
             masks = self._read_instance_masks(Path(info["mask_dir"]))
+            ignore_dir = Path(info["ignore_dir"])
+            if ignore_dir.is_dir() and any(p.suffix.lower() in _IMAGE_SUFFIXES for p in ignore_dir.iterdir()):
+                ignore = self._read_instance_masks(ignore_dir)
+                if ignore.shape[:2] != masks.shape[:2]:
+                    raise ValueError(f"the ignore regions of {ignore_dir} are {ignore.shape[1]}x{ignore.shape[0]} but "
+                                     f"the masks of {info['mask_dir']} {masks.shape[1]}x{masks.shape[0]} (width x height)")
+                class_ids = np.r_[np.ones([masks.shape[-1]]), -np.ones([ignore.shape[-1]])].astype(np.int32)
+                return np.concatenate([masks, ignore], axis=-1), class_ids
         else:
             masks = self._split_label(info)
         return masks, np.ones([masks.shape[-1]], dtype=np.int32)

@@ -7,7 +7,7 @@ of the commands (predict, evaluate, export), the inspection notebooks and the re
                                                                            "IMAGE_MIN_DIM": 1024})
 
 ``weights`` is a checkpoint file, a training run folder (its newest checkpoint), a ``--logs``
-folder (its newest run's) or the name of a model of :mod:`leafseg.models.zoo`. ``config`` is a preset
+folder (its newest run's), the folder of ``leafseg adapt`` (its ``adapted.weights.h5``) or the name of a model of :mod:`leafseg.models.zoo`. ``config`` is a preset
 name, a YAML file or a run folder holding ``config.yaml``; without it the config stored in the
 weights file is used, else the ``config.yaml`` beside it, else the ``leaf_r101`` preset.
 TensorFlow is imported only when a model is built.
@@ -20,7 +20,7 @@ from pathlib import Path
 from leafseg.models import zoo
 from leafseg.precision import precision_policy, precision_warning
 from leafseg.config import PRESETS, config_for_weights, load_config
-from leafseg.models.runs import CONFIG_FILE
+from leafseg.models.runs import ADAPTED_WEIGHTS, CONFIG_FILE
 from mrcnn.weights import WeightsMismatchError, newest_checkpoint
 
 __all__ = ["resolve_weights", "resolve_config", "resolve_inference", "load_inference_model"]
@@ -29,12 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_weights(weights) -> Path:
-    """A weights file, the newest checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of
-    the newest run folder (by the time in its name) of a ``--logs`` folder, or the file of a model
-    of :mod:`leafseg.models.zoo` by name (``leaf-small``) when no such path exists."""
+    """A weights file, the result of an adapt folder (its ``adapted.weights.h5``), the newest
+    checkpoint (``mask_rcnn_*.h5``) of a training run folder, or of the newest run folder (by the
+    time in its name) of a ``--logs`` folder, or the file of a model of :mod:`leafseg.models.zoo`
+    by name (``leaf-small``) when no such path exists."""
     path = Path(weights)
     if not path.exists() and zoo.is_name(weights):
         return zoo.path(weights)
+    if (path / ADAPTED_WEIGHTS).is_file():
+        return path / ADAPTED_WEIGHTS
     if path.is_dir():
         try:
             return newest_checkpoint(path)

@@ -14,6 +14,9 @@ the helpers that write, read and find one.
 
 Written by ``leafseg train`` (:mod:`leafseg.training.train`), read by the recipes (:mod:`leafseg.training.recipe`)
 and the training notebook (:mod:`leafseg.inspect.training`).
+
+The folder of ``leafseg adapt`` (:mod:`leafseg.training.adapt`) ends with ADAPTED_WEIGHTS, its
+self-describing result, which :func:`leafseg.models.loading.resolve_weights` finds in it.
 """
 from __future__ import annotations
 
@@ -26,14 +29,16 @@ from pathlib import Path
 
 from mrcnn.fileio import write_text_atomic
 
-__all__ = ["CONFIG_FILE", "LOG_FILE", "CHECKPOINT_INDEX", "LOSS_PLOT", "RECORD_FILE", "newest_run", "read_stages",
-           "read_checkpoint_index", "RunRecord"]
+__all__ = ["CONFIG_FILE", "LOG_FILE", "CHECKPOINT_INDEX", "LOSS_PLOT", "RECORD_FILE", "ADAPTED_WEIGHTS", "newest_run",
+           "read_stages", "read_checkpoint_index", "RunRecord"]
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.csv"
 CHECKPOINT_INDEX = "checkpoints.json"
 LOSS_PLOT = "losses.png"
 RECORD_FILE = "run.json"
+# The weights file an adapt folder ends with (its config stored in it).
+ADAPTED_WEIGHTS = "adapted.weights.h5"
 
 _RUN_RE = re.compile(r"\d{8}T\d{4}$")
 

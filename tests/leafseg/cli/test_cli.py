@@ -37,6 +37,7 @@ TENSORFLOW_COMMANDS = {
                  "evaluate: error:"),
     "predict": (["predict", "--weights", "missing.h5", "--out", "pr", "x.png"], 2, "predict: error:"),
     "export": (["export", "--weights", "missing.h5", "--out", "ex"], 2, "export: error:"),
+    "adapt": (["adapt", "x.png", "--weights", "missing.h5", "--out", "ad"], 2, "adapt: error:"),
 }
 
 
