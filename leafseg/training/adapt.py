@@ -11,7 +11,7 @@ Each round (docs/ADAPT.md):
    background for the student) and drops the photographs that are mostly unsure;
 3. a student starts from the teacher's weights and fine-tunes all layers (Adam, a cosine rate
    from ``--lr``, ``--augment domain``) on the kept photographs and as many drawn rosettes
-   (``--synthetic``, the leaf_small recipe's random style with clutter), validated on held-out
+   (``--synthetic``, the leaf_small recipe's random style with clutter and realism), validated on held-out
    drawn rosettes (their labels are exact);
 4. the student is the next round's teacher.
 
@@ -85,7 +85,7 @@ STEPS = 1000
 SYNTHETIC = 200
 LEARNING_RATE = 1e-4
 AUGMENT = "domain"
-# The rosettes drawn beside the photographs: the leaf_small recipe's style, size and clutter.
+# The rosettes drawn beside the photographs: the leaf_small recipe's style, size, clutter and realism.
 SYNTHETIC_STYLE = "random"
 SYNTHETIC_SIZE = 500
 # A round's labelling stops when it has used this share of what was left of the round.
@@ -423,18 +423,20 @@ class Clock:
 def synthetic_data(options, out):
     """The prepared folder of drawn rosettes: ``--synthetic-dir``, or ``--synthetic`` rosettes
     drawn once into ``out/synthetic`` (the leaf_small recipe's random style, half of them with
-    clutter); None for none."""
+    clutter, with the realism options of its second fine-tuning: petioles as wide as real ones,
+    moss, seedling crops, agar); None for none."""
     if options.synthetic_dir is not None:
         return Path(options.synthetic_dir)
     if options.synthetic == 0:
         return None
     from leafseg.data.prepare import prepare_dataset
     from leafseg.synth.rosettes import write_dataset
-    from leafseg.training.recipe import LEAF_SMALL_CLUTTER
+    from leafseg.training.recipe import LEAF_SMALL_CLUTTER, LEAF_SMALL_REALISM
 
     folder = Path(out) / "synthetic"
     write_dataset(folder / "rosettes", options.synthetic, seed=options.seed, size=options.synthetic_size,
-                  style=SYNTHETIC_STYLE, workers=options.workers, clutter=LEAF_SMALL_CLUTTER, progress=False)
+                  style=SYNTHETIC_STYLE, workers=options.workers, clutter=LEAF_SMALL_CLUTTER,
+                  realism=LEAF_SMALL_REALISM, progress=False)
     prepare_dataset(folder / "rosettes", folder / "prepared", seed=options.seed, workers=options.workers,
                     progress=False)
     return folder / "prepared"
