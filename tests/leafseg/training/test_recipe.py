@@ -1,5 +1,6 @@
 """leafseg recipe: the commands it runs (the recipes themselves train models: benchmarks' work)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -195,4 +196,35 @@ def test_the_fine_tuning_starts_from_the_base_model_then_resumes_its_own_run(tmp
                                      initial=base)
     assert len(calls) == 1, "a finished fine-tuning is not run again"
     assert again.read_bytes() == b"lowest validation loss", "pick='best' (the default) takes the index's best"
-    assert recipe.CLUTTER_SEED_OFFSET not in {offset for _, _, offset, _, _ in recipe.HELD_OUT}
+    held_out_offsets = {row[2] for row in recipe.HELD_OUT}
+    assert recipe.CLUTTER_SEED_OFFSET not in held_out_offsets
+    assert recipe.REALISM_SEED_OFFSET not in held_out_offsets, "the realism fine-tuning's rosettes are not held out"
+    assert len(held_out_offsets) == len(recipe.HELD_OUT), "each held-out set has its own seed"
+
+
+def test_v2_fine_tunes_the_first_leaf_small_on_realism_rosettes(tmp_path, monkeypatch):
+    """--start-from skips steps 1 to 3: the first leaf-small is copied to leaf_small_v1 and the
+    realism fine-tuning starts from it, with its own data, seed and stage; the steps after it
+    (detection settings, held-out scores) see the realism set."""
+    made, trained = [], []
+
+    def fake_make_data(folder, images, seed, **kwargs):
+        made.append((Path(folder).name, seed, kwargs.get("clutter"), kwargs.get("realism")))
+        return Path(folder) / "prepared"
+
+    def fake_train_model(prepared, logs, target, stages, seed, steps_per_epoch=None, initial="none", pick="best"):
+        trained.append((Path(prepared).parent.name, Path(target).name, stages, seed, Path(initial).name, pick))
+        Path(target).write_bytes(b"v2")
+        raise SystemExit("stop after training")  # the steps after it are tested elsewhere
+
+    monkeypatch.setattr(recipe, "make_data", fake_make_data)
+    monkeypatch.setattr(recipe, "train_model", fake_train_model)
+    first = tmp_path / "first.weights.h5"
+    first.write_bytes(b"v1")
+    with pytest.raises(SystemExit, match="stop after training"):
+        recipe.leaf_small(out=tmp_path / "out", seed=2026, start_from=str(first))
+    assert (tmp_path / "out" / "leaf_small_v1.weights.h5").read_bytes() == b"v1"
+    assert made == [("realism", 2026 + recipe.REALISM_SEED_OFFSET, recipe.LEAF_SMALL_CLUTTER, recipe.LEAF_SMALL_REALISM)]
+    assert trained == [("realism", "leaf_small.weights.h5", (recipe.LEAF_SMALL_REALISM_STAGE,),
+                        2026 + recipe.REALISM_SEED_OFFSET, "leaf_small_v1.weights.h5", "last")]
+    assert recipe.LEAF_SMALL_REALISM["petioles"] == "real"
