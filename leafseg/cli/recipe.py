@@ -38,8 +38,12 @@ def build_parser(parser=None):
     parser.add_argument("--family", action="append", metavar="FAMILY",
                         help="leave-one-style-out: the families to hold out (default: all of leafseg.synth.scenes.FAMILIES)")
     parser.add_argument("--start-from", metavar="WEIGHTS",
-                        help="leaf-small: skip steps 1 to 3 and fine-tune this file of the first leaf-small "
-                             "(the model of leafseg 0.x before v2, e.g. from its release) on the realism rosettes")
+                        help="leaf-small: skip steps 1 to 3 and fine-tune this weights file of the first leaf-small "
+                             "(the shipped model before v2; its model card gives the commit) on the realism rosettes")
+    parser.add_argument("--photos", metavar="DIR",
+                        help="leaf-small: unlabelled real time-lapse photographs (the Deep Phenotyping set, see the "
+                             "model card) to self-train on after the drawn fine-tuning (leafseg adapt), their "
+                             "held-out plants left out")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes that draw and prepare the rosettes (default: 2)")
     add_verbose_argument(parser)
@@ -52,12 +56,13 @@ def main(argv=None):
     quiet_tensorflow(args.verbose)
     given = {name: getattr(args, name) for name in ("images", "epochs", "minutes", "seed", "steps_per_epoch")
              if getattr(args, name) is not None}
-    if args.start_from is not None:
-        given["start_from"] = args.start_from
-    only = {"family": "leave-one-style-out", "minutes": "small-data", "start_from": "leaf-small"}
+    for option in ("start_from", "photos"):
+        if getattr(args, option) is not None:
+            given[option] = getattr(args, option)
+    only = {"family": "leave-one-style-out", "minutes": "small-data", "start_from": "leaf-small", "photos": "leaf-small"}
     for option, recipe in only.items():
         if getattr(args, option) is not None and args.recipe != recipe:
-            print(f"recipe: error: --{option} is for {recipe}", file=sys.stderr)
+            print(f"recipe: error: --{option.replace('_', '-')} is for {recipe}", file=sys.stderr)
             return 2
     if args.recipe == "small-data" and args.epochs is not None:
         print("recipe: error: small-data trains for --minutes, not --epochs", file=sys.stderr)

@@ -122,6 +122,25 @@ LEAF_SMALL_REALISM_STAGE = (20, 0.0001, 0)
 REALISM_SEED_OFFSET = 20
 
 
+# leaf-small's self-training on real photographs (recipe ``--photos``): leafseg adapt's options
+# (docs/ADAPT.md), the held-out plants left out; a budget no run reaches, so that the steps, not
+# the machine's speed, decide what is trained.
+ADAPT_STEPS = {"rounds": 2, "photos_per_round": 200, "steps": 600, "minutes": 600.0, "hold_out_plants": True}
+ADAPT_SEED_OFFSET = 30
+
+
+def adapt_on_photos(weights, photos, out, seed, workers):
+    """``leafseg adapt`` of ``weights`` on ``photos`` (ADAPT_STEPS) in ``out``, continued when
+    run before; the result copied to ``leaf_small.weights.h5`` beside ``weights``. Returns
+    (that file, the adapted file)."""
+    from leafseg.training.adapt import AdaptOptions, adapt
+
+    adapt(AdaptOptions(photos=[str(photos)], out=str(out), weights=str(weights), seed=seed, workers=workers,
+                       **ADAPT_STEPS))
+    adapted = Path(out) / "adapted.weights.h5"
+    return _copy_atomic(adapted, Path(weights).parent / "leaf_small.weights.h5"), str(adapted)
+
+
 def resolve_start(start_from):
     """``--start-from``: a weights file, or a zoo name."""
     from leafseg.models.loading import resolve_weights
@@ -287,12 +306,15 @@ def _row(name, summary):
 
 
 def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, workers=2, held_out=HELD_OUT,
-               steps_per_epoch=None, start_from=None):
+               steps_per_epoch=None, start_from=None, photos=None):
     """Rebuild ``leaf-small`` in ``out`` (steps of the module docstring); returns {set: summary}.
 
     epochs: None for the shipped model's stages (LEAF_SMALL_STAGES), else one stage of that many.
     start_from: a weights file of the first leaf-small (the clutter fine-tuning's result, steps 1
         to 3): it is copied to ``OUT/leaf_small_v1.weights.h5`` and those steps are skipped.
+    photos: a folder of unlabelled real photographs of time-lapsed plants (the Deep Phenotyping
+        set: docs/MODEL_CARD_leaf_small.md): self-training (``leafseg adapt``, ADAPT_STEPS) on the
+        photographs of all but the held-out plants follows the drawn fine-tuning; None: none.
     """
     stages = LEAF_SMALL_STAGES if epochs is None else one_stage(epochs, steps_per_epoch)
     fine_tune = LEAF_SMALL_CLUTTER_STAGE if epochs is None else one_stage(max(1, epochs // 4), steps_per_epoch)[0]
@@ -301,7 +323,7 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
 
     out = Path(out)
     started = time.monotonic()
-    total = 6
+    total = 6 if photos is None else 7
     v1 = out / "leaf_small_v1.weights.h5"
     train_minutes, base_source = 0.0, None
     if start_from is not None:
@@ -327,7 +349,8 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
                          f"realism options {LEAF_SMALL_REALISM} and {LEAF_SMALL_CLUTTER:.0%} clutter, in {out / 'realism'}")
     realistic = make_data(out / "realism", images, seed + REALISM_SEED_OFFSET, workers=workers,
                           clutter=LEAF_SMALL_CLUTTER, realism=LEAF_SMALL_REALISM)
-    weights, source, minutes = train_model(realistic, out / "realism" / "logs", out / "leaf_small.weights.h5",
+    drawn_target = out / ("leaf_small.weights.h5" if photos is None else "leaf_small_drawn.weights.h5")
+    weights, source, minutes = train_model(realistic, out / "realism" / "logs", drawn_target,
                                            (realism_stage,), seed + REALISM_SEED_OFFSET, steps_per_epoch,
                                            initial=v1, pick="last")
     train_minutes += minutes
@@ -350,7 +373,11 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
                                                              for set_name, means in by_set.items())
                   + ("   <- chosen" if (name, t) == chosen else ""))
 
-    print_step(6, total, "Scores on held-out rosettes of other seeds")
+    if photos is not None:
+        print_step(6, total, f"Self-training on the photographs of {photos} but its held-out plants: leafseg adapt "
+                             f"{ADAPT_STEPS}")
+        weights, source = adapt_on_photos(weights, photos, out / "adapt", seed + ADAPT_SEED_OFFSET, workers)
+    print_step(total, total, "Scores on held-out rosettes of other seeds")
     sets = {}
     for name, style, offset, count, clutter, realism in held_out:
         sets[name] = out / "held_out" / name
@@ -367,6 +394,8 @@ def leaf_small(out="runs/leaf-small", images=3000, epochs=None, seed=2026, worke
               "stages": [list(stage) for stage in stages], "base_checkpoint": base_source,
               "fine_tune": {"stage": list(fine_tune), "clutter": LEAF_SMALL_CLUTTER, "seed": seed + CLUTTER_SEED_OFFSET},
               "start_from": None if start_from is None else str(start_from),
+              "photos": None if photos is None else {"folder": str(photos), "adapt": ADAPT_STEPS,
+                                                     "seed": seed + ADAPT_SEED_OFFSET},
               "realism_fine_tune": {"stage": list(realism_stage), "clutter": LEAF_SMALL_CLUTTER,
                                     "realism": LEAF_SMALL_REALISM, "seed": seed + REALISM_SEED_OFFSET},
               "images": images, "seed": seed, "train_minutes_this_call": round(train_minutes, 1),

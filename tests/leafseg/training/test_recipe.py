@@ -228,3 +228,28 @@ def test_v2_fine_tunes_the_first_leaf_small_on_realism_rosettes(tmp_path, monkey
     assert trained == [("realism", "leaf_small.weights.h5", (recipe.LEAF_SMALL_REALISM_STAGE,),
                         2026 + recipe.REALISM_SEED_OFFSET, "leaf_small_v1.weights.h5", "last")]
     assert recipe.LEAF_SMALL_REALISM["petioles"] == "real"
+
+
+def test_with_photos_the_drawn_model_is_adapted_on_all_but_the_held_out_plants(tmp_path, monkeypatch):
+    """recipe leaf-small --photos: leafseg adapt runs from the drawn fine-tuning's model, its
+    held-out plants left out, on fixed steps rather than a time budget, and its result becomes
+    leaf_small.weights.h5."""
+    from leafseg.training import adapt
+
+    seen = []
+
+    def fake_adapt(options, callbacks=None, detect=None):
+        seen.append(options)
+        Path(options.out).mkdir(parents=True)
+        (Path(options.out) / "adapted.weights.h5").write_bytes(b"adapted")
+
+    monkeypatch.setattr(adapt, "adapt", fake_adapt)
+    drawn = tmp_path / "leaf_small_drawn.weights.h5"
+    drawn.write_bytes(b"drawn")
+    target, source = recipe.adapt_on_photos(drawn, tmp_path / "photos", tmp_path / "adapt", seed=2056, workers=1)
+    options = seen[0]
+    assert (options.weights, options.photos, options.seed) == (str(drawn), [str(tmp_path / "photos")], 2056)
+    assert options.hold_out_plants and options.rounds == 2 and options.steps == 600
+    assert options.minutes >= 600, "steps, not the machine's speed, decide what is trained"
+    assert target == tmp_path / "leaf_small.weights.h5" and target.read_bytes() == b"adapted"
+    assert source == str(tmp_path / "adapt" / "adapted.weights.h5")
