@@ -36,7 +36,7 @@ def build_parser(parser=None):
                     "nor background), and a student fine-tuned on them and drawn rosettes becomes the next "
                     "round's teacher.")
     add = parser.add_argument
-    add("photos", nargs="+", metavar="PHOTO", help="photographs: files, folders or glob patterns")
+    add("photos", nargs="+", metavar="PHOTO", help="photographs: files, folders (with their subfolders) or glob patterns")
     add("--out", required=True, metavar="DIR", help="the run folder (state, pseudo-labels, students, report)")
     add("--weights", default="leaf-small", metavar="NAME|PATH",
         help="the first teacher: a model name, a weights file or a run folder (default: leaf-small)")

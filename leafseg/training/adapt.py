@@ -777,8 +777,8 @@ def write_report(out, state, options, outcome):
 ############################################################
 
 def find_photos(photos, out, hold_out_plants=False):
-    """The photograph files of ``photos`` (files, folders, patterns; the output folder left
-    out), and how many were held out: with ``hold_out_plants``, the photographs of the plants
+    """The photograph files of ``photos`` (files, folders with their subfolders, patterns; the
+    output folder left out), and how many were held out: with ``hold_out_plants``, the photographs of the plants
     that :func:`leafseg.measure.series.held_out_plants` holds out (the plant of a photograph is
     :func:`leafseg.measure.series.plant_key` of its name without suffix, as
     benchmarks/bench_real_series.py names it), so that the adapted model can be judged on plants
@@ -786,9 +786,18 @@ def find_photos(photos, out, hold_out_plants=False):
     from leafseg.inference.predict import find_inputs
     from leafseg.measure.series import held_out_plants, plant_key
 
-    files, problems, _, _ = find_inputs(photos, exclude=out)
+    # A folder is searched with its subfolders (photographs kept by accession, tray or day).
+    inputs, parents = [], set()
+    for source in photos:
+        inputs.append(source)
+        if Path(source).is_dir():
+            folders = sorted(path for path in Path(source).rglob("*") if path.is_dir())
+            inputs += [str(path) for path in folders]
+            parents.update(path.parent.resolve() for path in folders)
+    files, problems, _, _ = find_inputs(inputs, exclude=out)
     for source, reason in problems:
-        logger.warning("%s: %s", source, reason)
+        if Path(source).resolve() not in parents:  # a folder of folders holds no photograph itself
+            logger.warning("%s: %s", source, reason)
     held = set()
     if hold_out_plants:
         held = held_out_plants({plant_key(path.stem) for path in files})

@@ -373,3 +373,18 @@ def test_held_out_plants_are_left_out_as_the_series_benchmark_holds_them_out(tmp
     assert count == 2 * len(held) and len(photos) == len(names) - count
     assert not {p.name.rsplit("_2024", 1)[0] for p in photos} & held
     assert A.find_photos([tmp_path], tmp_path / "out")[1] == 0
+
+
+def test_a_folder_is_searched_with_its_subfolders(tmp_path, caplog):
+    """Photographs kept by accession (deep_pheno/col-0/..., deep_pheno/ler-1/...) are all found
+    from the top folder, without a warning that the top folder itself holds none."""
+    for accession in ("col-0", "ler-1"):
+        for day in (1, 2):
+            folder = tmp_path / "photos" / accession
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"plant_{accession}_2016_10_0{day}.png"), np.zeros((8, 8, 3), np.uint8))
+    with caplog.at_level("WARNING"):
+        found, held = A.find_photos([tmp_path / "photos"], tmp_path / "out")
+    assert sorted(path.name for path in found) == ["plant_col-0_2016_10_01.png", "plant_col-0_2016_10_02.png",
+                                                   "plant_ler-1_2016_10_01.png", "plant_ler-1_2016_10_02.png"]
+    assert held == 0 and not caplog.records
