@@ -43,8 +43,8 @@ def test_presets_start_from_their_bases():
         assert cls.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and cls.ADD_GT_AS_PROPOSALS is True
     # Inherited from quickstart_cpu.yaml, and overridden by leaf_small.yaml.
     assert (LeafSmallConfig.BACKBONE, LeafSmallConfig.TRAIN_BN, LeafSmallConfig.OPTIMIZER) == ("resnet18", True, "adam")
-    assert (QuickstartConfig.DETECTION_MIN_CONFIDENCE, LeafSmallConfig.DETECTION_MIN_CONFIDENCE) == (0.5, 0.8)
-    assert (QuickstartConfig.DETECTION_MASK_OVERLAP_THRESHOLD, LeafSmallConfig.DETECTION_MASK_OVERLAP_THRESHOLD) == (None, 0.5)
+    assert (QuickstartConfig.DETECTION_MIN_CONFIDENCE, LeafSmallConfig.DETECTION_MIN_CONFIDENCE) == (0.5, 0.7)
+    assert (QuickstartConfig.DETECTION_MASK_OVERLAP_THRESHOLD, LeafSmallConfig.DETECTION_MASK_OVERLAP_THRESHOLD) == (None, 0.3)
     # The classes follow the files: each preset's class derives from its _BASE_'s.
     assert LeafSmallConfig.__mro__[:4] == (LeafSmallConfig, QuickstartConfig, LeafConfig, Config)
     assert isinstance(LeafSmallConfig(), LeafConfig)
