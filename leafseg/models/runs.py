@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from mrcnn.fileio import write_text_atomic
+from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["CONFIG_FILE", "LOG_FILE", "CHECKPOINT_INDEX", "LOSS_PLOT", "RECORD_FILE", "ADAPTED_WEIGHTS", "newest_run",
-           "read_stages", "read_checkpoint_index", "RunRecord"]
+           "read_stages", "read_checkpoint_index", "RunRecord", "run_position", "copy_weights", "store_config_values"]
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.csv"
@@ -115,3 +115,42 @@ class RunRecord:
 
 def _now():
     return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def run_position(logs):
+    """Where training under ``logs`` stands: (newest run folder or None, the epoch of its newest
+    checkpoint, the end epoch of its last stage)."""
+    from mrcnn.weights import checkpoints_in
+
+    run_dir = newest_run(logs)
+    checkpoints = checkpoints_in(run_dir) if run_dir is not None else []
+    if not checkpoints:
+        return None, 0, None
+    epoch = int(re.search(r"(\d+)\.weights\.h5$", checkpoints[-1].name).group(1))
+    stages = read_stages(run_dir) or [{}]
+    return run_dir, epoch, stages[-1].get("end_epoch")
+
+
+def copy_weights(source, target) -> Path:
+    """Copy a weights file to ``target`` atomically (a reader never sees half a file)."""
+    import shutil
+
+    with atomic_path(target, suffix=".weights.h5") as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
+
+
+def store_config_values(weights, **values):
+    """Store config ``values`` that change no weight (detection settings, steps per epoch) in the
+    config that a weights file carries, atomically."""
+    import shutil
+
+    from leafseg.config import LeafConfig
+    from mrcnn.weights import read_metadata, write_metadata
+
+    weights = Path(weights)
+    metadata = read_metadata(weights)
+    config = LeafConfig.from_yaml_text(metadata.config_yaml, source=str(weights)).replace(**values)
+    with atomic_path(weights, suffix=".weights.h5") as tmp:
+        shutil.copyfile(weights, tmp)
+        write_metadata(tmp, config.to_yaml_text(), metadata.class_names)

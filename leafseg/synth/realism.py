@@ -39,7 +39,7 @@ from scipy.special import ndtri
 from leafseg.data.masks import hsv_to_rgb
 from leafseg.synth.leaves import GOLDEN_ANGLE_DEG, Leaf, fractal_noise, grid, smoothstep
 
-__all__ = ["REALISM", "PETIOLES", "Realism", "check_realism", "stream", "decide", "moss_stream", "young_stream",
+__all__ = ["REALISM", "PHOTO_MIX", "PETIOLES", "Realism", "check_realism", "stream", "decide", "moss_stream", "young_stream",
            "petiole_stream", "petiole_stalks",
            "young_leaves", "seedling_leaves", "seedling_axis", "paint_bryophytes", "plate_planes", "condensation",
            "downscale_ids", "crop_side", "path", "line_coverage", "blend", "hsv_colour"]
@@ -53,6 +53,9 @@ REALISM = {
     "agar": "share of images (0..1) of a seedling on agar or germination paper, hypocotyl and roots not labelled",
     "young": "share of rosettes (0..1) with 1-4 young leaves of a few pixels at the centre, labelled",
 }
+# The mix that real photographs asked for: leaf-small version 2 fine-tuned on it
+# (leafseg.training.recipe) and leafseg adapt draws its rosettes with it.
+PHOTO_MIX = {"moss": 0.3, "petioles": "real", "seedlings": 0.15, "agar": 0.1, "young": 0.5}
 PETIOLES = ("thin", "real")
 # Crops of the seedlings and agar options: the shorter side, log-uniform in pixels.
 CROP_SIDES = (48, 128)
@@ -221,21 +224,30 @@ def seedling_leaves(rng: np.random.Generator, cx: float, cy: float, reach: float
     return leaves
 
 
+# The proportions of a seedling's hypocotyl and roots, in cotyledon lengths: (hypocotyl length
+# range, main root length range, most laterals (exclusive), where laterals start (a 1/n of the
+# root), their angle range from the root, their length range in root lengths, the bend of the
+# hypocotyl, of the main root).
+AGAR_AXIS = ((0.8, 3.0), (3.0, 10.0), 5, 5, (0.5, 1.3), (0.1, 0.4), 0.05, 0.07)
+
+
 def seedling_axis(rng: np.random.Generator, x: float, y: float, direction: float, cotyledon: float,
-                  step: float) -> tuple[np.ndarray, list[np.ndarray]]:
+                  step: float, shape=AGAR_AXIS) -> tuple[np.ndarray, list[np.ndarray]]:
     """A seedling's hypocotyl from where its cotyledons meet, (x, y), towards ``direction``, and
     its roots: ([K, 2] hypocotyl path, [main root, laterals...] paths), sized by the cotyledon
-    length; the main root 3 to 10 cotyledons long."""
-    hypocotyl = path(rng, x, y, direction, cotyledon * rng.uniform(0.8, 3.0), step, 0.05)
+    length in the proportions ``shape`` (AGAR_AXIS: the main root 3 to 10 cotyledons long;
+    leafseg.synth.trays draws its dishes' seedlings with its own)."""
+    hypocotyl_range, root_range, laterals, start, angles, lengths, bend, root_bend = shape
+    hypocotyl = path(rng, x, y, direction, cotyledon * rng.uniform(*hypocotyl_range), step, bend)
     end = hypocotyl[-1]
     heading = math.atan2(*(hypocotyl[-1] - hypocotyl[-2])[::-1])
-    root = path(rng, end[0], end[1], heading, cotyledon * rng.uniform(3.0, 10.0), step, 0.07)
+    root = path(rng, end[0], end[1], heading, cotyledon * rng.uniform(*root_range), step, root_bend)
     roots = [root]
-    for _ in range(int(rng.integers(0, 5))):
-        at = int(rng.integers(len(root) // 5, len(root) - 1))
+    for _ in range(int(rng.integers(0, laterals))):
+        at = int(rng.integers(len(root) // start, len(root) - 1))
         ahead = math.atan2(*(root[at + 1] - root[at])[::-1])
-        side = ahead + rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.3)
-        roots.append(path(rng, root[at, 0], root[at, 1], side, len(root) * step * rng.uniform(0.1, 0.4), step, 0.1))
+        side = ahead + rng.choice([-1.0, 1.0]) * rng.uniform(*angles)
+        roots.append(path(rng, root[at, 0], root[at, 1], side, len(root) * step * rng.uniform(*lengths), step, 0.1))
     return hypocotyl, roots
 
 

@@ -62,7 +62,7 @@ from mrcnn.fileio import write_bytes_atomic
 from leafseg.data.masks import PALETTE_SIZE, leaf_palette, save_indexed_png
 from leafseg.synth.leaves import Leaf, fractal_noise, grid, leaf_outlines, leaf_shadows, paint, paint_leaf_colours
 from leafseg.synth.rosettes import STYLES, generate_rosette, rosette_rng, write_indexed, write_missing
-from leafseg.synth.realism import blend, hsv_colour, line_coverage, path
+from leafseg.synth.realism import blend, hsv_colour, line_coverage, seedling_axis
 from leafseg.synth.scenes import check_families
 
 __all__ = ["SCENES", "ROW_BAND", "CELL_ASPECT", "MAX_SEEDLINGS", "Plant", "Scene", "generate_tray", "generate_dish",
@@ -371,21 +371,17 @@ def _sow(rng: np.random.Generator, n: int, plate, s: float) -> list[tuple[float,
     return places
 
 
+# A dish seedling's hypocotyl and roots (leafseg.synth.realism.seedling_axis's shape): a
+# hypocotyl 1 to 3.5 cotyledons long, a main root of 2 to 8, up to 3 laterals.
+DISH_AXIS = ((1.0, 3.5), (2.0, 8.0), 4, 4, (0.6, 1.2), (0.1, 0.3), 0.04, 0.08)
+
+
 def _seedling(rng: np.random.Generator, x: float, y: float, direction: float, s: float) -> _Seedling:
     """Geometry of one seedling whose cotyledons meet at (x, y) and whose hypocotyl leaves
     towards ``direction``; ``s`` = image side / 2048."""
     cotyledon = _COTYLEDON * s * rng.uniform(0.8, 1.25)
     step = max(1.5, 4.0 * s)
-    hypocotyl = path(rng, x, y, direction, cotyledon * rng.uniform(1.0, 3.5), step, 0.04)
-    end = hypocotyl[-1]
-    heading = math.atan2(*(hypocotyl[-1] - hypocotyl[-2])[::-1])
-    root = path(rng, end[0], end[1], heading, cotyledon * rng.uniform(2.0, 8.0), step, 0.08)
-    roots = [root]
-    for _ in range(int(rng.integers(0, 4))):
-        at = int(rng.integers(len(root) // 4, len(root) - 1))
-        ahead = math.atan2(*(root[at + 1] - root[at])[::-1])
-        side = ahead + rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.2)
-        roots.append(path(rng, root[at, 0], root[at, 1], side, len(root) * step * rng.uniform(0.1, 0.3), step, 0.1))
+    hypocotyl, roots = seedling_axis(rng, x, y, direction, cotyledon, step, DISH_AXIS)
     # Cotyledons open sideways of the hypocotyl, one each way; true leaves across them, on top.
     axis = direction + math.pi / 2 + rng.normal(0.0, 0.4)
     leaves = []

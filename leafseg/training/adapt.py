@@ -58,7 +58,8 @@ import numpy as np
 from leafseg.data.dataset import IGNORE_DIR
 from leafseg.data.masks import DEFAULT_MIN_AREA, leaf_palette
 from leafseg.models.runs import ADAPTED_WEIGHTS, LOG_FILE, newest_run
-from leafseg.training.recipe import _copy_atomic, _where, print_step, set_detection_settings
+from leafseg.models.runs import copy_weights, run_position, store_config_values
+from leafseg.training.train import print_step
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["AdaptError", "AdaptOptions", "Selection", "select_pseudo_labels", "write_pseudo_label", "adapt",
@@ -87,6 +88,7 @@ LEARNING_RATE = 1e-4
 AUGMENT = "domain"
 # The rosettes drawn beside the photographs: the leaf_small recipe's style, size, clutter and realism.
 SYNTHETIC_STYLE = "random"
+SYNTHETIC_CLUTTER = 0.5  # (leafseg.training.recipe.LEAF_SMALL_CLUTTER)
 SYNTHETIC_SIZE = 500
 # A round's labelling stops when it has used this share of what was left of the round.
 LABEL_SHARE = 0.5
@@ -431,12 +433,12 @@ def synthetic_data(options, out):
         return None
     from leafseg.data.prepare import prepare_dataset
     from leafseg.synth.rosettes import write_dataset
-    from leafseg.training.recipe import LEAF_SMALL_CLUTTER, LEAF_SMALL_REALISM
+    from leafseg.synth.realism import PHOTO_MIX
 
     folder = Path(out) / "synthetic"
     write_dataset(folder / "rosettes", options.synthetic, seed=options.seed, size=options.synthetic_size,
-                  style=SYNTHETIC_STYLE, workers=options.workers, clutter=LEAF_SMALL_CLUTTER,
-                  realism=LEAF_SMALL_REALISM, progress=False)
+                  style=SYNTHETIC_STYLE, workers=options.workers, clutter=SYNTHETIC_CLUTTER,
+                  realism=PHOTO_MIX, progress=False)
     prepare_dataset(folder / "rosettes", folder / "prepared", seed=options.seed, workers=options.workers,
                     progress=False)
     return folder / "prepared"
@@ -859,7 +861,7 @@ def adapt(options, callbacks=None, detect=None):
         if stop:
             outcome = stop
             break
-    final = _copy_atomic(teacher, out / ADAPTED_WEIGHTS)
+    final = copy_weights(teacher, out / ADAPTED_WEIGHTS)
     if Path(teacher) != Path(options.weights):
         _restore_training_values(final, options.weights)
     state.save(clock, phase="done")
@@ -877,7 +879,7 @@ def _restore_training_values(weights, original):
     from leafseg.config import config_for_weights
 
     config, _ = config_for_weights(original)
-    set_detection_settings(weights, STEPS_PER_EPOCH=config.STEPS_PER_EPOCH, VALIDATION_STEPS=config.VALIDATION_STEPS)
+    store_config_values(weights, STEPS_PER_EPOCH=config.STEPS_PER_EPOCH, VALIDATION_STEPS=config.VALIDATION_STEPS)
 
 
 def run_round(number, teacher, photos, synthetic, options, state, clock, entry, callbacks, detect):
@@ -937,7 +939,7 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
     epochs, per_epoch = epoch_plan(options.steps, options.checkpoint_steps)
     trained = entry.setdefault("trained", {"status": "not started", "seconds": 0.0, "epochs_done": 0,
                                            "steps_done": 0})
-    done = _where(logs)[1]
+    done = run_position(logs)[1]
     left = clock.round_end(number, options.rounds) - clock.spent()
     if done < epochs and left > 1.0:
         train_images, val_images = build_round_dataset(folder / "dataset", kept, synthetic, options.seed + number)
@@ -956,13 +958,13 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
         finally:
             trained["seconds"] = before + clock.spent() - started
             state.save(clock)
-        done = _where(logs)[1]
+        done = run_position(logs)[1]
     run_dir = newest_run(logs)
     if run_dir is None or not checkpoints_in(run_dir):
         trained["status"] = "out of time"
         state.save(clock)
         return f"out of time before the student of round {number} trained"
-    student = _copy_atomic(checkpoints_in(run_dir)[-1], folder / STUDENT_FILE)
+    student = copy_weights(checkpoints_in(run_dir)[-1], folder / STUDENT_FILE)
     first, last, val_loss, _ = read_losses(logs)
     trained.update(status="completed" if done >= epochs else "stopped at the time budget", student=str(student),
                    epochs=epochs, epochs_done=done, steps=trained.get("steps_done"), loss_first=first, loss_last=last,

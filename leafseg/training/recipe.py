@@ -59,7 +59,12 @@ from pathlib import Path
 
 import numpy as np
 
-from leafseg.models.runs import newest_run, read_checkpoint_index, read_stages
+from leafseg.models.runs import copy_weights as _copy_atomic
+from leafseg.models.runs import newest_run, read_checkpoint_index
+from leafseg.models.runs import run_position as _where
+from leafseg.models.runs import store_config_values as set_detection_settings
+from leafseg.synth.realism import PHOTO_MIX
+from leafseg.training.train import print_step
 from mrcnn.fileio import atomic_path, write_text_atomic
 
 __all__ = ["RECIPES", "leaf_small", "leave_one_style_out", "small_data", "print_step"]
@@ -71,22 +76,10 @@ logger = logging.getLogger(__name__)
 # realism: the options of leafseg.synth.realism (None: off).
 HELD_OUT = (("random", "random", 1, 100, 0.0, None), ("classic", "classic", 2, 100, 0.0, None),
             ("cluttered", "random", 4, 100, 1.0, None),
-            ("realism", "random", 7, 100, 0.5, {"moss": 0.3, "petioles": "real", "seedlings": 0.15, "agar": 0.1,
-                                                 "young": 0.5}))
+            ("realism", "random", 7, 100, 0.5, dict(PHOTO_MIX)))
 # The picture of leaf-small at work (docs/images/leaf_small_predictions.png): the first images of
 # held-out sets, {set name: count}.
 SHEET = {"random": 4, "cluttered": 2, "classic": 2}
-
-
-def print_step(number, total, text):
-    """A job's step header on stdout: ``[number/total] text``."""
-    print(f"\n[{number}/{total}] {text}", flush=True)
-
-
-def _copy_atomic(source, target):
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        shutil.copyfile(source, tmp)
-    return Path(target)
 
 
 def make_data(folder, images, seed, style="random", families=None, workers=2, clutter=0.0, realism=None):
@@ -117,7 +110,7 @@ CLUTTER_SEED_OFFSET = 10
 # photographs asked for (leafseg.synth.realism: moss and algae, petioles as wide as real ones,
 # tiny seedlings in small crops, seedlings on agar or paper, young leaves at the centre), half of
 # them with clutter; seed --seed + REALISM_SEED_OFFSET.
-LEAF_SMALL_REALISM = {"moss": 0.3, "petioles": "real", "seedlings": 0.15, "agar": 0.1, "young": 0.5}
+LEAF_SMALL_REALISM = dict(PHOTO_MIX)
 LEAF_SMALL_REALISM_STAGE = (20, 0.0001, 0)
 REALISM_SEED_OFFSET = 20
 
@@ -170,19 +163,6 @@ def train_argv(prepared, logs, stage, seed, start, steps_per_epoch=None):
         return argv + ["--resume"]
     return argv + ["--weights", start, "--stage", "all", "--augment", "domain", "--schedule", "cosine",
                    "--lr", str(rate), "--warmup-steps", str(warmup)]
-
-
-def _where(logs):
-    """(newest run folder or None, the epoch of its newest checkpoint, the end epoch of its last stage)."""
-    from mrcnn.weights import checkpoints_in
-
-    run_dir = newest_run(logs)
-    checkpoints = checkpoints_in(run_dir) if run_dir is not None else []
-    if not checkpoints:
-        return None, 0, None
-    epoch = int(re.search(r"(\d+)\.weights\.h5$", checkpoints[-1].name).group(1))
-    stages = read_stages(run_dir) or [{}]
-    return run_dir, epoch, stages[-1].get("end_epoch")
 
 
 def train_model(prepared, logs, target, stages, seed, steps_per_epoch=None, initial="none", pick="best"):
@@ -284,20 +264,6 @@ def choose_detection_settings(weights, tuning, thresholds=MIN_SCORES, nms_thresh
     best = {"DETECTION_NMS_THRESHOLD": nms, "DETECTION_MASK_OVERLAP_THRESHOLD": overlap, "DETECTION_MIN_CONFIDENCE": t}
     set_detection_settings(weights, **best)
     return best, sweeps
-
-
-def set_detection_settings(weights, **values):
-    """Store config ``values`` (detection settings: they change no weight) in the config of a
-    weights file, atomically."""
-    from leafseg.config import LeafConfig
-    from mrcnn.weights import read_metadata, write_metadata
-
-    weights = Path(weights)
-    metadata = read_metadata(weights)
-    config = LeafConfig.from_yaml_text(metadata.config_yaml, source=str(weights)).replace(**values)
-    with atomic_path(weights, suffix=".weights.h5") as tmp:
-        shutil.copyfile(weights, tmp)
-        write_metadata(tmp, config.to_yaml_text(), metadata.class_names)
 
 
 def _row(name, summary):

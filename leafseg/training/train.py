@@ -52,9 +52,14 @@ from leafseg.precision import PRECISION_POLICIES, precision_warning
 from leafseg.models.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
 from mrcnn.augment import STRENGTHS
 
-__all__ = ["SetupError", "StageSpec", "TrainResult"]
+__all__ = ["SetupError", "StageSpec", "TrainResult", "print_step"]
 
 logger = logging.getLogger(__name__)
+
+
+def print_step(number, total, text):
+    """A job's step header on stdout: ``[number/total] text`` (the recipes, adapt, the demo)."""
+    print(f"\n[{number}/{total}] {text}", flush=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 STAGES = ("heads", "3+", "4+", "5+", "all")
