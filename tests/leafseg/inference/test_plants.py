@@ -23,7 +23,7 @@ from leafseg.cli import predict as predict_command
 from leafseg.inference import plants as P
 from leafseg.inference.predict import predict_images
 from leafseg.synth.trays import generate_dish, generate_tray, scene_paths, write_scenes
-from tests.command_output import run_main
+from tests.command_output import refused, run_main
 
 BACKGROUND = (0, 0, 0)
 
@@ -540,16 +540,9 @@ def test_the_library_names_a_bad_plants_grid_or_finder(tmp_path):
     ("--grid", "abc", "grid must be ROWSxCOLS"),
     ("--plants", "many", "invalid choice"),
 ])
-def test_the_commands_refuse_a_bad_plants_or_grid_naming_it(command, option, value, message, tmp_path, capsys):
-    argv = [str(tmp_path), "--out", str(tmp_path / "out"), option, value]
-    if command is evaluate_command:
-        argv = ["--dataset", *argv]
-    with pytest.raises(SystemExit) as exit_:
-        command.main(argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
+def test_the_commands_refuse_a_bad_plants_or_grid_naming_it(command, option, value, message, tmp_path):
+    err = refused(command.main, tmp_path, tmp_path / "out", option, value, dataset=command is evaluate_command)
     assert f"{option}" in err and value in err and message in err
-    assert not (tmp_path / "out").exists()
 
 
 def test_the_commands_take_good_plants_and_grid_values():
