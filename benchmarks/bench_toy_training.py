@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_model import LEARNING_EPOCHS, LEARNING_STEPS_PER_EPOCH, train_toy_model  # noqa: E402
+from tests.mrcnn.test_model import LEARNING_EPOCHS, LEARNING_STEPS_PER_EPOCH, train_toy_model  # noqa: E402
 from tests.toy_data import shapes_dataset  # noqa: E402
 
 BUDGET_CPU_SECONDS = 180

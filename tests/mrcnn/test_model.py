@@ -32,9 +32,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 # Anchors of a 64 x 64 image: 3 ratios on P2..P6, whose sides are 64 / 4, 8, 16, 32, 64.
 NUM_ANCHORS = 3 * (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2 + 1 * 1)
-# The learning test's budget: 3 epochs of 50 steps, batches of 2 of the 4 images.
+# The learning test's budget: 4 epochs of 50 steps, batches of 2 of the 4 images. Threaded CPU
+# kernels make the run nondeterministic even when seeded: after 3 epochs, single runs left their
+# worst object at mask IoU 0.72 to 0.87, but one CI run (two test workers, oneDNN off) at 0.49;
+# the fourth epoch is margin against that tail (single runs: 0.77 to 0.81).
 LEARNING_STEPS_PER_EPOCH = 50
-LEARNING_EPOCHS = 3
+LEARNING_EPOCHS = 4
 LEARNING_RATE = 1e-3
 # "The first few steps" and "the last few steps" of the learning test.
 FEW_STEPS = 5
