@@ -49,7 +49,8 @@ Sample ids: the image file's stem, characters other than letters, digits, ``.``,
 Bad input: a ``Problem`` naming the JSON file and the image or annotation id, and that
 annotation (or image) is left out; the rest is read. Missing images, annotations of unknown
 image or category ids, annotations without segmentation (boxes only), polygons with fewer than
-3 points or no area, polygons wholly outside the image, RLE of another size, duplicate image ids
+3 points or no area, polygons wholly outside the image (only that polygon when the annotation has
+another to keep: the region stays, and the problem says so), RLE of another size, duplicate image ids
 (every image with that id is left out: its annotations cannot be told apart) and duplicate
 annotation ids (an identical copy is dropped; a different one is kept and reported). A file that
 is not JSON is a ValueError naming the file, line and column (a LabelMe file: a problem).
@@ -181,20 +182,29 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise _Skip("unreadable image", f"cannot read the size of {path}: {err}") from None
 
 
-def _polygons(parts, height: int, width: int) -> list[list[float]]:
+def _polygons(parts, height: int, width: int, dropped: list | None = None) -> list[list[float]]:
+    """The polygons of a segmentation. A part with no area (fewer than 3 points, or collinear) or
+    wholly outside the image is left out, noted in ``dropped`` as (reason, detail), when the
+    segmentation has another part to keep: tools that turn masks into polygons write such
+    slivers beside the real outline. Raises _Skip when no part is left."""
     if not isinstance(parts, list) or not parts:
         raise _Skip("no segmentation", "no polygon or RLE (a box only?)")
-    kept = []
+    kept, skipped = [], []
     for part in parts:
         if not isinstance(part, list) or len(part) % 2 or not all(isinstance(v, (int, float)) for v in part):
             raise _Skip("bad polygon", "a polygon must be a flat list [x, y, x, y, ...] of numbers")
         xs, ys = np.asarray(part[0::2], np.float64), np.asarray(part[1::2], np.float64)
         # Fewer than 3 points: pycocotools would read 2 points as a box [x, y, w, h].
         if len(xs) < 3 or abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) == 0:
-            raise _Skip("degenerate polygon", f"a polygon of {len(xs)} points with no area")
-        if xs.max() <= 0 or ys.max() <= 0 or xs.min() >= width or ys.min() >= height:
-            raise _Skip("outside the image", f"a polygon lies wholly outside the {width}x{height} image")
-        kept.append([float(v) for v in part])
+            skipped.append(_Skip("degenerate polygon", f"a polygon of {len(xs)} points with no area"))
+        elif xs.max() <= 0 or ys.max() <= 0 or xs.min() >= width or ys.min() >= height:
+            skipped.append(_Skip("outside the image", f"a polygon lies wholly outside the {width}x{height} image"))
+        else:
+            kept.append([float(v) for v in part])
+    if not kept:
+        raise skipped[0]
+    if dropped is not None:
+        dropped.extend((skip.reason, f"{skip}; left out, its other {len(kept)} polygon(s) kept") for skip in skipped)
     return kept
 
 
@@ -210,10 +220,10 @@ def _rle(segmentation: dict, height: int, width: int) -> dict:
     return {"size": [height, width], "counts": counts}
 
 
-def _segmentation(segmentation, height: int, width: int):
+def _segmentation(segmentation, height: int, width: int, dropped: list | None = None):
     if isinstance(segmentation, dict):
         return _rle(segmentation, height, width)
-    return _polygons(segmentation, height, width)
+    return _polygons(segmentation, height, width, dropped)
 
 
 def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
@@ -280,11 +290,13 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         if selected is not None and category not in selected:
             continue
         _, _, height, width, regions = images[image_id]
+        dropped: list = []
         try:
-            segmentation = _segmentation(annotation.get("segmentation"), height, width)
+            segmentation = _segmentation(annotation.get("segmentation"), height, width, dropped)
         except _Skip as skip:
             problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
             continue
+        problems.extend(Problem(path, f"{reason} part", f"{where}: {detail}") for reason, detail in dropped)
         regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd"))))
 
     keys = list(images)

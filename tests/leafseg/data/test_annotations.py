@@ -250,6 +250,23 @@ def test_unusable_annotations_are_reported_by_id_and_left_out(tmp_path, segmenta
     assert [r.annotation for r in images[0].regions] == ["annotation id 8"]
 
 
+@pytest.mark.parametrize("sliver, reason", [
+    ([1, 1, 4, 4, 8, 8], "degenerate polygon part"),      # collinear: what mask-to-polygon tools leave
+    ([20, 20, 30, 20, 30, 30], "outside the image part"),
+])
+def test_a_leaf_of_several_polygons_keeps_its_real_ones(tmp_path, sliver, reason):
+    """Issue 26, 1: one empty or outside polygon of a multi-polygon leaf is left out with a
+    problem naming the annotation; the leaf is kept with its other polygons."""
+    images, problems = _read(tmp_path, [_ann(2, 1, [sliver, RECT])])
+    assert _reasons(problems) == [reason]
+    assert problems[0].detail.startswith("annotation id 2 (image id 1): ")
+    assert "left out, its other 1 polygon(s) kept" in problems[0].detail
+    assert [r.annotation for r in images[0].regions] == ["annotation id 2"]
+    masks, _ = region_masks(images[0])
+    plain, _ = _read(tmp_path / "plain", [_ann(2, 1, [RECT])])
+    np.testing.assert_array_equal(masks, region_masks(plain[0])[0])
+
+
 def test_polygons_partly_outside_are_clipped(tmp_path):
     images, problems = _read(tmp_path, [_ann(1, 1, [[-5, -5, 4, -5, 4, 4, -5, 4]])])
     masks, _ = region_masks(images[0])
