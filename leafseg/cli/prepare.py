@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from leafseg.cli.options import add_verbose_argument, setup_command_logging
 from leafseg.data.masks import DEFAULT_MIN_AREA
@@ -30,7 +31,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                     "OUT/{train,val}/<id>/images/<id>.png and OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
                     "OUT/manifest.csv. Reruns skip finished samples. Rules: python -c 'import leafseg.data.prepare; help(leafseg.data.prepare)'.")
     parser.add_argument("--input", help="folder searched recursively for image/label pairs; with --coco, the images "
-                                         "folder (required unless --labelme)")
+                                         "folder, its subfolders searched too (default with --coco: images/ beside "
+                                         "the JSON or beside its folder, else the JSON's folder)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--coco", metavar="ANNOTATIONS.json",
                         help="read leaves from a COCO instances file (polygons or RLE) instead of label images")
@@ -67,9 +69,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
+def default_images_folder(coco) -> Path:
+    """Where an export keeps the images of its COCO file: ``images/`` beside it (Roboflow,
+    labelme2coco), ``images/`` beside its folder (CVAT's annotations/instances_default.json),
+    else the JSON's own folder."""
+    here = Path(coco).resolve().parent
+    return next((folder for folder in (here / "images", here.parent / "images") if folder.is_dir()), here)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the prepare command on parsed arguments; returns the exit status."""
     setup_command_logging(args.verbose, tensorflow=False)
+    if args.coco is not None and args.input is None and args.labelme is None:
+        args.input = str(default_images_folder(args.coco))
+        print(f"prepare: --input not given: the images of {args.coco} are looked for in {args.input} "
+              "(and its subfolders)", file=sys.stderr)
     if (args.input is None) == (args.labelme is None):
         print("prepare: error: give exactly one of --input (label images, or the images of --coco) and "
               "--labelme FOLDER", file=sys.stderr)

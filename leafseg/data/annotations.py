@@ -165,13 +165,30 @@ def _assign_ids(stems: list[str], suffixes: list[str], path: Path) -> list[str]:
     return ids
 
 
-def _resolve(name: str, folder: Path) -> tuple[Path | None, list[Path]]:
-    """The first existing of: ``name`` if absolute, ``folder/name``, ``folder/basename``."""
+def _resolve(name: str, folder: Path, index: dict | None = None) -> tuple[Path | None, list[Path]]:
+    """The first existing of: ``name`` if absolute, ``folder/name``, ``folder/basename``; else the
+    one file of that basename in a subfolder of ``folder`` (CVAT's ``images/default/<file>``,
+    ``index``: :func:`_subfolder_index`, built by the caller on its first miss)."""
     name = name.replace("\\", "/")
     candidates = [Path(name)] if Path(name).is_absolute() else []
     candidates += [folder / name.lstrip("/"), folder / Path(name).name]
     tried = list(dict.fromkeys(candidates))
-    return next((path for path in tried if path.is_file()), None), tried
+    found = next((path for path in tried if path.is_file()), None)
+    if found is None and index is not None:
+        matches = index.get(Path(name).name, [])
+        if len(matches) == 1:
+            return matches[0], tried
+        tried.append(folder / "**" / Path(name).name)
+    return found, tried
+
+
+def _subfolder_index(folder: Path) -> dict:
+    """{file name: [paths]} of the files in the subfolders of ``folder`` (any depth)."""
+    index: dict = {}
+    for path in sorted(folder.rglob("*")):
+        if path.parent != folder and path.is_file():
+            index.setdefault(path.name, []).append(path)
+    return index
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -248,13 +265,17 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             files = ", ".join(str(e.get("file_name")) for e in entries if e.get("id") == image_id)
             problems.append(Problem(path, "duplicate image id", f"image id {image_id} is used by {count} images "
                                     f"({files}); none of them is used, their annotations cannot be told apart"))
-    images = {}
+    images, subfolders = {}, None
     for entry in entries:
         image_id, name = entry.get("id"), str(entry.get("file_name", ""))
         if id_counts[image_id] > 1:
             continue
         ref = f"image id {image_id} ({name})"
         found, tried = _resolve(name, images_dir)
+        if found is None:
+            if subfolders is None:
+                subfolders = _subfolder_index(images_dir) if images_dir.is_dir() else {}
+            found, tried = _resolve(name, images_dir, subfolders)
         try:
             if found is None:
                 raise _Skip("missing image", f"not found; tried {', '.join(map(str, tried))}")

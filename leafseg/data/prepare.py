@@ -199,7 +199,8 @@ class PrepareResult:
             f"moved to another subset {len(self.moved)}, bad {len(self.problems)}" + (f" ({bad})" if bad else ""),
             f"size mismatches resolved: {len(self.size_mismatches)}; regions under --min-area dropped: "
             f"{self.dropped_regions}; other files ignored: {self.ignored_files}",
-            f"manifest: {self.manifest} ({subsets})",
+            f"manifest: {self.manifest} ({subsets})" if self.manifest.exists() else
+            f"nothing prepared: no output folder left at {self.output_dir}",
         ]
         return "\n".join(lines)
 
@@ -632,6 +633,7 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored)
     for problem in problems:
         logger.warning("%s", problem)
+    created = not output_dir.exists()
     for subset in SUBSETS:
         (output_dir / subset).mkdir(parents=True, exist_ok=True)
         _remove_stale(output_dir / subset)
@@ -661,6 +663,10 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         for report in _run_jobs(jobs, workers):
             bar.update()
             _record(result, report, output_dir, labels[report.id])
+    if created and not result.finished and not any(any((output_dir / subset).iterdir()) for subset in SUBSETS):
+        # Nothing prepared into a folder this call made: leave no empty layout behind.
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return result
     result.manifest, result.subset_counts = write_manifest(output_dir)
     if result.finished and not result.subset_counts.get("val"):
         if val_ids is not None:

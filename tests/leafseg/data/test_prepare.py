@@ -236,7 +236,7 @@ def test_too_many_leaves_is_bad(tmp_path):
     result = prepare_dataset(tmp_path / "in", tmp_path / "out", max_leaves=2)
     assert result.prepared == []
     assert [(p.path.name, p.reason) for p in result.problems] == [("plant00000_label.png", "too many leaves")]
-    assert _sample_dirs(tmp_path / "out") == set()
+    assert not (tmp_path / "out").exists(), "nothing prepared: no empty layout left behind"
 
 
 def test_small_regions_are_dropped_and_noted(tmp_path):
@@ -483,3 +483,41 @@ def test_coco_annotated_at_another_size_follow_size_mismatch(tmp_path):
                                                      "nearest neighbour")]
     refused = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out2", coco=coco, size_mismatch="error")
     assert [p.reason for p in refused.problems] == ["size mismatch"] and refused.problems[0].path == coco
+
+
+def _cvat_export(root, count=2):
+    """CVAT's "COCO 1.0" export: annotations/instances_default.json, images/default/<file>."""
+    coco = _coco_dataset(root / "flat", count)
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / "default").mkdir(parents=True)
+    for image in sorted((root / "flat" / "images").iterdir()):
+        image.rename(root / "images" / "default" / image.name)
+    return coco.rename(root / "annotations" / "instances_default.json")
+
+
+def test_a_cvat_export_finds_its_images_in_the_subset_folder(tmp_path):
+    """Issue 26, 2: with --input images/, the images in images/default/ are found."""
+    coco = _cvat_export(tmp_path / "cvat")
+    result = prepare_dataset(tmp_path / "cvat" / "images", tmp_path / "out", coco=coco, val_fraction=0.0)
+    assert sorted(result.prepared) == ["plant00000", "plant00001"] and result.problems == []
+
+
+def test_coco_without_input_looks_beside_the_export(tmp_path, capsys):
+    """Issue 26, 2: --input defaults to the export's images/ (here beside the JSON's folder)."""
+    coco = _cvat_export(tmp_path / "cvat")
+    assert main(["--coco", str(coco), "--output", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "--input not given" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) + sorted(
+        p.name for p in (tmp_path / "out" / "val").iterdir()) != []
+
+
+def test_nothing_prepared_leaves_no_empty_output_folder(tmp_path):
+    """Issue 26, 2: a run that prepares nothing removes the output folder it made."""
+    coco = _coco_dataset(tmp_path / "in", 2)
+    for image in (tmp_path / "in" / "images").iterdir():
+        image.unlink()
+    result = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out", coco=coco)
+    assert result.finished == 0 and not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()
+    prepare_dataset(tmp_path / "in" / "images", tmp_path / "mine", coco=coco)
+    assert (tmp_path / "mine").is_dir(), "a folder that was there before is left"
