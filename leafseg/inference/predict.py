@@ -340,19 +340,26 @@ class PredictReport:
     resumed: int = 0                                # images predicted by an earlier run into the folder
 
     def summary(self) -> str:
-        lines = [f"predicted {len(self.predicted)} images "
-                 f"({sum(count for _, _, count in self.predicted)} leaves), skipped {len(self.skipped)}"
-                 + (f" (and {len(self.labels)} label images)" if self.labels else "")
-                 + (f"; {self.resumed} of them were predicted by an earlier run into this folder" if self.resumed
-                    else "")]
+        leaves = sum(count for _, _, count in self.predicted)
+        lines = [f"predicted {_counted(len(self.predicted), 'image')} ({_counted(leaves, 'leaf', 'leaves')}), "
+                 f"skipped {len(self.skipped)}"
+                 + (f" (and {_counted(len(self.labels), 'label image')})" if self.labels else "")
+                 + (f"; {self.resumed} of them {'was' if self.resumed == 1 else 'were'} predicted by an earlier run "
+                    "into this folder" if self.resumed else "")]
         lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
         if self.labels:
-            lines.append(f"  skipped {len(self.labels)} label images ({_shown(self.labels)}); "
+            lines.append(f"  skipped {_counted(len(self.labels), 'label image')} ({_shown(self.labels)}); "
                          "--include-labels predicts them too")
         if self.ignored:
-            lines.append(f"  ignored {len(self.ignored)} folder files without an image suffix: {_shown(self.ignored)}")
+            lines.append(f"  ignored {_counted(len(self.ignored), 'file')} of the input folders without an image "
+                         f"suffix: {_shown(self.ignored)}")
         lines += [f"  {name:22} {path}" for name, path in self.outputs.items()]
         return "\n".join(lines)
+
+
+def _counted(count, word, plural=None):
+    """``1 image``, ``2 images`` (``plural`` where adding an s is wrong: leaf, leaves)."""
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _shown(paths, count=5):

@@ -153,7 +153,7 @@ def test_good_images_are_predicted_and_bad_inputs_reported_by_name(predicted, in
     assert "skipped 2 label images (a_shapes_fg.png, a_shapes_label.png)" in predicted.stdout
     assert "--include-labels" in predicted.stdout
     assert f"skipped {inputs.root / 'missing.png'}: no such file or folder" in predicted.stdout
-    assert "ignored 1 folder files without an image suffix: notes.txt" in predicted.stdout
+    assert "ignored 1 file of the input folders without an image suffix: notes.txt" in predicted.stdout
     assert f"predicted {len(GOOD)} images" in predicted.stdout
     assert {p.name for p in (predicted.out / "labels").iterdir()} == {f"{name}_label.png" for name in GOOD}
     assert {p.name for p in (predicted.out / "overlays").iterdir()} == {f"{name}_overlay.png" for name in GOOD}
@@ -463,3 +463,15 @@ def test_weights_from_a_file_a_run_folder_or_a_logs_folder(tmp_path):
         loading.resolve_weights(logs / "notes")
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         loading.resolve_weights(logs / "missing.weights.h5")
+
+
+def test_the_summary_counts_in_words_that_agree():
+    """Issue 26, 10: "predicted 1 image (1 leaf)", never "1 images" or "1 folder files"."""
+    from leafseg.inference.predict import PredictReport
+
+    report = PredictReport(predicted=[("a", "a.png", 1)], ignored=[Path("notes.txt")], labels=[Path("a_label.png")])
+    text = report.summary()
+    assert text.startswith("predicted 1 image (1 leaf), skipped 0 (and 1 label image)")
+    assert "ignored 1 file of the input folders" in text and "1 images" not in text
+    two = PredictReport(predicted=[("a", "a.png", 2), ("b", "b.png", 3)]).summary()
+    assert two.startswith("predicted 2 images (5 leaves)")
