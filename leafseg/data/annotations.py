@@ -95,6 +95,7 @@ class Region:
     annotation: str   # "annotation id 7" / "shape 2", for messages
     segmentation: list | dict
     crowd: bool = False
+    category: str = "leaf"   # the category (COCO) or label (LabelMe) name, as the file gives it
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,8 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
             continue
         problems.extend(Problem(path, f"{reason} part", f"{where}: {detail}") for reason, detail in dropped)
-        regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd"))))
+        regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd")),
+                              names[category]))
 
     keys = list(images)
     ids = _assign_ids([images[k][1].stem for k in keys], [str(k) for k in keys], path)
@@ -347,7 +349,8 @@ def _labelme_regions(shapes, selected, height: int, width: int, path: Path, prob
         indices, polygons = groups.setdefault((label, index if group is None else f"group {group}"), ([], []))
         indices.append(index)
         polygons.extend(polygon)
-    return [Region("shape " + ", ".join(map(str, indices)), polygons) for indices, polygons in groups.values()]
+    return [Region("shape " + ", ".join(map(str, indices)), polygons, category=label)
+            for (label, _), (indices, polygons) in groups.items()]
 
 
 def read_labelme(folder, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:

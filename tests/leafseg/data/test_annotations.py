@@ -119,6 +119,7 @@ def test_categories_are_chosen_by_name_and_unknown_names_listed(tmp_path):
     images, _ = _read(tmp_path, [_ann(1, 1, [RECT]), _ann(2, 1, [[8, 6, 15, 6, 15, 11]], category=2)],
                       categories=categories)
     assert len(images[0].regions) == 2  # default: every category is a leaf
+    assert [r.category for r in images[0].regions] == ["leaf", "stem"]  # each region keeps its category's name
     leaves, _ = read_coco(tmp_path / "ann.json", tmp_path / "images", categories=["leaf"])
     assert [r.annotation for r in leaves[0].regions] == ["annotation id 1"]
     with pytest.raises(ValueError, match=r"ann\.json: no category named 'leaves'; its categories are 'leaf', 'stem'"):
@@ -209,6 +210,7 @@ def test_labelme_with_image_files_and_with_only_image_data(tmp_path):
     assert _reasons(problems) == ["not a polygon"] and "p1.json" in str(problems[0].path)
     masks, _ = region_masks(images[0])
     assert masks.sum(axis=(0, 1)).tolist() == [24, 16 + 8]  # group_id 1: one leaf of two polygons
+    assert {r.category for r in images[0].regions} == {"leaf"}  # a region keeps its shapes' label
     assert images[1].embedded and images[1].image == folder / "p2.json"
     dataset = LeafDataset()
     dataset.load_labelme(folder)
