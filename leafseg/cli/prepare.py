@@ -37,7 +37,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     source.add_argument("--coco", metavar="ANNOTATIONS.json",
                         help="read leaves from a COCO instances file (polygons or RLE) instead of label images")
     source.add_argument("--labelme", metavar="FOLDER",
-                        help="read leaves from the LabelMe JSON files in FOLDER (polygons) instead of --input")
+                        help="read leaves from the LabelMe JSON files in FOLDER (polygon, rectangle, circle "
+                             "and mask shapes) instead of --input")
     parser.add_argument("--category", action="append", metavar="NAME",
                         help="with --coco / --labelme: a category (label) name that is a leaf; repeatable "
                              "(default: every category)")
