@@ -28,7 +28,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         prog="leafseg prepare",
         description="Split colour (or indexed) leaf label images, or COCO / LabelMe annotations (--coco, "
                     "--labelme), into one binary mask per leaf, in the data-science-bowl-2018 layout: "
-                    "OUT/{train,val}/<id>/images/<id>.png and OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
+                    "OUT/{train,val}/<id>/images/<id>.<ext> (the image file's bytes kept) and "
+                    "OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
                     "OUT/manifest.csv. Reruns skip finished samples. Rules: python -c 'import leafseg.data.prepare; help(leafseg.data.prepare)'.")
     parser.add_argument("--input", help="folder searched recursively for image/label pairs; with --coco, the images "
                                          "folder, its subfolders searched too (default with --coco: images/ beside "

@@ -6,7 +6,7 @@
 
 Output::
 
-    OUT/<subset>/<id>/images/<id>.png       the image
+    OUT/<subset>/<id>/images/<id>.<ext>     the image, its bytes kept (.png, .jpg, .tif, .bmp)
     OUT/<subset>/<id>/masks/<id>_<k>.png    uint8, 255 inside leaf k, 0 outside; k = 0 .. N-1
     OUT/<subset>/<id>/sample.json           where the sample came from, what was done to it
     OUT/manifest.csv                        id, subset, leaf_count, height, width,
@@ -65,8 +65,15 @@ never silent: every mismatch is counted in the summary, the first ones are logge
 noted in ``manifest.csv`` (with "aspect ratio changed" when the label is stretched), and
 ``--size-mismatch error`` lists them all as bad samples instead.
 
-Images. A PNG image is copied byte for byte (no decoding, no loss, fast); other formats are read
-with ``mrcnn.dataset.load_image_file`` (RGB uint8) and written as PNG.
+Images. An image file is kept byte for byte when it is a PNG, JPEG, TIFF or BMP (the formats
+``LeafDataset.load_leaves`` finds and ``mrcnn.dataset.load_image_file`` reads): written as
+``<id>/images/<id><suffix>``, its own suffix lower-cased (``.JPG`` -> ``.jpg``), or the format's
+(``.jpg``, ``.png``, ``.tif``, ``.bmp``) when its name says another. A PNG is checked without
+decoding (chunk CRCs); the others are decoded once, so a truncated JPEG is a bad sample. Only
+other formats (WebP, GIF, ...) are read with ``load_image_file`` (RGB uint8) and re-encoded as
+PNG, noted in ``manifest.csv``. LabelMe's embedded ``imageData`` is written the same way, its
+bytes kept when its format is one of the four. ``sample.json`` names the image file written
+(``image``) and whether its bytes were ``kept`` or ``re-encoded`` (``image_bytes``).
 
 Reruns. A sample is written into ``OUT/<subset>/.tmp-<id>-<pid>`` and renamed into place when
 complete, so a sample folder with its ``sample.json`` is a finished sample and an interrupted
@@ -114,7 +121,7 @@ from leafseg.data.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_i
 
 __all__ = [
     "DEFAULT_IMAGE_GLOB", "DEFAULT_LABEL_SUFFIX", "DEFAULT_MAX_LEAVES", "SIZE_MISMATCH_RULES",
-    "SUBSETS", "MANIFEST_COLUMNS", "Sample", "Problem", "SampleReport", "PrepareResult",
+    "SUBSETS", "MANIFEST_COLUMNS", "KEPT_IMAGE_FORMATS", "Sample", "Problem", "SampleReport", "PrepareResult",
     "find_samples", "assign_subset", "smallest_val_fraction", "read_id_list", "fit_label", "prepare_dataset",
     "write_manifest",
     ]
@@ -139,6 +146,9 @@ _RGB_SUFFIX = "_rgb"
 _MASK_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
                     cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _IMAGE_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# Image formats kept byte for byte (LeafDataset.load_leaves finds these suffixes, mrcnn's
+# load_image_file reads them), with their suffixes: the file's own when it is one of them, else the first.
+KEPT_IMAGE_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "TIFF": (".tif", ".tiff"), "BMP": (".bmp",)}
 _MISMATCHES_LOGGED = 10
 
 
@@ -312,24 +322,37 @@ def read_id_list(text: str) -> list[str]:
 # One sample
 # ---------------------------------------------------------------------------------------------
 
-def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, bytes | None]:
-    """(height, width, PNG bytes to write, or None when the file is a PNG to copy as is).
+@dataclass(frozen=True)
+class _ImageOut:
+    """The image file to write: ``data`` (None: copy the source file as it is) as ``<id><suffix>``;
+    ``note``: why it was re-encoded, "" when its bytes are kept."""
+
+    data: bytes | None
+    suffix: str
+    note: str = ""
+
+
+def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, _ImageOut]:
+    """(height, width, what to write). A file in a kept format is checked and kept byte for byte
+    (module docstring); any other is read with ``load_image_file`` and re-encoded as PNG.
 
     data: the image file's bytes when they are not in a file of their own (LabelMe imageData;
     ``path`` then names the file they come from).
     """
     try:
         with Image.open(path if data is None else io.BytesIO(data)) as im:
-            width, height = im.size
-            is_png = im.format == "PNG"
-            if is_png:
+            width, height, kind = im.width, im.height, im.format
+            if kind == "PNG":
                 im.verify()  # chunk CRCs: catches truncated / corrupt files without decoding
+            elif kind in KEPT_IMAGE_FORMATS:
+                im.load()  # decodes: a truncated JPEG fails here (OpenCV would fill it with grey)
     except UnidentifiedImageError:
         raise _BadSample(path, "unreadable image", "not an image (unrecognised file format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise _BadSample(path, "unreadable image", f"cannot decode ({err}); truncated or corrupt file?") from err
-    if is_png:
-        return height, width, data
+    if kind in KEPT_IMAGE_FORMATS:
+        own = path.suffix.lower() if data is None else ""
+        return height, width, _ImageOut(data, own if own in KEPT_IMAGE_FORMATS[kind] else KEPT_IMAGE_FORMATS[kind][0])
     try:
         if data is None:
             rgb = load_image_file(path)
@@ -338,10 +361,10 @@ def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, byt
                 rgb = np.asarray(im.convert("RGB"))
     except OSError as err:
         raise _BadSample(path, "unreadable image", str(err)) from err
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _IMAGE_PNG_PARAMS)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _IMAGE_PNG_PARAMS)
     if not ok:
         raise OSError(f"PNG encoding failed for the image of {path}")
-    return rgb.shape[0], rgb.shape[1], data.tobytes()
+    return rgb.shape[0], rgb.shape[1], _ImageOut(png.tobytes(), ".png", f"image re-encoded as PNG (a {kind} file)")
 
 
 def _resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -399,7 +422,7 @@ def _read_label_pair(sample: Sample, options: _Options):
         label = read_label(sample.label)
     except LabelError as err:
         raise _BadSample(sample.label, "unreadable label", err.reason) from err
-    height, width, image_png = _inspect_image(sample.image)
+    height, width, image = _inspect_image(sample.image)
     label, mismatch = fit_label(label, height, width, options.size_mismatch, sample.label)
     split = split_instances(label, 0, options.min_area)
     if split.count == 0:
@@ -408,7 +431,7 @@ def _read_label_pair(sample: Sample, options: _Options):
             detail = f"no leaves: all {len(split.dropped_areas)} regions are under --min-area {options.min_area} px"
         raise _BadSample(sample.label, "empty label", detail)
     _check_leaf_count(sample, split.count, options, "distinct values", "; a photograph or a JPEG-compressed label?")
-    notes = [mismatch] if mismatch else []
+    notes = [note for note in (mismatch, image.note) if note]
     if len(split.dropped_areas):
         notes.append(f"{len(split.dropped_areas)} regions under {options.min_area} px dropped")
     details = {
@@ -418,7 +441,7 @@ def _read_label_pair(sample: Sample, options: _Options):
     }
     # 0 / 255 uint8 in one SIMD pass (index is uint8 or uint16: max_leaves <= 65535).
     masks = (cv2.compare(split.index, k + 1, cv2.CMP_EQ) for k in range(split.count))
-    return height, width, image_png, split.count, masks, mismatch, notes, len(split.dropped_areas), details
+    return height, width, image, split.count, masks, mismatch, notes, len(split.dropped_areas), details
 
 
 def _read_annotated(sample: AnnotatedImage, options: _Options):
@@ -427,9 +450,9 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
             data = read_embedded_image(sample.label)
         except OSError as err:
             raise _BadSample(sample.label, "unreadable image", str(err)) from err
-        height, width, image_png = _inspect_image(sample.label, data)
+        height, width, image = _inspect_image(sample.label, data)
     else:
-        height, width, image_png = _inspect_image(sample.image)
+        height, width, image = _inspect_image(sample.image)
     masks, _ = region_masks(sample)  # images with crowd regions are not prepared (module docstring)
     masks, mismatch = fit_label(masks, height, width, options.size_mismatch, sample.label)
     areas = masks.sum(axis=(0, 1))
@@ -437,7 +460,7 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
     if not len(kept):
         raise _BadSample(sample.label, "empty label", f"{sample.ref}: no leaves (no leaf annotation covers a pixel)")
     _check_leaf_count(sample, len(kept), options, f"leaf annotations in {sample.ref}")
-    notes = [mismatch] if mismatch else []
+    notes = [note for note in (mismatch, image.note) if note]
     if sample.embedded:
         notes.append("image from the JSON's imageData")
     dropped = [sample.regions[k].annotation for k in np.flatnonzero(areas == 0)]
@@ -446,7 +469,7 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
     details = {"annotations": [sample.regions[k].annotation for k in kept],  # mask k <- annotation k
                "leaf_areas": areas[kept].tolist(), "dropped": dropped}
     leaves = (masks[..., k].astype(np.uint8) * 255 for k in kept)
-    return height, width, image_png, len(kept), leaves, mismatch, notes, len(dropped), details
+    return height, width, image, len(kept), leaves, mismatch, notes, len(dropped), details
 
 
 def _check_leaf_count(sample, count: int, options: _Options, unit: str, hint: str = "") -> None:
@@ -461,7 +484,7 @@ def _prepare_one(job: tuple[Sample | AnnotatedImage, str, str, _Options]) -> Sam
     sample, output_dir, subset, options = job
     read = _read_annotated if isinstance(sample, AnnotatedImage) else _read_label_pair
     try:
-        height, width, image_png, count, masks, mismatch, notes, dropped, details = read(sample, options)
+        height, width, image, count, masks, mismatch, notes, dropped, details = read(sample, options)
     except _BadSample as bad:
         return SampleReport(sample.id, subset, problem=bad.problem)
     meta = {
@@ -471,14 +494,16 @@ def _prepare_one(job: tuple[Sample | AnnotatedImage, str, str, _Options]) -> Sam
         "width": width,
         "source_image": str(sample.image.resolve()),
         "source_label": str(sample.label.resolve()),
+        "image": f"images/{sample.id}{image.suffix}",
+        "image_bytes": "re-encoded" if image.note else "kept",
         "note": "; ".join(notes),
         **details,
     }
-    _write_sample(sample, Path(output_dir) / subset, meta, image_png, masks)
+    _write_sample(sample, Path(output_dir) / subset, meta, image, masks)
     return SampleReport(sample.id, subset, leaf_count=count, mismatch=mismatch, dropped=dropped)
 
 
-def _write_sample(sample: Sample | AnnotatedImage, subset_dir: Path, meta: dict, image_png: bytes | None,
+def _write_sample(sample: Sample | AnnotatedImage, subset_dir: Path, meta: dict, image: _ImageOut,
                   masks: Iterable[np.ndarray]) -> None:
     final = subset_dir / sample.id
     tmp = subset_dir / f"{_TMP_PREFIX}{sample.id}-{os.getpid()}"
@@ -486,11 +511,12 @@ def _write_sample(sample: Sample | AnnotatedImage, subset_dir: Path, meta: dict,
     try:
         (tmp / "images").mkdir(parents=True)
         (tmp / "masks").mkdir()
-        image_out = tmp / "images" / f"{sample.id}.png"
-        if image_png is None:
+        # A new folder each time: an --overwrite with another suffix leaves no older image beside.
+        image_out = tmp / "images" / f"{sample.id}{image.suffix}"
+        if image.data is None:
             shutil.copyfile(sample.image, image_out)
         else:
-            image_out.write_bytes(image_png)
+            image_out.write_bytes(image.data)
         for k, mask in enumerate(masks):
             ok, data = cv2.imencode(".png", mask, _MASK_PNG_PARAMS)
             if not ok:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from leafseg.cli.prepare import main
+from leafseg.data.dataset import LeafDataset
 from leafseg.data.prepare import assign_subset, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[3]
@@ -134,9 +135,59 @@ def test_user_pattern_jpg_images_with_mask_suffix(tmp_path):
     assert result.prepared == ["leafA"]
     assert [(p.path.name, p.reason) for p in result.problems] == [("leafB.jpg", "image without label")]
     subset = assign_subset("leafA")
-    written = cv2.imread(str(tmp_path / "out" / subset / "leafA" / "images" / "leafA.png"), cv2.IMREAD_UNCHANGED)
-    assert written.shape == (24, 32, 3)
-    np.testing.assert_array_equal(written, cv2.imread(str(src / "leafA.jpg")))  # decoded JPEG, lossless PNG
+    images = list((tmp_path / "out" / subset / "leafA" / "images").iterdir())
+    assert [p.name for p in images] == ["leafA.jpg"] and images[0].read_bytes() == (src / "leafA.jpg").read_bytes()
+
+
+def test_image_files_are_kept_byte_for_byte_and_only_other_formats_re_encoded(tmp_path):
+    """Issue 26, 6: a JPEG (or TIFF, BMP) comes out byte-identical, its suffix lower-cased; a
+    truncated JPEG is bad; WebP is re-encoded as PNG, noted; an --overwrite with another suffix
+    leaves one image in the sample folder."""
+    src = tmp_path / "in"
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp", "e.webp", "f.jpg"):
+        _write(src / name, rgb)
+        _write(src / f"{Path(name).stem}_label.png", _label())
+    jpeg = (src / "f.jpg").read_bytes()
+    (src / "f.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    out = tmp_path / "out"
+    result = prepare_dataset(src, out, image_glob="*.*", val_fraction=0)
+    assert result.prepared == ["a", "b", "c", "d", "e"]
+    assert [(p.path.name, p.reason) for p in result.problems] == [("f.jpg", "unreadable image")]
+    written = {d.name: list((d / "images").iterdir()) for d in (out / "train").iterdir()}
+    assert {k: [p.name for p in v] for k, v in written.items()} == {
+        "a": ["a.jpg"], "b": ["b.jpeg"], "c": ["c.tif"], "d": ["d.bmp"], "e": ["e.png"]}
+    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp"):
+        assert written[Path(name).stem][0].read_bytes() == (src / name).read_bytes(), name
+    np.testing.assert_array_equal(cv2.imread(str(written["e"][0])), cv2.imread(str(src / "e.webp")))
+    notes = {row["id"]: row["note"] for row in _manifest(out)}
+    assert notes["a"] == "" and notes["e"] == "image re-encoded as PNG (a WEBP file)"
+    meta = json.loads((out / "train" / "a" / "sample.json").read_text())
+    assert (meta["image"], meta["image_bytes"]) == ("images/a.jpg", "kept")
+    dataset = LeafDataset()
+    dataset.load_leaves(out, "train")
+    dataset.prepare()
+    np.testing.assert_array_equal(dataset.load_image(0), cv2.imread(str(src / "a.JPG"))[..., ::-1])
+    # The photograph re-exported as PNG: --overwrite leaves only a.png.
+    (src / "a.JPG").unlink()
+    _write(src / "a.png", rgb)
+    prepare_dataset(src, out, image_glob="*.*", val_fraction=0, overwrite=True)
+    assert [p.name for p in (out / "train" / "a" / "images").iterdir()] == ["a.png"]
+    assert json.loads((out / "train" / "a" / "sample.json").read_text())["image"] == "images/a.png"
+
+
+def test_labelme_image_data_keeps_its_jpeg_bytes(tmp_path):
+    """Issue 26, 6: LabelMe's embedded imageData is written as its own format's bytes."""
+    import base64
+
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 256, (24, 32, 3), np.uint8))[1].tobytes()
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    (folder / "p.json").write_text(json.dumps({
+        "shapes": [{"label": "leaf", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon", "group_id": None}],
+        "imagePath": "gone/p.jpg", "imageData": base64.b64encode(jpeg).decode(), "imageHeight": 24, "imageWidth": 32}))
+    prepare_dataset(folder, tmp_path / "out", labelme=True, val_fraction=0)
+    assert (tmp_path / "out" / "train" / "p" / "images" / "p.jpg").read_bytes() == jpeg
 
 
 def test_size_mismatch_resize_scales_the_label_by_nearest_neighbour(tmp_path, caplog):
