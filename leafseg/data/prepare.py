@@ -33,6 +33,24 @@ image with a crowd region (``iscrowd: 1``) is reported and not prepared: the lay
 for crowd regions (``LeafDataset.load_coco`` reads them as crowd boxes). ``source_label`` is the
 JSON file; ``sample.json`` names the annotation of each mask.
 
+COCO exports of several files. ``--coco`` is repeatable, and takes an export folder too: its
+``*/*.json`` (else its ``*.json``). Roboflow writes one folder per split, ``train/``, ``valid/``
+and ``test/``, each with its ``_annotations.coco.json`` and the images beside it; CVAT and Label
+Studio write one file. Without ``--input`` each file's images are looked for beside it
+(``images/`` beside it or beside its folder, else its own folder; subfolders searched too).
+
+* Split. A file in a folder named ``train`` (``training``) goes to train; ``valid``, ``val``,
+  ``validation`` and ``test`` (``testing``) to val: the layout has train and val only, and
+  ``leafseg evaluate`` reads val, so a held-out test set is evaluated there (to keep it unseen,
+  leave its file out and prepare it into another output). The files' split is kept when they
+  name both a train and a val split, and then overrides the seeded split: ``--val-fraction``
+  and ``--val-ids`` apply only to the samples of files in no split folder (``--val-ids`` naming
+  another sample is an error). One split alone (only ``train/``) is split by the seed as usual.
+* Ids. A file in a split folder prefixes its folder's name to its sample ids, always (not only
+  on a clash, so ids stay the same whether one split or the whole export is prepared):
+  ``valid/_annotations.coco.json``'s ``IMG_1_jpg.rf.3f2a.jpg`` -> ``valid_IMG_1_jpg.rf.3f2a``.
+  An id that two files still share is a problem ("duplicate id"); the later file's image is left out.
+
 Sample ids. ``BASE`` for files directly in ``--input``; in a subfolder the relative folder is
 prefixed, its parts joined by ``_``: ``train/plant00001_rgb.png`` -> ``train_plant00001``.
 Always prefixing (not only on a clash) keeps ids stable when folders are added later; CVPPP's
@@ -103,7 +121,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -116,12 +134,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
-from leafseg.data.annotations import AnnotatedImage, Problem, read_coco, read_embedded_image, read_labelme, region_masks
+from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, read_coco, read_embedded_image, read_labelme,
+                                      region_masks)
 from leafseg.data.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
 __all__ = [
     "DEFAULT_IMAGE_GLOB", "DEFAULT_LABEL_SUFFIX", "DEFAULT_MAX_LEAVES", "SIZE_MISMATCH_RULES",
     "SUBSETS", "MANIFEST_COLUMNS", "KEPT_IMAGE_FORMATS", "Sample", "Problem", "SampleReport", "PrepareResult",
+    "SPLIT_FOLDERS", "CocoFile", "coco_files", "default_images_folder",
     "find_samples", "assign_subset", "smallest_val_fraction", "read_id_list", "fit_label", "prepare_dataset",
     "write_manifest",
     ]
@@ -135,6 +155,9 @@ DEFAULT_LABEL_SUFFIX = "_label.png"
 DEFAULT_MAX_LEAVES = 500
 SIZE_MISMATCH_RULES = ("resize", "crop", "error")
 SUBSETS = ("train", "val")
+# An export's split folders (lower-cased) -> subset. The layout has no test subset: test goes to val.
+SPLIT_FOLDERS = {"train": "train", "training": "train", "valid": "val", "val": "val", "validation": "val",
+                 "test": "val", "testing": "val"}
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("id", "subset", "leaf_count", "height", "width", "source_image", "source_label", "note")
 SAMPLE_META = "sample.json"
@@ -191,6 +214,7 @@ class PrepareResult:
     dropped_regions: int = 0
     ignored_files: int = 0
     subset_counts: dict[str, int] = field(default_factory=dict)  # samples per subset in the manifest
+    export_split: dict[str, str] = field(default_factory=dict)  # COCO file -> the subset its folder gives
 
     @property
     def bad_by_reason(self) -> dict[str, int]:
@@ -204,7 +228,9 @@ class PrepareResult:
     def summary(self) -> str:
         bad = ", ".join(f"{reason} {count}" for reason, count in sorted(self.bad_by_reason.items()))
         subsets = ", ".join(f"{name} {self.subset_counts.get(name, 0)}" for name in SUBSETS)
-        lines = [
+        lines = ["split kept from the export: " + ", ".join(f"{path} -> {subset}" for path, subset
+                                                             in self.export_split.items())] if self.export_split else []
+        lines += [
             f"prepared {len(self.prepared)}, skipped (already prepared) {len(self.skipped)}, "
             f"moved to another subset {len(self.moved)}, bad {len(self.problems)}" + (f" ({bad})" if bad else ""),
             f"size mismatches resolved: {len(self.size_mismatches)}; regions under --min-area dropped: "
@@ -316,6 +342,81 @@ def read_id_list(text: str) -> list[str]:
     if not ids:
         raise ValueError(f"no sample ids in {text!r}")
     return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO exports of several files
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CocoFile:
+    """A COCO file, the folder of its images, and its export split folder's name ("" if its
+    folder names no split) and the subset that name means."""
+
+    path: Path
+    images: Path
+    split: str = ""
+    subset: str | None = None
+
+
+def default_images_folder(coco) -> Path:
+    """Where an export keeps the images of its COCO file: ``images/`` beside it (labelme2coco),
+    ``images/`` beside its folder (CVAT's annotations/instances_default.json), else the JSON's
+    own folder (Roboflow's train/_annotations.coco.json, its images beside it)."""
+    here = Path(coco).resolve().parent
+    return next((folder for folder in (here / "images", here.parent / "images") if folder.is_dir()), here)
+
+
+def coco_files(coco, images_dir=None) -> list[CocoFile]:
+    """The COCO files of ``coco``: a file, an export folder (its ``*/*.json``, else its
+    ``*.json``), or a list of them; each with its images folder (``images_dir``, else
+    :func:`default_images_folder`) and the split its folder names (module docstring).
+
+    Raises FileNotFoundError naming a path that is missing or a folder without a JSON file.
+    """
+    paths = [coco] if isinstance(coco, (str, os.PathLike)) else list(coco)
+    found: dict[Path, Path] = {}  # resolved -> as given
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = sorted(given.glob("*/*.json")) or sorted(given.glob("*.json"))
+            if not files:
+                raise FileNotFoundError(f"no COCO *.json file in {given} or in its split folders "
+                                        f"({', '.join(f'{name}/' for name in SPLIT_FOLDERS)})")
+        elif given.is_file():
+            files = [given]
+        else:
+            raise FileNotFoundError(f"annotation file not found: {given}")
+        for path in files:
+            found.setdefault(path.resolve(), path)
+    result = []
+    for path in found.values():
+        split = path.parent.resolve().name
+        subset = SPLIT_FOLDERS.get(split.lower())
+        result.append(CocoFile(path, Path(images_dir) if images_dir is not None else default_images_folder(path),
+                               split if subset else "", subset))
+    return result
+
+
+def _read_coco_files(files: list[CocoFile], categories) -> tuple[list[AnnotatedImage], list[Problem], dict]:
+    """(images of every file, their ids prefixed with their split folder's name, sorted by id;
+    problems; {sample id: subset} when the files' folders name both a train and a val split)."""
+    keep_split = {"train", "val"} <= {file.subset for file in files}
+    samples, problems, subsets, owners = [], [], {}, {}
+    for file in files:
+        images, found = read_coco(file.path, file.images, categories)
+        problems.extend(found)
+        for image in images:
+            if file.split:
+                image = replace(image, id=f"{_sanitise(file.split)}_{image.id}")
+            if image.id in owners:
+                problems.append(Problem(file.path, "duplicate id", f"{image.ref}: sample id {image.id!r} is "
+                                        f"already used by {owners[image.id]}; left out"))
+                continue
+            owners[image.id] = f"{image.ref} of {file.path}"
+            samples.append(image)
+            if keep_split and file.subset:
+                subsets[image.id] = file.subset
+    return sorted(samples, key=lambda image: image.id), problems, subsets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,12 +703,14 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     docstring for the rules). Problems are logged as they are found and returned.
 
     Args:
-        coco: a COCO instances JSON file whose images are in ``input_dir``, instead of label
-            images; labelme: ``input_dir`` is a folder of LabelMe JSON files. Either reads
-            through :mod:`leafseg.data.annotations`; ``categories``: the category names that are
-            leaves (None: all).
+        coco: COCO instances JSON files instead of label images: a file, an export folder, or a
+            list of them (:func:`coco_files`), their images in ``input_dir`` or, when it is None,
+            beside each file (:func:`default_images_folder`); labelme: ``input_dir`` is a folder
+            of LabelMe JSON files. Either reads through :mod:`leafseg.data.annotations`;
+            ``categories``: the category names that are leaves (None: all).
         val_ids: the ids of the val samples (every other sample goes to train); None: the
-            seeded split by ``val_fraction``.
+            seeded split by ``val_fraction``. Neither applies to the samples of COCO files whose
+            export gives their split (module docstring).
         progress: tqdm progress bar; None shows it only on a terminal.
 
     Raises:
@@ -616,10 +719,12 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
             is the output folder or inside the output's train/ or val/; for annotations also an
             unreadable COCO file or an unknown category name.
     """
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not input_dir.exists():
+    if input_dir is None and coco is None:
+        raise ValueError("an input folder is needed unless COCO files are given")
+    input_dir, output_dir = None if input_dir is None else Path(input_dir), Path(output_dir)
+    if input_dir is not None and not input_dir.exists():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
-    if not input_dir.is_dir():
+    if input_dir is not None and not input_dir.is_dir():
         raise NotADirectoryError(f"input is not a folder: {input_dir}")
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
@@ -630,15 +735,21 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         raise ValueError(f"size_mismatch must be one of {SIZE_MISMATCH_RULES}, got {size_mismatch!r}")
     if not label_suffix:
         raise ValueError("label_suffix must not be empty")
-    resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
+    files = coco_files(coco, input_dir) if coco is not None else []
+    resolved_out = output_dir.resolve()
     written = [resolved_out / subset for subset in SUBSETS]
-    if resolved_in == resolved_out or any(w == resolved_in or w in resolved_in.parents for w in written):
-        raise ValueError(f"the input folder {input_dir} must not be the output folder {output_dir} "
-                         "or lie in its train/ or val/")
+    for folder in dict.fromkeys([input_dir] if input_dir is not None else [file.images for file in files]):
+        resolved_in = folder.resolve()
+        if resolved_in == resolved_out or any(w == resolved_in or w in resolved_in.parents for w in written):
+            raise ValueError(f"the input folder {folder} must not be the output folder {output_dir} "
+                             "or lie in its train/ or val/")
 
+    export_subsets: dict[str, str] = {}  # sample id -> the subset its COCO file's split folder gives
     if coco is not None or labelme:
-        samples, problems = read_coco(coco, input_dir, categories) if coco is not None else read_labelme(
-            input_dir, categories)
+        if coco is not None:
+            samples, problems, export_subsets = _read_coco_files(files, categories)
+        else:
+            samples, problems = read_labelme(input_dir, categories)
         ignored = 0
         for sample in [s for s in samples if s.has_crowd]:
             crowds = ", ".join(r.annotation for r in sample.regions if r.crowd)
@@ -651,12 +762,21 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         samples, problems, ignored = find_samples(input_dir, image_glob, label_suffix, exclude=[output_dir])
     if val_ids is not None:
         val_ids = set(val_ids)
+        where = input_dir if input_dir is not None else ", ".join(str(file.path) for file in files)
         unknown = sorted(val_ids - {sample.id for sample in samples})
         if unknown:
             known = ", ".join(sample.id for sample in samples[:3]) + (", ..." if len(samples) > 3 else "")
-            raise ValueError(f"--val-ids names {len(unknown)} id(s) that are no sample of {input_dir}: "
+            raise ValueError(f"--val-ids names {len(unknown)} id(s) that are no sample of {where}: "
                              f"{', '.join(unknown)} (sample ids: {known or 'none found'})")
+        given = sorted(val_ids & set(export_subsets))
+        if given:
+            raise ValueError(f"--val-ids names {len(given)} sample(s) whose subset the export's split folders give "
+                             f"({', '.join(given[:5])}{', ...' if len(given) > 5 else ''}); --val-ids chooses only "
+                             "among the samples of files outside train/, valid/ and test/ folders")
     result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored)
+    if export_subsets:
+        result.export_split = {str(file.path): file.subset for file in files if file.subset}
+        logger.info("split kept from the export: %s", ", ".join(f"{p} -> {s}" for p, s in result.export_split.items()))
     for problem in problems:
         logger.warning("%s", problem)
     created = not output_dir.exists()
@@ -667,7 +787,9 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     options = _Options(size_mismatch, min_area, max_leaves)
     jobs = []
     for sample in samples:
-        if val_ids is None:
+        if sample.id in export_subsets:
+            subset = export_subsets[sample.id]
+        elif val_ids is None:
             subset = assign_subset(sample.id, seed, val_fraction)
         else:
             subset = "val" if sample.id in val_ids else "train"
@@ -695,7 +817,9 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         return result
     result.manifest, result.subset_counts = write_manifest(output_dir)
     if result.finished and not result.subset_counts.get("val"):
-        if val_ids is not None:
+        if export_subsets:
+            logger.warning("the val subset is empty: none of the images of the export's val files could be prepared")
+        elif val_ids is not None:
             logger.warning("the val subset is empty: none of the --val-ids could be prepared")
         elif val_fraction > 0:
             finished = result.prepared + result.skipped + result.moved

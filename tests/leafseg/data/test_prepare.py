@@ -572,3 +572,74 @@ def test_nothing_prepared_leaves_no_empty_output_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     prepare_dataset(tmp_path / "in" / "images", tmp_path / "mine", coco=coco)
     assert (tmp_path / "mine").is_dir(), "a folder that was there before is left"
+
+
+def _roboflow_export(root, splits=(("train", 3), ("valid", 2), ("test", 1))):
+    """Roboflow's COCO export: <split>/_annotations.coco.json with the images beside it, file
+    names shared across splits (as a re-exported photograph is), its dataset-named category 0."""
+    for split, count in splits:
+        folder = root / split
+        coco = _coco_dataset(folder, count)
+        for image in (folder / "images").iterdir():
+            image.rename(folder / image.name)
+        (folder / "images").rmdir()
+        document = json.loads(coco.read_text())
+        document["categories"] = [{"id": 0, "name": "leaves-x1y2", "supercategory": "none"},
+                                  {"id": 1, "name": "leaf", "supercategory": "leaves-x1y2"}]
+        (folder / "_annotations.coco.json").write_text(json.dumps(document))
+        coco.unlink()
+    (root / "README.roboflow.txt").write_text("exported from roboflow\n")
+    return root
+
+
+def test_a_roboflow_export_folder_keeps_its_split_and_ids_stay_unique(tmp_path, capsys):
+    """Issue 26, 4: one prepare takes every split; train -> train, valid and test -> val; ids get
+    their split folder's name, so plant00000 of train/, valid/ and test/ are three samples."""
+    export = _roboflow_export(tmp_path / "export")
+    out = tmp_path / "out"
+    assert main(["--coco", str(export), "--output", str(out), "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert _subsets(out) == {"train_plant00000": "train", "train_plant00001": "train", "train_plant00002": "train",
+                             "valid_plant00000": "val", "valid_plant00001": "val", "test_plant00000": "val"}
+    assert f"split kept from the export: {export / 'test' / '_annotations.coco.json'} -> val" in captured.out
+    assert "--input not given" in captured.err  # each file's images: beside it
+    # The same from the files one by one, in any order; --val-fraction cannot move them.
+    again = tmp_path / "again"
+    files = [str(export / split / "_annotations.coco.json") for split in ("valid", "train", "test")]
+    assert main(["--coco", files[0], "--coco", files[1], "--coco", files[2], "--output", str(again),
+                 "--val-fraction", "1", "--quiet"]) == 0
+    assert "--val-fraction ignored: the export's own train / val split is kept" in capsys.readouterr().err
+    assert _subsets(again) == _subsets(out)
+    # --val-ids cannot override the export's split.
+    assert main(["--coco", str(export), "--output", str(out), "--val-ids", "train_plant00000", "--quiet"]) == 2
+    assert "whose subset the export's split folders give (train_plant00000)" in capsys.readouterr().err
+
+
+def test_one_split_alone_or_a_file_in_no_split_folder_is_split_by_the_seed(tmp_path):
+    """Issue 26, 4: a train/ alone has no val to keep: the seeded split, ids still prefixed; a
+    file outside split folders is split by the seed beside an export's split files."""
+    export = _roboflow_export(tmp_path / "export", splits=(("train", 4),))
+    result = prepare_dataset(None, tmp_path / "out", coco=export, val_ids=["train_plant00001"])
+    assert result.export_split == {} and _subsets(tmp_path / "out") == {
+        "train_plant00000": "train", "train_plant00001": "val", "train_plant00002": "train",
+        "train_plant00003": "train"}
+    _roboflow_export(export, splits=(("valid", 1),))
+    extra = _coco_dataset(tmp_path / "extra", 2)
+    mixed = prepare_dataset(None, tmp_path / "mixed", coco=[export, extra], val_ids=["plant00001"])
+    assert _subsets(tmp_path / "mixed") == {
+        "train_plant00000": "train", "train_plant00001": "train", "train_plant00002": "train",
+        "train_plant00003": "train", "valid_plant00000": "val", "plant00000": "train", "plant00001": "val"}
+    assert mixed.problems == []
+
+
+def test_two_files_sharing_a_sample_id_and_missing_coco_paths(tmp_path, capsys):
+    """Issue 26, 4: an id two files in no split folder share is reported, not overwritten; a
+    folder without JSON files is an error naming it."""
+    first, second = _coco_dataset(tmp_path / "a", 1), _coco_dataset(tmp_path / "b", 1)
+    result = prepare_dataset(None, tmp_path / "out", coco=[first, second])
+    assert result.prepared == ["plant00000"]
+    assert [(p.path, p.reason) for p in result.problems] == [(second, "duplicate id")]
+    assert f"already used by image id 0 (plant00000.png) of {first}" in result.problems[0].detail
+    (tmp_path / "empty").mkdir()
+    assert main(["--coco", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 2
+    assert f"no COCO *.json file in {tmp_path / 'empty'}" in capsys.readouterr().err
