@@ -22,6 +22,15 @@ def _id_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _class_list(text: str) -> list[str] | str:
+    if text.strip() == "all":
+        return "all"
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"expected category names, each once, comma-separated, or 'all'; got {text!r}")
+    return names
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Options of the prepare command; pass a subparser to reuse them in a larger CLI."""
     parser = parser or argparse.ArgumentParser(
@@ -42,9 +51,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     source.add_argument("--labelme", metavar="FOLDER",
                         help="read leaves from the LabelMe JSON files in FOLDER (polygon, rectangle, circle "
                              "and mask shapes) instead of --input")
-    parser.add_argument("--category", action="append", metavar="NAME",
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--category", action="append", metavar="NAME",
                         help="with --coco / --labelme: a category (label) name that is a leaf; repeatable "
-                             "(default: every category)")
+                             "(default: every category); one class, leaf")
+    chosen.add_argument("--classes", type=_class_list, metavar="NAME,NAME|all",
+                        help="with --coco / --labelme: keep these categories as classes, ids 1..N in this order "
+                             "(others ignored), or 'all' (every annotated category: COCO's by id, LabelMe's by "
+                             "name); writes OUT/classes.json and each mask's class in sample.json")
     parser.add_argument("--output", required=True, help="output folder (created if missing)")
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--val-fraction", type=float,
@@ -95,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
         if args.val_fraction is not None:
             print("prepare: --val-fraction ignored: the export's own train / val split is kept", file=sys.stderr)
     val_fraction = 0.2 if args.val_fraction is None else args.val_fraction
-    if args.category and args.coco is None and args.labelme is None:
-        print("prepare: error: --category needs --coco or --labelme", file=sys.stderr)
-        return 2
+    for name, value in (("--category", args.category), ("--classes", args.classes)):
+        if value and args.coco is None and args.labelme is None:
+            print(f"prepare: error: {name} needs --coco or --labelme", file=sys.stderr)
+            return 2
     source = args.input or args.labelme
     try:
         result = prepare_dataset(
             source, args.output, coco=args.coco, labelme=args.labelme is not None, categories=args.category,
+            classes=args.classes,
             val_fraction=val_fraction, seed=args.seed, workers=args.workers,
             val_ids=args.val_ids, overwrite=args.overwrite, size_mismatch=args.size_mismatch,
             image_glob=args.image_glob, label_suffix=args.label_suffix, min_area=args.min_area,

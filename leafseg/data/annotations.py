@@ -50,6 +50,9 @@ the pixels whose last covering shape is one of its own. Shapes of labels that ar
 Categories. ``categories=None`` makes every annotated category (LabelMe: every label) a leaf;
 otherwise only the named ones are, and annotations of other categories are ignored. A name the
 file does not have is an error listing the names it has.
+Each region keeps its category's name (and COCO id): with several classes (``leafseg prepare
+--classes``) the named categories are the classes, in the order given; :func:`class_names` gives
+every category that has a region, COCO's in id order, LabelMe's by name.
 
 Crowd regions (``iscrowd: 1``) are never leaves. They are kept as crowd regions:
 ``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd boxes (anchors and
@@ -88,7 +91,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-__all__ = ["Problem", "Region", "Shape", "AnnotatedImage", "read_coco", "read_labelme", "region_masks",
+__all__ = ["Problem", "Region", "Shape", "AnnotatedImage", "read_coco", "read_labelme", "region_masks", "class_names",
            "read_embedded_image", "mask_to_polygons", "LABELME_AREA_SHAPES"]
 
 # LabelMe shape types that cover an area (leaves); point, line and linestrip do not.
@@ -119,6 +122,7 @@ class Region:
     segmentation: list | dict | tuple
     crowd: bool = False
     category: str = "leaf"   # the category (COCO) or label (LabelMe) name, as the file gives it
+    category_id: int | None = None  # COCO's category id (classes are in id order); None for LabelMe
 
 
 @dataclass(frozen=True)
@@ -358,7 +362,7 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             continue
         problems.extend(Problem(path, f"{reason} part", f"{where}: {detail}") for reason, detail in dropped)
         regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd")),
-                              names[category]))
+                              names[category], category))
 
     keys = list(images)
     ids = _assign_ids([images[k][1].stem for k in keys], [str(k) for k in keys], path)
@@ -500,6 +504,17 @@ def read_labelme(folder, categories=None) -> tuple[list[AnnotatedImage], list[Pr
                              embedded, tuple(drawn))
               for sample_id, (_, path, image, embedded, height, width, regions, drawn) in zip(ids, found)]
     return sorted(result, key=lambda image: image.id), problems
+
+
+def class_names(images: list[AnnotatedImage]) -> list[str]:
+    """The categories of the regions of ``images`` as classes (``--classes all``): COCO's in
+    category id order, LabelMe's labels by name. A category without regions is none (Roboflow's
+    dataset-named parent category)."""
+    first: dict[str, tuple] = {}
+    for region in (region for image in images for region in image.regions):
+        key = (0 if region.category_id is None else 1, region.category_id or 0, region.category)
+        first[region.category] = min(first.get(region.category, key), key)
+    return sorted(first, key=first.get)
 
 
 def read_embedded_image(json_path) -> bytes:

@@ -11,6 +11,7 @@ Output::
     OUT/<subset>/<id>/sample.json           where the sample came from, what was done to it
     OUT/manifest.csv                        id, subset, leaf_count, height, width,
                                             source_image, source_label, note
+    OUT/classes.json                        with --classes: the class names, in id order 1..N
 
 ``<subset>`` is ``train`` or ``val``. The rules, in the order a sample meets them:
 
@@ -32,6 +33,18 @@ and ids; ``--size-mismatch`` applies to an image whose file differs from its ann
 image with a crowd region (``iscrowd: 1``) is reported and not prepared: the layout has no place
 for crowd regions (``LeafDataset.load_coco`` reads them as crowd boxes). ``source_label`` is the
 JSON file; ``sample.json`` names the annotation of each mask.
+
+Classes. Without ``--classes`` every leaf is one class, leaf (``--category`` choosing which
+categories are leaves). ``--classes leaf,stem`` keeps those categories as classes, ids 1..N in
+that order, and ignores the others; ``--classes all`` keeps every category that has
+annotations, COCO's in category id order, LabelMe's labels by name (Roboflow's dataset-named
+parent category has none). Then ``OUT/classes.json`` is the JSON list of class names in id
+order (``["leaf", "stem"]``), written atomically before any sample, and each ``sample.json``
+has ``classes``: the class name of each mask in mask order (``<id>_<k>.png`` -> ``classes[k]``).
+One output holds one set of classes: a rerun with other ``--classes`` (or without, into an
+output that has a ``classes.json``, or with, into one prepared without) is an error naming both,
+unless ``--overwrite`` (which redoes every sample and rewrites or removes ``classes.json``). The
+summary counts the instances of each class prepared.
 
 COCO exports of several files. ``--coco`` is repeatable, and takes an export folder too: its
 ``*/*.json`` (else its ``*.json``). Roboflow writes one folder per split, ``train/``, ``valid/``
@@ -119,7 +132,7 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -134,14 +147,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
-from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, read_coco, read_embedded_image, read_labelme,
-                                      region_masks)
+from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, class_names, read_coco, read_embedded_image,
+                                      read_labelme, region_masks)
 from leafseg.data.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
 __all__ = [
     "DEFAULT_IMAGE_GLOB", "DEFAULT_LABEL_SUFFIX", "DEFAULT_MAX_LEAVES", "SIZE_MISMATCH_RULES",
-    "SUBSETS", "MANIFEST_COLUMNS", "KEPT_IMAGE_FORMATS", "Sample", "Problem", "SampleReport", "PrepareResult",
-    "SPLIT_FOLDERS", "CocoFile", "coco_files", "default_images_folder",
+    "SUBSETS", "MANIFEST_COLUMNS", "CLASSES_NAME", "KEPT_IMAGE_FORMATS", "Sample", "Problem", "SampleReport",
+    "PrepareResult", "SPLIT_FOLDERS", "CocoFile", "coco_files", "default_images_folder",
     "find_samples", "assign_subset", "smallest_val_fraction", "read_id_list", "fit_label", "prepare_dataset",
     "write_manifest",
     ]
@@ -159,6 +172,7 @@ SUBSETS = ("train", "val")
 SPLIT_FOLDERS = {"train": "train", "training": "train", "valid": "val", "val": "val", "validation": "val",
                  "test": "val", "testing": "val"}
 MANIFEST_NAME = "manifest.csv"
+CLASSES_NAME = "classes.json"
 MANIFEST_COLUMNS = ("id", "subset", "leaf_count", "height", "width", "source_image", "source_label", "note")
 SAMPLE_META = "sample.json"
 _TMP_PREFIX = ".tmp-"
@@ -198,6 +212,7 @@ class SampleReport:
     leaf_count: int = 0
     mismatch: str = ""  # what was done about a size mismatch, "" if there was none
     dropped: int = 0    # regions below min_area
+    classes: tuple[str, ...] = ()  # with --classes: the class of each mask
 
 
 @dataclass
@@ -215,6 +230,8 @@ class PrepareResult:
     ignored_files: int = 0
     subset_counts: dict[str, int] = field(default_factory=dict)  # samples per subset in the manifest
     export_split: dict[str, str] = field(default_factory=dict)  # COCO file -> the subset its folder gives
+    classes: list[str] | None = None  # with --classes: OUT/classes.json
+    class_instances: Counter = field(default_factory=Counter)  # instances of each class prepared by this run
 
     @property
     def bad_by_reason(self) -> dict[str, int]:
@@ -235,6 +252,9 @@ class PrepareResult:
             f"moved to another subset {len(self.moved)}, bad {len(self.problems)}" + (f" ({bad})" if bad else ""),
             f"size mismatches resolved: {len(self.size_mismatches)}; regions under --min-area dropped: "
             f"{self.dropped_regions}; other files ignored: {self.ignored_files}",
+            *([f"classes ({CLASSES_NAME}): " + (", ".join(f"{name} {self.class_instances[name]}"
+                                                   for name in self.classes) or "none") + " instances prepared"]
+              if self.classes is not None else []),
             f"manifest: {self.manifest} ({subsets})" if self.manifest.exists() else
             f"nothing prepared: no output folder left at {self.output_dir}",
         ]
@@ -246,6 +266,7 @@ class _Options:
     size_mismatch: str
     min_area: int
     max_leaves: int
+    classes: bool = False  # write each mask's class (the region's category) into sample.json
 
 
 class _BadSample(Exception):
@@ -569,6 +590,8 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
         notes.append(f"{len(dropped)} annotations covering no pixel dropped")
     details = {"annotations": [sample.regions[k].annotation for k in kept],  # mask k <- annotation k
                "leaf_areas": areas[kept].tolist(), "dropped": dropped}
+    if options.classes:
+        details["classes"] = [sample.regions[k].category for k in kept]  # mask k's class
     leaves = (masks[..., k].astype(np.uint8) * 255 for k in kept)
     return height, width, image, len(kept), leaves, mismatch, notes, len(dropped), details
 
@@ -601,7 +624,8 @@ def _prepare_one(job: tuple[Sample | AnnotatedImage, str, str, _Options]) -> Sam
         **details,
     }
     _write_sample(sample, Path(output_dir) / subset, meta, image, masks)
-    return SampleReport(sample.id, subset, leaf_count=count, mismatch=mismatch, dropped=dropped)
+    return SampleReport(sample.id, subset, leaf_count=count, mismatch=mismatch, dropped=dropped,
+                        classes=tuple(details.get("classes", ())))
 
 
 def _write_sample(sample: Sample | AnnotatedImage, subset_dir: Path, meta: dict, image: _ImageOut,
@@ -698,7 +722,7 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
                     image_glob: str = DEFAULT_IMAGE_GLOB, label_suffix: str = DEFAULT_LABEL_SUFFIX,
                     min_area: int = DEFAULT_MIN_AREA, max_leaves: int = DEFAULT_MAX_LEAVES,
                     coco=None, labelme: bool = False, categories: Iterable[str] | None = None,
-                    progress: bool | None = False) -> PrepareResult:
+                    classes: Sequence[str] | str | None = None, progress: bool | None = False) -> PrepareResult:
     """Prepare every image/label pair under ``input_dir`` into ``output_dir`` (see the module
     docstring for the rules). Problems are logged as they are found and returned.
 
@@ -708,6 +732,10 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
             beside each file (:func:`default_images_folder`); labelme: ``input_dir`` is a folder
             of LabelMe JSON files. Either reads through :mod:`leafseg.data.annotations`;
             ``categories``: the category names that are leaves (None: all).
+        classes: with annotations, keep these categories as classes, in this order (instead of
+            ``categories``: the others are ignored), or ``"all"`` for every category with
+            annotations (:func:`leafseg.data.annotations.class_names`); writes ``classes.json``
+            and each mask's class (module docstring). None: one class, leaf.
         val_ids: the ids of the val samples (every other sample goes to train); None: the
             seeded split by ``val_fraction``. Neither applies to the samples of COCO files whose
             export gives their split (module docstring).
@@ -717,7 +745,8 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         FileNotFoundError / NotADirectoryError: ``input_dir`` is not a folder.
         ValueError: an option out of range, a ``val_ids`` id that names no sample, or the input
             is the output folder or inside the output's train/ or val/; for annotations also an
-            unreadable COCO file or an unknown category name.
+            unreadable COCO file or an unknown category name; ``classes`` other than those the
+            output was prepared with (without ``overwrite``).
     """
     if input_dir is None and coco is None:
         raise ValueError("an input folder is needed unless COCO files are given")
@@ -735,6 +764,17 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         raise ValueError(f"size_mismatch must be one of {SIZE_MISMATCH_RULES}, got {size_mismatch!r}")
     if not label_suffix:
         raise ValueError("label_suffix must not be empty")
+    if classes is not None:
+        if coco is None and not labelme:
+            raise ValueError("classes need COCO or LabelMe annotations (--coco or --labelme)")
+        if categories is not None:
+            raise ValueError("give classes or categories, not both: the classes are the categories read")
+        if classes != "all":
+            classes = [str(name) for name in ([classes] if isinstance(classes, str) else classes)]
+            twice = sorted(name for name, count in Counter(classes).items() if count > 1)
+            if not classes or twice:
+                raise ValueError(f"classes must name each category once; got {classes}")
+            categories = classes
     files = coco_files(coco, input_dir) if coco is not None else []
     resolved_out = output_dir.resolve()
     written = [resolved_out / subset for subset in SUBSETS]
@@ -773,7 +813,11 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
             raise ValueError(f"--val-ids names {len(given)} sample(s) whose subset the export's split folders give "
                              f"({', '.join(given[:5])}{', ...' if len(given) > 5 else ''}); --val-ids chooses only "
                              "among the samples of files outside train/, valid/ and test/ folders")
-    result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored)
+    if classes == "all":
+        classes = class_names(samples)
+    _check_classes(output_dir, classes, overwrite)
+    result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored,
+                           classes=classes)
     if export_subsets:
         result.export_split = {str(file.path): file.subset for file in files if file.subset}
         logger.info("split kept from the export: %s", ", ".join(f"{p} -> {s}" for p, s in result.export_split.items()))
@@ -784,7 +828,14 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         (output_dir / subset).mkdir(parents=True, exist_ok=True)
         _remove_stale(output_dir / subset)
 
-    options = _Options(size_mismatch, min_area, max_leaves)
+    classes_path = output_dir / CLASSES_NAME
+    if classes is not None:  # before the samples: a sample with classes is never without its classes.json
+        text = json.dumps(classes) + "\n"
+        if not classes_path.is_file() or classes_path.read_text() != text:
+            write_text_atomic(classes_path, text)
+    elif classes_path.is_file():  # --overwrite without --classes: one class again
+        classes_path.unlink()
+    options = _Options(size_mismatch, min_area, max_leaves, classes is not None)
     jobs = []
     for sample in samples:
         if sample.id in export_subsets:
@@ -831,6 +882,30 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
     return result
 
 
+def _describe_classes(classes: list[str] | None) -> str:
+    return "one class, leaf (no --classes)" if classes is None else f"--classes {','.join(classes)}"
+
+
+def _check_classes(output_dir: Path, classes: list[str] | None, overwrite: bool) -> None:
+    """Refuse to mix classes in one output: its classes.json (or, when it holds samples, its
+    having none) must agree with ``classes``, unless every sample is redone."""
+    path = output_dir / CLASSES_NAME
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); remove it or give --overwrite") from None
+    elif any(_is_finished(d) for subset in SUBSETS if (output_dir / subset).is_dir()
+             for d in (output_dir / subset).iterdir()):
+        have = None
+    else:
+        return
+    if have != classes and not overwrite:
+        raise ValueError(f"{output_dir} was prepared with {_describe_classes(have)} ({path.name}), not "
+                         f"{_describe_classes(classes)}: give the same classes, --overwrite to redo every sample, "
+                         "or another --output")
+
+
 def _other(subset: str) -> str:
     return SUBSETS[1 - SUBSETS.index(subset)]
 
@@ -842,6 +917,7 @@ def _record(result: PrepareResult, report: SampleReport, output_dir: Path, label
         return
     result.prepared.append(report.id)
     result.dropped_regions += report.dropped
+    result.class_instances.update(report.classes)
     # An --overwrite run can change a sample's subset: the old copy must not stay in both.
     _rmtree(output_dir / _other(report.subset) / report.id)
     if report.mismatch:

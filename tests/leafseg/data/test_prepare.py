@@ -643,3 +643,85 @@ def test_two_files_sharing_a_sample_id_and_missing_coco_paths(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--coco", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 2
     assert f"no COCO *.json file in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
+def _classes_coco(folder, count=2, categories=((2, "leaf"), (3, "stem"), (1, "root"))):
+    """_coco_dataset's three bands, band k of the k-th category; Roboflow's parent category 0."""
+    coco = _coco_dataset(folder, count)
+    document = json.loads(coco.read_text())
+    for annotation in document["annotations"]:
+        annotation["category_id"] = categories[annotation["id"] % 10][0]
+    document["categories"] = [{"id": 0, "name": "plants-x1y2"}] + [{"id": i, "name": n} for i, n in categories]
+    coco.write_text(json.dumps(document))
+    return coco
+
+
+def _sample_json(out, sample_id):
+    path = next(out.glob(f"*/{sample_id}/sample.json"))
+    return json.loads(path.read_text())
+
+
+def test_classes_keep_categories_as_classes_in_the_order_given(tmp_path, capsys):
+    """Issue 26, 5: --classes stem,leaf: classes.json ["stem", "leaf"], each mask's class in
+    sample.json, root ignored; the summary counts each class."""
+    coco = _classes_coco(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["--coco", str(coco), "--output", str(out), "--classes", "stem,leaf", "--val-fraction", "0"]) == 0
+    assert "classes (classes.json): stem 2, leaf 2 instances prepared" in capsys.readouterr().out
+    assert json.loads((out / "classes.json").read_text()) == ["stem", "leaf"]
+    meta = _sample_json(out, "plant00000")
+    assert meta["classes"] == ["leaf", "stem"] and meta["leaf_count"] == 2
+    assert meta["annotations"] == ["annotation id 0", "annotation id 1"]  # band 0 (leaf), band 1 (stem)
+    expected = np.zeros((24, 32), np.uint8)
+    expected[4:6, 1:31] = 255  # band 1: the stem
+    np.testing.assert_array_equal(_mask(out, "train", "plant00000", 1), expected)
+    # Without --classes: as before, one class, leaf, every category a leaf; no classes.json.
+    plain = tmp_path / "plain"
+    assert main(["--coco", str(coco), "--output", str(plain), "--quiet"]) == 0
+    assert not (plain / "classes.json").exists() and "classes" not in _sample_json(plain, "plant00000")
+    assert _sample_json(plain, "plant00000")["leaf_count"] == 3
+
+
+def test_classes_all_coco_by_category_id_labelme_by_name(tmp_path):
+    """Issue 26, 5: --classes all: COCO's annotated categories in id order (the parent category
+    with no annotations is none), LabelMe's labels by name."""
+    coco = _classes_coco(tmp_path / "in")
+    result = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out", coco=coco, classes="all")
+    assert result.classes == ["root", "leaf", "stem"]
+    assert json.loads((tmp_path / "out" / "classes.json").read_text()) == ["root", "leaf", "stem"]
+    assert dict(result.class_instances) == {"root": 2, "leaf": 2, "stem": 2}
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    _write(folder / "p.png", np.zeros((24, 32, 3), np.uint8))
+    shapes = [{"label": label, "points": [[1, y], [9, y], [9, y + 3]], "shape_type": "polygon", "group_id": None}
+              for label, y in (("stem", 1), ("leaf", 8), ("flower", 15))]
+    (folder / "p.json").write_text(json.dumps({"shapes": shapes, "imagePath": "p.png", "imageData": None,
+                                               "imageHeight": 24, "imageWidth": 32}))
+    labelme = prepare_dataset(folder, tmp_path / "lm", labelme=True, classes="all", val_fraction=0)
+    assert labelme.classes == ["flower", "leaf", "stem"]
+    assert _sample_json(tmp_path / "lm", "p")["classes"] == ["stem", "leaf", "flower"]
+
+
+def test_a_rerun_with_other_classes_is_an_error_naming_both(tmp_path, capsys):
+    """Issue 26, 5: one output, one set of classes; --overwrite redoes it; --classes and
+    --category exclude each other; --classes needs annotations."""
+    coco = _classes_coco(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["--coco", str(coco), "--output", str(out), "--quiet"]
+    assert main(args + ["--classes", "leaf,stem"]) == 0
+    assert main(args + ["--classes", "leaf,stem"]) == 0  # the same: finished samples skipped
+    assert main(args + ["--classes", "leaf"]) == 2
+    assert (f"{out} was prepared with --classes leaf,stem (classes.json), not --classes leaf: give the same "
+            "classes, --overwrite to redo every sample, or another --output") in capsys.readouterr().err
+    assert main(args) == 2
+    assert "not one class, leaf (no --classes)" in capsys.readouterr().err
+    assert main(args + ["--classes", "leaf", "--overwrite"]) == 0
+    assert json.loads((out / "classes.json").read_text()) == ["leaf"]
+    assert _sample_json(out, "plant00000")["classes"] == ["leaf"]
+    assert main(args + ["--overwrite"]) == 0 and not (out / "classes.json").exists()
+    assert main(args + ["--classes", "leaf"]) == 2
+    assert "was prepared with one class, leaf (no --classes)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(args + ["--classes", "leaf", "--category", "leaf"])
+    assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--classes", "leaf"]) == 2
+    assert "--classes needs --coco or --labelme" in capsys.readouterr().err
