@@ -96,7 +96,7 @@ never silent: every mismatch is counted in the summary, the first ones are logge
 noted in ``manifest.csv`` (with "aspect ratio changed" when the label is stretched), and
 ``--size-mismatch error`` lists them all as bad samples instead.
 
-Images. An image file is kept byte for byte when it is a PNG, JPEG, TIFF or BMP (the formats
+Images. An image file is kept byte for byte when it is a PNG, JPEG (MPO too), TIFF or BMP (the formats
 ``LeafDataset.load_leaves`` finds and ``mrcnn.dataset.load_image_file`` reads): written as
 ``<id>/images/<id><suffix>``, its own suffix lower-cased (``.JPG`` -> ``.jpg``), or the format's
 (``.jpg``, ``.png``, ``.tif``, ``.bmp``) when its name says another. A PNG is checked without
@@ -185,7 +185,9 @@ _MASK_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.
 _IMAGE_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 # Image formats kept byte for byte (LeafDataset.load_leaves finds these suffixes, mrcnn's
 # load_image_file reads them), with their suffixes: the file's own when it is one of them, else the first.
-KEPT_IMAGE_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "TIFF": (".tif", ".tiff"), "BMP": (".bmp",)}
+# MPO is a JPEG with more pictures appended (phones and stereo cameras write it as .jpg); the first is read.
+KEPT_IMAGE_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "MPO": (".jpg", ".jpeg"), "TIFF": (".tif", ".tiff"),
+                      "BMP": (".bmp",)}
 _MISMATCHES_LOGGED = 10
 
 

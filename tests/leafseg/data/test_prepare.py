@@ -150,14 +150,16 @@ def test_image_files_are_kept_byte_for_byte_and_only_other_formats_re_encoded(tm
         _write(src / f"{Path(name).stem}_label.png", _label())
     jpeg = (src / "f.jpg").read_bytes()
     (src / "f.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    Image.fromarray(rgb).save(src / "g.jpg", format="MPO", save_all=True, append_images=[Image.fromarray(rgb)])
+    _write(src / "g_label.png", _label())  # a phone's JPEG with a second picture: Pillow says MPO
     out = tmp_path / "out"
     result = prepare_dataset(src, out, image_glob="*.*", val_fraction=0)
-    assert result.prepared == ["a", "b", "c", "d", "e"]
+    assert result.prepared == ["a", "b", "c", "d", "e", "g"]
     assert [(p.path.name, p.reason) for p in result.problems] == [("f.jpg", "unreadable image")]
     written = {d.name: list((d / "images").iterdir()) for d in (out / "train").iterdir()}
     assert {k: [p.name for p in v] for k, v in written.items()} == {
-        "a": ["a.jpg"], "b": ["b.jpeg"], "c": ["c.tif"], "d": ["d.bmp"], "e": ["e.png"]}
-    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp"):
+        "a": ["a.jpg"], "b": ["b.jpeg"], "c": ["c.tif"], "d": ["d.bmp"], "e": ["e.png"], "g": ["g.jpg"]}
+    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp", "g.jpg"):
         assert written[Path(name).stem][0].read_bytes() == (src / name).read_bytes(), name
     np.testing.assert_array_equal(cv2.imread(str(written["e"][0])), cv2.imread(str(src / "e.webp")))
     notes = {row["id"]: row["note"] for row in _manifest(out)}
