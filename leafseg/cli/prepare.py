@@ -98,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"prepare: error: {err}", file=sys.stderr)
             return 2
-        for file in files if args.input is None else ():
-            print(f"prepare: --input not given: the images of {file.path} are looked for in {file.images} "
-                  "(and its subfolders)", file=sys.stderr)
+        if args.input is None:
+            where = ", ".join(f"{file.path} in {file.images}" for file in files)
+            print(f"prepare: --input not given: the images of {where} are looked for there (and in its subfolders)"
+                  if len(files) == 1 else f"prepare: --input not given: the images of each COCO file are looked "
+                  f"for beside it, and in subfolders: {where}", file=sys.stderr)
     elif (args.input is None) == (args.labelme is None):
         print("prepare: error: give exactly one of --input (label images, or the images of --coco) and "
               "--labelme FOLDER", file=sys.stderr)

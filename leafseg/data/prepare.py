@@ -822,7 +822,7 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
                            classes=classes)
     if export_subsets:
         result.export_split = {str(file.path): file.subset for file in files if file.subset}
-        logger.info("split kept from the export: %s", ", ".join(f"{p} -> {s}" for p, s in result.export_split.items()))
+        logger.debug("split kept from the export: %s", ", ".join(f"{p} -> {s}" for p, s in result.export_split.items()))
     for problem in problems:
         logger.warning("%s", problem)
     created = not output_dir.exists()
