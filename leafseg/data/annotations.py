@@ -19,8 +19,15 @@ segmentation: polygons ``[[x, y, x, y, ...], ...]``, uncompressed RLE ``{"counts
 the images folder, then by its base name in the images folder; so the variants the tools write
 all resolve:
 
-* CVAT "COCO 1.0": relative ``file_name``, possibly with subfolders; polygons, or RLE for
-  objects marked ``is_crowd`` (those come with ``iscrowd: 1``); extra ``attributes`` ignored.
+* CVAT "COCO 1.0" (its images in ``images/default/``, found in subfolders): relative
+  ``file_name``, possibly with subfolders; categories from id 1; polygons, or uncompressed RLE
+  with ``iscrowd: 1`` for every object it exports as a mask: brush and AI (SAM) mask shapes,
+  ellipses (CVAT 2.x turns them into masks), and objects given CVAT's ``is_crowd`` attribute.
+  Datumaro's COCO writer sets ``iscrowd = 1`` whenever it writes RLE (cvat-ai/cvat#7030), so a
+  leaf drawn with the brush comes as a crowd; and it drops ``is_crowd`` from the ``attributes``
+  it writes, so the two cannot be told apart. An RLE annotation with ``iscrowd: 1`` whose
+  ``attributes`` has CVAT's ``occluded`` (CVAT writes it on every object) is therefore read as a
+  leaf, not a crowd (logged once per file). Rectangles come box-only (``segmentation: []``).
 * Label Studio: ``images/<hash>-name.png`` or ``/data/upload/<project>/<hash>-name.png`` (the
   upload path on the Label Studio server): found by base name in the images folder.
 * Roboflow: an extra category (id 0, named after the dataset) that is the supercategory of the
@@ -54,10 +61,10 @@ Each region keeps its category's name (and COCO id): with several classes (``lea
 --classes``) the named categories are the classes, in the order given; :func:`class_names` gives
 every category that has a region, COCO's in id order, LabelMe's by name.
 
-Crowd regions (``iscrowd: 1``) are never leaves. They are kept as crowd regions:
-``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd boxes (anchors and
-proposals on a crowd are neither positive nor negative), so a crowd of leaves is never learned
-as background. The prepared folder layout has no place for them, so ``leafseg prepare`` does not
+Crowd regions (``iscrowd: 1``, but for CVAT's masks, above) are never leaves. They are kept as
+crowd regions: ``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd
+boxes (anchors and proposals on a crowd are neither positive nor negative), so a crowd of leaves
+is never learned as background. The prepared folder layout has no place for them, so ``leafseg prepare`` does not
 prepare an image with a crowd region and reports it by name.
 
 Sample ids: the image file's stem, characters other than letters, digits, ``.``, ``-`` and
@@ -286,6 +293,13 @@ def _segmentation(segmentation, height: int, width: int, dropped: list | None = 
     return _polygons(segmentation, height, width, dropped)
 
 
+def _cvat_mask(annotation: dict, segmentation) -> bool:
+    """Whether an ``iscrowd`` annotation is a mask CVAT exported (module docstring): RLE, with
+    CVAT's ``occluded`` among its ``attributes``."""
+    attributes = annotation.get("attributes")
+    return isinstance(segmentation, dict) and isinstance(attributes, dict) and "occluded" in attributes
+
+
 def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
     """Images of a COCO instances file whose image files are found (rules in the module
     docstring), sorted by sample id, and the problems found.
@@ -331,6 +345,7 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         images[image_id] = (ref, found, height, width, [])
 
     seen: dict = {}
+    cvat_masks = 0
     for annotation in document["annotations"]:
         if not isinstance(annotation, dict):
             continue
@@ -361,8 +376,13 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
             continue
         problems.extend(Problem(path, f"{reason} part", f"{where}: {detail}") for reason, detail in dropped)
-        regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd")),
-                              names[category], category))
+        crowd = bool(annotation.get("iscrowd"))
+        if crowd and _cvat_mask(annotation, segmentation):
+            crowd, cvat_masks = False, cvat_masks + 1
+        regions.append(Region(f"annotation id {annotation_id}", segmentation, crowd, names[category], category))
+    if cvat_masks:
+        logger.info("%s: %d RLE annotation(s) marked iscrowd are CVAT masks (brush, AI tools, ellipses), read as "
+                    "leaves: CVAT marks every mask it exports as a crowd", path, cvat_masks)
 
     keys = list(images)
     ids = _assign_ids([images[k][1].stem for k in keys], [str(k) for k in keys], path)

@@ -30,8 +30,9 @@ COCO or LabelMe JSON instead of label images, through ``leafseg.data.annotations
 variants, sample ids, categories and the crowd rule are described there). Every other rule
 here holds, except pairing, ``--min-area`` (an annotation covering no pixel is dropped, noted)
 and ids; ``--size-mismatch`` applies to an image whose file differs from its annotated size. An
-image with a crowd region (``iscrowd: 1``) is reported and not prepared: the layout has no place
-for crowd regions (``LeafDataset.load_coco`` reads them as crowd boxes). ``source_label`` is the
+image with a crowd region (``iscrowd: 1``; not CVAT's masks, which it marks so) is reported and
+not prepared: the layout has no place for crowd regions (``LeafDataset.load_coco`` reads them as
+crowd boxes). ``source_label`` is the
 JSON file; ``sample.json`` names the annotation of each mask.
 
 Classes. Without ``--classes`` every leaf is one class, leaf (``--category`` choosing which

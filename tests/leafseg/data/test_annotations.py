@@ -144,6 +144,31 @@ def test_cvat_coco_relative_subfolders_and_attributes(tmp_path):
     assert images[0].id == "p1"
 
 
+def test_cvat_masks_come_marked_iscrowd_and_are_leaves(tmp_path, caplog):
+    # CVAT's COCO writer (datumaro) writes every mask it exports -- brush and SAM masks, ellipses --
+    # as uncompressed column-major RLE with iscrowd 1 (cvat-ai/cvat#7030), with CVAT's attributes.
+    _image(tmp_path / "images" / "default" / "p1.png")
+    leaf = _rect_mask(8, 6, 15, 11)
+    flat = leaf.ravel(order="F")  # column-major, runs from a run of 0s, as datumaro's mask_to_rle
+    counts = [0] * bool(flat[0]) + [len(run) for run in np.split(flat, np.flatnonzero(np.diff(flat)) + 1)]
+    annotations = [_ann(1, 1, [RECT], attributes={"occluded": False}),
+                   _ann(2, 1, {"counts": counts, "size": [H, W]}, iscrowd=1, area=float(leaf.sum()),
+                        bbox=[8.0, 6.0, 7.0, 5.0], attributes={"occluded": False})]
+    path = _coco(tmp_path / "instances_default.json", [_img(1, "p1.png")], annotations)
+    with caplog.at_level("INFO"):
+        images, problems = read_coco(path, tmp_path / "images")
+    assert problems == [] and not images[0].has_crowd
+    masks, crowd = region_masks(images[0])
+    assert crowd.tolist() == [False, False] and (masks[..., 1] == leaf).all()
+    assert "1 RLE annotation(s) marked iscrowd are CVAT masks" in caplog.text
+    result = prepare_dataset(None, tmp_path / "out", coco=path, progress=False)
+    assert result.prepared == ["p1"] and result.problems == []
+    # Without CVAT's attributes an iscrowd RLE is a crowd, as COCO means it.
+    del annotations[1]["attributes"]
+    _coco(path, [_img(1, "p1.png")], annotations)
+    assert read_coco(path, tmp_path / "images")[0][0].has_crowd
+
+
 @pytest.mark.parametrize("file_name", ["images/3f2a1b9c-p1.png", r"\/data\/upload\/7\/3f2a1b9c-p1.png"])
 def test_label_studio_paths_resolve_by_base_name(tmp_path, file_name):
     _image(tmp_path / "export" / "images" / "3f2a1b9c-p1.png")
