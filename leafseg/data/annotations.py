@@ -49,6 +49,11 @@ that cover an area are leaves, drawn exactly as LabelMe's own ``shape_to_mask`` 
   ``points`` [[x1, y1], [x2, y2]], the corners truncated to integers, covering columns x1..x2
   and rows y1..y2: the PNG must be (x2 - x1 + 1) x (y2 - y1 + 1) pixels, as LabelMe requires.
 
+LabelMe annotates a photograph as it shows it, turned by its EXIF orientation (``imageHeight`` and
+``imageWidth`` are the turned size), as CVAT and the browser Label Studio runs in do too; the
+masks of such a photograph are turned onto its stored pixels, which leafseg reads
+(:func:`to_stored_pixels`; ``prepare`` and ``LeafDataset.load_mask``).
+
 As in LabelMe's label image, a later shape hides what it covers of the earlier ones: a leaf is
 the pixels whose last covering shape is one of its own. Shapes of labels that are not read
 (``categories``) hide too; shapes reported as problems do not. ``point``, ``line`` and
@@ -99,7 +104,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 __all__ = ["Problem", "Region", "Shape", "AnnotatedImage", "read_coco", "read_labelme", "region_masks", "class_names",
-           "read_embedded_image", "mask_to_polygons", "LABELME_AREA_SHAPES"]
+           "read_embedded_image", "mask_to_polygons", "exif_orientation", "to_stored_pixels", "LABELME_AREA_SHAPES"]
 
 # LabelMe shape types that cover an area (leaves); point, line and linestrip do not.
 LABELME_AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
@@ -565,6 +570,50 @@ def region_masks(image: AnnotatedImage) -> tuple[np.ndarray, np.ndarray]:
             rle = segmentation
         masks[..., k] = mask_utils.decode(rle) > 0
     return masks, np.array([region.crowd for region in image.regions], bool)
+
+
+_EXIF_ORIENTATION = 0x0112
+# How a viewer turns the stored pixels to show them (PIL.ImageOps.exif_transpose), by EXIF orientation.
+_SHOWN_BY = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation (1..8) of an open PIL image; 1 when it has none (or a bad one). A PNG's
+    is read only from an eXIf chunk before its pixels: one after them would need decoding."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):  # a broken EXIF block: shown as stored
+        return 1
+    return value if value in _SHOWN_BY else 1
+
+
+def to_stored_pixels(masks: np.ndarray, orientation: int, height: int, width: int) -> tuple[np.ndarray, bool]:
+    """Masks [h, w, N] drawn on a photograph as shown -> on its stored pixels [height, width].
+
+    A phone stores a portrait photograph as landscape pixels and an EXIF orientation that tells
+    viewers to turn it. The tools show it turned and annotate what they show: LabelMe
+    (``apply_exif_orientation``; its ``imageHeight``/``imageWidth`` are the turned size), CVAT and
+    the browser Label Studio runs in. leafseg reads the stored pixels, as mrcnn's
+    ``load_image_file`` does (OpenCV's IMREAD_UNCHANGED ignores the orientation), so the masks are
+    turned back onto them. Only when they have the size of the photograph as shown: masks of the
+    stored size (a turn by 90 degrees of a photograph that is not square) were drawn by a tool that
+    ignored the orientation and are kept as they are, as are masks of any other size.
+
+    Returns (masks [height, width, N] or unchanged, whether they were turned).
+    """
+    shown_size = (width, height) if orientation >= 5 else (height, width)
+    if orientation not in _SHOWN_BY or masks.shape[:2] != shown_size:
+        return masks, False
+    # Where each shown pixel is stored: turn an image of stored pixel indices as a viewer would.
+    index = Image.fromarray(np.arange(height * width, dtype=np.int32).reshape(height, width))
+    shown_index = np.asarray(index.transpose(_SHOWN_BY[orientation])).ravel()
+    stored = np.empty((height * width,) + masks.shape[2:], masks.dtype)
+    stored[shown_index] = masks.reshape((-1,) + masks.shape[2:])
+    return stored.reshape((height, width) + masks.shape[2:]), True
 
 
 def _draw_labelme(image: AnnotatedImage) -> np.ndarray:

@@ -46,7 +46,8 @@ from PIL import Image
 
 from mrcnn.dataset import Dataset
 
-from leafseg.data.annotations import read_coco, read_embedded_image, read_labelme, region_masks
+from leafseg.data.annotations import (exif_orientation, read_coco, read_embedded_image, read_labelme, region_masks,
+                                      to_stored_pixels)
 from leafseg.data.masks import DEFAULT_MIN_AREA, read_label, split_instances
 from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SIZE_MISMATCH_RULES, SUBSETS, assign_subset,
                                   find_samples, fit_label)
@@ -179,7 +180,11 @@ class LeafDataset(Dataset):
         (``<id>/ignore/*.png``, after its leaves)."""
         info = self.image_info[image_id]
         if info.get("kind") == "annotations":
-            masks, crowd = region_masks(info["sample"])
+            sample = info["sample"]
+            masks, crowd = region_masks(sample)
+            if not sample.embedded:  # LabelMe's imageData is stored turned already
+                with Image.open(sample.image) as image:  # the header only
+                    masks, _ = to_stored_pixels(masks, exif_orientation(image), image.height, image.width)
             return masks, np.where(crowd, -1, 1).astype(np.int32)
         if info.get("kind") == "instance_masks":
             masks = self._read_instance_masks(Path(info["mask_dir"]))

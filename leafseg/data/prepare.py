@@ -33,7 +33,10 @@ and ids; ``--size-mismatch`` applies to an image whose file differs from its ann
 image with a crowd region (``iscrowd: 1``; not CVAT's masks, which it marks so) is reported and
 not prepared: the layout has no place for crowd regions (``LeafDataset.load_coco`` reads them as
 crowd boxes). ``source_label`` is the
-JSON file; ``sample.json`` names the annotation of each mask.
+JSON file; ``sample.json`` names the annotation of each mask. A photograph stored with an EXIF
+orientation (a phone's portrait photo: landscape pixels, "turn 90 degrees") is annotated as the
+tools show it, turned; its bytes are kept, and its masks turned onto its stored pixels, which is
+what training and ``predict`` read (noted; rules in ``annotations.to_stored_pixels``).
 
 Classes. Without ``--classes`` every leaf is one class, leaf (``--category`` choosing which
 categories are leaves). ``--classes leaf,stem`` keeps those categories as classes, ids 1..N in
@@ -148,8 +151,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
-from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, class_names, read_coco, read_embedded_image,
-                                      read_labelme, region_masks)
+from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, class_names, exif_orientation, read_coco,
+                                      read_embedded_image, read_labelme, region_masks, to_stored_pixels)
 from leafseg.data.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
 
 __all__ = [
@@ -455,6 +458,7 @@ class _ImageOut:
     data: bytes | None
     suffix: str
     note: str = ""
+    orientation: int = 1  # the file's EXIF orientation: how viewers (and annotation tools) turn it
 
 
 def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, _ImageOut]:
@@ -471,13 +475,15 @@ def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, _Im
                 im.verify()  # chunk CRCs: catches truncated / corrupt files without decoding
             elif kind in KEPT_IMAGE_FORMATS:
                 im.load()  # decodes: a truncated JPEG fails here (OpenCV would fill it with grey)
+            orientation = exif_orientation(im)
     except UnidentifiedImageError:
         raise _BadSample(path, "unreadable image", "not an image (unrecognised file format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise _BadSample(path, "unreadable image", f"cannot decode ({err}); truncated or corrupt file?") from err
     if kind in KEPT_IMAGE_FORMATS:
         own = path.suffix.lower() if data is None else ""
-        return height, width, _ImageOut(data, own if own in KEPT_IMAGE_FORMATS[kind] else KEPT_IMAGE_FORMATS[kind][0])
+        return height, width, _ImageOut(data, own if own in KEPT_IMAGE_FORMATS[kind] else KEPT_IMAGE_FORMATS[kind][0],
+                                        orientation=orientation)
     try:
         if data is None:
             rgb = load_image_file(path)
@@ -489,7 +495,8 @@ def _inspect_image(path: Path, data: bytes | None = None) -> tuple[int, int, _Im
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _IMAGE_PNG_PARAMS)
     if not ok:
         raise OSError(f"PNG encoding failed for the image of {path}")
-    return rgb.shape[0], rgb.shape[1], _ImageOut(png.tobytes(), ".png", f"image re-encoded as PNG (a {kind} file)")
+    return rgb.shape[0], rgb.shape[1], _ImageOut(png.tobytes(), ".png", f"image re-encoded as PNG (a {kind} file)",
+                                                 orientation)  # its stored pixels, unturned
 
 
 def _resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -579,6 +586,7 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
     else:
         height, width, image = _inspect_image(sample.image)
     masks, _ = region_masks(sample)  # images with crowd regions are not prepared (module docstring)
+    masks, turned = to_stored_pixels(masks, image.orientation, height, width)
     masks, mismatch = fit_label(masks, height, width, options.size_mismatch, sample.label)
     areas = masks.sum(axis=(0, 1))
     kept = np.flatnonzero(areas)
@@ -586,6 +594,9 @@ def _read_annotated(sample: AnnotatedImage, options: _Options):
         raise _BadSample(sample.label, "empty label", f"{sample.ref}: no leaves (no leaf annotation covers a pixel)")
     _check_leaf_count(sample, len(kept), options, f"leaf annotations in {sample.ref}")
     notes = [note for note in (mismatch, image.note) if note]
+    if turned:
+        notes.append(f"masks turned from the photograph as shown (EXIF orientation {image.orientation}) onto its "
+                     "stored pixels")
     if sample.embedded:
         notes.append("image from the JSON's imageData")
     dropped = [sample.regions[k].annotation for k in np.flatnonzero(areas == 0)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from leafseg.cli.prepare import main
 from leafseg.data.dataset import LeafDataset
@@ -190,6 +190,46 @@ def test_labelme_image_data_keeps_its_jpeg_bytes(tmp_path):
         "imagePath": "gone/p.jpg", "imageData": base64.b64encode(jpeg).decode(), "imageHeight": 24, "imageWidth": 32}))
     prepare_dataset(folder, tmp_path / "out", labelme=True, val_fraction=0)
     assert (tmp_path / "out" / "train" / "p" / "images" / "p.jpg").read_bytes() == jpeg
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photograph_annotated_as_shown_gets_masks_on_its_stored_pixels(tmp_path, orientation):
+    """A phone stores a portrait photo as landscape pixels plus an EXIF orientation; LabelMe (like
+    CVAT and browsers) annotates it turned, and its imageHeight/imageWidth are the turned size.
+    leafseg reads the stored pixels (load_image_file ignores the orientation): the masks are turned
+    onto them, the JPEG's bytes kept."""
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 32, 3), np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    stored.save(folder / "IMG_1.jpg", exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(folder / "IMG_1.jpg"))
+    points = [[1, 1], [12, 1], [12, 5], [1, 5]]  # a leaf in the shown photo's top-left corner
+    (folder / "IMG_1.json").write_text(json.dumps({
+        "version": "5.5.0", "flags": {}, "imagePath": "IMG_1.jpg", "imageData": None,
+        "imageHeight": shown.height, "imageWidth": shown.width,
+        "shapes": [{"label": "leaf", "points": points, "shape_type": "polygon", "group_id": None}]}))
+    drawn = Image.new("L", shown.size, 0)
+    ImageDraw.Draw(drawn).polygon([tuple(p) for p in points], outline=255, fill=255)
+    # The shown mask turned back as the stored pixels lie: undo the viewer's turn.
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    expected = np.asarray(drawn.transpose(undo)) > 0
+    assert expected.shape == (24, 32)
+
+    result = prepare_dataset(folder, tmp_path / "out", labelme=True, val_fraction=0)
+
+    assert result.prepared == ["IMG_1"] and result.problems == [] and result.size_mismatches == []
+    assert (_mask(tmp_path / "out", "train", "IMG_1", 0) > 0).tolist() == expected.tolist()
+    assert (tmp_path / "out" / "train" / "IMG_1" / "images" / "IMG_1.jpg").read_bytes() == (folder / "IMG_1.jpg").read_bytes()
+    assert f"turned from the photograph as shown (EXIF orientation {orientation})" in _manifest(tmp_path / "out")[0]["note"]
+    dataset = LeafDataset()
+    dataset.load_labelme(folder)
+    dataset.prepare()
+    masks, _ = dataset.load_mask(0)
+    assert masks[..., 0].tolist() == expected.tolist() and dataset.load_image(0).shape[:2] == expected.shape
 
 
 def test_size_mismatch_resize_scales_the_label_by_nearest_neighbour(tmp_path, caplog):
