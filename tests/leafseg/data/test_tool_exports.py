@@ -64,14 +64,33 @@ COCO_MIN_IOU, LABELME_MIN_IOU = 0.95, 0.90
 # Photographs, leaves and references
 # ---------------------------------------------------------------------------------------------
 
-def _photo_bytes(seed: int, size=(H, W), fmt="JPEG") -> bytes:
-    """A smooth photograph-like RGB image (JPEG compresses it as it would a photo)."""
+def _photo_bytes(seed: int, size=(H, W), fmt="JPEG", orientation=None) -> bytes:
+    """A smooth photograph-like RGB image (JPEG compresses it as it would a photo); with an EXIF
+    ``orientation``, ``size`` is the size it is shown at, its pixels stored unturned, as a phone
+    stores a portrait photograph."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), np.uint8)
     image = Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR)
+    options = {"quality": 90} if fmt == "JPEG" else {}
+    if orientation:
+        image = image.transpose(UNDO_TURN[orientation])
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
     buffer = io.BytesIO()
-    image.save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+# How to undo the turn a viewer gives a photograph of this EXIF orientation (PIL.ImageOps.exif_transpose).
+UNDO_TURN = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def _as_stored(masks, orientation):
+    """Masks drawn on a photograph as shown, on its stored pixels (what leafseg reads)."""
+    if not orientation:
+        return masks
+    return [np.asarray(Image.fromarray(m).transpose(UNDO_TURN[orientation])) for m in masks]
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -416,11 +435,14 @@ def _labelme_reference(shapes, height=H, width=W) -> list[np.ndarray]:
 
 def _labelme_folder(root: Path):
     """A LabelMe 5 project: JSONs in labels/, photographs in photos/ (imagePath ../photos/...), one
-    JSON whose photograph was moved away (its imageData the only copy), one saved on Windows."""
+    JSON whose photograph was moved away (its imageData the only copy), one saved on Windows; the
+    first a phone's portrait photograph, stored landscape with EXIF orientation 6, which LabelMe
+    shows (and so annotates) turned, imageHeight/imageWidth the turned size."""
     files, expected = {}, {}
     photos = {"IMG_0101.jpg": 31, "IMG_0102.jpg": 32, "IMG_0103.jpg": 33}
     for number, (name, seed) in enumerate(photos.items()):
-        data = _photo_bytes(seed)
+        orientation = 6 if number == 0 else None
+        data = _photo_bytes(seed, orientation=orientation)
         sam = _rasterised(_leaf(100, 70, 34, 18, 45, seed=seed + 2))
         ys, xs = np.nonzero(sam)
         y1, x1, y2, x2 = ys.min(), xs.min(), ys.max(), xs.max()  # imgviz masks_to_bboxes: inclusive
@@ -453,7 +475,7 @@ def _labelme_folder(root: Path):
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(document, indent=2))
         files[json_path] = document
-        expected[source or json_path] = _labelme_reference(shapes)
+        expected[source or json_path] = _as_stored(_labelme_reference(shapes), orientation)
     return files, expected
 
 
@@ -541,9 +563,9 @@ def test_labelme2coco_dataset_json(tmp_path, capsys, legacy_prefix):
     expected = {}
     for image in document["images"]:
         name = Path(image["file_name"].replace("\\", "/")).name
-        expected[tmp_path / "project" / "photos" / name] = [
+        expected[tmp_path / "project" / "photos" / name] = _as_stored([  # IMG_0101: the phone's portrait photo
             _coco_mask(a["segmentation"]) for a in document["annotations"]
-            if a["image_id"] == image["id"] and a["segmentation"]]
+            if a["image_id"] == image["id"] and a["segmentation"]], 6 if name == "IMG_0101.jpg" else None)
     boxes = sum(not a["segmentation"] for a in document["annotations"])
     out = tmp_path / "out"
     # The images folder: labelme2coco leaves the photographs where they are.
