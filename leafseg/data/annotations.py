@@ -28,8 +28,14 @@ all resolve:
   it writes, so the two cannot be told apart. An RLE annotation with ``iscrowd: 1`` whose
   ``attributes`` has CVAT's ``occluded`` (CVAT writes it on every object) is therefore read as a
   leaf, not a crowd (logged once per file). Rectangles come box-only (``segmentation: []``).
-* Label Studio: ``images/<hash>-name.png`` or ``/data/upload/<project>/<hash>-name.png`` (the
-  upload path on the Label Studio server): found by base name in the images folder.
+* Label Studio (``result.json`` with its ``images/`` beside it; ``info.contributor`` "Label
+  Studio"): ``images/<hash>-name.png`` (``images\\...`` exported on Windows) or
+  ``/data/upload/<project>/<hash>-name.png`` (the upload path on the Label Studio server, when
+  the image could not be fetched): found by base name in the images folder. Categories and ids
+  from 0; polygons only (rectangles box-only; its converter does not export brush labels). A
+  photograph turned by 90 degrees by its EXIF orientation gets its stored size written while
+  its polygons are percentages of it as shown, multiplied by that size (label-studio#6608):
+  such polygons are rescaled to the photograph as shown, and its size turned.
 * Roboflow: an extra category (id 0, named after the dataset) that is the supercategory of the
   real classes; it has no annotations, so it never matters.
 * ``leafseg predict --coco-json``: ``file_name`` the image's base name (its path in ``path``),
@@ -298,6 +304,29 @@ def _segmentation(segmentation, height: int, width: int, dropped: list | None = 
     return _polygons(segmentation, height, width, dropped)
 
 
+def _label_studio_unturned(path: Path, height: int, width: int) -> tuple[float, float] | None:
+    """Label Studio's COCO export of a photograph turned by 90 degrees by its EXIF orientation
+    (label-studio#6608): the browser shows it turned and its polygons are percentages of the
+    turned photograph, but the converter takes the size from the stored pixels (PIL's ``size``),
+    writes it, and multiplies the percentages by it. The (x, y) scale that makes the polygons the
+    turned photograph's pixels, when the written size is the stored one; else None."""
+    try:
+        with Image.open(path) as image:
+            orientation, stored = exif_orientation(image), (image.height, image.width)
+    except (OSError, UnidentifiedImageError):
+        return None
+    if orientation < 5 or stored != (height, width) or height == width:
+        return None
+    return height / width, width / height
+
+
+def _rescale(parts: list, sx: float, sy: float) -> list:
+    """Polygons ``[[x, y, ...], ...]`` scaled by (sx, sy); anything else left for _polygons to judge."""
+    return [[v * (sy if k % 2 else sx) for k, v in enumerate(part)]
+            if isinstance(part, list) and all(isinstance(v, (int, float)) for v in part) else part
+            for part in parts]
+
+
 def _cvat_mask(annotation: dict, segmentation) -> bool:
     """Whether an ``iscrowd`` annotation is a mask CVAT exported (module docstring): RLE, with
     CVAT's ``occluded`` among its ``attributes``."""
@@ -328,6 +357,9 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             problems.append(Problem(path, "duplicate image id", f"image id {image_id} is used by {count} images "
                                     f"({files}); none of them is used, their annotations cannot be told apart"))
     images, subfolders = {}, None
+    info = document.get("info")
+    label_studio = isinstance(info, dict) and info.get("contributor") == "Label Studio"
+    scales: dict = {}  # image id -> (x, y) scale of a Label Studio polygon (_label_studio_unturned)
     for entry in entries:
         image_id, name = entry.get("id"), str(entry.get("file_name", ""))
         if id_counts[image_id] > 1:
@@ -347,7 +379,15 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         except _Skip as skip:
             problems.append(Problem(path, skip.reason, f"{ref}: {skip}"))
             continue
+        if label_studio:
+            unturned = _label_studio_unturned(found, height, width)
+            if unturned:
+                height, width = width, height  # the photograph as shown, as annotated
+                scales[image_id] = unturned
         images[image_id] = (ref, found, height, width, [])
+    if scales:
+        logger.info("%s: Label Studio wrote the size of %d photograph(s) with an EXIF orientation unturned "
+                    "(label-studio#6608); their polygons are rescaled to the photograph as shown", path, len(scales))
 
     seen: dict = {}
     cvat_masks = 0
@@ -376,7 +416,10 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         _, _, height, width, regions = images[image_id]
         dropped: list = []
         try:
-            segmentation = _segmentation(annotation.get("segmentation"), height, width, dropped)
+            segmentation = annotation.get("segmentation")
+            if image_id in scales and isinstance(segmentation, list):
+                segmentation = _rescale(segmentation, *scales[image_id])
+            segmentation = _segmentation(segmentation, height, width, dropped)
         except _Skip as skip:
             problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
             continue

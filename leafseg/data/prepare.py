@@ -387,7 +387,8 @@ class CocoFile:
 
 
 def default_images_folder(coco) -> Path:
-    """Where an export keeps the images of its COCO file: ``images/`` beside it (labelme2coco),
+    """Where an export keeps the images of its COCO file: ``images/`` beside it (Label Studio's
+    result.json; labelme2coco leaves the images where they were: give ``--input``),
     ``images/`` beside its folder (CVAT's annotations/instances_default.json), else the JSON's
     own folder (Roboflow's train/_annotations.coco.json, its images beside it)."""
     here = Path(coco).resolve().parent

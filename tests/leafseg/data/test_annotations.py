@@ -182,6 +182,45 @@ def test_label_studio_paths_resolve_by_base_name(tmp_path, file_name):
         assert read_coco(tmp_path / "result.json", tmp_path / "export")[0][0].image == images[0].image
 
 
+def test_label_studio_phone_photo_polygons_are_rescaled_to_the_photo_as_shown(tmp_path):
+    # Label Studio (label-studio#6608): a portrait phone photo -- landscape pixels, EXIF
+    # orientation 6 -- is shown turned in the browser and annotated in percentages of it; the COCO
+    # converter writes the stored size and multiplies the percentages by it.
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(3).integers(0, 256, (W, H, 3), np.uint8))  # 12 wide, 16 high
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    (tmp_path / "images").mkdir()
+    stored.save(tmp_path / "images" / "3f2a1b9c-IMG_1.jpg", exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(tmp_path / "images" / "3f2a1b9c-IMG_1.jpg"))
+    assert shown.size == (W, H)  # shown 16 wide, 12 high
+    leaf = [(1, 1), (7, 1), (7, 5), (1, 5)]  # in the photo as shown
+    percent = [(x / shown.width * 100, y / shown.height * 100) for x, y in leaf]
+    written = [v for px, py in percent for v in (px / 100 * stored.width, py / 100 * stored.height)]
+    document = {"images": [{"width": stored.width, "height": stored.height, "id": 0,
+                            "file_name": "images/3f2a1b9c-IMG_1.jpg"}],
+                "categories": [{"id": 0, "name": "leaf"}],
+                "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "segmentation": [written], "bbox": [],
+                                 "ignore": 0, "iscrowd": 0, "area": 0}],
+                "info": {"year": 2026, "version": "1.0", "description": "", "contributor": "Label Studio", "url": "",
+                         "date_created": "2026-12-07 10:41:12"}}
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    images, problems = read_coco(tmp_path / "result.json", tmp_path / "images")
+    assert problems == [] and (images[0].height, images[0].width) == (H, W)  # as shown
+    masks, _ = region_masks(images[0])
+    assert (masks[..., 0] == _rect_mask(1, 1, 7, 5)).all()
+    result = prepare_dataset(None, tmp_path / "out", coco=tmp_path / "result.json", val_fraction=0, progress=False)
+    assert result.prepared == ["3f2a1b9c-IMG_1"] and result.size_mismatches == []
+    mask = cv2.imread(str(tmp_path / "out" / "train" / "3f2a1b9c-IMG_1" / "masks" / "3f2a1b9c-IMG_1_0.png"), 0) > 0
+    turned_back = np.asarray(Image.fromarray(_rect_mask(1, 1, 7, 5)).transpose(Image.Transpose.ROTATE_90))
+    assert (mask == turned_back).all()
+    # Another tool's export of the same photo, its size as shown, is not rescaled.
+    document["info"]["contributor"] = "someone"
+    (tmp_path / "other.json").write_text(json.dumps(document))
+    assert (read_coco(tmp_path / "other.json", tmp_path / "images")[0][0].height,) == (stored.height,)
+
+
 def test_roboflow_parent_category_does_not_matter(tmp_path):
     categories = [{"id": 0, "name": "leaves-xyz", "supercategory": "none"},
                   {"id": 1, "name": "leaf", "supercategory": "leaves-xyz"}]
