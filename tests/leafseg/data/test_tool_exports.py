@@ -19,6 +19,8 @@ earlier ones), with exit 0. Each replica follows its exporter's source:
   categories sorted by name from id 0, no supercategory; image and annotation ids from 0;
   polygons from percentages (long floats), ``ignore: 0``, ``iscrowd: 0``; rectangles box-only;
   brush labels are not exported (the converter knows rectangle, polygon and keypoint labels).
+  The size written is PIL's of the stored pixels, while the percentages are of the photo as the
+  browser shows it, turned by its EXIF orientation (label-studio#6608): a phone's portrait photo.
 * Roboflow "COCO Segmentation": ``train/``, ``valid/``, ``test/``, each with
   ``_annotations.coco.json`` and its images beside it, ``README.dataset.txt`` and
   ``README.roboflow.txt`` at the top; a category id 0 named after the project (supercategory
@@ -281,18 +283,24 @@ def _label_studio_export(root: Path, windows: bool):
     categories = [{"id": 0, "name": "leaf"}, {"id": 1, "name": "stem"}]  # sorted by name, from id 0
     images, annotations, expected = [], [], {}
     for image_id, (name, seed) in enumerate(names.items()):
-        path = _write(root / "images" / name, _photo_bytes(seed))
+        # The first is a phone's portrait photo, stored 96 wide and 128 high with EXIF orientation 6:
+        # the browser shows it turned, 128 wide and 96 high, and the annotator draws on that.
+        orientation = 6 if image_id == 0 else None
+        path = _write(root / "images" / name, _photo_bytes(seed, orientation=orientation))
+        # The converter writes the size PIL gives: the stored one (label-studio#6608).
+        width, height = (H, W) if orientation else (W, H)
         # The third image could not be fetched at export time: its task's upload path stays.
         file_name = (f"/data/upload/4/{name}" if image_id == 2 else
                      ("images\\" if windows else "images/") + name)
-        images.append({"width": W, "height": H, "id": image_id, "file_name": file_name})
-        expected[path] = []
+        images.append({"width": width, "height": height, "id": image_id, "file_name": file_name})
+        shown = []
         leaves = [_leaf(35, 35, 44, 18, 15 * seed, seed=seed), _leaf(88, 58, 40, 16, -25, seed=seed + 7)]
         for category, points in [(0, leaves[0]), (0, leaves[1]),
                                  (1, [(62.0, 8.0), (66.0, 8.0), (66.0, 90.0), (62.0, 90.0)])]:
-            # Label Studio stores percentages; the converter multiplies them back.
+            # Label Studio stores percentages of the photo as shown; the converter multiplies them by
+            # the size it writes.
             percent = [(x / W * 100, y / H * 100) for x, y in points]
-            absolute = [(px / 100 * W, py / 100 * H) for px, py in percent]
+            absolute = [(px / 100 * width, py / 100 * height) for px, py in percent]
             xs, ys = zip(*absolute)
             segmentation = [[v for point in absolute for v in point]]
             annotations.append({"id": len(annotations), "image_id": image_id, "category_id": category,
@@ -300,7 +308,8 @@ def _label_studio_export(root: Path, windows: bool):
                                 "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
                                 "ignore": 0, "iscrowd": 0, "area": 0.5 * abs(
                                     np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1)))})
-            expected[path].append(_coco_mask(segmentation))
+            shown.append(_coco_mask([[v for point in points for v in point]]))  # what the annotator drew
+        expected[path] = _as_stored(shown, orientation)
     document = {"images": images, "categories": categories, "annotations": annotations,
                 "info": {"year": 2026, "version": "1.0", "description": "", "contributor": "Label Studio", "url": "",
                          "date_created": "2026-12-07 10:41:12.125671"}}
