@@ -19,8 +19,8 @@ segmentation: polygons ``[[x, y, x, y, ...], ...]``, uncompressed RLE ``{"counts
 the images folder, then by its base name in the images folder; so the variants the tools write
 all resolve:
 
-* CVAT "COCO 1.0" (its images in ``images/default/``, found in subfolders): relative
-  ``file_name``, possibly with subfolders; categories from id 1; polygons, or uncompressed RLE
+* CVAT "COCO 1.0" (its images in ``images/default/``, found in subfolders; by the end of their
+  path when folders repeat a file name): relative ``file_name``, possibly with subfolders; categories from id 1; polygons, or uncompressed RLE
   with ``iscrowd: 1`` for every object it exports as a mask: brush and AI (SAM) mask shapes,
   ellipses (CVAT 2.x turns them into masks), and objects given CVAT's ``is_crowd`` attribute.
   Datumaro's COCO writer sets ``iscrowd = 1`` whenever it writes RLE (cvat-ai/cvat#7030), so a
@@ -229,7 +229,9 @@ def _assign_ids(stems: list[str], suffixes: list[str], path: Path) -> list[str]:
 def _resolve(name: str, folder: Path, index: dict | None = None) -> tuple[Path | None, list[Path]]:
     """The first existing of: ``name`` if absolute, ``folder/name``, ``folder/basename``; else the
     one file of that basename in a subfolder of ``folder`` (CVAT's ``images/default/<file>``,
-    ``index``: :func:`_subfolder_index`, built by the caller on its first miss)."""
+    ``index``: :func:`_subfolder_index`, built by the caller on its first miss), or when several
+    have it, the one whose path ends with ``name`` (CVAT's ``images/default/tray_a/IMG_1.jpg``
+    and ``images/default/tray_b/IMG_1.jpg``, named ``tray_a/IMG_1.jpg`` and ``tray_b/IMG_1.jpg``)."""
     name = name.replace("\\", "/")
     candidates = [Path(name)] if Path(name).is_absolute() else []
     candidates += [folder / name.lstrip("/"), folder / Path(name).name]
@@ -237,6 +239,9 @@ def _resolve(name: str, folder: Path, index: dict | None = None) -> tuple[Path |
     found = next((path for path in tried if path.is_file()), None)
     if found is None and index is not None:
         matches = index.get(Path(name).name, [])
+        if len(matches) > 1:  # one file name in several folders: the one whose path ends with the name's
+            parts = Path(name.lstrip("/")).parts
+            matches = [path for path in matches if path.parts[-len(parts):] == parts]
         if len(matches) == 1:
             return matches[0], tried
         tried.append(folder / "**" / Path(name).name)

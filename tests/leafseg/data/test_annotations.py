@@ -144,6 +144,22 @@ def test_cvat_coco_relative_subfolders_and_attributes(tmp_path):
     assert images[0].id == "p1"
 
 
+def test_cvat_subfolders_holding_the_same_file_name(tmp_path):
+    # A CVAT task of two cameras' folders, each numbering from IMG_0001: the export's
+    # images/default/tray_a/IMG_0001.jpg and images/default/tray_b/IMG_0001.jpg.
+    for tray in ("tray_a", "tray_b"):
+        _image(tmp_path / "export" / "images" / "default" / tray / "IMG_0001.png")
+    (tmp_path / "export" / "annotations").mkdir()
+    path = _coco(tmp_path / "export" / "annotations" / "instances_default.json",
+                 [_img(1, "tray_a/IMG_0001.png"), _img(2, "tray_b/IMG_0001.png")],
+                 [_ann(1, 1, [RECT]), _ann(2, 2, [RECT])])
+    images, problems = read_coco(path, tmp_path / "export" / "images")
+    assert problems == []
+    assert [image.image.parent.name for image in images] == ["tray_a", "tray_b"]
+    result = prepare_dataset(None, tmp_path / "out", coco=path, progress=False)
+    assert sorted(result.prepared) == ["IMG_0001_1", "IMG_0001_2"] and result.problems == []
+
+
 def test_cvat_masks_come_marked_iscrowd_and_are_leaves(tmp_path, caplog):
     # CVAT's COCO writer (datumaro) writes every mask it exports -- brush and SAM masks, ellipses --
     # as uncompressed column-major RLE with iscrowd 1 (cvat-ai/cvat#7030), with CVAT's attributes.
