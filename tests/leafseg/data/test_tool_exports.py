@@ -205,8 +205,9 @@ def _nothing_lost(out_text: str, prepared: int, bad: str = ""):
 # ---------------------------------------------------------------------------------------------
 
 def _cvat_export(root: Path):
-    """A CVAT task of two folders of photographs, exported as "COCO 1.0" with images, unzipped."""
-    items = {"tray_a/IMG_0001": 11, "tray_a/IMG_0002": 12, "tray_b/IMG_0003": 13}
+    """A CVAT task of two cameras' folders of photographs, each numbering from IMG_0001, exported as
+    "COCO 1.0" with images, unzipped."""
+    items = {"tray_a/IMG_0001": 11, "tray_a/IMG_0002": 12, "tray_b/IMG_0001": 13}
     categories = [{"id": 1, "name": "leaf", "supercategory": ""}, {"id": 2, "name": "stem", "supercategory": ""}]
     images, annotations, expected = [], [], {}
     for image_id, (item, seed) in enumerate(items.items(), start=1):
