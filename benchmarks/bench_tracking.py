@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from leafseg.measure.tracking import LeafTracker, id_switches, track_label, tracking_scores  # noqa: E402
+from leafseg.measure.tracking import LeafTracker, track_label, tracking_scores  # noqa: E402
 from leafseg.synth.timelapse import generate_time_lapse  # noqa: E402
 
 
@@ -50,7 +50,8 @@ def parse_args(argv=None):
                         help="drawing style; both alternates classic and random by plant (default)")
     parser.add_argument("--seed", type=int, default=0, help="the time-lapses' seed (default 0)")
     parser.add_argument("--weights", default=None,
-                        help="comma-separated models (zoo names, weights files or folders) whose leaves are tracked too")
+                        help="comma-separated models (zoo names, weights files or folders) whose leaves are "
+                             "tracked too")
     parser.add_argument("--min-score", type=float, default=None, help="the models' cut-off (default: their own)")
     parser.add_argument("--max-gap", type=int, default=2, help="the tracker's max_gap (default 2)")
     parser.add_argument("--out", default=None, help="write the per-plant figures to this JSON file")

@@ -38,9 +38,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "photograph a cell tiled edge to edge; dish: a petri dish of seedlings seen from above")
     parser.add_argument("--time-lapse", type=int, metavar="DAYS",
                         help="rosettes: grow each plant over DAYS daily photographs, leaves appearing in phyllotactic "
-                             "order and growing, the pot moving and turning a little: plantPPP/plantPPP_YYYY_MM_DD_rgb.png "
-                             "+ _label.png, the label's values leaf ids that hold over the days "
-                             "(leafseg.synth.timelapse); default style classic")
+                             "order and growing, the pot moving and turning a little: "
+                             "plantPPP/plantPPP_YYYY_MM_DD_rgb.png + _label.png, the label's values leaf ids that "
+                             "hold over the days (leafseg.synth.timelapse); default style classic")
     parser.add_argument("--grid", type=grid_type, metavar="ROWSxCOLS",
                         help="tray: rows x columns of pots (default 3x4)")
     parser.add_argument("--size", type=int,

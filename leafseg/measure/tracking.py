@@ -206,10 +206,19 @@ def estimate_turn(before, after, weights=None, max_turn: float = 15.0, step: flo
 @dataclass(eq=False)
 class _Track:
     id: int
-    frame: int          # the frame it was last seen in
-    mask: np.ndarray    # bool [H, W], its visible pixels then
+    frame: int            # the frame it was last seen in
+    mask: np.ndarray      # uint8 [h, w], its visible pixels then, in its bounding box
+    origin: tuple         # (x, y) of the box's top-left pixel
     position: np.ndarray
     area: float
+
+
+def _track(track_id: int, frame_index: int, frame: PlantFrame, det: int) -> _Track:
+    ys, xs = np.nonzero(frame.label == det + 1)
+    y0, x0 = int(ys.min()), int(xs.min())
+    mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), np.uint8)
+    mask[ys - y0, xs - x0] = 1
+    return _Track(track_id, frame_index, mask, (x0, y0), frame.positions[det].copy(), float(frame.areas[det]))
 
 
 class LeafTracker:
@@ -296,8 +305,7 @@ class LeafTracker:
                 ids[det] = self.next_id
                 self.next_id += 1
         for det in visible:
-            self.tracks[int(ids[det])] = _Track(int(ids[det]), t, frame.label == det + 1,
-                                                frame.positions[det].copy(), float(frame.areas[det]))
+            self.tracks[int(ids[det])] = _track(int(ids[det]), t, frame, det)
         self._last_seen = t
         # Geometry older than any live track is no longer needed.
         oldest = min((tr.frame for tr in self.tracks.values()), default=t)
@@ -336,7 +344,7 @@ class LeafTracker:
         if not len(tracks) or not len(visible):
             return cost
         w_pos, w_size, w_overlap = self.weights
-        (cx, cy), rho = frame.centre, frame.radius
+        rho = frame.radius
         det_areas = frame.areas[visible]
         det_pos = frame.positions[visible]
         det_radius = np.linalg.norm(det_pos, axis=1)
@@ -354,19 +362,35 @@ class LeafTracker:
             position = np.hypot(along, outward)
             change = np.log(det_areas / (growth * growth * track.area))
             size = np.maximum(change - self.log_grow, 0.0) + np.maximum(-change - self.log_shrink, 0.0)
-            # The track's mask carried onto this frame: x -> C_t + k R (x - C_s).
-            c, s = math.cos(turn), math.sin(turn)
-            warp = np.array([[growth * c, -growth * s, 0.0], [growth * s, growth * c, 0.0]])
-            warp[:, 2] = np.array([cx, cy]) - warp[:, :2] @ np.array([sx, sy])
-            carried = cv2.warpAffine(track.mask.astype(np.uint8), warp, frame.label.shape[::-1],
-                                     flags=cv2.INTER_NEAREST, borderValue=0) > 0
-            hits = np.bincount(frame.label[carried], minlength=len(frame.areas) + 1)[1:][visible]
-            smaller = np.minimum(det_areas, max(int(carried.sum()), 1))
+            hits, carried = self._carried_hits(frame, track, (sx, sy), growth, turn)
+            hits = hits[visible]
+            smaller = np.minimum(det_areas, max(carried, 1))
             overlap = hits / smaller
             gap = self.frame - track.frame
             cost[r] = (w_pos * position + w_size * size + w_overlap * (1.0 - overlap) + self.gap_cost * (gap - 1)
                        + 1e-9 * r)  # ties to the older track
         return cost
+
+    @staticmethod
+    def _carried_hits(frame: PlantFrame, track: _Track, centre_then, growth: float, turn: float):
+        """The track's mask carried onto this frame (``x -> C_t + k R (x - C_s)``), warped into
+        the window it lands in only: ([N] its pixels on each detection, its pixel count)."""
+        c, s = math.cos(turn), math.sin(turn)
+        linear = np.array([[growth * c, -growth * s], [growth * s, growth * c]])
+        # Box pixel (u, v) is image pixel (u + x0, v + y0) of the frame it was seen in.
+        shift = np.array(frame.centre) - linear @ (np.array(centre_then) - np.array(track.origin, np.float64))
+        h, w = track.mask.shape
+        corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64) @ linear.T + shift
+        height, width = frame.label.shape
+        x0, y0 = (max(0, int(math.floor(v)) - 1) for v in corners.min(axis=0))
+        x1, y1 = (min(side, int(math.ceil(v)) + 1) for side, v in zip((width, height), corners.max(axis=0)))
+        n = len(frame.areas)
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros(n, np.int64), 0
+        warp = np.concatenate([linear, (shift - (x0, y0))[:, None]], axis=1)
+        carried = cv2.warpAffine(track.mask, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        hits = np.bincount(frame.label[y0:y1, x0:x1][carried], minlength=n + 1)[1:]
+        return hits, int(carried.sum())
 
 
 def track_label(masks, ids, scores=None) -> np.ndarray:

@@ -17,16 +17,19 @@ How a plant grows (everything drawn from the generator of ``(seed, plant)``):
 
 * Leaf ``k`` (0-based) appears on day ``a_k``: the first two together 1.5 days before day 0
   (so day 0 shows a seedling), then one every plastochron from day 0 (0.7..1.3 days per plant,
-  +-0.25 day jitter per leaf), until ``max_leaves`` or the last day. Its direction is ``theta_0 + spin * k * 137.5 deg`` (the golden angle) plus a few
-  degrees of jitter; ``spin`` is either way, per plant.
+  +-0.25 day jitter per leaf), until ``max_leaves`` or the last day. Its direction is
+  ``theta_0 + spin * k * 137.5 deg`` (the golden angle) plus a few degrees of jitter; ``spin`` is
+  either way, per plant.
 * Its length follows a logistic curve in its own age ``tau = t - a_k``: ``L_k / (1 +
   exp(-(tau - m) / s))`` with ``s`` 1.2..1.8 days and ``m = s * ln(1 / 0.12 - 1)``, so a leaf is
   12 % of its final length ``L_k`` when it appears and near full a week later; its width scales
   with it. The first leaves stay smaller (juvenile leaves), so the rosette's radius grows from a
-  seedling's to about ``reach`` (0.6..0.8 of the pot's soil radius, default) on the last days.
+  seedling's to about 0.6..0.8 of the pot's soil radius on the last days of a 15-day series.
 * The leaf shapes (petiole, blade, margin, bend) are the style's: ``_sample_leaves`` of
   ``leafseg.synth.rosettes`` (classic) or ``sample_leaves`` of ``leafseg.synth.scenes`` (random),
-  drawn once per plant; only length and width change with time.
+  drawn once per plant (their directions replaced by the spiral above); only length and width
+  change with time. A leaf's colour is fixed per leaf; a young leaf is lighter and yellower
+  until it has grown.
 * Leaves are painted oldest first, so young leaves lie on top, as in ``generate_rosette``. A
   leaf with fewer than ``min_visible_pixels`` visible pixels in a frame (a leaf just appeared,
   or hidden under younger ones) is left out of that frame, photograph and label alike, and is
@@ -191,7 +194,7 @@ def generate_time_lapse(rng_or_seed=None, days: int = 15, size: int | tuple[int,
     directions = angle0 + spin * np.radians(np.arange(count) * GOLDEN_ANGLE_DEG + plant_rng.uniform(-4.0, 4.0, count))
     shapes = [replace(leaf, x=0.0, y=0.0, angle=float(direction), width=leaf.width * final[k] / leaf.length,
                       length=float(final[k])) for k, (leaf, direction) in enumerate(zip(shapes, directions))]
-    # Leaf colours, fixed per leaf: young leaves lighter and yellower.
+    # Leaf colours, fixed per leaf; a young leaf lighter and yellower until grown (below).
     hue = np.clip(plant_rng.uniform(85.0, 128.0) + plant_rng.normal(0.0, 5.0, count), 75.0, 140.0) / 360.0
     sat = plant_rng.uniform(0.35, 0.75, count)
     val = plant_rng.uniform(0.4, 0.7) * plant_rng.uniform(0.9, 1.1, count)
@@ -234,8 +237,11 @@ def generate_time_lapse(rng_or_seed=None, days: int = 15, size: int | tuple[int,
         lut = np.zeros(256, np.uint8)
         lut[1:len(keep) + 1] = kept_ids
         id_images.append(lut[index])
-        hsv = np.stack([hue, sat, val], axis=1)[kept_ids - 1]
-        images.append(_photograph(style, stream(1), stream(2), stream(3 + t), (height, width), (px, py, soil_r), layout, sun, index, leaves, hsv, gains[t]))
+        youth = 1.0 - share[keep]
+        hsv = np.stack([hue[kept_ids - 1] - 0.03 * youth, sat[kept_ids - 1],
+                        val[kept_ids - 1] * (1.0 + 0.25 * youth)], axis=1)
+        images.append(_photograph(style, stream(1), stream(2), stream(3 + t), (height, width), (px, py, soil_r),
+                                  layout, sun, index, leaves, hsv, gains[t]))
     return TimeLapse(images=images, ids=id_images, appear=appear, directions=np.asarray(directions) % (2 * math.pi),
                      centres=centres, turns=turns, outline_areas=outline_areas)
 
