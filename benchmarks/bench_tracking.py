@@ -18,7 +18,8 @@ each model) it prints, pooled over the plants:
     matched          share of true leaf-frames matched to a track with IoU > 0.5
 
 and the same without tracking, ids given per frame as ``leafseg predict`` gives them (by
-descending score; the truth's by descending area), to show what the linking adds. ``--out
+descending score; the truth's by descending area), to show what the linking adds. ``--min-frames
+N`` drops the tracks seen in fewer than N frames (``drop_short_tracks``) before scoring. ``--out
 FILE.json`` also writes the per-plant figures.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from leafseg.measure.tracking import LeafTracker, track_label, tracking_scores  # noqa: E402
+from leafseg.measure.tracking import LeafTracker, drop_short_tracks, track_label, tracking_scores  # noqa: E402
 from leafseg.synth.timelapse import generate_time_lapse  # noqa: E402
 
 
@@ -53,7 +54,9 @@ def parse_args(argv=None):
                         help="comma-separated models (zoo names, weights files or folders) whose leaves are "
                              "tracked too")
     parser.add_argument("--min-score", type=float, default=None, help="the models' cut-off (default: their own)")
-    parser.add_argument("--max-gap", type=int, default=2, help="the tracker's max_gap (default 2)")
+    parser.add_argument("--max-gap", type=int, default=None, help="the tracker's max_gap (default: its own)")
+    parser.add_argument("--min-frames", type=int, default=1,
+                        help="drop tracks seen in fewer frames (drop_short_tracks; default 1: keep all)")
     parser.add_argument("--out", default=None, help="write the per-plant figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -90,9 +93,9 @@ def model_frames(model, lapse):
     return frames
 
 
-def score(frames, lapse, max_gap):
+def score(frames, lapse, max_gap, min_frames):
     """(tracked figures, untracked figures, tracker seconds per frame) of one plant."""
-    tracker = LeafTracker(max_gap=max_gap)
+    tracker = LeafTracker() if max_gap is None else LeafTracker(max_gap=max_gap)
     tracked, plain, seconds = [], [], 0.0
     for masks, scores in frames:
         start = time.perf_counter()
@@ -100,6 +103,8 @@ def score(frames, lapse, max_gap):
         seconds += time.perf_counter() - start
         tracked.append(track_label(masks, ids, scores))
         plain.append(track_label(masks, np.arange(1, masks.shape[2] + 1), scores))
+    if min_frames > 1:
+        tracked = drop_short_tracks(tracked, min_frames)
     return (tracking_scores(tracked, lapse.ids), tracking_scores(plain, lapse.ids),
             seconds / max(1, len(frames)))
 
@@ -119,7 +124,8 @@ def main(argv=None):
     start = time.perf_counter()
     lapses = draw(args)
     print(f"{args.plants} time-lapses of {args.days} days at {args.size} px ({args.style}, seed {args.seed}), "
-          f"drawn in {time.perf_counter() - start:.1f} s; tracker max_gap {args.max_gap}")
+          f"drawn in {time.perf_counter() - start:.1f} s; tracker max_gap {args.max_gap or LeafTracker().max_gap}, "
+          f"tracks of fewer than {args.min_frames} frames dropped")
     sources = [("truth", lambda lapse: truth_frames(lapse))]
     for weights in filter(None, (args.weights or "").split(",")):
         from leafseg.models.loading import load_inference_model
@@ -134,7 +140,7 @@ def main(argv=None):
         tracked_rows, plain_rows, per_frame = [], [], []
         segment_start = time.perf_counter()
         for style, lapse in lapses:
-            tracked, plain, seconds = score(frames_of(lapse), lapse, args.max_gap)
+            tracked, plain, seconds = score(frames_of(lapse), lapse, args.max_gap, args.min_frames)
             tracked_rows.append({"style": style, **tracked})
             plain_rows.append({"style": style, **plain})
             per_frame.append(seconds)

@@ -212,3 +212,15 @@ def test_perfect_tracking_scores_one_and_frames_are_checked():
         track_sbd(pred, truth[:1])
     with pytest.raises(ValueError, match="frame 1"):
         frame_sbd([pred[0], np.zeros((3, 3), np.uint8)], truth)
+
+
+def test_drop_short_tracks_keeps_young_leaves_at_the_end():
+    # Track 7 shows once in frame 1 (dropped); track 9 appears in the last frame (kept).
+    labels = [_two_leaves(5, 6), _two_leaves(5, 7), _two_leaves(5, 6), _two_leaves(9, 6)]
+    kept = tracking.drop_short_tracks(labels, 2)
+    assert [sorted(set(np.unique(k).tolist()) - {0}) for k in kept] == [[5, 6], [5], [5, 6], [6, 9]]
+    assert all(k.dtype == np.uint8 for k in kept)
+    # Three frames: track 9 started within the last two frames, still kept.
+    assert 9 in tracking.drop_short_tracks(labels, 3)[3]
+    with pytest.raises(ValueError, match="min_frames"):
+        tracking.drop_short_tracks(labels, 0)
