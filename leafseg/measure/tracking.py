@@ -153,10 +153,9 @@ def plant_frame(masks, scores=None) -> PlantFrame:
 
 
 def _rosette_centre(label: np.ndarray, n: int) -> tuple[float, float]:
-    """The point nearest to all leaves: the minimum over the image of the sum, over leaves, of the
-    distance to the leaf's nearest pixel (each leaf's distance transform, computed in its
-    bounding box grown to the plant's), the mean position of the pixels within half a pixel per
-    leaf of that minimum. A rosette's leaves all reach in to its centre; the centroid of all its
+    """The point nearest to all leaves: the minimum, over the plant's bounding box, of the sum
+    over leaves of the distance to the leaf's nearest pixel (one distance transform per leaf);
+    the mean position of the pixels within half a pixel per leaf of that minimum. A rosette's leaves all reach in to its centre; the centroid of all its
     pixels is dragged off it by a big leaf on one side, and a leaf's own axis may miss it (a
     curled or foreshortened blade)."""
     ys, xs = np.nonzero(label)
