@@ -205,8 +205,8 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         if new < old:
             variable.assign(new)
             self.reductions.append({"epoch": epoch + 1, "from": old, "to": new})
-            logger.warning("Epoch %d: %s has not improved for %d epochs; learning rate %.3g -> %.3g",
-                           epoch + 1, self.monitor, self.wait, old, new)
+            logger.warning("Epoch %d: %s has not improved for %d epoch%s; learning rate %.3g -> %.3g",
+                           epoch + 1, self.monitor, self.wait, "" if self.wait == 1 else "s", old, new)
         self.wait = 0
         self.cooldown_left = self.cooldown
 

@@ -122,7 +122,7 @@ def run(args) -> int:
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, "
               f"min score {config.DETECTION_MIN_CONFIDENCE:g}"
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
-              + (f", TTA {args.tta} views" if args.tta else "")
+              + (f", TTA {counted(args.tta, 'view')}" if args.tta else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from leafseg.cli.options import add_verbose_argument, fraction, setup_command_logging
+from leafseg.cli.options import add_verbose_argument, counted, fraction, setup_command_logging
 from leafseg.synth.realism import PETIOLES
 from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
 from leafseg.synth.trays import SCENES, parse_grid, scene_paths, write_scenes
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"wrote {len(written)} files to {args.out}")
+        print(f"wrote {counted(len(written), 'file')} to {args.out}")
     if args.contact_sheet and args.count > 0:
         paths = dataset_paths if rosettes else scene_paths
         shown = [paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]

@@ -87,6 +87,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from leafseg.cli.options import counted
 from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png
@@ -405,9 +406,7 @@ class PredictReport:
         return "\n".join(lines)
 
 
-def _counted(count, word, plural=None):
-    """``1 image``, ``2 images`` (``plural`` where adding an s is wrong: leaf, leaves)."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
+_counted = counted  # ``1 image``, ``2 images`` (leafseg.cli.options, shared by the commands)
 
 
 def _shown(paths, count=5):
@@ -712,7 +711,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     for item, reason in problems:
         logger.warning("skipped %s: %s", item, reason)
     if labels:
-        logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
+        logger.info("skipped %s (%s; --include-labels predicts them too)", _counted(len(labels), "label image"),
+                    _shown(labels))
     names = _unique_names(files, folders)
     if cluster is not None:
         config = model.config_object()
@@ -728,8 +728,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)
     if report.resumed:
-        logger.info("%d of %d images were predicted before into %s; predicting the other %d", report.resumed,
-                    len(files), out_dir, len(todo))
+        logger.info("%d of %s %s predicted before into %s; predicting the other %d", report.resumed,
+                    _counted(len(files), "image"), "was" if report.resumed == 1 else "were", out_dir, len(todo))
 
     with logging_redirect_tqdm(), tqdm(total=len(todo), unit="image", desc="predict",
                                        disable=not progress) as bar:

@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from leafseg.cli.options import counted
 from leafseg.data.masks import leaf_palette, masks_to_label
 from leafseg.measure.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
                                      label_from_detections, mask_ap50, round_floats, write_csv,
@@ -451,7 +452,8 @@ def _gallery(dataset, image_ids, image_scores, count, path):
         titles.append(title)
     return visualize.plot_image_grid(rows, path, row_titles=titles,
                                      column_titles=("prediction", "ground truth"),
-                                     title=f"The {len(rows)} images with the lowest SBD")
+                                     title=("The image" if len(rows) == 1 else f"The {len(rows)} images")
+                                     + " with the lowest SBD")
 
 
 def prediction_sheet(model, sets, path, title=None):
@@ -470,7 +472,7 @@ def prediction_sheet(model, sets, path, title=None):
             rows.append(pictures)
             row = scores.row
             titles.append(f"{name} {row['image']}: SBD {row['sbd']:.3f}, DiC {row['dic']:+d} "
-                          f"({row['pred_count']} vs {row['gt_count']} leaves)")
+                          f"({row['pred_count']} vs {counted(row['gt_count'], 'leaf', 'leaves')})")
     if not rows:
         raise ValueError("prediction_sheet: no images (every set is empty or its count is 0)")
     return visualize.plot_image_grid(rows, path, row_titles=titles,

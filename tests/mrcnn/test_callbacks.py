@@ -164,3 +164,14 @@ def test_reduce_on_plateau_lowers_the_rate_and_its_state_survives_a_resume():
         O.make_schedule("cosine", 0.1, total_steps=10))))
     with pytest.raises(ValueError, match="needs an optimizer made with schedule='plateau' or a constant"):
         scheduled.on_train_begin()
+
+
+def test_reduce_on_plateau_says_1_epoch_not_1_epochs(caplog):
+    """Issue 26, 10: counts in words that agree."""
+    model = tiny_model(keras.optimizers.SGD(O.make_schedule("plateau", 0.1)))
+    plateau = attach(C.ReduceLROnPlateau(factor=0.5, patience=1), model)
+    plateau.on_train_begin()
+    with caplog.at_level("WARNING", logger="mrcnn.callbacks"):
+        for epoch, val_loss in enumerate([1.0, 1.5]):
+            plateau.on_epoch_end(epoch, {"loss": 5.0, "val_loss": val_loss})
+    assert "has not improved for 1 epoch;" in caplog.text

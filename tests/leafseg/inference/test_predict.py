@@ -520,3 +520,14 @@ def test_recursive_predicts_subfolders_and_outputs_keep_them(model, inputs, tmp_
     assert [p.relative_to(photos).as_posix() for p in files] == ["dish_a/p1.png", "dish_a/p2.png", "dish_b/p1.png"]
     report = predict.predict_images(model, [photos], out, progress=False, recursive=True)
     assert report.resumed == 3
+
+
+def test_a_rerun_says_how_many_were_predicted_before_in_words_that_agree(model, inputs, tmp_path, caplog):
+    """Issue 26, 10: "1 of 1 image was predicted before", not "1 of 1 images were"."""
+    source = tmp_path / "one"
+    source.mkdir()
+    shutil.copyfile(inputs.folder / "a_shapes.png", source / "a.png")
+    predict.predict_images(model, [source], tmp_path / "out", progress=False)
+    with caplog.at_level("INFO", logger="leafseg.inference.predict"):
+        predict.predict_images(model, [source], tmp_path / "out", progress=False)
+    assert "1 of 1 image was predicted before" in caplog.text
