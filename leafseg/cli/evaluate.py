@@ -11,7 +11,7 @@ from leafseg.inference.tta import TTAModel
 from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_coco_table,
                                       format_definitions, load_eval_dataset, resolve_subset)
 from leafseg.measure.metrics import format_summary
-from leafseg.models.loading import load_inference_model
+from leafseg.models.loading import describe_weights, load_inference_model
 
 
 def build_parser(parser=None):
@@ -50,6 +50,9 @@ def run(args) -> int:
         return 2
     image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
     if not args.quiet:
+        chosen = describe_weights(args.weights, weights)
+        if chosen:
+            print(chosen, file=sys.stderr)
         subset = resolve_subset(args.dataset, args.subset)
         shown = subset + (" (auto)" if args.subset == "auto" else "")
         print(f"evaluating {counted(len(image_ids), 'image')} of {args.dataset} (subset {shown}) with {weights}, "

@@ -12,7 +12,7 @@ from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.predict import (COCO_FORMATS, default_batch_size, find_inputs, images_in_subfolders,
                                        predict_images)
-from leafseg.models.loading import load_inference_model
+from leafseg.models.loading import describe_weights, load_inference_model
 from leafseg.precision import PRECISIONS
 
 logger = logging.getLogger("leafseg.predict")
@@ -118,6 +118,9 @@ def run(args) -> int:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
+        chosen = describe_weights(args.weights, weights)
+        if chosen:
+            print(chosen, file=sys.stderr)
         overlap = config.DETECTION_MASK_OVERLAP_THRESHOLD
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, "
               f"min score {config.DETECTION_MIN_CONFIDENCE:g}"

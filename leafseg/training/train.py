@@ -49,7 +49,8 @@ from pathlib import Path
 from leafseg.cli.options import add_set_argument, parse_overrides, quiet_tensorflow
 
 from leafseg.precision import PRECISION_POLICIES, precision_warning
-from leafseg.models.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
+from leafseg.models.runs import (CHECKPOINT_INDEX, CONFIG_FILE, LOG_FILE, LOSS_PLOT, RunRecord, newest_run,
+                                 read_checkpoint_index)
 from mrcnn.augment import STRENGTHS
 
 __all__ = ["SetupError", "StageSpec", "TrainResult", "print_step"]
@@ -505,6 +506,7 @@ class TrainResult:
     checkpoint: str | None
     history: object
     spec: StageSpec
+    summary: str | None = None  # what the command prints at the end (:func:`training_summary`)
 
 
 ############################################################
@@ -561,15 +563,20 @@ def run(argv=None, callbacks=None):
         if model.epoch >= spec.end_epoch:
             logger.warning("Nothing to do: the weights are at epoch %d and --epochs is %d", model.epoch,
                            spec.end_epoch)
-            return TrainResult(model, model.log_dir, model.epoch, start.checkpoint, None, spec)
+            result = TrainResult(model, model.log_dir, model.epoch, start.checkpoint, None, spec)
+            result.summary = training_summary(result, args)
+            return result
         chief = is_chief(strategy)
         if not chief:
             # Every worker writes checkpoints (they may need collective reads); only the chief's are kept.
             worker_dir = tempfile.mkdtemp(prefix="leafseg-worker-")
             model.log_dir = os.path.join(worker_dir, os.path.basename(model.log_dir))
             model.checkpoint_path = os.path.join(model.log_dir, os.path.basename(model.checkpoint_path))
-        return _train_stage(model, args, argv, config, strategy, spec, start, restore, train_set, val_set,
-                            callbacks, chief)
+        result = _train_stage(model, args, argv, config, strategy, spec, start, restore, train_set, val_set,
+                              callbacks, chief)
+        if chief:
+            result.summary = training_summary(result, args)
+        return result
     finally:
         keras.mixed_precision.set_global_policy(policy)
         if worker_dir:
@@ -636,6 +643,51 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
             record.end(status, model.epoch, message)
     checkpoint = model.find_last() if chief else None
     return TrainResult(model, model.log_dir, model.epoch, checkpoint, history, spec)
+
+
+def training_summary(result, args):
+    """What a finished stage leaves, for the user: the best checkpoint (by the monitored loss,
+    val_loss when there is validation) and the last one with their epochs, losses and paths,
+    the run folder's plot and log, and the commands that evaluate and use the best checkpoint,
+    ready to paste. Read from the run folder's checkpoints.json."""
+    import shlex
+
+    run_dir = Path(result.run_dir)
+    try:
+        index = read_checkpoint_index(run_dir)
+    except (OSError, ValueError):
+        index = {}
+    monitor = index.get("monitor") or "val_loss"
+    best, checkpoints = index.get("best"), index.get("checkpoints") or []
+    last = next((c for c in checkpoints if c.get("epoch") == result.epoch), checkpoints[-1] if checkpoints else None)
+
+    def described(entry, lowest=""):
+        value = (entry.get("logs") or {}).get(monitor) if "value" not in entry else entry["value"]
+        loss = f", {entry.get('monitor', monitor)} {value:.4g}{lowest}" if isinstance(value, (int, float)) else ""
+        return f"epoch {entry['epoch']}{loss}: {entry['path']}"
+
+    done = "done" if result.history is not None else "nothing to do"
+    lines = [f"Training {done}: epoch {result.epoch} of {result.spec.end_epoch} (stage {result.spec.stage}), "
+             f"run folder {run_dir}"]
+    if best:
+        lines.append("  best: " + described(best, " (the lowest)"))
+    if last:
+        lines.append("  last: " + described(last))
+    if not (best or last):
+        lines.append(f"  no checkpoint in {run_dir}" + (f"; the weights are {result.checkpoint}"
+                                                         if result.checkpoint else ""))
+    lines.append(f"  losses: {run_dir / LOSS_PLOT}, {run_dir / LOG_FILE}")
+    weights = (best or last or {}).get("path") or result.checkpoint
+    if weights:
+        quote = shlex.quote
+        evaluate = ["leafseg", "evaluate", "--weights", quote(str(weights)), "--dataset", quote(str(args.dataset)),
+                    "--out", quote(str(run_dir / "evaluation"))]
+        if not (Path(args.dataset) / "val").is_dir():
+            evaluate += ["--subset", "train"]  # (no val/ folder: the training images, which flatter the model)
+        lines += ["Next:", "  " + " ".join(evaluate),
+                  "  leafseg predict --weights " + quote(str(weights)) + " --out predictions PHOTOS/"
+                  + "   # PHOTOS/: your photographs"]
+    return "\n".join(lines)
 
 
 class TrainInterrupted(KeyboardInterrupt):
