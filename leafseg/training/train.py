@@ -27,6 +27,8 @@ The run folder ``<logs>/<name>YYYYmmddTHHMM/`` holds the checkpoints
 ``training_log.csv``, ``losses.png``, TensorBoard events (``train/``, ``validation/``),
 ``config.yaml`` and ``run.json`` (every command line and each stage: layers, optimiser, rate,
 schedule, start and end epoch, times, outcome); :mod:`leafseg.models.runs` names and reads them.
+A stage ends with a summary on stdout (:func:`training_summary`): the best checkpoint by val_loss
+and the last, and the evaluate / predict commands for the best.
 
 Exit status: 0 done (or nothing left to do); 1 training failed (a NaN or Inf loss: the message
 names the step and the loss, the last good checkpoint is kept; or an error while training);
