@@ -12,6 +12,8 @@ import re
 import sys
 import tempfile
 
+from leafseg import counted  # noqa: F401  (the commands' messages; defined where every package may use it)
+
 __all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "format_set", "add_set_argument",
            "add_model_arguments", "add_verbose_argument", "tta_views", "add_tta_argument", "quiet_tensorflow",
            "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV", "counted",
@@ -29,12 +31,6 @@ TF_NATIVE_LOG_LINE = re.compile(
     r"|To enable the following instructions: )")
 
 
-
-
-def counted(count: int, word: str, plural: str | None = None) -> str:
-    """A count in words that agree, for messages: ``1 image``, ``2 images``, ``0 images``
-    (``plural`` where adding an s is wrong: ``counted(n, "leaf", "leaves")``)."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def positive_int(text: str) -> int:

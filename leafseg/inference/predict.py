@@ -87,7 +87,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from leafseg.cli.options import counted
+from leafseg import counted
 from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png

@@ -75,7 +75,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from leafseg.cli.options import counted
+from leafseg import counted
 from leafseg.data.masks import leaf_palette, masks_to_label
 from leafseg.measure.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
                                      label_from_detections, mask_ap50, round_floats, write_csv,

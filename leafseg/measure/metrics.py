@@ -42,7 +42,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from leafseg.cli.options import counted
+from leafseg import counted
 from leafseg.data.masks import masks_to_label
 from mrcnn import utils
 from mrcnn.fileio import write_text_atomic

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leafseg.cli.options import counted
+from leafseg import counted
 from leafseg.data.dataset import IGNORE_DIR
 from leafseg.data.masks import DEFAULT_MIN_AREA, leaf_palette
 from leafseg.models.runs import ADAPTED_WEIGHTS, LOG_FILE, newest_run
