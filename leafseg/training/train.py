@@ -30,6 +30,10 @@ schedule, start and end epoch, times, outcome); :mod:`leafseg.models.runs` names
 A stage ends with a summary on stdout (:func:`training_summary`): the best checkpoint by val_loss
 and the last, and the evaluate / predict commands for the best.
 
+Photographs larger than the config's IMAGE_MAX_DIM are decoded and shrunk once, before training,
+into ``<logs>/.image_cache`` (:mod:`leafseg.data.cache`: the same pixels the input pipeline would
+make at every step); ``--no-image-cache`` reads the photographs at every step.
+
 Exit status: 0 done (or nothing left to do); 1 training failed (a NaN or Inf loss: the message
 names the step and the loss, the last good checkpoint is kept; or an error while training);
 2 bad input found before training starts (an option, the config, the dataset, the weights);
@@ -146,6 +150,9 @@ def build_parser(parser=None):
     add("--augment", choices=AUGMENTATIONS, help="training augmentation (default: none)")
     add("--logs", default="logs", metavar="DIR", help="the folder of run folders (default: logs)")
     add("--resume", action="store_true", help="continue the newest checkpoint under --logs")
+    add("--no-image-cache", action="store_true",
+        help="read the photographs at every step; by default those larger than IMAGE_MAX_DIM are shrunk once, "
+             "before training, into <logs>/.image_cache (the same pixels, much faster steps)")
     add("--keep-checkpoints", type=int, default=DEFAULT_KEEP_CHECKPOINTS, metavar="K",
         help="keep the newest K checkpoints and the best; 0 keeps all (default: 5)")
     add("--seed", type=int, default=0, help="seed of the initial weights, sampling and data order (default: 0)")
@@ -532,6 +539,12 @@ def run(argv=None, callbacks=None):
     if args.weights == "coco" and not args.resume:
         check_coco_fits(config, args.config_source)
     train_set, val_set = load_datasets(args.dataset, config)
+    if not args.no_image_cache:  # large photographs decoded and shrunk once, not at every step
+        from leafseg.data.cache import CACHE_DIR, resized_for_training
+
+        train_set, val_set = (None if dataset is None else resized_for_training(dataset, config,
+                                                                                Path(args.logs) / CACHE_DIR)
+                              for dataset in (train_set, val_set))
 
     import keras
 
