@@ -414,7 +414,7 @@ def build_report(out_dir, *, title, images=(), table_rows=(), table_columns=None
             if path is not None and path.is_file():
                 uri, width, height = thumbnail_uri(path)
                 picture = (f'<a href="{_e(_href(path, out_dir))}"><img src="{uri}" width="{width}" height="{height}" '
-                           f'alt="{_e(name)}" loading="lazy"></a>')
+                           f'alt="{_e(name)}"></a>')
             else:
                 picture = '<span class="missing">no overlay</span>'
             css = ' class="flagged"' if name in flagged else ""

@@ -209,3 +209,32 @@ def test_leafseg_report_command(predicted, tmp_path, capsys):
     assert str(predicted / "report.html") in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "report: error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ predict writes it
+
+@pytest.mark.parametrize("no_report", [False, True])
+def test_predict_writes_the_report_at_its_end_unless_no_report(no_report, tmp_path, monkeypatch):
+    """``leafseg predict`` with a stand-in model (painted leaves are its detections) on dated
+    photographs of one plant whose count jumps on one day."""
+    from leafseg.cli import predict as predict_command
+    from tests.leafseg.inference.test_plants import Oracle, Painting
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for day, leaves in enumerate([3, 4, 9, 5, 6], 1):
+        painting = Painting(64, 64)
+        painting.rosette("1", 32, 32, leaves=leaves, spread=16, radius=5)
+        Image.fromarray(painting.image).save(photos / f"plant7_2026_03_0{day}.png")
+    monkeypatch.setattr(predict_command, "load_inference_model",
+                        lambda *args, **kwargs: (Oracle(64), "stand-in", str(tmp_path / "none.h5")))
+    out = tmp_path / "out"
+    argv = [str(photos), "--out", str(out), "--quiet", "--plants", "one"] + (["--no-report"] if no_report else [])
+    assert predict_command.main(argv) == 0
+    assert (out / "plants.csv").is_file()
+    if no_report:
+        assert not (out / "report.html").exists()
+        return
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "count jumps" in text and "plant7_2026_03_03" in text
+    assert text.count("data:image/jpeg") == 5 and text.count("data:image/png") == 2
