@@ -247,7 +247,7 @@ tr.flagged td { background: #fdecea; }
 .outliers td:first-child { color: var(--flag); font-weight: 600; white-space: nowrap; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; }
 .plots figure { margin: 0; background: #fff; border: 1px solid var(--line); padding: 6px; }
-.plots img { max-width: 640px; width: 100%; height: auto; display: block; }
+.plots img { max-width: 560px; width: 100%; height: auto; display: block; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(176px, 1fr)); gap: 10px; }
 .gallery figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 4px; padding: 6px;
                   text-align: center; }
@@ -485,24 +485,27 @@ def _area_fraction(path):
 
 def _growth_png(series_values, ylabel, title):
     """A line per plant, values against dates: PNG bytes."""
-    import matplotlib
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure   # (a Figure of its own: no pyplot, no GUI backend)
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    figure = Figure(figsize=(5.6, 3.4), dpi=100)
     axes = figure.add_subplot()
+    names = [str(plant) for plant in series_values]
+    common = os.path.commonprefix(names) if len(names) > 1 else ""
+    common = common[:max(common.rfind(sep) for sep in "-_ ") + 1] if common else ""   # whole words only
     for plant, points in series_values.items():
         points = [(when, value) for when, value in points if value is not None]
         if points:
             axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, linewidth=1.2,
-                      label=str(plant))
+                      label=str(plant)[len(common):].strip("-_ ") or str(plant))
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=11)
     axes.grid(alpha=0.3)
     if 1 < len(series_values) <= 12:
         axes.legend(fontsize=7, ncol=2)
-    figure.autofmt_xdate()
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -582,7 +585,7 @@ def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) ->
                 plots.append({"png": _growth_png(area_lines, f"rosette area ({unit})", "Rosette area"),
                               "caption": "rosette area per plant"})
     outliers = flag_outliers(images, series)
-    summary = {"images": len(names), "plants": len(rows), "leaves": sum(counts.values())}
+    summary = {"images": len(names), "plants": len(series) if series else len(rows), "leaves": sum(counts.values())}
     return write_report(out_dir, title=title or f"leafseg predict: {out_dir.resolve().name}", images=images,
                         table_rows=rows, table_columns=columns, plots=plots, outliers=outliers, settings=settings,
                         summary=summary, table_title="Plants (plants.csv)", max_images=max_images)
