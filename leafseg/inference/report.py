@@ -46,6 +46,7 @@ import json
 import math
 import os
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -394,16 +395,22 @@ def build_report(out_dir, *, title, images=(), table_rows=(), table_columns=None
 
     if images:
         left_out = len(images) - len(shown)
+        paths = {}
+        for image in shown:
+            overlay = image.get("overlay")
+            if overlay is not None:
+                path = Path(overlay) if Path(overlay).is_absolute() else out_dir / overlay
+                if path.is_file():
+                    paths[str(image["name"])] = path
+        # Decoding large overlays is the slow part: a few threads (PIL lets go of the GIL).
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            thumbnails = dict(zip(paths, pool.map(thumbnail_uri, paths.values())))
         parts.append(f'<section id="overlays"><h2>Overlays ({len(images)})</h2>\n'
                      '<p class="muted">Click a thumbnail to open the overlay at full size.'
                      + (f" {left_out} images are not shown here (flagged ones always are); their overlays are "
                         "in the output folder." if left_out else "") + '</p>\n<div class="gallery">')
         for image in shown:
             name = str(image["name"])
-            overlay = image.get("overlay")
-            path = None
-            if overlay is not None:
-                path = Path(overlay) if Path(overlay).is_absolute() else out_dir / overlay
             caption = [f"{_e(name)}"]
             if image.get("leaves") is not None:
                 caption.append(_e(_leaves(image["leaves"])))
@@ -411,9 +418,9 @@ def build_report(out_dir, *, title, images=(), table_rows=(), table_columns=None
                 caption.append(_e(image["caption"]))
             for what in flagged.get(name, []):
                 caption.append(f'<span class="flag">{_e(what)}</span>')
-            if path is not None and path.is_file():
-                uri, width, height = thumbnail_uri(path)
-                picture = (f'<a href="{_e(_href(path, out_dir))}"><img src="{uri}" width="{width}" height="{height}" '
+            if name in thumbnails:
+                uri, width, height = thumbnails[name]
+                picture = (f'<a href="{_e(_href(paths[name], out_dir))}"><img src="{uri}" width="{width}" height="{height}" '
                            f'alt="{_e(name)}"></a>')
             else:
                 picture = '<span class="missing">no overlay</span>'
@@ -472,15 +479,17 @@ def _number(value):
     return None if math.isnan(number) else number
 
 
-def _area_fraction(path):
+def _image_pixels(*paths):
+    """Width x height of the first of ``paths`` that opens (its header only), or None."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            label = np.asarray(image)
-    except (OSError, ValueError):
-        return None
-    return float(np.count_nonzero(label)) / label.size if label.size else None
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                return image.width * image.height
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _growth_png(series_values, ylabel, title):
@@ -523,7 +532,7 @@ def _settings_of_predict(out_dir):
             shown[key] = settings[key] if not isinstance(settings[key], list) else "x".join(map(str, settings[key]))
     if "mm_per_pixel" not in shown:
         shown["units"] = "pixels"
-    return shown, settings.get("label_suffix", "_label.png")
+    return shown, settings.get("label_suffix", "_label.png"), settings.get("mm_per_pixel")
 
 
 def _when(path):
@@ -533,9 +542,9 @@ def _when(path):
 def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) -> Path:
     """Build ``report.html`` from a ``leafseg predict`` output folder and return its path.
 
-    Reads plants.csv (the table; leaf counts and rosette areas per image), overlays/ (the
-    thumbnails), labels/ (each image's leaf-covered share) and ``.predict/settings.json`` (the
-    settings shown). When every image name carries a date (``leafseg.measure.series``), the
+    Reads plants.csv (the table; leaf counts and rosette areas per image, which over the image's
+    size, read from its label's header, give the share of it leaves cover), overlays/ (the
+    thumbnails) and ``.predict/settings.json`` (the settings shown, the units). When every image name carries a date (``leafseg.measure.series``), the
     images form series (one per plant key and plant): growth curves are drawn and the series
     rules apply; otherwise the batch rule does. Raises FileNotFoundError without plants.csv.
     """
@@ -547,18 +556,24 @@ def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) ->
         raise FileNotFoundError(f"{plants_csv} not found: {out_dir} is not the output folder of a finished "
                                 "leafseg predict run")
     columns, rows = _read_csv(plants_csv)
-    settings, label_suffix = _settings_of_predict(out_dir)
+    settings, label_suffix, mm_per_pixel = _settings_of_predict(out_dir)
     settings = {"predicted": _when(plants_csv), **settings}
     area_column = next((c for c in columns if c.startswith("rosette_area")), None)
 
     names = list(dict.fromkeys(row["image"] for row in rows))
-    counts = {name: 0 for name in names}
+    counts, areas = {name: 0 for name in names}, {name: 0.0 for name in names}
+    # Leaf pixels per image: the plants' rosette areas (in px, or mm² over the pixel's area).
+    pixel_area = 1.0 if area_column and area_column.endswith("_px") else (mm_per_pixel or 0) ** 2 or None
     for row in rows:
         counts[row["image"]] += int(_number(row.get("leaf_count")) or 0)
+        area = _number(row.get(area_column)) if area_column and pixel_area else None
+        areas[row["image"]] = None if area is None or areas[row["image"]] is None else areas[row["image"]] + area / pixel_area
     images = []
     for name in names:
-        images.append({"name": name, "overlay": f"overlays/{name}_overlay.png", "leaves": counts[name],
-                       "area_fraction": _area_fraction(out_dir / "labels" / f"{name}{label_suffix}")})
+        overlay = f"overlays/{name}_overlay.png"
+        pixels = _image_pixels(out_dir / "labels" / f"{name}{label_suffix}", out_dir / overlay)
+        fraction = areas[name] / pixels if areas[name] is not None and pixels else None
+        images.append({"name": name, "overlay": overlay, "leaves": counts[name], "area_fraction": fraction})
 
     series, plots = None, []
     if len(names) >= 2 and all(date_in_name(name) for name in names):

@@ -29,23 +29,27 @@ def leaf_label(count, size=SIZE, radius=18):
     return np.asarray(image)
 
 
-def make_predict_output(out, frames=FRAMES, name_suffix=""):
-    """Write the folder; returns the plants.csv rows."""
+def make_predict_output(out, frames=FRAMES, radius=18, mm_per_pixel=None):
+    """Write the folder (areas in mm² with ``mm_per_pixel``); returns the plants.csv rows."""
     rows = []
     for name, count in frames:
-        name = name + name_suffix
-        label = leaf_label(count)
+        label = leaf_label(count, radius=radius)
         save_indexed_png(label, out / "labels" / f"{name}_label.png")
         rgb = np.zeros((*label.shape, 3), np.uint8)
         rgb[...] = (90, 70, 50)
         rgb[label > 0] = (60, 170, 70)
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rgb).save(out / "overlays" / f"{name}_overlay.png")
+        area = int(np.count_nonzero(label))
         rows.append({"image": name, "file": f"photos/{name}.png", "plant": "1", "leaf_count": count,
-                     "rosette_area_px": int(np.count_nonzero(label)), "compactness": round(0.5 + 0.01 * count, 4)})
-    write_csv(rows, out / "plants.csv", COLUMNS)
+                     "rosette_area_px": area if mm_per_pixel is None else round(area * mm_per_pixel ** 2, 2),
+                     "compactness": round(0.5 + 0.01 * count, 4)})
+    columns = COLUMNS if mm_per_pixel is None else [c.replace("_px", "_mm2") for c in COLUMNS]
+    if mm_per_pixel is not None:
+        rows = [{c.replace("_px", "_mm2"): v for c, v in row.items()} for row in rows]
+    write_csv(rows, out / "plants.csv", columns)
     (out / ".predict").mkdir(parents=True, exist_ok=True)
     (out / ".predict" / "settings.json").write_text(json.dumps(
         {"version": 1, "weights": "sha256:0123abcd", "config": "NAME: leaf\n", "precision": "float32",
-         "mm_per_pixel": None, "coco_json": None, "label_suffix": "_label.png", "plants": "auto", "grid": None}))
+         "mm_per_pixel": mm_per_pixel, "coco_json": None, "label_suffix": "_label.png", "plants": "auto", "grid": None}))
     return rows

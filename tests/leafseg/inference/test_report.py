@@ -141,6 +141,17 @@ def test_the_report_has_its_batch_rule_without_dates(tmp_path):
     assert "data:image/png" not in text   # no dates, no growth curves
 
 
+@pytest.mark.parametrize("mm_per_pixel", [None, 0.25])
+def test_a_near_empty_image_of_a_predict_folder_by_its_leaf_area(mm_per_pixel, tmp_path):
+    """Leaves of radius 4 (50 px each) in 320 x 240 images: 3 cover 0.2 % (near-empty), 10 cover 0.65 %."""
+    frames = [("few", 3), ("many", 10), ("more", 10), ("most", 11), ("all", 10)]
+    make_predict_output(tmp_path, frames, radius=4, mm_per_pixel=mm_per_pixel)
+    text = report.report_from_predict_output(tmp_path).read_text(encoding="utf-8")
+    flagged = text[text.index('id="outlier-table"'):text.index("</table>", text.index('id="outlier-table"'))]
+    assert flagged.count("near-empty image") == 1 and ">few<" in flagged and "% of the image" in flagged
+    assert ("mm_per_pixel" in text) == (mm_per_pixel is not None)
+
+
 def test_text_is_escaped_and_links_are_quoted(tmp_path):
     overlay = tmp_path / "over lays" / "a&b.png"
     overlay.parent.mkdir()
