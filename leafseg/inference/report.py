@@ -24,15 +24,16 @@ Outlier rules (:func:`flag_outliers`; each flag is ``{"image", "plant", "frame",
 
 - **a count that jumps**, in a series (one plant's frames in time order, counts ``c``):
   frame ``t`` is flagged when ``|c_t - median(c_{t-1}, c_t, c_{t+1})| >= 3``, its count far off
-  its neighbours' (``count_jitter`` of :mod:`leafseg.measure.series`; "count jumps"), when the count rises by 3 or more from the frame before ("count rises"), or
-  when it falls by 2 or more ("count falls"; a leaf hidden by another can make it fall by one) -
-  unless the frame before was itself flagged as a jump: its fall back is not a second outlier.
+  its neighbours' (``count_jitter`` of :mod:`leafseg.measure.series`; "count jumps"), when the
+  count rises by 3 or more from the frame before ("count rises"), or when it falls by 2 or more
+  ("count falls"; a leaf hidden by another can make it fall by one) - unless the frame before
+  was itself flagged as a jump: its fall back is not a second outlier.
   A frame gets one flag, the first rule that holds.
   For single images (no series): a count far from the batch: ``|c - median| >= 3`` and more than
   3 MADs (median absolute deviation, at least 1) from the batch median, in a batch of 5 images or
   more ("count far from the batch").
-- **a plant found in one frame and not the next**: leaves in frame ``t - 1`` and none, or no row
-  at all, in frame ``t`` ("plant lost").
+- **a plant found in one frame and not the next**: leaves in frame ``t - 1`` and none (a count
+  of 0, or None: no row) in frame ``t`` ("plant lost"; it comes before the count rules).
 - **a near-empty image**: no leaf, or leaves covering less than 0.5 % of the image ("near-empty
   image").
 """
@@ -84,8 +85,8 @@ def series_outliers(series, jump=JUMP, fall=FALL) -> list[dict]:
     """Flags of the series rules of the module docstring.
 
     series: {plant: [(frame, count), ...]} in time order; ``frame`` names the frame (the image's
-        name, a date); count None (or no entry for a frame the other plants have) means the plant
-        was not found in that frame.
+        name, a date); count 0 or None means the plant was not found in that frame (give a frame
+        where the plant has no row at all as None: a frame left out is not seen).
     Returns flags with ``plant`` and ``frame`` (and ``image`` = the frame), in series order.
     """
     flags = []
@@ -544,9 +545,10 @@ def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) ->
 
     Reads plants.csv (the table; leaf counts and rosette areas per image, which over the image's
     size, read from its label's header, give the share of it leaves cover), overlays/ (the
-    thumbnails) and ``.predict/settings.json`` (the settings shown, the units). When every image name carries a date (``leafseg.measure.series``), the
-    images form series (one per plant key and plant): growth curves are drawn and the series
-    rules apply; otherwise the batch rule does. Raises FileNotFoundError without plants.csv.
+    thumbnails) and ``.predict/settings.json`` (the settings shown, the units). When every image
+    name carries a date (``leafseg.measure.series``), the images form series (one per plant key
+    and plant): growth curves are drawn and the series rules apply; otherwise the batch rule
+    does. Raises FileNotFoundError without plants.csv.
     """
     from leafseg.measure.series import date_in_name, group_series
 
@@ -565,9 +567,12 @@ def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) ->
     # Leaf pixels per image: the plants' rosette areas (in px, or mm² over the pixel's area).
     pixel_area = 1.0 if area_column and area_column.endswith("_px") else (mm_per_pixel or 0) ** 2 or None
     for row in rows:
-        counts[row["image"]] += int(_number(row.get("leaf_count")) or 0)
+        name, leaves = row["image"], int(_number(row.get("leaf_count")) or 0)
+        counts[name] += leaves
         area = _number(row.get(area_column)) if area_column and pixel_area else None
-        areas[row["image"]] = None if area is None or areas[row["image"]] is None else areas[row["image"]] + area / pixel_area
+        if area is None and leaves == 0 and pixel_area:
+            area = 0.0   # (a plant without leaves may have no area written)
+        areas[name] = None if area is None or areas[name] is None else areas[name] + area / pixel_area
     images = []
     for name in names:
         overlay = f"overlays/{name}_overlay.png"
@@ -596,7 +601,7 @@ def report_from_predict_output(out_dir, *, title=None, max_images=MAX_IMAGES) ->
                                              for when, _, row in found]
             plots.append({"png": _growth_png(count_lines, "leaves", "Leaf count"), "caption": "leaf count per plant"})
             if area_column:
-                unit = area_column.rsplit("_", 1)[-1].replace("mm2", "mm²").replace("px", "px")
+                unit = area_column.rsplit("_", 1)[-1].replace("mm2", "mm²")
                 plots.append({"png": _growth_png(area_lines, f"rosette area ({unit})", "Rosette area"),
                               "caption": "rosette area per plant"})
     outliers = flag_outliers(images, series)
