@@ -119,7 +119,10 @@ def run(args) -> int:
     if report.predicted and not args.no_report:
         from leafseg.inference.report import report_from_predict_output
 
-        report.outputs["report.html"] = report_from_predict_output(args.out)
+        try:
+            report.outputs["report.html"] = report_from_predict_output(args.out)
+        except (OSError, ValueError) as err:  # (the predictions stand; leafseg report OUT_DIR retries)
+            print(f"predict: warning: report.html not written: {err}", file=sys.stderr)
     if not args.quiet:
         print(report.summary())
     if not report.predicted:

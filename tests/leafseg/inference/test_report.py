@@ -220,6 +220,13 @@ def test_leafseg_report_command(predicted, tmp_path, capsys):
     assert str(predicted / "report.html") in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "report: error:" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2   # a folder, but no run's
+    assert "plants.csv not found" in capsys.readouterr().err
+    track = tmp_path / "track"
+    write_csv([{"plant": "a", "frame": f"d{d}", "leaf_count": c} for d, c in enumerate([3, 4, 0])], track / "growth.csv")
+    assert main(["report", str(track), "--title", "My <lapse>"]) == 0
+    text = (track / "report.html").read_text(encoding="utf-8")
+    assert "Growth (growth.csv)" in text and "plant lost" in text and "<title>My &lt;lapse&gt;</title>" in text
 
 
 # ------------------------------------------------------------------------------ predict writes it
