@@ -12,6 +12,7 @@ brackets.
     leafseg evaluate --weights W --dataset DIR   SBD, FBD, DiC, AP50, COCO AP (leafseg.measure)
     leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.inference)
     leafseg export   --weights W --out DIR       TensorFlow SavedModel (leafseg.inference)
+    leafseg report   OUT_DIR                     report.html of a predict or track folder (leafseg.inference)
 
 A command module is imported only when used, so ``leafseg --help`` stays fast, and
 ``scripts/*.py`` call the very same ``main``. Every command hides TensorFlow's start-up and C++ log
@@ -36,6 +37,7 @@ COMMANDS = {
     "evaluate": ("leafseg.cli.evaluate", "score a model on labelled images: SBD, FBD, DiC, mask AP50, COCO AP"),
     "predict": ("leafseg.cli.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),
     "export": ("leafseg.cli.export", "write a model as a TensorFlow SavedModel and check it reloads"),
+    "report": ("leafseg.cli.report", "report.html of a predict or track folder: outliers, growth, table, overlays"),
 }
 
 
