@@ -132,7 +132,8 @@ def build_parser(parser=None):
     add("--coco-path", metavar="PATH", help="mask_rcnn_coco.h5 for --weights coco (default: $LEAFSEG_COCO_WEIGHTS, "
                                             "then ~/.keras/models/mask_rcnn_coco.h5)")
     add("--exclude-heads", action="store_true",
-        help="skip the class-specific head layers of the weights (automatic for COCO, and for weights that store another NUM_CLASSES than the data's classes)")
+        help="skip the class-specific head layers of the weights (automatic for COCO, and for weights that store "
+             "another NUM_CLASSES than the data's classes)")
     add("--optimizer", choices=OPTIMIZERS, help="default: the config's OPTIMIZER (sgd with momentum "
                                                 "LEARNING_MOMENTUM; adam in quickstart_cpu)")
     add("--lr", type=float, help="learning rate (default: the config's LEARNING_RATE)")
