@@ -51,8 +51,9 @@ def run(args) -> int:
     except (OSError, ValueError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 2
-    model_classes, data_classes = class_names(model.config), list(dataset.class_names)[1:]
-    if model_classes != data_classes:
+    config = getattr(model, "config", None)  # (None: a stand-in that only detects)
+    model_classes, data_classes = class_names(config) if config else None, list(dataset.class_names)[1:]
+    if model_classes is not None and model_classes != data_classes:
         print(f"evaluate: error: the model's classes {model_classes} (ids 1.. in this order, from {config_source}) "
               f"are not those of {args.dataset}: {data_classes}", file=sys.stderr)
         return 2
