@@ -380,8 +380,10 @@ def format_class_table(rows) -> str:
     width = max([len("class")] + [len(str(row["class"])) for row in rows]) + 2
     lines = [f"{'class':<{width}}" + "".join(f"{title:>10}" for title, _, _ in columns)
              + "   (each class alone: its truth against its detections)", "-" * (width + 10 * len(columns))]
-    for row in rows:
-        lines.append(f"{str(row['class']):<{width}}" + "".join(f"{row[key]:>10{fmt}}" for _, key, fmt in columns))
+    for row in rows:  # (a class without any instance has no figures: NaN, or null in metrics.json)
+        cells = [f"{row[key]:>10{fmt}}" if row[key] is not None and row[key] == row[key] else f"{'-':>10}"
+                 for _, key, fmt in columns]
+        lines.append(f"{str(row['class']):<{width}}" + "".join(cells))
     return "\n".join(lines)
 
 

@@ -92,6 +92,7 @@ def test_a_class_without_any_instance_has_no_figures(tmp_path):
     _, _, outputs = evaluate.evaluate_dataset(Fixed(), dataset, tmp_path / "eval", gallery=0, progress=False)
     root = json.loads(outputs["metrics.json"].read_text())["per_class"][2]
     assert (root["class"], root["n_images"], root["gt_count"]) == ("root", 0, 0) and root["ap50_mean"] is None
+    assert evaluate.format_class_table([root]).splitlines()[2].split() == ["root", "0", "0"] + ["-"] * 6
 
 
 def test_a_one_class_set_writes_no_class_figures(tmp_path):
@@ -114,3 +115,22 @@ def test_the_command_refuses_a_model_of_other_classes(tmp_path):
     assert status == 2
     assert "evaluate: error: the model's classes ['leaf'] (ids 1.. in this order, from the config stored in " \
         in stderr.getvalue() and f"are not those of {tmp_path / 'data'}: ['leaf', 'stem']" in stderr.getvalue()
+
+
+def test_the_command_prints_a_row_per_class(tmp_path, monkeypatch):
+    import types
+    from pathlib import Path
+
+    model = Fixed()
+    model.config = types.SimpleNamespace(NUM_CLASSES=3, CLASS_NAMES=["leaf", "stem"])
+    monkeypatch.setattr(evaluate_command, "load_inference_model", lambda *args, **kwargs: (model, "test", Path("w")))
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        status = evaluate_command.main(["--weights", "w", "--dataset", str(write_set(tmp_path / "data")),
+                                        "--out", str(tmp_path / "eval"), "--quiet", "--gallery", "0"])
+    assert status == 0
+    lines = stdout.getvalue().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("class "))
+    assert [line.split()[:4] for line in lines[header + 2:header + 4]] == [["leaf", "3", "3", "0.750"],
+                                                                            ["stem", "1", "1", "0.000"]]
+    assert "per_class.csv" in stdout.getvalue()
