@@ -294,8 +294,9 @@ class LeafDataset(Dataset):
         if names is None:
             return np.ones([count], np.int32)
         if not isinstance(names, list) or len(names) != count:
-            raise ValueError(f"{meta_path}: \"{_CLASSES_KEY}\" names {len(names) if isinstance(names, list) else names!r} "
-                             f"classes but {info['mask_dir']} holds {count} masks (one class per mask, in the masks' order)")
+            given = len(names) if isinstance(names, list) else repr(names)
+            raise ValueError(f"{meta_path}: \"{_CLASSES_KEY}\" names {given} classes but {info['mask_dir']} holds "
+                             f"{count} masks (one class per mask, in the masks' order)")
         ids = {name: i for i, name in enumerate(self.names, start=1)}
         unknown = sorted({str(n) for n in names if n not in ids})
         if unknown:

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from leafseg.cli import evaluate as evaluate_command
-from leafseg.data.dataset import LeafDataset
 from leafseg.measure import evaluate
 
 SIZE = 64

@@ -69,7 +69,8 @@ def test_the_data_s_classes_make_the_config(data):
     # --resume of a run trained with other classes: an error naming both.
     resume = _args(data, "--resume")
     resume.config = None
-    with pytest.raises(T.SetupError, match=r"trained with the classes \['leaf'\] but .* has \['rectangle', 'ellipse'\]"):
+    with pytest.raises(T.SetupError,
+                       match=r"trained with the classes \['leaf'\] but .* has \['rectangle', 'ellipse'\]"):
         T.config_for_classes(T.build_config(_args(data, "--resume"), 1), train, resume)
 
 
@@ -104,8 +105,8 @@ def test_weights_of_another_num_classes_load_without_their_heads(data):
 
 
 def test_a_two_class_set_trains_a_model_that_stores_its_classes(data):
-    result = T.run(["--dataset", str(data.dataset), "--logs", str(data.root / "run_logs"), "--weights", str(data.weights),
-                    "--stage", "heads", "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "0",
+    result = T.run(["--dataset", str(data.dataset), "--logs", str(data.root / "run_logs"),
+                    "--weights", str(data.weights), "--stage", "heads", "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "0",
                     "--verbose", "0"])
     assert result.checkpoint and result.model.config.CLASS_NAMES == CLASSES
     metadata = read_metadata(result.checkpoint)
