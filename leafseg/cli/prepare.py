@@ -9,7 +9,7 @@ from pathlib import Path
 from leafseg.cli.options import add_verbose_argument, setup_command_logging
 from leafseg.data.masks import DEFAULT_MIN_AREA
 from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, DEFAULT_MAX_LEAVES, SIZE_MISMATCH_RULES,
-                                  prepare_dataset, read_id_list)
+                                  coco_files, default_images_folder, prepare_dataset, read_id_list)
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -22,29 +22,48 @@ def _id_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _class_list(text: str) -> list[str] | str:
+    if text.strip() == "all":
+        return "all"
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"expected category names, each once, comma-separated, or 'all'; got {text!r}")
+    return names
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Options of the prepare command; pass a subparser to reuse them in a larger CLI."""
     parser = parser or argparse.ArgumentParser(
         prog="leafseg prepare",
         description="Split colour (or indexed) leaf label images, or COCO / LabelMe annotations (--coco, "
                     "--labelme), into one binary mask per leaf, in the data-science-bowl-2018 layout: "
-                    "OUT/{train,val}/<id>/images/<id>.png and OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
+                    "OUT/{train,val}/<id>/images/<id>.<ext> (the image file's bytes kept) and "
+                    "OUT/{train,val}/<id>/masks/<id>_<k>.png, plus "
                     "OUT/manifest.csv. Reruns skip finished samples. Rules: python -c 'import leafseg.data.prepare; help(leafseg.data.prepare)'.")
     parser.add_argument("--input", help="folder searched recursively for image/label pairs; with --coco, the images "
                                          "folder, its subfolders searched too (default with --coco: images/ beside "
                                          "the JSON or beside its folder, else the JSON's folder)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--coco", metavar="ANNOTATIONS.json",
-                        help="read leaves from a COCO instances file (polygons or RLE) instead of label images")
+    source.add_argument("--coco", metavar="ANNOTATIONS.json|EXPORT_FOLDER", action="append",
+                        help="read leaves from a COCO instances file (polygons or RLE) instead of label images; "
+                             "repeatable; a folder: its split folders' *.json (Roboflow's train/, valid/, test/), "
+                             "whose split is kept (train -> train; valid, val, test -> val)")
     source.add_argument("--labelme", metavar="FOLDER",
-                        help="read leaves from the LabelMe JSON files in FOLDER (polygons) instead of --input")
-    parser.add_argument("--category", action="append", metavar="NAME",
+                        help="read leaves from the LabelMe JSON files in FOLDER (polygon, rectangle, circle "
+                             "and mask shapes) instead of --input")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--category", action="append", metavar="NAME",
                         help="with --coco / --labelme: a category (label) name that is a leaf; repeatable "
-                             "(default: every category)")
+                             "(default: every category); one class, leaf")
+    chosen.add_argument("--classes", type=_class_list, metavar="NAME,NAME|all",
+                        help="with --coco / --labelme: keep these categories as classes, ids 1..N in this order "
+                             "(others ignored), or 'all' (every annotated category: COCO's by id, LabelMe's by "
+                             "name); writes OUT/classes.json and each mask's class in sample.json")
     parser.add_argument("--output", required=True, help="output folder (created if missing)")
     split = parser.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=float, default=0.2,
-                       help="share of samples for val, chosen by a hash of --seed and the id (default 0.2)")
+    split.add_argument("--val-fraction", type=float,
+                       help="share of samples for val, chosen by a hash of --seed and the id (default 0.2); "
+                            "not for COCO files whose export gives their split")
     split.add_argument("--val-ids", type=_id_list, metavar="ID,ID|@FILE",
                        help="the val samples by id (comma-separated, or @FILE / a file of one id per line); "
                             "every other sample goes to train")
@@ -69,33 +88,39 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
-def default_images_folder(coco) -> Path:
-    """Where an export keeps the images of its COCO file: ``images/`` beside it (Roboflow,
-    labelme2coco), ``images/`` beside its folder (CVAT's annotations/instances_default.json),
-    else the JSON's own folder."""
-    here = Path(coco).resolve().parent
-    return next((folder for folder in (here / "images", here.parent / "images") if folder.is_dir()), here)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the prepare command on parsed arguments; returns the exit status."""
     setup_command_logging(args.verbose, tensorflow=False)
-    if args.coco is not None and args.input is None and args.labelme is None:
-        args.input = str(default_images_folder(args.coco))
-        print(f"prepare: --input not given: the images of {args.coco} are looked for in {args.input} "
-              "(and its subfolders)", file=sys.stderr)
-    if (args.input is None) == (args.labelme is None):
+    files = []
+    if args.coco is not None:
+        try:
+            files = coco_files(args.coco, args.input)
+        except OSError as err:
+            print(f"prepare: error: {err}", file=sys.stderr)
+            return 2
+        if args.input is None:
+            where = ", ".join(f"{file.path} in {file.images}" for file in files)
+            print(f"prepare: --input not given: the images of {where} are looked for there (and in its subfolders)"
+                  if len(files) == 1 else f"prepare: --input not given: the images of each COCO file are looked "
+                  f"for beside it, and in subfolders: {where}", file=sys.stderr)
+    elif (args.input is None) == (args.labelme is None):
         print("prepare: error: give exactly one of --input (label images, or the images of --coco) and "
               "--labelme FOLDER", file=sys.stderr)
         return 2
-    if args.category and args.coco is None and args.labelme is None:
-        print("prepare: error: --category needs --coco or --labelme", file=sys.stderr)
-        return 2
+    if {"train", "val"} <= {file.subset for file in files} and all(file.subset for file in files):
+        if args.val_fraction is not None:
+            print("prepare: --val-fraction ignored: the export's own train / val split is kept", file=sys.stderr)
+    val_fraction = 0.2 if args.val_fraction is None else args.val_fraction
+    for name, value in (("--category", args.category), ("--classes", args.classes)):
+        if value and args.coco is None and args.labelme is None:
+            print(f"prepare: error: {name} needs --coco or --labelme", file=sys.stderr)
+            return 2
     source = args.input or args.labelme
     try:
         result = prepare_dataset(
             source, args.output, coco=args.coco, labelme=args.labelme is not None, categories=args.category,
-            val_fraction=args.val_fraction, seed=args.seed, workers=args.workers,
+            classes=args.classes,
+            val_fraction=val_fraction, seed=args.seed, workers=args.workers,
             val_ids=args.val_ids, overwrite=args.overwrite, size_mismatch=args.size_mismatch,
             image_glob=args.image_glob, label_suffix=args.label_suffix, min_area=args.min_area,
             max_leaves=args.max_leaves, progress=False if args.quiet else None)
@@ -105,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(result.summary())
     if not result.finished:
-        what = (f"the annotations of {args.coco or args.labelme}" if args.coco or args.labelme else
+        annotations = ", ".join(args.coco) if args.coco else args.labelme
+        what = (f"the annotations of {annotations}" if annotations else
                 f"{args.input} (images matching {args.image_glob!r}, labels ending with {args.label_suffix!r})")
         print(f"prepare: nothing could be prepared from {what}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from leafseg.cli.options import add_verbose_argument, fraction, setup_command_logging
 from leafseg.synth.realism import PETIOLES
 from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
+from leafseg.synth.timelapse import time_lapse_paths, write_time_lapses
 from leafseg.synth.trays import SCENES, parse_grid, scene_paths, write_scenes
 
 
@@ -26,14 +27,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         prog="leafseg synth",
         description="Write procedural Arabidopsis rosettes as plantNNNNN_rgb.png + plantNNNNN_label.png "
                     "(the CSIRO synthetic dataset's format), or whole scenes, trays of pots and dishes of "
-                    "seedlings, as sceneNNNNN_rgb.png + _label.png + _plants.png (leaf and plant labels). "
+                    "seedlings, as sceneNNNNN_rgb.png + _label.png + _plants.png (leaf and plant labels), "
+                    "or with --time-lapse DAYS the same rosettes grown day by day, one folder per plant. "
                     "Reruns skip finished images.")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--count", type=int, required=True, help="number of images")
+    parser.add_argument("--count", type=int, required=True, help="number of images (with --time-lapse: of plants)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--scene", choices=("rosette",) + SCENES, default="rosette",
                         help="rosette: one plant a photograph (default); tray: rows x columns of pots, one rosette "
                              "photograph a cell tiled edge to edge; dish: a petri dish of seedlings seen from above")
+    parser.add_argument("--time-lapse", type=int, metavar="DAYS",
+                        help="rosettes: grow each plant over DAYS daily photographs, leaves appearing in phyllotactic "
+                             "order and growing, the pot moving and turning a little: "
+                             "plantPPP/plantPPP_YYYY_MM_DD_rgb.png + _label.png, the label's values leaf ids that "
+                             "hold over the days (leafseg.synth.timelapse); default style classic")
     parser.add_argument("--grid", type=grid_type, metavar="ROWSxCOLS",
                         help="tray: rows x columns of pots (default 3x4)")
     parser.add_argument("--size", type=int,
@@ -95,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"synth: error: {misplaced}", file=sys.stderr)
         return 2
     try:
-        if rosettes:
+        if args.time_lapse is not None:
+            written = write_time_lapses(args.out, args.time_lapse, args.count, seed=args.seed,
+                                        size=500 if args.size is None else args.size, style=args.style or "classic",
+                                        workers=args.workers, start=args.start, progress=not args.quiet)
+        elif rosettes:
             written = write_dataset(args.out, args.count, seed=args.seed, size=500 if args.size is None else args.size,
                                     workers=args.workers, start=args.start, progress=not args.quiet,
                                     style=args.style or "random", families=families or None, clutter=args.clutter,
@@ -110,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {len(written)} files to {args.out}")
     if args.contact_sheet and args.count > 0:
-        paths = dataset_paths if rosettes else scene_paths
-        shown = [paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
+        if args.time_lapse is not None:  # the first plant's first 12 days
+            shown = [rgb for rgb, _ in time_lapse_paths(args.out, args.start, args.time_lapse)[:12]]
+        else:
+            paths = dataset_paths if rosettes else scene_paths
+            shown = [paths(args.out, i)[0] for i in range(args.start, args.start + min(args.count, 12))]
         contact_sheet(shown, args.contact_sheet, keep_aspect=not rosettes)
         if not args.quiet:
             print(f"contact sheet: {args.contact_sheet}")
@@ -130,6 +144,16 @@ def _misplaced_options(args: argparse.Namespace) -> str | None:
     if args.grid is not None and args.scene != "tray":
         return f"--grid is for --scene tray, not --scene {args.scene}"
     realism = _realism(args)
+    if args.time_lapse is not None:
+        if args.time_lapse < 1:
+            return f"--time-lapse needs at least 1 day, got {args.time_lapse}"
+        if args.scene != "rosette":
+            return f"--time-lapse is for --scene rosette, not --scene {args.scene}"
+        given = [name for name, value in (("--only", args.only), ("--without", args.without),
+                                          ("--clutter", args.clutter)) if value]
+        given += [f"--{name.replace('young', 'young-leaves')}" for name in realism]
+        if given:
+            return f"{', '.join(given)} cannot be combined with --time-lapse (a time-lapse draws --style only)"
     if realism and args.scene != "rosette":
         named = ", ".join(f"--{name.replace('young', 'young-leaves')}" for name in realism)
         return f"{named} is for --scene rosette, not --scene {args.scene}"

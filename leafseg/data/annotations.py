@@ -10,6 +10,7 @@ through here, so they see the same leaves. Polygons are rasterised and RLE decod
 pycocotools, exactly as COCO's own tools do: a polygon gives the pixels pycocotools gives it
 (clipped to the image), an RLE mask gives back the original mask. Several polygons of one
 annotation (or LabelMe shapes sharing a ``group_id`` and label) are one leaf, their union.
+LabelMe shapes are drawn as LabelMe draws them instead (below).
 
 COCO. ``images`` (id, file_name, height, width), ``annotations`` (id, image_id, category_id,
 segmentation: polygons ``[[x, y, x, y, ...], ...]``, uncompressed RLE ``{"counts": [...],
@@ -18,10 +19,23 @@ segmentation: polygons ``[[x, y, x, y, ...], ...]``, uncompressed RLE ``{"counts
 the images folder, then by its base name in the images folder; so the variants the tools write
 all resolve:
 
-* CVAT "COCO 1.0": relative ``file_name``, possibly with subfolders; polygons, or RLE for
-  objects marked ``is_crowd`` (those come with ``iscrowd: 1``); extra ``attributes`` ignored.
-* Label Studio: ``images/<hash>-name.png`` or ``/data/upload/<project>/<hash>-name.png`` (the
-  upload path on the Label Studio server): found by base name in the images folder.
+* CVAT "COCO 1.0" (its images in ``images/default/``, found in subfolders; by the end of their
+  path when folders repeat a file name): relative ``file_name``, possibly with subfolders; categories from id 1; polygons, or uncompressed RLE
+  with ``iscrowd: 1`` for every object it exports as a mask: brush and AI (SAM) mask shapes,
+  ellipses (CVAT 2.x turns them into masks), and objects given CVAT's ``is_crowd`` attribute.
+  Datumaro's COCO writer sets ``iscrowd = 1`` whenever it writes RLE (cvat-ai/cvat#7030), so a
+  leaf drawn with the brush comes as a crowd; and it drops ``is_crowd`` from the ``attributes``
+  it writes, so the two cannot be told apart. An RLE annotation with ``iscrowd: 1`` whose
+  ``attributes`` has CVAT's ``occluded`` (CVAT writes it on every object) is therefore read as a
+  leaf, not a crowd (logged once per file). Rectangles come box-only (``segmentation: []``).
+* Label Studio (``result.json`` with its ``images/`` beside it; ``info.contributor`` "Label
+  Studio"): ``images/<hash>-name.png`` (``images\\...`` exported on Windows) or
+  ``/data/upload/<project>/<hash>-name.png`` (the upload path on the Label Studio server, when
+  the image could not be fetched): found by base name in the images folder. Categories and ids
+  from 0; polygons only (rectangles box-only; its converter does not export brush labels). A
+  photograph turned by 90 degrees by its EXIF orientation gets its stored size written while
+  its polygons are percentages of it as shown, multiplied by that size (label-studio#6608):
+  such polygons are rescaled to the photograph as shown, and its size turned.
 * Roboflow: an extra category (id 0, named after the dataset) that is the supercategory of the
   real classes; it has no annotations, so it never matters.
 * ``leafseg predict --coco-json``: ``file_name`` the image's base name (its path in ``path``),
@@ -30,47 +44,76 @@ all resolve:
 LabelMe. One JSON file per image (the ``*.json`` files directly in the folder): ``imagePath``
 relative to the JSON file (tried as given, then by base name next to the JSON), ``imageData``
 (base64 image, used when the image file is missing), ``imageHeight``, ``imageWidth`` and
-``shapes`` (label, points, shape_type ``polygon``, group_id).
+``shapes`` (label, points, shape_type, group_id, and for ``mask`` shapes ``mask``). The shapes
+that cover an area are leaves, drawn exactly as LabelMe's own ``shape_to_mask`` /
+``shapes_to_label`` draw them (PIL's ImageDraw, pixels touched by the outline included):
+
+* ``polygon`` (or no shape_type): the polygon of its points (at least 3, with an area);
+* ``rectangle``: two opposite corners, either order; ``circle``: the centre, then a point on
+  the circle;
+* ``mask`` (LabelMe 5's AI-assisted masks): ``mask`` is a base64 PNG (nonzero inside) pasted at
+  ``points`` [[x1, y1], [x2, y2]], the corners truncated to integers, covering columns x1..x2
+  and rows y1..y2: the PNG must be (x2 - x1 + 1) x (y2 - y1 + 1) pixels, as LabelMe requires.
+
+LabelMe annotates a photograph as it shows it, turned by its EXIF orientation (``imageHeight`` and
+``imageWidth`` are the turned size), as CVAT and the browser Label Studio runs in do too; the
+masks of such a photograph are turned onto its stored pixels, which leafseg reads
+(:func:`to_stored_pixels`; ``prepare`` and ``LeafDataset.load_mask``).
+
+As in LabelMe's label image, a later shape hides what it covers of the earlier ones: a leaf is
+the pixels whose last covering shape is one of its own. Shapes of labels that are not read
+(``categories``) hide too; shapes reported as problems do not. ``point``, ``line`` and
+``linestrip`` shapes (and unknown types) cover no area: a problem naming the shape, left out.
 
 Categories. ``categories=None`` makes every annotated category (LabelMe: every label) a leaf;
 otherwise only the named ones are, and annotations of other categories are ignored. A name the
 file does not have is an error listing the names it has.
+Each region keeps its category's name (and COCO id): with several classes (``leafseg prepare
+--classes``) the named categories are the classes, in the order given; :func:`class_names` gives
+every category that has a region, COCO's in id order, LabelMe's by name.
 
-Crowd regions (``iscrowd: 1``) are never leaves. They are kept as crowd regions:
-``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd boxes (anchors and
-proposals on a crowd are neither positive nor negative), so a crowd of leaves is never learned
-as background. The prepared folder layout has no place for them, so ``leafseg prepare`` does not
+Crowd regions (``iscrowd: 1``, but for CVAT's masks, above) are never leaves. They are kept as
+crowd regions: ``LeafDataset.load_coco`` gives them class id -1, which mrcnn treats as crowd
+boxes (anchors and proposals on a crowd are neither positive nor negative), so a crowd of leaves
+is never learned as background. The prepared folder layout has no place for them, so ``leafseg prepare`` does not
 prepare an image with a crowd region and reports it by name.
 
 Sample ids: the image file's stem, characters other than letters, digits, ``.``, ``-`` and
 ``_`` replaced by ``_``. Images sharing a stem each get a suffix, with a warning: COCO
 ``_<image id>``, LabelMe ``_<JSON file stem>`` (both prepared; not a problem).
 
-Bad input: a ``Problem`` naming the JSON file and the image or annotation id, and that
-annotation (or image) is left out; the rest is read. Missing images, annotations of unknown
-image or category ids, annotations without segmentation (boxes only), polygons with fewer than
-3 points or no area, polygons wholly outside the image (only that polygon when the annotation has
-another to keep: the region stays, and the problem says so), RLE of another size, duplicate image ids
-(every image with that id is left out: its annotations cannot be told apart) and duplicate
-annotation ids (an identical copy is dropped; a different one is kept and reported). A file that
-is not JSON is a ValueError naming the file, line and column (a LabelMe file: a problem).
+Bad input: a ``Problem`` naming the JSON file and the image or annotation id (LabelMe: the
+shape's index and label), and that annotation (or image) is left out; the rest is read. Missing
+images, annotations of unknown image or category ids, annotations without segmentation (boxes
+only), polygons with fewer than 3 points or no area, polygons wholly outside the image (only that
+polygon when the annotation has another to keep: the region stays, and the problem says so), RLE
+of another size, duplicate image ids (every image with that id is left out: its annotations
+cannot be told apart), duplicate annotation ids (an identical copy is dropped; a different one is
+kept and reported), LabelMe shapes with a wrong number of points or no area, or a ``mask`` that
+is not a PNG of its box's size. A file that is not JSON is a ValueError naming the file, line and
+column (a LabelMe file: a problem).
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
+import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
-__all__ = ["Problem", "Region", "AnnotatedImage", "read_coco", "read_labelme", "region_masks",
-           "read_embedded_image", "mask_to_polygons"]
+__all__ = ["Problem", "Region", "Shape", "AnnotatedImage", "read_coco", "read_labelme", "region_masks", "class_names",
+           "read_embedded_image", "mask_to_polygons", "exif_orientation", "to_stored_pixels", "LABELME_AREA_SHAPES"]
+
+# LabelMe shape types that cover an area (leaves); point, line and linestrip do not.
+LABELME_AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +133,34 @@ class Problem:
 
 @dataclass(frozen=True)
 class Region:
-    """One annotated instance: polygons (a list of flat [x, y, ...] lists) or an RLE dict."""
+    """One annotated instance: polygons (a list of flat [x, y, ...] lists), an RLE dict, or (a
+    LabelMe region) a tuple of indices into its image's ``shapes``."""
 
     annotation: str   # "annotation id 7" / "shape 2", for messages
-    segmentation: list | dict
+    segmentation: list | dict | tuple
     crowd: bool = False
     category: str = "leaf"   # the category (COCO) or label (LabelMe) name, as the file gives it
+    category_id: int | None = None  # COCO's category id (classes are in id order); None for LabelMe
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A LabelMe shape that covers an area, as LabelMe draws it (module docstring): ``kind`` is
+    its shape_type, ``points`` its (x, y) points, ``mask`` the bool mask of a ``mask`` shape
+    (pasted with its top-left corner at ``points[0]``), ``region`` the index of the region it
+    belongs to, -1 for a shape of a label that is not read (it only hides)."""
+
+    kind: str
+    points: tuple[tuple[float, float], ...]
+    region: int
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class AnnotatedImage:
     """An image and its regions. ``label`` is the JSON file; ``image`` is the image file, or the
-    JSON file itself when ``embedded`` (LabelMe imageData is the only copy)."""
+    JSON file itself when ``embedded`` (LabelMe imageData is the only copy). ``shapes``: a
+    LabelMe image's area shapes in file order (later ones hide earlier ones); empty for COCO."""
 
     id: str
     image: Path
@@ -111,6 +170,7 @@ class AnnotatedImage:
     width: int
     regions: tuple[Region, ...]
     embedded: bool = False
+    shapes: tuple[Shape, ...] = ()
 
     @property
     def has_crowd(self) -> bool:
@@ -169,7 +229,9 @@ def _assign_ids(stems: list[str], suffixes: list[str], path: Path) -> list[str]:
 def _resolve(name: str, folder: Path, index: dict | None = None) -> tuple[Path | None, list[Path]]:
     """The first existing of: ``name`` if absolute, ``folder/name``, ``folder/basename``; else the
     one file of that basename in a subfolder of ``folder`` (CVAT's ``images/default/<file>``,
-    ``index``: :func:`_subfolder_index`, built by the caller on its first miss)."""
+    ``index``: :func:`_subfolder_index`, built by the caller on its first miss), or when several
+    have it, the one whose path ends with ``name`` (CVAT's ``images/default/tray_a/IMG_1.jpg``
+    and ``images/default/tray_b/IMG_1.jpg``, named ``tray_a/IMG_1.jpg`` and ``tray_b/IMG_1.jpg``)."""
     name = name.replace("\\", "/")
     candidates = [Path(name)] if Path(name).is_absolute() else []
     candidates += [folder / name.lstrip("/"), folder / Path(name).name]
@@ -177,6 +239,9 @@ def _resolve(name: str, folder: Path, index: dict | None = None) -> tuple[Path |
     found = next((path for path in tried if path.is_file()), None)
     if found is None and index is not None:
         matches = index.get(Path(name).name, [])
+        if len(matches) > 1:  # one file name in several folders: the one whose path ends with the name's
+            parts = Path(name.lstrip("/")).parts
+            matches = [path for path in matches if path.parts[-len(parts):] == parts]
         if len(matches) == 1:
             return matches[0], tried
         tried.append(folder / "**" / Path(name).name)
@@ -244,6 +309,36 @@ def _segmentation(segmentation, height: int, width: int, dropped: list | None = 
     return _polygons(segmentation, height, width, dropped)
 
 
+def _label_studio_unturned(path: Path, height: int, width: int) -> tuple[float, float] | None:
+    """Label Studio's COCO export of a photograph turned by 90 degrees by its EXIF orientation
+    (label-studio#6608): the browser shows it turned and its polygons are percentages of the
+    turned photograph, but the converter takes the size from the stored pixels (PIL's ``size``),
+    writes it, and multiplies the percentages by it. The (x, y) scale that makes the polygons the
+    turned photograph's pixels, when the written size is the stored one; else None."""
+    try:
+        with Image.open(path) as image:
+            orientation, stored = exif_orientation(image), (image.height, image.width)
+    except (OSError, UnidentifiedImageError):
+        return None
+    if orientation < 5 or stored != (height, width) or height == width:
+        return None
+    return height / width, width / height
+
+
+def _rescale(parts: list, sx: float, sy: float) -> list:
+    """Polygons ``[[x, y, ...], ...]`` scaled by (sx, sy); anything else left for _polygons to judge."""
+    return [[v * (sy if k % 2 else sx) for k, v in enumerate(part)]
+            if isinstance(part, list) and all(isinstance(v, (int, float)) for v in part) else part
+            for part in parts]
+
+
+def _cvat_mask(annotation: dict, segmentation) -> bool:
+    """Whether an ``iscrowd`` annotation is a mask CVAT exported (module docstring): RLE, with
+    CVAT's ``occluded`` among its ``attributes``."""
+    attributes = annotation.get("attributes")
+    return isinstance(segmentation, dict) and isinstance(attributes, dict) and "occluded" in attributes
+
+
 def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
     """Images of a COCO instances file whose image files are found (rules in the module
     docstring), sorted by sample id, and the problems found.
@@ -267,6 +362,9 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
             problems.append(Problem(path, "duplicate image id", f"image id {image_id} is used by {count} images "
                                     f"({files}); none of them is used, their annotations cannot be told apart"))
     images, subfolders = {}, None
+    info = document.get("info")
+    label_studio = isinstance(info, dict) and info.get("contributor") == "Label Studio"
+    scales: dict = {}  # image id -> (x, y) scale of a Label Studio polygon (_label_studio_unturned)
     for entry in entries:
         image_id, name = entry.get("id"), str(entry.get("file_name", ""))
         if id_counts[image_id] > 1:
@@ -286,9 +384,18 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         except _Skip as skip:
             problems.append(Problem(path, skip.reason, f"{ref}: {skip}"))
             continue
+        if label_studio:
+            unturned = _label_studio_unturned(found, height, width)
+            if unturned:
+                height, width = width, height  # the photograph as shown, as annotated
+                scales[image_id] = unturned
         images[image_id] = (ref, found, height, width, [])
+    if scales:
+        logger.info("%s: Label Studio wrote the size of %d photograph(s) with an EXIF orientation unturned "
+                    "(label-studio#6608); their polygons are rescaled to the photograph as shown", path, len(scales))
 
     seen: dict = {}
+    cvat_masks = 0
     for annotation in document["annotations"]:
         if not isinstance(annotation, dict):
             continue
@@ -314,13 +421,21 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
         _, _, height, width, regions = images[image_id]
         dropped: list = []
         try:
-            segmentation = _segmentation(annotation.get("segmentation"), height, width, dropped)
+            segmentation = annotation.get("segmentation")
+            if image_id in scales and isinstance(segmentation, list):
+                segmentation = _rescale(segmentation, *scales[image_id])
+            segmentation = _segmentation(segmentation, height, width, dropped)
         except _Skip as skip:
             problems.append(Problem(path, skip.reason, f"{where}: {skip}"))
             continue
         problems.extend(Problem(path, f"{reason} part", f"{where}: {detail}") for reason, detail in dropped)
-        regions.append(Region(f"annotation id {annotation_id}", segmentation, bool(annotation.get("iscrowd")),
-                              names[category]))
+        crowd = bool(annotation.get("iscrowd"))
+        if crowd and _cvat_mask(annotation, segmentation):
+            crowd, cvat_masks = False, cvat_masks + 1
+        regions.append(Region(f"annotation id {annotation_id}", segmentation, crowd, names[category], category))
+    if cvat_masks:
+        logger.info("%s: %d RLE annotation(s) marked iscrowd are CVAT masks (brush, AI tools, ellipses), read as "
+                    "leaves: CVAT marks every mask it exports as a crowd", path, cvat_masks)
 
     keys = list(images)
     ids = _assign_ids([images[k][1].stem for k in keys], [str(k) for k in keys], path)
@@ -329,28 +444,89 @@ def read_coco(json_path, images_dir, categories=None) -> tuple[list[AnnotatedIma
     return sorted(result, key=lambda image: image.id), problems
 
 
-def _labelme_regions(shapes, selected, height: int, width: int, path: Path, problems: list[Problem]) -> list[Region]:
-    groups: dict = {}  # (label, group_id, or the shape's index when it has none) -> ([shape index], polygons)
+def _points(shape, count: int | None = None) -> list[tuple[float, float]]:
+    """A LabelMe shape's points as (x, y); ``count``: exactly that many."""
+    points = shape.get("points")
+    if not isinstance(points, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p) for p in points):
+        raise _Skip("bad shape", "points must be a list of [x, y] numbers")
+    if count is not None and len(points) != count:
+        raise _Skip("bad shape", f"a {shape.get('shape_type')} needs {count} points, got {len(points)}")
+    return [(float(x), float(y)) for x, y in points]
+
+
+def _labelme_mask(shape, height: int, width: int) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """(points, bool mask) of a ``mask`` shape; its PNG must fill the box of its two corners."""
+    points = _points(shape, 2)
+    (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in points]  # truncated, as LabelMe does
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(shape.get("mask") or "", validate=True))) as png:
+            mask = np.asarray(png) != 0
+    except (TypeError, ValueError, binascii.Error, OSError, UnidentifiedImageError) as err:
+        raise _Skip("bad mask", f"'mask' is not a base64 image ({type(err).__name__}: {err})") from None
+    if mask.ndim == 3:
+        mask = mask.any(axis=-1)
+    if mask.shape != (y2 - y1 + 1, x2 - x1 + 1):
+        raise _Skip("bad mask", f"the mask is {mask.shape[1]}x{mask.shape[0]} px but its box ({x1}, {y1})-({x2}, "
+                                f"{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1} (width x height)")
+    if not mask.any() or x2 < 0 or y2 < 0 or x1 >= width or y1 >= height:
+        raise _Skip("empty mask", f"the mask covers no pixel of the {width}x{height} image")
+    return [(float(x1), float(y1)), (float(x2), float(y2))], mask
+
+
+def _labelme_shape(shape, height: int, width: int) -> tuple[str, list[tuple[float, float]], np.ndarray | None]:
+    """(kind, points, mask) of a LabelMe shape that covers an area; raises _Skip otherwise."""
+    kind = shape.get("shape_type") or "polygon"
+    if kind not in LABELME_AREA_SHAPES:
+        raise _Skip("not an area", f"shape_type {kind!r} covers no area; leaves are "
+                                   f"{', '.join(LABELME_AREA_SHAPES)} shapes")
+    if kind == "mask":
+        return (kind, *_labelme_mask(shape, height, width))
+    points = _points(shape, None if kind == "polygon" else 2)  # a polygon's count: _polygons
+    if kind == "polygon":
+        _polygons([[v for point in points for v in point]], height, width)  # no area, or outside: _Skip
+        return kind, points, None
+    (x1, y1), (x2, y2) = points
+    if kind == "rectangle":
+        if x1 == x2 or y1 == y2:
+            raise _Skip("degenerate shape", f"a rectangle of width {abs(x2 - x1):g} and height {abs(y2 - y1):g}")
+        x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)  # dragged either way
+        box = x1, y1, x2, y2
+        points = [(x1, y1), (x2, y2)]
+    else:
+        radius = math.hypot(x2 - x1, y2 - y1)
+        if radius == 0:
+            raise _Skip("degenerate shape", "a circle of radius 0")
+        box = x1 - radius, y1 - radius, x1 + radius, y1 + radius
+    if box[2] < 0 or box[3] < 0 or box[0] >= width or box[1] >= height:
+        raise _Skip("outside the image", f"a {kind} lies wholly outside the {width}x{height} image")
+    return kind, points, None
+
+
+def _labelme_regions(shapes, selected, height: int, width: int, path: Path,
+                     problems: list[Problem]) -> tuple[list[Region], list[Shape]]:
+    """The regions of a LabelMe file's shapes, and its area shapes in file order (module
+    docstring): shapes of one label and ``group_id`` are one region."""
+    groups: dict = {}  # (label, group_id, or the shape's index when it has none) -> [shape index]
+    drawn: list[tuple[int, str, str, list, np.ndarray | None]] = []  # (index, label, kind, points, mask)
     for index, shape in enumerate(shapes):
         label = str(shape.get("label"))
-        if selected is not None and label not in selected:
-            continue
         try:
-            if shape.get("shape_type") not in (None, "polygon"):
-                raise _Skip("not a polygon", f"shape_type {shape.get('shape_type')!r}; only polygons are leaves")
-            points = shape.get("points")
-            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
-                raise _Skip("bad polygon", "points must be a list of [x, y]")
-            polygon = _polygons([[v for point in points for v in point]], height, width)
+            kind, points, mask = _labelme_shape(shape, height, width)
         except _Skip as skip:
-            problems.append(Problem(path, skip.reason, f"shape {index} (label {label!r}): {skip}"))
+            if selected is None or label in selected:  # other labels are not read: no problem
+                problems.append(Problem(path, skip.reason, f"shape {index} (label {label!r}): {skip}"))
             continue
-        group = shape.get("group_id")
-        indices, polygons = groups.setdefault((label, index if group is None else f"group {group}"), ([], []))
-        indices.append(index)
-        polygons.extend(polygon)
-    return [Region("shape " + ", ".join(map(str, indices)), polygons, category=label)
-            for (label, _), (indices, polygons) in groups.items()]
+        drawn.append((index, label, kind, points, mask))
+        if selected is None or label in selected:
+            group = shape.get("group_id")
+            groups.setdefault((label, index if group is None else f"group {group}"), []).append(index)
+    region_of = {index: k for k, indices in enumerate(groups.values()) for index in indices}
+    numbers = {index: n for n, (index, *_) in enumerate(drawn)}  # shape index -> index in shapes
+    regions = [Region("shape " + ", ".join(map(str, indices)), tuple(numbers[i] for i in indices), category=label)
+               for (label, _), indices in groups.items()]
+    return regions, [Shape(kind, tuple(points), region_of.get(index, -1), mask)
+                     for index, label, kind, points, mask in drawn]
 
 
 def read_labelme(folder, categories=None) -> tuple[list[AnnotatedImage], list[Problem]]:
@@ -393,14 +569,25 @@ def read_labelme(folder, categories=None) -> tuple[list[AnnotatedImage], list[Pr
             problems.append(Problem(path, skip.reason, str(skip)))
             continue
         shapes = [s for s in document["shapes"] if isinstance(s, dict)]
-        regions = _labelme_regions(shapes, selected, height, width, path, problems)
+        regions, drawn = _labelme_regions(shapes, selected, height, width, path, problems)
         found.append((Path(name.replace("\\", "/")).stem if name else path.stem, path, image, embedded,
-                      height, width, regions))
+                      height, width, regions, drawn))
     ids = _assign_ids([f[0] for f in found], [f[1].stem for f in found], folder)
     result = [AnnotatedImage(sample_id, path if embedded else image, path, path.name, height, width, tuple(regions),
-                             embedded)
-              for sample_id, (_, path, image, embedded, height, width, regions) in zip(ids, found)]
+                             embedded, tuple(drawn))
+              for sample_id, (_, path, image, embedded, height, width, regions, drawn) in zip(ids, found)]
     return sorted(result, key=lambda image: image.id), problems
+
+
+def class_names(images: list[AnnotatedImage]) -> list[str]:
+    """The categories of the regions of ``images`` as classes (``--classes all``): COCO's in
+    category id order, LabelMe's labels by name. A category without regions is none (Roboflow's
+    dataset-named parent category)."""
+    first: dict[str, tuple] = {}
+    for region in (region for image in images for region in image.regions):
+        key = (0 if region.category_id is None else 1, region.category_id or 0, region.category)
+        first[region.category] = min(first.get(region.category, key), key)
+    return sorted(first, key=first.get)
 
 
 def read_embedded_image(json_path) -> bytes:
@@ -414,9 +601,12 @@ def read_embedded_image(json_path) -> bytes:
 
 def region_masks(image: AnnotatedImage) -> tuple[np.ndarray, np.ndarray]:
     """(masks bool [H, W, N], crowd bool [N]), one per region in order, at the annotated size.
-    Regions may overlap and may be empty (a sliver between pixel centres)."""
+    Regions may overlap (not LabelMe's: later shapes hide earlier ones) and may be empty (a
+    sliver between pixel centres, a LabelMe shape hidden by later ones)."""
     from pycocotools import mask as mask_utils
 
+    if image.shapes:
+        return _draw_labelme(image), np.zeros(len(image.regions), bool)
     masks = np.zeros((image.height, image.width, len(image.regions)), bool)
     for k, region in enumerate(image.regions):
         segmentation = region.segmentation
@@ -428,6 +618,72 @@ def region_masks(image: AnnotatedImage) -> tuple[np.ndarray, np.ndarray]:
             rle = segmentation
         masks[..., k] = mask_utils.decode(rle) > 0
     return masks, np.array([region.crowd for region in image.regions], bool)
+
+
+_EXIF_ORIENTATION = 0x0112
+# How a viewer turns the stored pixels to show them (PIL.ImageOps.exif_transpose), by EXIF orientation.
+_SHOWN_BY = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation (1..8) of an open PIL image; 1 when it has none (or a bad one). A PNG's
+    is read only from an eXIf chunk before its pixels: one after them would need decoding."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):  # a broken EXIF block: shown as stored
+        return 1
+    return value if value in _SHOWN_BY else 1
+
+
+def to_stored_pixels(masks: np.ndarray, orientation: int, height: int, width: int) -> tuple[np.ndarray, bool]:
+    """Masks [h, w, N] drawn on a photograph as shown -> on its stored pixels [height, width].
+
+    A phone stores a portrait photograph as landscape pixels and an EXIF orientation that tells
+    viewers to turn it. The tools show it turned and annotate what they show: LabelMe
+    (``apply_exif_orientation``; its ``imageHeight``/``imageWidth`` are the turned size), CVAT and
+    the browser Label Studio runs in. leafseg reads the stored pixels, as mrcnn's
+    ``load_image_file`` does (OpenCV's IMREAD_UNCHANGED ignores the orientation), so the masks are
+    turned back onto them. Only when they have the size of the photograph as shown: masks of the
+    stored size (a turn by 90 degrees of a photograph that is not square) were drawn by a tool that
+    ignored the orientation and are kept as they are, as are masks of any other size.
+
+    Returns (masks [height, width, N] or unchanged, whether they were turned).
+    """
+    shown_size = (width, height) if orientation >= 5 else (height, width)
+    if orientation not in _SHOWN_BY or masks.shape[:2] != shown_size:
+        return masks, False
+    # Where each shown pixel is stored: turn an image of stored pixel indices as a viewer would.
+    index = Image.fromarray(np.arange(height * width, dtype=np.int32).reshape(height, width))
+    shown_index = np.asarray(index.transpose(_SHOWN_BY[orientation])).ravel()
+    stored = np.empty((height * width,) + masks.shape[2:], masks.dtype)
+    stored[shown_index] = masks.reshape((-1,) + masks.shape[2:])
+    return stored.reshape((height, width) + masks.shape[2:]), True
+
+
+def _draw_labelme(image: AnnotatedImage) -> np.ndarray:
+    """The masks of a LabelMe image's regions: each shape drawn in file order as LabelMe draws it,
+    the number of its region + 1 (0 for a shape that only hides) over what was there."""
+    canvas = Image.new("I", (image.width, image.height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for shape in image.shapes:
+        value = shape.region + 1
+        if shape.kind == "mask":
+            (x1, y1), _ = shape.points
+            canvas.paste(value, (int(x1), int(y1)), Image.fromarray(shape.mask))
+        elif shape.kind == "rectangle":
+            draw.rectangle(shape.points, outline=value, fill=value)
+        elif shape.kind == "circle":
+            (cx, cy), (px, py) = shape.points
+            radius = math.hypot(px - cx, py - cy)
+            draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=value, fill=value)
+        else:
+            draw.polygon(shape.points, outline=value, fill=value)
+    owner = np.asarray(canvas)
+    return owner[..., np.newaxis] == np.arange(1, len(image.regions) + 1)
 
 
 def mask_to_polygons(mask) -> list[list[float]]:

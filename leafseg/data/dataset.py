@@ -55,10 +55,11 @@ from PIL import Image
 
 from mrcnn.dataset import Dataset
 
-from leafseg.data.annotations import read_coco, read_embedded_image, read_labelme, region_masks
+from leafseg.data.annotations import (exif_orientation, read_coco, read_embedded_image, read_labelme, region_masks,
+                                      to_stored_pixels)
 from leafseg.data.masks import DEFAULT_MIN_AREA, read_label, split_instances
-from leafseg.data.prepare import (DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SAMPLE_META, SIZE_MISMATCH_RULES, SUBSETS,
-                                  assign_subset, find_samples, fit_label)
+from leafseg.data.prepare import (CLASSES_NAME, DEFAULT_IMAGE_GLOB, DEFAULT_LABEL_SUFFIX, SAMPLE_META,
+                                  SIZE_MISMATCH_RULES, SUBSETS, assign_subset, find_samples, fit_label)
 
 __all__ = ["LeafDataset", "SOURCE", "PLANTS_SUFFIX", "IGNORE_DIR", "CLASSES_FILE", "read_classes_file"]
 
@@ -69,7 +70,7 @@ IGNORE_DIR = "ignore"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # The file of a prepared root that names its classes (a JSON list, ids 1..N in order); its samples'
 # sample.json then name each mask's class under this key.
-CLASSES_FILE = "classes.json"
+CLASSES_FILE = CLASSES_NAME
 _CLASSES_KEY = "classes"
 
 
@@ -259,11 +260,15 @@ class LeafDataset(Dataset):
         ignore regions of a prepared sample (``<id>/ignore/*.png``, after its leaves)."""
         info = self.image_info[image_id]
         if info.get("kind") == "annotations":
-            masks, crowd = region_masks(info["sample"])
+            sample = info["sample"]
+            masks, crowd = region_masks(sample)
+            if not sample.embedded:  # LabelMe's imageData is stored turned already
+                with Image.open(sample.image) as image:  # the header only
+                    masks, _ = to_stored_pixels(masks, exif_orientation(image), image.height, image.width)
             if info.get("classes") is None:
                 return masks, np.where(crowd, -1, 1).astype(np.int32)
             ids = {name: i for i, name in enumerate(info["classes"], start=1)}
-            return masks, np.array([-1 if region.crowd else ids[region.category] for region in info["sample"].regions],
+            return masks, np.array([-1 if region.crowd else ids[region.category] for region in sample.regions],
                                    np.int32)
         if info.get("kind") == "instance_masks":
             masks = self._read_instance_masks(Path(info["mask_dir"]))

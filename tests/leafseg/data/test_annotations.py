@@ -1,11 +1,14 @@
 """leafseg.data.annotations: COCO and LabelMe instance annotations, read by prepare and LeafDataset."""
 import base64
 import hashlib
+import io
 import json
+import math
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from leafseg.data.annotations import mask_to_polygons, read_coco, read_labelme, region_masks
@@ -141,6 +144,47 @@ def test_cvat_coco_relative_subfolders_and_attributes(tmp_path):
     assert images[0].id == "p1"
 
 
+def test_cvat_subfolders_holding_the_same_file_name(tmp_path):
+    # A CVAT task of two cameras' folders, each numbering from IMG_0001: the export's
+    # images/default/tray_a/IMG_0001.jpg and images/default/tray_b/IMG_0001.jpg.
+    for tray in ("tray_a", "tray_b"):
+        _image(tmp_path / "export" / "images" / "default" / tray / "IMG_0001.png")
+    (tmp_path / "export" / "annotations").mkdir()
+    path = _coco(tmp_path / "export" / "annotations" / "instances_default.json",
+                 [_img(1, "tray_a/IMG_0001.png"), _img(2, "tray_b/IMG_0001.png")],
+                 [_ann(1, 1, [RECT]), _ann(2, 2, [RECT])])
+    images, problems = read_coco(path, tmp_path / "export" / "images")
+    assert problems == []
+    assert [image.image.parent.name for image in images] == ["tray_a", "tray_b"]
+    result = prepare_dataset(None, tmp_path / "out", coco=path, progress=False)
+    assert sorted(result.prepared) == ["IMG_0001_1", "IMG_0001_2"] and result.problems == []
+
+
+def test_cvat_masks_come_marked_iscrowd_and_are_leaves(tmp_path, caplog):
+    # CVAT's COCO writer (datumaro) writes every mask it exports -- brush and SAM masks, ellipses --
+    # as uncompressed column-major RLE with iscrowd 1 (cvat-ai/cvat#7030), with CVAT's attributes.
+    _image(tmp_path / "images" / "default" / "p1.png")
+    leaf = _rect_mask(8, 6, 15, 11)
+    flat = leaf.ravel(order="F")  # column-major, runs from a run of 0s, as datumaro's mask_to_rle
+    counts = [0] * bool(flat[0]) + [len(run) for run in np.split(flat, np.flatnonzero(np.diff(flat)) + 1)]
+    annotations = [_ann(1, 1, [RECT], attributes={"occluded": False}),
+                   _ann(2, 1, {"counts": counts, "size": [H, W]}, iscrowd=1, area=float(leaf.sum()),
+                        bbox=[8.0, 6.0, 7.0, 5.0], attributes={"occluded": False})]
+    path = _coco(tmp_path / "instances_default.json", [_img(1, "p1.png")], annotations)
+    with caplog.at_level("INFO"):
+        images, problems = read_coco(path, tmp_path / "images")
+    assert problems == [] and not images[0].has_crowd
+    masks, crowd = region_masks(images[0])
+    assert crowd.tolist() == [False, False] and (masks[..., 1] == leaf).all()
+    assert "1 RLE annotation(s) marked iscrowd are CVAT masks" in caplog.text
+    result = prepare_dataset(None, tmp_path / "out", coco=path, progress=False)
+    assert result.prepared == ["p1"] and result.problems == []
+    # Without CVAT's attributes an iscrowd RLE is a crowd, as COCO means it.
+    del annotations[1]["attributes"]
+    _coco(path, [_img(1, "p1.png")], annotations)
+    assert read_coco(path, tmp_path / "images")[0][0].has_crowd
+
+
 @pytest.mark.parametrize("file_name", ["images/3f2a1b9c-p1.png", r"\/data\/upload\/7\/3f2a1b9c-p1.png"])
 def test_label_studio_paths_resolve_by_base_name(tmp_path, file_name):
     _image(tmp_path / "export" / "images" / "3f2a1b9c-p1.png")
@@ -152,6 +196,45 @@ def test_label_studio_paths_resolve_by_base_name(tmp_path, file_name):
     assert problems == [] and images[0].image == tmp_path / "export" / "images" / "3f2a1b9c-p1.png"
     if file_name.startswith("images/"):  # also as given, relative to the export folder
         assert read_coco(tmp_path / "result.json", tmp_path / "export")[0][0].image == images[0].image
+
+
+def test_label_studio_phone_photo_polygons_are_rescaled_to_the_photo_as_shown(tmp_path):
+    # Label Studio (label-studio#6608): a portrait phone photo -- landscape pixels, EXIF
+    # orientation 6 -- is shown turned in the browser and annotated in percentages of it; the COCO
+    # converter writes the stored size and multiplies the percentages by it.
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(3).integers(0, 256, (W, H, 3), np.uint8))  # 12 wide, 16 high
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    (tmp_path / "images").mkdir()
+    stored.save(tmp_path / "images" / "3f2a1b9c-IMG_1.jpg", exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(tmp_path / "images" / "3f2a1b9c-IMG_1.jpg"))
+    assert shown.size == (W, H)  # shown 16 wide, 12 high
+    leaf = [(1, 1), (7, 1), (7, 5), (1, 5)]  # in the photo as shown
+    percent = [(x / shown.width * 100, y / shown.height * 100) for x, y in leaf]
+    written = [v for px, py in percent for v in (px / 100 * stored.width, py / 100 * stored.height)]
+    document = {"images": [{"width": stored.width, "height": stored.height, "id": 0,
+                            "file_name": "images/3f2a1b9c-IMG_1.jpg"}],
+                "categories": [{"id": 0, "name": "leaf"}],
+                "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "segmentation": [written], "bbox": [],
+                                 "ignore": 0, "iscrowd": 0, "area": 0}],
+                "info": {"year": 2026, "version": "1.0", "description": "", "contributor": "Label Studio", "url": "",
+                         "date_created": "2026-12-07 10:41:12"}}
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    images, problems = read_coco(tmp_path / "result.json", tmp_path / "images")
+    assert problems == [] and (images[0].height, images[0].width) == (H, W)  # as shown
+    masks, _ = region_masks(images[0])
+    assert (masks[..., 0] == _rect_mask(1, 1, 7, 5)).all()
+    result = prepare_dataset(None, tmp_path / "out", coco=tmp_path / "result.json", val_fraction=0, progress=False)
+    assert result.prepared == ["3f2a1b9c-IMG_1"] and result.size_mismatches == []
+    mask = cv2.imread(str(tmp_path / "out" / "train" / "3f2a1b9c-IMG_1" / "masks" / "3f2a1b9c-IMG_1_0.png"), 0) > 0
+    turned_back = np.asarray(Image.fromarray(_rect_mask(1, 1, 7, 5)).transpose(Image.Transpose.ROTATE_90))
+    assert (mask == turned_back).all()
+    # Another tool's export of the same photo, its size as shown, is not rescaled.
+    document["info"]["contributor"] = "someone"
+    (tmp_path / "other.json").write_text(json.dumps(document))
+    assert (read_coco(tmp_path / "other.json", tmp_path / "images")[0][0].height,) == (stored.height,)
 
 
 def test_roboflow_parent_category_does_not_matter(tmp_path):
@@ -201,15 +284,16 @@ def test_labelme_with_image_files_and_with_only_image_data(tmp_path):
     rect = [[1, 1], [7, 1], [7, 5], [1, 5]]
     _labelme(folder, "p1", [_shape(rect), _shape([[10, 6], [14, 6], [14, 10], [10, 10]], group_id=1),
                             _shape([[10, 1], [14, 1], [14, 3], [10, 3]], group_id=1),
-                            _shape([[0, 0], [3, 3]], shape_type="rectangle")], image_path="..\\photos\\p1.png")
+                            _shape([[0, 0], [3, 3]], shape_type="line")], image_path="..\\photos\\p1.png")
     pixels = _image(tmp_path / "p2.png")
     _labelme(folder, "p2", [_shape(rect)], image_path="gone/p2.png",
              image_data=base64.b64encode(pixels.read_bytes()).decode())
     images, problems = read_labelme(folder)
     assert [i.id for i in images] == ["p1", "p2"]
-    assert _reasons(problems) == ["not a polygon"] and "p1.json" in str(problems[0].path)
+    assert _reasons(problems) == ["not an area"] and "p1.json" in str(problems[0].path)
     masks, _ = region_masks(images[0])
-    assert masks.sum(axis=(0, 1)).tolist() == [24, 16 + 8]  # group_id 1: one leaf of two polygons
+    # Drawn as LabelMe draws them, outline pixels included: 7 x 5; group_id 1: one leaf of two polygons.
+    assert masks.sum(axis=(0, 1)).tolist() == [35, 5 * 5 + 5 * 3]
     assert {r.category for r in images[0].regions} == {"leaf"}  # a region keeps its shapes' label
     assert images[1].embedded and images[1].image == folder / "p2.json"
     dataset = LeafDataset()
@@ -220,6 +304,97 @@ def test_labelme_with_image_files_and_with_only_image_data(tmp_path):
     assert sorted(result.prepared) == ["p1", "p2"]
     written = tmp_path / "out" / "train" / "p2" / "images" / "p2.png"
     np.testing.assert_array_equal(cv2.imread(str(written)), cv2.imread(str(pixels)))
+
+
+def _b64_png(mask):
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8)).save(buffer, format="PNG")  # 0 / 1, as LabelMe writes it
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _labelme_drawing(shapes, height, width):
+    """LabelMe's own instance label image (utils.shapes_to_label, shape_to_mask): every shape drawn
+    with PIL in file order over the earlier ones; a mask pasted at its box. [H, W] int, and the
+    (label, group) of each instance id - 1."""
+    ins, instances = np.zeros((height, width), np.int32), []
+    for index, shape in enumerate(shapes):
+        key = (shape["label"], f"shape {index}" if shape["group_id"] is None else shape["group_id"])
+        if key not in instances:
+            instances.append(key)
+        kind, xy = shape["shape_type"], [tuple(p) for p in shape["points"]]
+        if kind == "mask":
+            mask = np.zeros((height, width), bool)
+            (x1, y1), (x2, y2) = np.asarray(shape["points"]).astype(int)
+            mask[y1: y2 + 1, x1: x2 + 1] = np.array(Image.open(io.BytesIO(base64.b64decode(shape["mask"])))) > 0
+        else:
+            canvas = Image.fromarray(np.zeros((height, width), np.uint8))
+            draw = ImageDraw.Draw(canvas)
+            if kind == "circle":
+                (cx, cy), (px, py) = xy
+                d = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+                draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+            elif kind == "rectangle":  # sorted: PIL 9.2+ refuses corners dragged up or left
+                (x1, y1), (x2, y2) = xy
+                draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=1, fill=1)
+            else:
+                draw.polygon(xy=xy, outline=1, fill=1)
+            mask = np.array(canvas, bool)
+        ins[mask] = instances.index(key) + 1
+    return ins, instances
+
+
+def test_labelme_masks_rectangles_and_circles_come_back_as_labelme_draws_them(tmp_path):
+    """Issue 26, 3: every instance within IoU 0.90 of LabelMe's own drawing (here: equal), later
+    shapes hiding earlier ones, a group_id's shapes one leaf; point and line shapes are problems."""
+    height, width = 40, 48
+    blob = np.zeros((11, 15), bool)  # an ellipse in its 15 x 11 box, pasted at (20, 24)-(34, 34)
+    yy, xx = np.mgrid[:11, :15]
+    blob[((xx - 7) / 7.5) ** 2 + ((yy - 5) / 5.5) ** 2 <= 1] = True
+    shapes = [
+        _shape([[2, 2], [16, 3], [14, 14], [3, 12]]),                              # a polygon leaf
+        _shape([[12.4, 9.6], [6.2, 20.3]], shape_type="rectangle"),                # dragged up-left; hides it
+        _shape([[30, 8], [30, 14.5]], shape_type="circle"),                        # centre, point on the circle
+        {**_shape([[20.7, 24.2], [34.9, 34.8]], shape_type="mask"), "mask": _b64_png(blob)},
+        _shape([[2, 26], [8, 26], [8, 34], [2, 34]], group_id=3),                  # one leaf of two parts
+        _shape([[32, 0], [46, 0], [39, 14]], label="pot"),                         # another label: hides only
+        _shape([[44, 20], [44, 23]], shape_type="circle", group_id=3),             # the group's second part
+        _shape([[5, 5]], shape_type="point"),
+        _shape([[0, 39], [47, 39]], shape_type="line"),
+        {**_shape([[0, 0], [9, 9]], shape_type="mask"), "mask": _b64_png(blob)},   # 15 x 11, box 10 x 10
+    ]
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    _image(folder / "p.png", height, width)
+    document = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": "p.png", "imageData": None,
+                "imageHeight": height, "imageWidth": width}
+    (folder / "p.json").write_text(json.dumps(document))
+
+    images, problems = read_labelme(folder, categories=["leaf"])
+    assert _reasons(problems) == ["not an area", "not an area", "bad mask"]
+    assert "shape 7 (label 'leaf'): shape_type 'point' covers no area" in problems[0].detail
+    assert "the mask is 15x11 px but its box (0, 0)-(9, 9) is 10x10" in problems[2].detail
+    masks, crowd = region_masks(images[0])
+    drawn = [s for k, s in enumerate(shapes) if k < 7]  # what LabelMe draws (it would fail on the others)
+    ins, instances = _labelme_drawing(drawn, height, width)
+    leaves = [k + 1 for k, (label, _) in enumerate(instances) if label == "leaf"]
+    assert masks.shape == (height, width, len(leaves)) == (height, width, 5) and not crowd.any()
+    assert [r.annotation for r in images[0].regions] == ["shape 0", "shape 1", "shape 2", "shape 3", "shape 4, 6"]
+    for k, instance in enumerate(leaves):
+        expected = ins == instance
+        iou = (masks[..., k] & expected).sum() / (masks[..., k] | expected).sum()
+        assert iou >= 0.90, (k, iou)
+        np.testing.assert_array_equal(masks[..., k], expected)
+    assert masks[..., 0].sum() < 120 and masks[12, 8, 1] and not masks[12, 8, 0]  # the rectangle hides the polygon
+    assert masks[..., 3].sum() == blob.sum() and masks[24 + 5, 20 + 7, 3]
+    assert not masks[4, 35].any() and ins[4, 35] == instances.index(("pot", "shape 5")) + 1  # the pot hides the circle
+    assert masks[20, 44, 4] and masks[30, 5, 4]  # both parts of group 3
+    # prepare writes these masks.
+    result = prepare_dataset(folder, tmp_path / "out", labelme=True, categories=["leaf"], val_fraction=0,
+                             progress=False)
+    assert result.prepared == ["p"]
+    for k in range(5):
+        written = cv2.imread(str(tmp_path / "out" / "train" / "p" / "masks" / f"p_{k}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written > 0, masks[..., k])
 
 
 # ---------------------------------------------------------------------------------------------

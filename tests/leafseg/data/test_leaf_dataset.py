@@ -302,3 +302,28 @@ def test_coco_and_labelme_categories_become_classes(tmp_path):
     labelme.load_labelme(folder, classes=["leaf", "stem"])
     labelme.prepare()
     assert labelme.class_names == ["BG", "leaf", "stem"] and labelme.load_mask(0)[1].tolist() == [1, 2, 1]
+
+
+def test_a_set_prepared_with_classes_loads_each_mask_with_its_class(tmp_path):
+    """leafseg prepare --coco --classes stem,leaf writes what load_leaves reads: the classes in that order."""
+    import contextlib
+    import io
+    import json
+
+    from leafseg.cli import prepare as prepare_command
+
+    path = _two_category_coco(tmp_path)
+    document = json.loads(path.read_text())
+    document["annotations"] = [a for a in document["annotations"] if not a["iscrowd"]]  # prepare skips crowds
+    path.write_text(json.dumps(document))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = prepare_command.main(["--coco", str(path), "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                                       "--classes", "stem,leaf", "--val-fraction", "0"])
+    assert status == 0
+    dataset = LeafDataset()
+    dataset.load_leaves(tmp_path / "out", "train")
+    dataset.prepare()
+    assert dataset.class_names == ["BG", "stem", "leaf"]
+    masks, class_ids = dataset.load_mask(0)
+    # The leaf (8 x 8 at 2, 2) and the stem (6 x 6 at 20, 20), in prepare's mask order; the root is not a class.
+    assert sorted(zip(class_ids.tolist(), masks.sum(axis=(0, 1)).tolist())) == [(1, 36), (2, 64)]

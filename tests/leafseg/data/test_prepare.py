@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from leafseg.cli.prepare import main
+from leafseg.data.dataset import LeafDataset
 from leafseg.data.prepare import assign_subset, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[3]
@@ -134,9 +135,101 @@ def test_user_pattern_jpg_images_with_mask_suffix(tmp_path):
     assert result.prepared == ["leafA"]
     assert [(p.path.name, p.reason) for p in result.problems] == [("leafB.jpg", "image without label")]
     subset = assign_subset("leafA")
-    written = cv2.imread(str(tmp_path / "out" / subset / "leafA" / "images" / "leafA.png"), cv2.IMREAD_UNCHANGED)
-    assert written.shape == (24, 32, 3)
-    np.testing.assert_array_equal(written, cv2.imread(str(src / "leafA.jpg")))  # decoded JPEG, lossless PNG
+    images = list((tmp_path / "out" / subset / "leafA" / "images").iterdir())
+    assert [p.name for p in images] == ["leafA.jpg"] and images[0].read_bytes() == (src / "leafA.jpg").read_bytes()
+
+
+def test_image_files_are_kept_byte_for_byte_and_only_other_formats_re_encoded(tmp_path):
+    """Issue 26, 6: a JPEG (or TIFF, BMP) comes out byte-identical, its suffix lower-cased; a
+    truncated JPEG is bad; WebP is re-encoded as PNG, noted; an --overwrite with another suffix
+    leaves one image in the sample folder."""
+    src = tmp_path / "in"
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp", "e.webp", "f.jpg"):
+        _write(src / name, rgb)
+        _write(src / f"{Path(name).stem}_label.png", _label())
+    jpeg = (src / "f.jpg").read_bytes()
+    (src / "f.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    Image.fromarray(rgb).save(src / "g.jpg", format="MPO", save_all=True, append_images=[Image.fromarray(rgb)])
+    _write(src / "g_label.png", _label())  # a phone's JPEG with a second picture: Pillow says MPO
+    out = tmp_path / "out"
+    result = prepare_dataset(src, out, image_glob="*.*", val_fraction=0)
+    assert result.prepared == ["a", "b", "c", "d", "e", "g"]
+    assert [(p.path.name, p.reason) for p in result.problems] == [("f.jpg", "unreadable image")]
+    written = {d.name: list((d / "images").iterdir()) for d in (out / "train").iterdir()}
+    assert {k: [p.name for p in v] for k, v in written.items()} == {
+        "a": ["a.jpg"], "b": ["b.jpeg"], "c": ["c.tif"], "d": ["d.bmp"], "e": ["e.png"], "g": ["g.jpg"]}
+    for name in ("a.JPG", "b.jpeg", "c.tif", "d.bmp", "g.jpg"):
+        assert written[Path(name).stem][0].read_bytes() == (src / name).read_bytes(), name
+    np.testing.assert_array_equal(cv2.imread(str(written["e"][0])), cv2.imread(str(src / "e.webp")))
+    notes = {row["id"]: row["note"] for row in _manifest(out)}
+    assert notes["a"] == "" and notes["e"] == "image re-encoded as PNG (a WEBP file)"
+    meta = json.loads((out / "train" / "a" / "sample.json").read_text())
+    assert (meta["image"], meta["image_bytes"]) == ("images/a.jpg", "kept")
+    dataset = LeafDataset()
+    dataset.load_leaves(out, "train")
+    dataset.prepare()
+    np.testing.assert_array_equal(dataset.load_image(0), cv2.imread(str(src / "a.JPG"))[..., ::-1])
+    # The photograph re-exported as PNG: --overwrite leaves only a.png.
+    (src / "a.JPG").unlink()
+    _write(src / "a.png", rgb)
+    prepare_dataset(src, out, image_glob="*.*", val_fraction=0, overwrite=True)
+    assert [p.name for p in (out / "train" / "a" / "images").iterdir()] == ["a.png"]
+    assert json.loads((out / "train" / "a" / "sample.json").read_text())["image"] == "images/a.png"
+
+
+def test_labelme_image_data_keeps_its_jpeg_bytes(tmp_path):
+    """Issue 26, 6: LabelMe's embedded imageData is written as its own format's bytes."""
+    import base64
+
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 256, (24, 32, 3), np.uint8))[1].tobytes()
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    (folder / "p.json").write_text(json.dumps({
+        "shapes": [{"label": "leaf", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon", "group_id": None}],
+        "imagePath": "gone/p.jpg", "imageData": base64.b64encode(jpeg).decode(), "imageHeight": 24, "imageWidth": 32}))
+    prepare_dataset(folder, tmp_path / "out", labelme=True, val_fraction=0)
+    assert (tmp_path / "out" / "train" / "p" / "images" / "p.jpg").read_bytes() == jpeg
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photograph_annotated_as_shown_gets_masks_on_its_stored_pixels(tmp_path, orientation):
+    """A phone stores a portrait photo as landscape pixels plus an EXIF orientation; LabelMe (like
+    CVAT and browsers) annotates it turned, and its imageHeight/imageWidth are the turned size.
+    leafseg reads the stored pixels (load_image_file ignores the orientation): the masks are turned
+    onto them, the JPEG's bytes kept."""
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 32, 3), np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    stored.save(folder / "IMG_1.jpg", exif=exif.tobytes())
+    shown = ImageOps.exif_transpose(Image.open(folder / "IMG_1.jpg"))
+    points = [[1, 1], [12, 1], [12, 5], [1, 5]]  # a leaf in the shown photo's top-left corner
+    (folder / "IMG_1.json").write_text(json.dumps({
+        "version": "5.5.0", "flags": {}, "imagePath": "IMG_1.jpg", "imageData": None,
+        "imageHeight": shown.height, "imageWidth": shown.width,
+        "shapes": [{"label": "leaf", "points": points, "shape_type": "polygon", "group_id": None}]}))
+    drawn = Image.new("L", shown.size, 0)
+    ImageDraw.Draw(drawn).polygon([tuple(p) for p in points], outline=255, fill=255)
+    # The shown mask turned back as the stored pixels lie: undo the viewer's turn.
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    expected = np.asarray(drawn.transpose(undo)) > 0
+    assert expected.shape == (24, 32)
+
+    result = prepare_dataset(folder, tmp_path / "out", labelme=True, val_fraction=0)
+
+    assert result.prepared == ["IMG_1"] and result.problems == [] and result.size_mismatches == []
+    assert (_mask(tmp_path / "out", "train", "IMG_1", 0) > 0).tolist() == expected.tolist()
+    assert (tmp_path / "out" / "train" / "IMG_1" / "images" / "IMG_1.jpg").read_bytes() == (folder / "IMG_1.jpg").read_bytes()
+    assert f"turned from the photograph as shown (EXIF orientation {orientation})" in _manifest(tmp_path / "out")[0]["note"]
+    dataset = LeafDataset()
+    dataset.load_labelme(folder)
+    dataset.prepare()
+    masks, _ = dataset.load_mask(0)
+    assert masks[..., 0].tolist() == expected.tolist() and dataset.load_image(0).shape[:2] == expected.shape
 
 
 def test_size_mismatch_resize_scales_the_label_by_nearest_neighbour(tmp_path, caplog):
@@ -521,3 +614,156 @@ def test_nothing_prepared_leaves_no_empty_output_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     prepare_dataset(tmp_path / "in" / "images", tmp_path / "mine", coco=coco)
     assert (tmp_path / "mine").is_dir(), "a folder that was there before is left"
+
+
+def _roboflow_export(root, splits=(("train", 3), ("valid", 2), ("test", 1))):
+    """Roboflow's COCO export: <split>/_annotations.coco.json with the images beside it, file
+    names shared across splits (as a re-exported photograph is), its dataset-named category 0."""
+    for split, count in splits:
+        folder = root / split
+        coco = _coco_dataset(folder, count)
+        for image in (folder / "images").iterdir():
+            image.rename(folder / image.name)
+        (folder / "images").rmdir()
+        document = json.loads(coco.read_text())
+        document["categories"] = [{"id": 0, "name": "leaves-x1y2", "supercategory": "none"},
+                                  {"id": 1, "name": "leaf", "supercategory": "leaves-x1y2"}]
+        (folder / "_annotations.coco.json").write_text(json.dumps(document))
+        coco.unlink()
+    (root / "README.roboflow.txt").write_text("exported from roboflow\n")
+    return root
+
+
+def test_a_roboflow_export_folder_keeps_its_split_and_ids_stay_unique(tmp_path, capsys):
+    """Issue 26, 4: one prepare takes every split; train -> train, valid and test -> val; ids get
+    their split folder's name, so plant00000 of train/, valid/ and test/ are three samples."""
+    export = _roboflow_export(tmp_path / "export")
+    out = tmp_path / "out"
+    assert main(["--coco", str(export), "--output", str(out), "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert _subsets(out) == {"train_plant00000": "train", "train_plant00001": "train", "train_plant00002": "train",
+                             "valid_plant00000": "val", "valid_plant00001": "val", "test_plant00000": "val"}
+    assert f"split kept from the export: {export / 'test' / '_annotations.coco.json'} -> val" in captured.out
+    assert "--input not given" in captured.err  # each file's images: beside it
+    # The same from the files one by one, in any order; --val-fraction cannot move them.
+    again = tmp_path / "again"
+    files = [str(export / split / "_annotations.coco.json") for split in ("valid", "train", "test")]
+    assert main(["--coco", files[0], "--coco", files[1], "--coco", files[2], "--output", str(again),
+                 "--val-fraction", "1", "--quiet"]) == 0
+    assert "--val-fraction ignored: the export's own train / val split is kept" in capsys.readouterr().err
+    assert _subsets(again) == _subsets(out)
+    # --val-ids cannot override the export's split.
+    assert main(["--coco", str(export), "--output", str(out), "--val-ids", "train_plant00000", "--quiet"]) == 2
+    assert "whose subset the export's split folders give (train_plant00000)" in capsys.readouterr().err
+
+
+def test_one_split_alone_or_a_file_in_no_split_folder_is_split_by_the_seed(tmp_path):
+    """Issue 26, 4: a train/ alone has no val to keep: the seeded split, ids still prefixed; a
+    file outside split folders is split by the seed beside an export's split files."""
+    export = _roboflow_export(tmp_path / "export", splits=(("train", 4),))
+    result = prepare_dataset(None, tmp_path / "out", coco=export, val_ids=["train_plant00001"])
+    assert result.export_split == {} and _subsets(tmp_path / "out") == {
+        "train_plant00000": "train", "train_plant00001": "val", "train_plant00002": "train",
+        "train_plant00003": "train"}
+    _roboflow_export(export, splits=(("valid", 1),))
+    extra = _coco_dataset(tmp_path / "extra", 2)
+    mixed = prepare_dataset(None, tmp_path / "mixed", coco=[export, extra], val_ids=["plant00001"])
+    assert _subsets(tmp_path / "mixed") == {
+        "train_plant00000": "train", "train_plant00001": "train", "train_plant00002": "train",
+        "train_plant00003": "train", "valid_plant00000": "val", "plant00000": "train", "plant00001": "val"}
+    assert mixed.problems == []
+
+
+def test_two_files_sharing_a_sample_id_and_missing_coco_paths(tmp_path, capsys):
+    """Issue 26, 4: an id two files in no split folder share is reported, not overwritten; a
+    folder without JSON files is an error naming it."""
+    first, second = _coco_dataset(tmp_path / "a", 1), _coco_dataset(tmp_path / "b", 1)
+    result = prepare_dataset(None, tmp_path / "out", coco=[first, second])
+    assert result.prepared == ["plant00000"]
+    assert [(p.path, p.reason) for p in result.problems] == [(second, "duplicate id")]
+    assert f"already used by image id 0 (plant00000.png) of {first}" in result.problems[0].detail
+    (tmp_path / "empty").mkdir()
+    assert main(["--coco", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 2
+    assert f"no COCO *.json file in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
+def _classes_coco(folder, count=2, categories=((2, "leaf"), (3, "stem"), (1, "root"))):
+    """_coco_dataset's three bands, band k of the k-th category; Roboflow's parent category 0."""
+    coco = _coco_dataset(folder, count)
+    document = json.loads(coco.read_text())
+    for annotation in document["annotations"]:
+        annotation["category_id"] = categories[annotation["id"] % 10][0]
+    document["categories"] = [{"id": 0, "name": "plants-x1y2"}] + [{"id": i, "name": n} for i, n in categories]
+    coco.write_text(json.dumps(document))
+    return coco
+
+
+def _sample_json(out, sample_id):
+    path = next(out.glob(f"*/{sample_id}/sample.json"))
+    return json.loads(path.read_text())
+
+
+def test_classes_keep_categories_as_classes_in_the_order_given(tmp_path, capsys):
+    """Issue 26, 5: --classes stem,leaf: classes.json ["stem", "leaf"], each mask's class in
+    sample.json, root ignored; the summary counts each class."""
+    coco = _classes_coco(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["--coco", str(coco), "--output", str(out), "--classes", "stem,leaf", "--val-fraction", "0"]) == 0
+    assert "classes (classes.json): stem 2, leaf 2 instances prepared" in capsys.readouterr().out
+    assert json.loads((out / "classes.json").read_text()) == ["stem", "leaf"]
+    meta = _sample_json(out, "plant00000")
+    assert meta["classes"] == ["leaf", "stem"] and meta["leaf_count"] == 2
+    assert meta["annotations"] == ["annotation id 0", "annotation id 1"]  # band 0 (leaf), band 1 (stem)
+    expected = np.zeros((24, 32), np.uint8)
+    expected[4:6, 1:31] = 255  # band 1: the stem
+    np.testing.assert_array_equal(_mask(out, "train", "plant00000", 1), expected)
+    # Without --classes: as before, one class, leaf, every category a leaf; no classes.json.
+    plain = tmp_path / "plain"
+    assert main(["--coco", str(coco), "--output", str(plain), "--quiet"]) == 0
+    assert not (plain / "classes.json").exists() and "classes" not in _sample_json(plain, "plant00000")
+    assert _sample_json(plain, "plant00000")["leaf_count"] == 3
+
+
+def test_classes_all_coco_by_category_id_labelme_by_name(tmp_path):
+    """Issue 26, 5: --classes all: COCO's annotated categories in id order (the parent category
+    with no annotations is none), LabelMe's labels by name."""
+    coco = _classes_coco(tmp_path / "in")
+    result = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out", coco=coco, classes="all")
+    assert result.classes == ["root", "leaf", "stem"]
+    assert json.loads((tmp_path / "out" / "classes.json").read_text()) == ["root", "leaf", "stem"]
+    assert dict(result.class_instances) == {"root": 2, "leaf": 2, "stem": 2}
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    _write(folder / "p.png", np.zeros((24, 32, 3), np.uint8))
+    shapes = [{"label": label, "points": [[1, y], [9, y], [9, y + 3]], "shape_type": "polygon", "group_id": None}
+              for label, y in (("stem", 1), ("leaf", 8), ("flower", 15))]
+    (folder / "p.json").write_text(json.dumps({"shapes": shapes, "imagePath": "p.png", "imageData": None,
+                                               "imageHeight": 24, "imageWidth": 32}))
+    labelme = prepare_dataset(folder, tmp_path / "lm", labelme=True, classes="all", val_fraction=0)
+    assert labelme.classes == ["flower", "leaf", "stem"]
+    assert _sample_json(tmp_path / "lm", "p")["classes"] == ["stem", "leaf", "flower"]
+
+
+def test_a_rerun_with_other_classes_is_an_error_naming_both(tmp_path, capsys):
+    """Issue 26, 5: one output, one set of classes; --overwrite redoes it; --classes and
+    --category exclude each other; --classes needs annotations."""
+    coco = _classes_coco(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["--coco", str(coco), "--output", str(out), "--quiet"]
+    assert main(args + ["--classes", "leaf,stem"]) == 0
+    assert main(args + ["--classes", "leaf,stem"]) == 0  # the same: finished samples skipped
+    assert main(args + ["--classes", "leaf"]) == 2
+    assert (f"{out} was prepared with --classes leaf,stem (classes.json), not --classes leaf: give the same "
+            "classes, --overwrite to redo every sample, or another --output") in capsys.readouterr().err
+    assert main(args) == 2
+    assert "not one class, leaf (no --classes)" in capsys.readouterr().err
+    assert main(args + ["--classes", "leaf", "--overwrite"]) == 0
+    assert json.loads((out / "classes.json").read_text()) == ["leaf"]
+    assert _sample_json(out, "plant00000")["classes"] == ["leaf"]
+    assert main(args + ["--overwrite"]) == 0 and not (out / "classes.json").exists()
+    assert main(args + ["--classes", "leaf"]) == 2
+    assert "was prepared with one class, leaf (no --classes)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(args + ["--classes", "leaf", "--category", "leaf"])
+    assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--classes", "leaf"]) == 2
+    assert "--classes needs --coco or --labelme" in capsys.readouterr().err
