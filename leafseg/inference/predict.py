@@ -93,7 +93,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from leafseg.config import class_names as config_class_names
 from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png
@@ -729,10 +728,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     if tta is not None:
         view_names(tta)
     out_dir = Path(out_dir)
-    config = model.config_object() if cluster is not None else model.config
-    classes = config_class_names(config)
     options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix, plants, parse_grid(grid),
-                            int(tta) if tta else None, tuple(classes) if len(classes) > 1 else None)
+                            int(tta) if tta else None)
     files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
                                                    label_suffix=None if include_labels else label_suffix)
     report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
@@ -742,13 +739,22 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
     names = _unique_names(files)
     if cluster is not None:
+        config = model.config_object()
         weights_id = weights_id or model.weights_id()
         policy = PRECISION_POLICIES[model.precision]
     else:
+        config = model.config
         keras_model = getattr(model, "keras_model", None)  # (None: a stand-in with detect() and config)
         if weights_id is None:
             weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
         policy = keras_model.dtype_policy.name if keras_model is not None else None
+    from dataclasses import replace
+
+    from leafseg.config import class_names as config_class_names
+
+    classes = config_class_names(config)
+    if len(classes) > 1:  # a model of several classes: its outputs carry the class (module docstring)
+        options = replace(options, class_names=tuple(classes))
     store = ResultStore(out_dir, _settings(weights_id, config, policy, options), overwrite=overwrite)
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)

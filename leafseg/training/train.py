@@ -588,12 +588,12 @@ def run(argv=None, callbacks=None):
     if args.weights == "coco" and not args.resume:
         check_coco_fits(config, args.config_source)
     train_set, val_set = load_datasets(args.dataset, config)
-    config = config_for_classes(config, train_set, args)
 
     import keras
 
     from mrcnn.model import MaskRCNN
 
+    config = config_for_classes(config, train_set, args)  # the data's classes make the model's
     policy = keras.mixed_precision.global_policy()
     worker_dir = None
     try:
