@@ -194,6 +194,7 @@ class Config:
             value = getattr(type(self), name)
             if isinstance(value, (list, dict, np.ndarray)):
                 object.__setattr__(self, name, copy.deepcopy(value))
+        self._unname_inherited_classes()
         self._apply(overrides, source="arguments")
         self.validate()
 
@@ -287,6 +288,17 @@ class Config:
         clone.validate()
         return clone
 
+    def _unname_inherited_classes(self) -> None:
+        """A subclass that sets NUM_CLASSES (``class CocoConfig(LeafConfig): NUM_CLASSES = 81``)
+        but not CLASS_NAMES has unnamed classes, as in Matterport, rather than its base's names
+        of another count."""
+        names = type(self).CLASS_NAMES
+        if not isinstance(names, (list, tuple)) or self.NUM_CLASSES == 1 + len(names):
+            return
+        owner = {name: next(c for c in type(self).__mro__ if name in vars(c)) for name in ("NUM_CLASSES", "CLASS_NAMES")}
+        if owner["NUM_CLASSES"] is not owner["CLASS_NAMES"] and issubclass(owner["NUM_CLASSES"], owner["CLASS_NAMES"]):
+            object.__setattr__(self, "CLASS_NAMES", None)
+
     def _apply(self, values: Mapping[str, Any], source: str) -> None:
         known = self._attribute_names()
         if isinstance(values.get("CLASS_NAMES"), str):  # a command line's "leaf,stem"
@@ -304,6 +316,11 @@ class Config:
             object.__setattr__(self, name, _coerce(name, value, getattr(type(self), name), source))
         if "CLASS_NAMES" in values and "NUM_CLASSES" not in values and isinstance(self.CLASS_NAMES, (list, tuple)):
             object.__setattr__(self, "NUM_CLASSES", 1 + len(self.CLASS_NAMES))
+        if ("NUM_CLASSES" in values and "CLASS_NAMES" not in values and isinstance(self.CLASS_NAMES, (list, tuple))
+                and self.NUM_CLASSES != 1 + len(self.CLASS_NAMES)):
+            # NUM_CLASSES alone (Matterport's way: config.NUM_CLASSES = 81) says how many classes,
+            # not which: the names it replaces were the base's, so the classes become unnamed.
+            object.__setattr__(self, "CLASS_NAMES", None)
         for name in DERIVED:
             if name in values:
                 current = getattr(self, name)

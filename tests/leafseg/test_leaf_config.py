@@ -208,9 +208,9 @@ def test_class_names_default_to_leaf_and_set_num_classes():
     three = LeafSmallConfig(CLASS_NAMES=["leaf", "stem", "root"])
     text = three.to_yaml_text()
     assert "CLASS_NAMES" in text and LeafConfig.from_yaml_text(text) == three
+    # NUM_CLASSES alone, as Matterport's users give it, unnames the preset's leaf (mrcnn.config).
+    assert (LeafConfig(NUM_CLASSES=3).NUM_CLASSES, LeafConfig(NUM_CLASSES=3).CLASS_NAMES) == (3, None)
     # Both given and disagreeing: an error naming both.
-    with pytest.raises(ConfigError, match=r"NUM_CLASSES = 3 but CLASS_NAMES = \['leaf'\] names 1 class.*must be 2"):
-        LeafConfig(NUM_CLASSES=3)
     with pytest.raises(ConfigError, match="NUM_CLASSES = 2 but CLASS_NAMES"):
         LeafConfig(NUM_CLASSES=2, CLASS_NAMES=["leaf", "stem"])
     for bad in ([], ["leaf", "leaf"], ["BG", "leaf"], ["leaf", ""]):

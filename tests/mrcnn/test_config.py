@@ -290,3 +290,29 @@ def test_class_names_are_optional_and_set_num_classes():
     assert Config(CLASS_NAMES="square,circle") == c
     with pytest.raises(ConfigError, match=r"NUM_CLASSES = 4 but CLASS_NAMES = \['square', 'circle'\] names 2 classes"):
         Config(NUM_CLASSES=4, CLASS_NAMES=["square", "circle"])
+
+
+def test_num_classes_alone_unnames_the_classes_it_does_not_match():
+    """Matterport's habit, NUM_CLASSES alone (an override or a subclass attribute), says how many
+    classes and not which: names of another count that came from the base class are dropped."""
+
+    class Named(Config):
+        NUM_CLASSES = 2
+        CLASS_NAMES = ["leaf"]
+
+    assert Named().NUM_CLASSES == 2 and Named(NUM_CLASSES=2).CLASS_NAMES == ["leaf"]  # consistent: kept
+    coco = Named(NUM_CLASSES=81)
+    assert (coco.NUM_CLASSES, coco.CLASS_NAMES) == (81, None)
+    assert Named().replace(NUM_CLASSES=81).CLASS_NAMES is None
+
+    class Coco(Named):
+        NUM_CLASSES = 81
+
+    assert (Coco().NUM_CLASSES, Coco().CLASS_NAMES) == (81, None)
+
+    class Both(Named):  # names and count given together, in disagreement: still an error
+        NUM_CLASSES = 4
+        CLASS_NAMES = ["leaf", "stem"]
+
+    with pytest.raises(ConfigError, match="NUM_CLASSES = 4 but CLASS_NAMES"):
+        Both()
