@@ -397,10 +397,13 @@ class PredictReport:
     labels: list = field(default_factory=list)      # label images left out (see is_label_file)
     outputs: dict = field(default_factory=dict)     # {"leaves.csv": path, ...}
     resumed: int = 0                                # images predicted by an earlier run into the folder
+    classes: dict = field(default_factory=dict)     # {class name: instances}, a model of several classes
 
     def summary(self) -> str:
         leaves = sum(count for _, _, count in self.predicted)
-        lines = [f"predicted {_counted(len(self.predicted), 'image')} ({_counted(leaves, 'leaf', 'leaves')}), "
+        found = (f"{_counted(leaves, 'instance')}: " + ", ".join(f"{count} {name}" for name, count in self.classes.items())
+                 if self.classes else _counted(leaves, 'leaf', 'leaves'))
+        lines = [f"predicted {_counted(len(self.predicted), 'image')} ({found}), "
                  f"skipped {len(self.skipped)}"
                  + (f" (and {_counted(len(self.labels), 'label image')})" if self.labels else "")
                  + (f"; {self.resumed} of them {'was' if self.resumed == 1 else 'were'} predicted by an earlier run "
@@ -840,6 +843,9 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
             continue
         records.append(record)
         report.predicted.append((str(path), name, record["count"]))
+        for row in record["leaves"]:
+            if "class" in row:  # several classes: the summary counts each
+                report.classes[row["class"]] = report.classes.get(row["class"], 0) + 1
 
     if records:
         leaves_rows, plant_rows, coco_images, coco_annotations = merge_records(records, coco=bool(coco_json))

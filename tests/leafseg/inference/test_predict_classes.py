@@ -54,6 +54,7 @@ def test_outputs_carry_the_class_of_each_detection(tmp_path):
     report = predict.predict_images(Fixed(["leaf", "stem"]), [_photos(tmp_path)], out, coco_json="rle",
                                     progress=False)
     assert len(report.predicted) == 2
+    assert report.summary().startswith("predicted 2 images (6 instances: 4 leaf, 2 stem), skipped 0")
     leaves = _rows(out / "leaves.csv")
     assert [row["class"] for row in leaves] == ["leaf", "stem", "leaf"] * 2
     assert list(leaves[0])[:4] == ["image", "plant", "leaf", "class"]
@@ -82,7 +83,8 @@ def test_without_a_leaf_class_every_instance_is_counted(tmp_path):
 def test_a_one_class_model_writes_what_it_always_did(tmp_path):
     out = tmp_path / "out"
     model = Fixed(["leaf"])
-    predict.predict_images(model, [_photos(tmp_path)], out, coco_json="rle", progress=False)
+    report = predict.predict_images(model, [_photos(tmp_path)], out, coco_json="rle", progress=False)
+    assert report.summary().startswith("predicted 2 images (6 leaves), skipped 0")
     leaves, plants = _rows(out / "leaves.csv"), _rows(out / "plants.csv")
     assert "class" not in leaves[0] and not any(key.endswith("_count") and key != "leaf_count" for key in plants[0])
     assert plants[0]["leaf_count"] == "3"
