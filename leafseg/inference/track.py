@@ -556,6 +556,7 @@ def _plot_growth(growth, path, area_key, timed):
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     fig, (ax_area, ax_count) = plt.subplots(1, 2, figsize=(11, 4.2))
     x_key = "day" if timed else "frame"
@@ -568,6 +569,7 @@ def _plot_growth(growth, path, area_key, timed):
     unit = "mm²" if area_key.endswith("mm2") else "px"
     ax_area.set(xlabel=f"{x_key}", ylabel=f"rosette area ({unit})", title="rosette area")
     ax_count.set(xlabel=f"{x_key}", ylabel="leaves", title="leaf count")
+    ax_count.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for ax in (ax_area, ax_count):
         ax.grid(alpha=0.3)
     if len(plants) <= 15:
@@ -598,7 +600,8 @@ def _plot_leaves(plant, rows, path, area_key, timed):
             ax.annotate(str(track), (xs[-1], ys[-1]), fontsize=7, color=colour, xytext=(2, 0),
                         textcoords="offset points")
     unit = "mm²" if area_key.endswith("mm2") else "px"
-    ax.set(xlabel=x_key, ylabel=f"leaf area ({unit})", title=f"{plant}: area of each leaf ({len(tracks)} tracks)")
+    ax.set(xlabel=x_key, ylabel=f"leaf area ({unit})")
+    ax.set_title(f"{plant}\narea of each leaf ({len(tracks)} tracks)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     try:
