@@ -475,18 +475,21 @@ def _segment(model, todo, store, batch_size, progress):
 def _units(plant, frames, segs):
     """The tracked plants of one input plant: {name: [(frame, label, scores, detection indices)]},
     one per scene plant when its photographs are scenes of several plants."""
-    names = {name for f in frames if f.image in segs for _, name in segs[f.image]["plants"]}
+    names = sorted({name for f in frames if f.image in segs for _, name in segs[f.image]["plants"]},
+                   key=_natural_key)
     several = len(names) > 1
     units: dict = {}
     for f in frames:
         seg = segs.get(f.image)
         if seg is None:
             continue
-        ids = dict((int(i), name) for i, name in seg["plants"])
-        for pid, name in (sorted(ids.items()) if several else [(None, None)]):
-            unit = f"{plant}/{_safe(name)}" if several else plant
-            dets = (np.flatnonzero(seg["plant_ids"] == pid) if several else np.arange(len(seg["scores"])))
-            units.setdefault(unit, []).append((f, seg, dets))
+        if not several:
+            units.setdefault(plant, []).append((f, seg, np.arange(len(seg["scores"]))))
+            continue
+        ids = {name: int(i) for i, name in seg["plants"]}
+        for name in names:  # (a scene plant not found in a frame: an empty frame for its tracker)
+            dets = np.flatnonzero(seg["plant_ids"] == ids[name]) if name in ids else np.zeros(0, np.int64)
+            units.setdefault(f"{plant}/{_safe(name)}", []).append((f, seg, dets))
     return units
 
 

@@ -371,3 +371,37 @@ def test_script_and_cli_entry_points():
     result = subprocess.run([sys.executable, str(root / "scripts" / "track.py"), "--help"], capture_output=True,
                             text=True, cwd=root, timeout=120)
     assert result.returncode == 0 and "--group-by" in result.stdout and "--order" in result.stdout
+
+
+def test_a_tray_is_tracked_pot_by_pot(tmp_path, monkeypatch):
+    """A tray of 2 x 2 pots photographed three days, split by --grid as predict splits it: each pot
+    is a plant of its own (``<folder>/A1`` ...), its leaves keeping their ids."""
+    folder = tmp_path / "tray"
+    folder.mkdir()
+    palette = leaf_palette(64)
+    ys, xs = np.mgrid[:192, :192]
+    truth = []
+    for day in range(3):
+        image, ids = np.zeros((192, 192, 3), np.uint8), np.zeros((192, 192), np.int32)
+        for pot in range(4):
+            cy, cx = 48 + 96 * (pot // 2), 48 + 96 * (pot % 2)
+            for k in range(3 + (day == 2 and pot == 3)):
+                angle = 2 * np.pi * k / 3 + 0.4 * pot + 0.05 * day + (1.0 if k == 3 else 0.0)
+                reach, size = (14 + 3 * day, 6.0) if k < 3 else (0, 4.0)  # (a new leaf in the middle)
+                ly, lx = cy + reach * np.sin(angle), cx + reach * np.cos(angle)
+                leaf = ((ys - ly) / size) ** 2 + ((xs - lx) / size) ** 2 <= 1
+                image[leaf] = palette[10 * pot + k]
+                ids[leaf] = 10 * pot + k + 1
+        Image.fromarray(image).save(folder / f"tray_2021_03_0{day + 1}.png")
+        truth.append(ids)
+    run = command(monkeypatch, Oracle(48), [folder, "--out", tmp_path / "out", "--grid", "2x2"])
+    assert run.status == 0, run.stderr
+    growth = read_csv(tmp_path / "out" / "growth.csv")
+    assert sorted({r["plant"] for r in growth}) == ["tray/A1", "tray/A2", "tray/B1", "tray/B2"]
+    assert [r["leaf_count"] for r in growth if r["plant"] == "tray/B2"] == ["3", "3", "4"]
+    for pot, name in enumerate(("A1", "A2", "B1", "B2")):
+        labels = [read_label(p) for p in sorted((tmp_path / "out" / "tray" / name / "labels").glob("*.png"))]
+        for k in range(3):
+            found = {int(v) for t, label in enumerate(labels) for v in np.unique(label[truth[t] == 10 * pot + k + 1])}
+            assert len(found) == 1 and 0 not in found, (name, k, found)
+        assert all(not label[(truth[t] > 0) & ((truth[t] - 1) // 10 != pot)].any() for t, label in enumerate(labels))
