@@ -18,6 +18,7 @@ import math
 import time
 from pathlib import Path
 
+from leafseg.cli.options import counted
 from leafseg.training.recipe import print_step
 
 
@@ -64,7 +65,7 @@ def run_demo(out="demo_output", images=100, size=256, minutes=8.0, seed=0, worke
     cfg = load_config(config)
     keras.utils.set_random_seed(seed)
     print_step(3, total, f"Training {cfg.NAME} ({cfg.BACKBONE} x{cfg.BACKBONE_WIDTH}, {cfg.IMAGE_MAX_DIM} px) from scratch "
-          f"on {len(train.image_ids)} images for up to {minutes:g} minutes")
+          f"on {counted(len(train.image_ids), 'image')} for up to {minutes:g} minutes")
     model = MaskRCNN("training", cfg, out / "logs")
     epochs = max(1, math.ceil(minutes * 60 / (cfg.STEPS_PER_EPOCH * 0.2)))
     # The preset's optimiser (quickstart_cpu: Adam, which from scratch gets a small model going far

@@ -43,6 +43,7 @@ __all__ = [
     "CSVLog",
     "read_csv_log",
     "LossPlot",
+    "stage_switches",
     "EpochCheckpoint",
 ]
 
@@ -205,8 +206,8 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         if new < old:
             variable.assign(new)
             self.reductions.append({"epoch": epoch + 1, "from": old, "to": new})
-            logger.warning("Epoch %d: %s has not improved for %d epochs; learning rate %.3g -> %.3g",
-                           epoch + 1, self.monitor, self.wait, old, new)
+            logger.warning("Epoch %d: %s has not improved for %d epoch%s; learning rate %.3g -> %.3g",
+                           epoch + 1, self.monitor, self.wait, "" if self.wait == 1 else "s", old, new)
         self.wait = 0
         self.cooldown_left = self.cooldown
 
@@ -278,10 +279,32 @@ def _int(value):
         return 0
 
 
+def stage_switches(rows):
+    """Where the stage or the optimiser changed in a CSV log's rows: ([(epoch, label)], notes),
+    the label naming the change ("heads -> all"), and a note for the ``l2_loss`` panel when the
+    layers changed: the L2 term sums the squared kernels of the *trainable* layers, so it jumps
+    when the backbone's kernels join them (heads -> all) and falls when they leave."""
+    switches, layers_changed = [], False
+    for prev, row in zip(rows, rows[1:]):
+        before, after = (prev.get("stage"), prev.get("optimizer")), (row.get("stage"), row.get("optimizer"))
+        if before == after:
+            continue
+        changed = [f"{a} -> {b}" for a, b in zip(before, after) if a != b and (a or b)]
+        switches.append((float(prev["epoch"]), ", ".join(changed)))
+        layers_changed |= before[0] != after[0]
+    notes = {}
+    if layers_changed:
+        notes["l2_loss"] = ("At a dashed line the trained layers change: l2_loss sums the squared kernels of the "
+                            "trainable layers only, so it jumps when the backbone's join them (heads -> all). "
+                            "Not a worse model.")
+    return switches, notes
+
+
 class LossPlot(keras.callbacks.Callback):
     """Redraw the loss curves (``mrcnn.visualize.plot_history``) from the CSV log after every epoch.
 
-    Place it after :class:`CSVLog`. Dashed lines mark where the stage or the optimiser changed.
+    Place it after :class:`CSVLog`. Dashed lines mark where the stage or the optimiser changed,
+    labelled with the change; the l2_loss panel says why it jumps there (:func:`stage_switches`).
     """
 
     def __init__(self, csv_path, png_path, title="Training losses"):
@@ -300,9 +323,8 @@ class LossPlot(keras.callbacks.Callback):
         for name in rows[-1]:
             if name.endswith("loss") or name == "learning_rate":
                 history[name] = [float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows]
-        boundaries = [float(prev["epoch"]) for prev, row in zip(rows, rows[1:])
-                      if (prev.get("stage"), prev.get("optimizer")) != (row.get("stage"), row.get("optimizer"))]
-        visualize.plot_history(history, self.png_path, title=self.title, boundaries=boundaries)
+        boundaries, notes = stage_switches(rows)
+        visualize.plot_history(history, self.png_path, title=self.title, boundaries=boundaries, notes=notes)
 
 
 ############################################################

@@ -290,7 +290,7 @@ class MaskRCNN:
         """
         images = [np.asarray(image) for image in images]
         if verbose:
-            logger.info("Processing %d images", len(images))
+            logger.info("Processing %d image%s", len(images), "" if len(images) == 1 else "s")
         molded_images, image_metas, windows = self.mold_inputs(images)
         return self.detect_molded(molded_images, image_metas, verbose=verbose, original_images=images,
                                   windows=windows)

@@ -497,7 +497,7 @@ class _SampleSource:
                 del self._epochs[(run, epoch)]
         if failed > self.max_failures:
             raise SampleError(
-                f"input pipeline gave up: {failed} images of epoch {epoch} failed (on_error='skip' allows "
+                f"input pipeline gave up: {failed} image{'' if failed == 1 else 's'} of epoch {epoch} failed (on_error='skip' allows "
                 f"{self.max_failures} of {len(self.image_ids)} per epoch, max_skip_fraction); last: {failure}"
             )
         if attempted == len(self.image_ids) and produced == 0:

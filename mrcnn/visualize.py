@@ -110,12 +110,14 @@ def save_image(image, path):
     return Path(path)
 
 
-def plot_history(history, path=None, title="Training losses", boundaries=()):
+def plot_history(history, path=None, title="Training losses", boundaries=(), notes=None):
     """Loss curves: one panel per loss (training and ``val_`` together), plus the learning rate.
 
     history: {"loss": [...], "val_loss": [...], ...} (Keras History.history or a CSV log read
         into columns); an "epoch" column, if present, is the x axis.
-    boundaries: epochs where a stage began (drawn as vertical lines).
+    boundaries: epochs where a stage began (drawn as vertical lines), or (epoch, label) pairs,
+        the label (e.g. "heads -> all") written beside the line.
+    notes: {key: text} written in that key's panel (e.g. why ``l2_loss`` jumps at a line).
     path: write a PNG there atomically and close the figure; otherwise return the figure.
     """
     import matplotlib
@@ -138,9 +140,17 @@ def plot_history(history, path=None, title="Training losses", boundaries=()):
             val = np.asarray(history[f"val_{key}"], dtype=float)
             ax.plot(epochs[: len(val)], val, marker="o", markersize=3, label="validation")
         for b in boundaries:
-            ax.axvline(b, color="gray", linestyle="--", linewidth=0.8)
+            epoch, text = b if isinstance(b, (tuple, list)) else (b, None)
+            ax.axvline(epoch, color="gray", linestyle="--", linewidth=0.8)
+            if text:
+                ax.annotate(text, (epoch, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                            textcoords="offset points", fontsize=7, color="dimgray", va="top")
         ax.set_title(key)
         ax.set_xlabel("epoch")
+        if (notes or {}).get(key):  # below the axis, where it hides no curve
+            import textwrap
+
+            ax.set_xlabel("epoch\n" + textwrap.fill(notes[key], 62), fontsize=7, color="dimgray")
         if key != rate_key:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:

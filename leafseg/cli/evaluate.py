@@ -5,13 +5,13 @@ import argparse
 import sys
 
 from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
-                                 format_set, parse_overrides, positive_int, setup_command_logging)
+                                 counted, format_set, parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
 from leafseg.inference.tta import TTAModel
 from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_coco_table,
                                       format_definitions, load_eval_dataset, resolve_subset)
 from leafseg.measure.metrics import format_summary
-from leafseg.models.loading import load_inference_model
+from leafseg.models.loading import describe_weights, load_inference_model
 
 
 def build_parser(parser=None):
@@ -50,10 +50,14 @@ def run(args) -> int:
         return 2
     image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
     if not args.quiet:
+        chosen = describe_weights(args.weights, weights)
+        if chosen:
+            print(chosen, file=sys.stderr)
         subset = resolve_subset(args.dataset, args.subset)
         shown = subset + (" (auto)" if args.subset == "auto" else "")
-        print(f"evaluating {len(image_ids)} images of {args.dataset} (subset {shown}) with {weights}, "
-              f"config {config_source}{format_set(args.set)}" + (f", TTA {args.tta} views" if args.tta else ""),
+        print(f"evaluating {counted(len(image_ids), 'image')} of {args.dataset} (subset {shown}) with {weights}, "
+              f"config {config_source}{format_set(args.set)}"
+              + (f", TTA {counted(args.tta, 'view')}" if args.tta else ""),
               file=sys.stderr)
     settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score,
                 "plants": args.plants, "grid": list(args.grid) if args.grid else None}

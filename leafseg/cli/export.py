@@ -7,7 +7,7 @@ import sys
 from leafseg.cli.options import (add_model_arguments, add_verbose_argument, format_set, parse_overrides,
                                  setup_command_logging)
 from leafseg.inference.export import check_images
-from leafseg.models.loading import load_inference_model
+from leafseg.models.loading import describe_weights, load_inference_model
 
 
 def build_parser(parser=None):
@@ -40,6 +40,9 @@ def run(args) -> int:
     except (OSError, ValueError) as err:  # ImageReadError is an OSError
         print(f"export: error: {err}", file=sys.stderr)
         return 2
+    chosen = describe_weights(args.weights, weights)
+    if chosen:
+        print(chosen)
     print(f"wrote {path} (weights {weights}, config {config_source}{format_set(args.set)})")
     if args.no_check:
         return 0

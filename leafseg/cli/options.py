@@ -12,9 +12,11 @@ import re
 import sys
 import tempfile
 
+from leafseg import counted  # noqa: F401  (the commands' messages; defined where every package may use it)
+
 __all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "format_set", "add_set_argument",
            "add_model_arguments", "add_verbose_argument", "tta_views", "add_tta_argument", "quiet_tensorflow",
-           "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV",
+           "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV", "counted",
 ]
 
 # Set (to 1) by ``leafseg --verbose COMMAND``: every command keeps TensorFlow's log lines.

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
-                                 format_set, parse_overrides, positive_float, positive_int, setup_command_logging)
+                                 counted, format_set, parse_overrides, positive_float, positive_int,
+                                 setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
-from leafseg.inference.predict import COCO_FORMATS, default_batch_size, predict_images
-from leafseg.models.loading import load_inference_model
+from leafseg.inference.predict import (COCO_FORMATS, default_batch_size, find_inputs, images_in_subfolders,
+                                       predict_images)
+from leafseg.models.loading import describe_weights, load_inference_model
 from leafseg.precision import PRECISIONS
+
+logger = logging.getLogger("leafseg.predict")
 
 
 class _CocoJsonAction(argparse.Action):
@@ -48,6 +53,9 @@ def build_parser(parser=None):
     parser.add_argument("--include-labels", action="store_true",
                         help="also predict input files that look like label images (*SUFFIX, CVPPP *_fg.png, "
                              "*_centers.png), skipped by default")
+    parser.add_argument("--recursive", action="store_true",
+                        help="also predict the images in the input folders' subfolders; their outputs keep the "
+                             "subfolder (overlays/SUB/<name>_overlay.png, SUB/<name> in the CSVs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every image again; by default a rerun into the same --out predicts only the "
                              "images not done yet (with the same weights and options)")
@@ -78,6 +86,19 @@ def run(args) -> int:
         print(f"predict: error: --label-suffix must end with .png (labels are written as PNG), got "
               f"{args.label_suffix!r}", file=sys.stderr)
         return 2
+    if not args.recursive:  # photographs kept in subfolders: say so before the model is loaded
+        nested = images_in_subfolders(inputs, exclude=args.out,
+                                      label_suffix=None if args.include_labels else args.label_suffix)
+        if nested and not find_inputs(inputs, exclude=args.out,
+                                      label_suffix=None if args.include_labels else args.label_suffix)[0]:
+            for folder, subfolders in nested:
+                shown = ", ".join(f"{sub.name}/ ({counted(count, 'image')})" for sub, count in subfolders)
+                print(f"predict: error: {folder} holds no image itself, but its subfolders do: {shown}; pass "
+                      "--recursive to predict them (their outputs keep the subfolder)", file=sys.stderr)
+            return 2
+        for folder, subfolders in nested:
+            logger.warning("%s holds no image itself, only its subfolders (%s): pass --recursive to predict them",
+                           folder, ", ".join(f"{sub.name}/" for sub, _ in subfolders))
     from leafseg.inference.cluster import ClusterError, ModelSpec, check_cluster
     from leafseg.inference.results import SettingsMismatch, file_fingerprint
 
@@ -97,11 +118,14 @@ def run(args) -> int:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
+        chosen = describe_weights(args.weights, weights)
+        if chosen:
+            print(chosen, file=sys.stderr)
         overlap = config.DETECTION_MASK_OVERLAP_THRESHOLD
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, "
               f"min score {config.DETECTION_MIN_CONFIDENCE:g}"
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
-              + (f", TTA {args.tta} views" if args.tta else "")
+              + (f", TTA {counted(args.tta, 'view')}" if args.tta else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
@@ -109,7 +133,8 @@ def run(args) -> int:
                                 include_labels=args.include_labels, overwrite=args.overwrite,
                                 batch_size=args.batch_size or (None if args.cluster else default_batch_size()),
                                 weights_id=file_fingerprint(weights) if Path(weights).is_file() else None,
-                                cluster=args.cluster, plants=args.plants, grid=args.grid, tta=args.tta)
+                                cluster=args.cluster, plants=args.plants, grid=args.grid, tta=args.tta,
+                                recursive=args.recursive)
     except (SettingsMismatch, ClusterError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from leafseg.cli.options import add_verbose_argument, fraction, setup_command_logging
+from leafseg.cli.options import add_verbose_argument, counted, fraction, setup_command_logging
 from leafseg.synth.realism import PETIOLES
 from leafseg.synth.rosettes import STYLES, contact_sheet, dataset_paths, write_dataset
 from leafseg.synth.timelapse import time_lapse_paths, write_time_lapses
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"synth: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"wrote {len(written)} files to {args.out}")
+        print(f"wrote {counted(len(written), 'file')} to {args.out}")
     if args.contact_sheet and args.count > 0:
         if args.time_lapse is not None:  # the first plant's first 12 days
             shown = [rgb for rgb, _ in time_lapse_paths(args.out, args.start, args.time_lapse)[:12]]

@@ -25,7 +25,9 @@ def main(argv=None, callbacks=None):
     for name in ("leafseg", "mrcnn"):
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        run(argv, callbacks)
+        result = run(argv, callbacks)
+        if result.summary:
+            print(result.summary, flush=True)
         return EXIT_OK
     except SetupError as err:
         print(f"leafseg train: error: {_one_line(err)}", file=sys.stderr)

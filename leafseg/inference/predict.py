@@ -6,8 +6,12 @@
     leafseg predict --coco-json polygons photos/   # COCO polygons, for Label Studio (see below)
     python scripts/predict.py ...        # the same command
 
-Inputs are files, folders (their files with an image suffix, not recursing; other files are
-listed as ignored) and glob patterns (``**`` recurses). Any size; grayscale, 16-bit and RGBA
+Inputs are files, folders (their files with an image suffix, not recursing unless
+``--recursive``; other files are listed as ignored) and glob patterns (``**`` recurses). With
+``--recursive`` the outputs of a subfolder's image keep the subfolder (``overlays/dish_a/
+p1_overlay.png``, image ``dish_a/p1`` in the CSVs), so same-named photographs of two subfolders
+do not clash. A folder that holds no image but whose subfolders do is refused before the model
+is loaded, naming the subfolders, unless ``--recursive``. Any size; grayscale, 16-bit and RGBA
 images are converted to RGB as for training (``mrcnn.dataset.load_image_file``). A file that
 cannot be read (missing, truncated, not an image file) is reported by name and skipped; the
 others go on. The exit status is 0 when at least one image was predicted, 1 when none could be,
@@ -83,6 +87,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from leafseg import counted
 from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
 from leafseg.data.masks import leaf_palette, save_indexed_png
@@ -95,7 +100,7 @@ from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
 
-__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "is_label_file", "output_name", "read_image",
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "images_in_subfolders", "input_names", "is_label_file", "output_name", "read_image",
            "visible_leaves", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
            "predict_images", "default_batch_size"]
 
@@ -153,13 +158,17 @@ def output_name(path) -> str:
     return stem[: -len(_RGB_SUFFIX)] if stem.endswith(_RGB_SUFFIX) and len(stem) > len(_RGB_SUFFIX) else stem
 
 
-def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
+def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX, recursive=False, folders=None):
     """Expand files, folders and glob patterns into the image files to predict.
 
     inputs: paths or patterns (str or Path).
     exclude: a folder whose files are never inputs (the output folder).
     label_suffix: files that :func:`is_label_file` finds to be labels are left out, whether
         named, in a folder or matched by a pattern; None keeps them.
+    recursive: a folder's subfolders are searched too (hidden ones and ``exclude`` left out).
+    folders: a dict to fill with {file: the folder input it was found in} for the files of a
+        subfolder (with ``recursive``), whose output names keep the subfolder
+        (:func:`input_names`).
 
     Returns: (files, problems, ignored, labels): files in the given order (each folder's and
     pattern's files in natural order), duplicates removed; problems: [(input, reason)] for
@@ -179,13 +188,18 @@ def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
             return
         files.append(path)
 
-    def add_folder(folder: Path):
+    def add_folder(folder: Path, top=None):
         for path in sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
                            key=_natural_key):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 add(path)
+                if top is not None and folders is not None and files and files[-1] == path:
+                    folders.setdefault(path, top)
             else:
                 ignored.append(path)
+        if recursive:
+            for sub in _subfolders(folder, exclude):
+                add_folder(sub, top or folder)
 
     for item in inputs:
         path = Path(item)
@@ -205,6 +219,30 @@ def find_inputs(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
         else:
             problems.append((str(item), "no such file or folder"))
     return files, problems, ignored, labels
+
+
+def _subfolders(folder: Path, exclude=None):
+    """The folders directly in ``folder``, in natural order, without hidden ones and ``exclude``."""
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and (exclude is None or p.resolve() != exclude)), key=_natural_key)
+
+
+def images_in_subfolders(inputs, exclude=None, label_suffix=DEFAULT_LABEL_SUFFIX):
+    """The folders of ``inputs`` that hold no image themselves but whose subfolders do:
+    [(folder, [(subfolder, number of images in it and its own subfolders), ...]), ...], the
+    subfolders without an image left out. What ``predict`` without ``--recursive`` would miss."""
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    found = []
+    for item in inputs:
+        folder = Path(item)
+        if not folder.is_dir() or find_inputs([folder], exclude, label_suffix)[0]:
+            continue
+        counts = [(sub, len(find_inputs([sub], exclude, label_suffix, recursive=True)[0]))
+                  for sub in _subfolders(folder, exclude)]
+        counts = [(sub, count) for sub, count in counts if count]
+        if counts:
+            found.append((folder, counts))
+    return found
 
 
 def read_image(path) -> np.ndarray:
@@ -244,10 +282,21 @@ def read_image(path) -> np.ndarray:
         raise ImageReadError(path, f"not a readable image ({err})") from err
 
 
-def _unique_names(paths):
+def input_names(paths, folders=None):
+    """The output names of input files: :func:`output_name`, with ``_2``, ``_3``, ... added when
+    two share one. A file of ``folders`` ({file: the folder input it was found in}, from
+    :func:`find_inputs` with ``recursive``) keeps its subfolder: ``photos/dish_a/p1.jpg`` found
+    in ``photos`` is ``dish_a/p1`` (outputs ``overlays/dish_a/p1_overlay.png``, ...)."""
+    return _unique_names(paths, folders)
+
+
+def _unique_names(paths, folders=None):
     names, used = [], set()
     for path in paths:
         base = output_name(path)
+        top = (folders or {}).get(path)
+        if top is not None:
+            base = Path(path).parent.relative_to(top).joinpath(base).as_posix()
         name, k = base, 1
         while name in used:
             k += 1
@@ -357,9 +406,7 @@ class PredictReport:
         return "\n".join(lines)
 
 
-def _counted(count, word, plural=None):
-    """``1 image``, ``2 images`` (``plural`` where adding an s is wrong: leaf, leaves)."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
+_counted = counted  # ``1 image``, ``2 images`` (leafseg.cli.options, shared by the commands)
 
 
 def _shown(paths, count=5):
@@ -610,12 +657,14 @@ def _settings(weights_id, config, policy, options):
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
                    class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
                    overwrite=False, batch_size=1, weights_id=None, cluster=None, plants="auto",
-                   grid=None, tta=None) -> PredictReport:
+                   grid=None, tta=None, recursive=False) -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
         ``cluster`` a :class:`leafseg.inference.cluster.ModelSpec` that each worker loads once.
     inputs: files, folders and patterns (see :func:`find_inputs`).
+    recursive: the folders' subfolders too; their outputs keep the subfolder (``overlays/dish_a/
+        p1_overlay.png``; ``dish_a/p1`` in the CSVs' image column, see :func:`input_names`).
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
     coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
     class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
@@ -654,14 +703,17 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     out_dir = Path(out_dir)
     options = OutputOptions(str(out_dir), mm_per_pixel, coco_json, label_suffix, plants, parse_grid(grid),
                             int(tta) if tta else None)
+    folders = {}
     files, problems, ignored, labels = find_inputs(inputs, exclude=out_dir,
-                                                   label_suffix=None if include_labels else label_suffix)
+                                                   label_suffix=None if include_labels else label_suffix,
+                                                   recursive=recursive, folders=folders)
     report = PredictReport(skipped=list(problems), ignored=ignored, labels=labels)
     for item, reason in problems:
         logger.warning("skipped %s: %s", item, reason)
     if labels:
-        logger.info("skipped %d label images (%s; --include-labels predicts them too)", len(labels), _shown(labels))
-    names = _unique_names(files)
+        logger.info("skipped %s (%s; --include-labels predicts them too)", _counted(len(labels), "label image"),
+                    _shown(labels))
+    names = _unique_names(files, folders)
     if cluster is not None:
         config = model.config_object()
         weights_id = weights_id or model.weights_id()
@@ -676,8 +728,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)
     if report.resumed:
-        logger.info("%d of %d images were predicted before into %s; predicting the other %d", report.resumed,
-                    len(files), out_dir, len(todo))
+        logger.info("%d of %s %s predicted before into %s; predicting the other %d", report.resumed,
+                    _counted(len(files), "image"), "was" if report.resumed == 1 else "were", out_dir, len(todo))
 
     with logging_redirect_tqdm(), tqdm(total=len(todo), unit="image", desc="predict",
                                        disable=not progress) as bar:

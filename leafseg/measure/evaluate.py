@@ -61,7 +61,9 @@ data set without any writes neither the columns nor per_plant.csv.
 Plots: ``pr_curve.png``, the pooled precision-recall curves of the masks at IoU 0.5 and 0.75
 (Matterport's matching: each detection, best score first, takes the unmatched ground truth it
 overlaps most, if the IoU reaches the threshold); and ``gallery.png``, the images with the
-lowest SBD, prediction beside ground truth.
+lowest SBD, prediction beside ground truth, each row cropped to where the leaves are (the
+ground truth's and the prediction's boxes and a margin; the row's title gives the crop) when
+they fill little of the image, so that the small leaves of a large photograph can be seen.
 
 :func:`evaluate_model` (per-image CVPPP metrics and AP50 only) is what the demo uses.
 """
@@ -73,6 +75,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from leafseg import counted
 from leafseg.data.masks import leaf_palette, masks_to_label
 from leafseg.measure.metrics import (COCO_STAT_NAMES, CVPPP_DEFINITIONS, coco_evaluate, compare_labels, evaluate_labels,
                                      label_from_detections, mask_ap50, round_floats, write_csv,
@@ -417,9 +420,43 @@ def load_eval_dataset(path, subset="auto"):
     return dataset
 
 
-def comparison_row(image, scores, photograph=False):
+# A picture's crop to its leaves: the union of the ground truth's and the prediction's boxes,
+# widened on each side by this share of its longer side (and at least CROP_MIN_MARGIN pixels);
+# taken when it leaves out at least CROP_MIN_SAVING of the image's area.
+CROP_MARGIN = 0.1
+CROP_MIN_MARGIN = 16
+CROP_MIN_SAVING = 0.25
+
+
+def leaf_crop(*masks, margin=CROP_MARGIN, min_margin=CROP_MIN_MARGIN, min_saving=CROP_MIN_SAVING):
+    """Where the leaves of ``masks`` (bool [H, W, N] arrays of one image: ground truth,
+    prediction) are, with a margin: (y1, x1, y2, x2), or None when that is (nearly) the whole
+    image or there is no leaf. A gallery row is cropped to it, so that the small leaves of a
+    large photograph are not shrunk to a few pixels."""
+    masks = [np.asarray(m, bool) for m in masks]
+    height, width = masks[0].shape[:2]
+    found = np.zeros((height, width), bool)
+    for m in masks:
+        if m.ndim == 3 and m.shape[-1]:
+            found |= m.any(axis=-1)
+    rows, cols = np.flatnonzero(found.any(axis=1)), np.flatnonzero(found.any(axis=0))
+    if not rows.size:
+        return None
+    pad = max(min_margin, int(round(margin * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))))
+    y1, x1 = max(0, rows[0] - pad), max(0, cols[0] - pad)
+    y2, x2 = min(height, rows[-1] + 1 + pad), min(width, cols[-1] + 1 + pad)
+    if (y2 - y1) * (x2 - x1) > (1 - min_saving) * height * width:
+        return None
+    return int(y1), int(x1), int(y2), int(x2)
+
+
+def comparison_row(image, scores, photograph=False, crop=True):
     """One scored image as pictures: [the photograph,] the prediction as scored (the flattened
-    label's leaves, numbered in detection order) and the ground truth; and a title with its scores."""
+    label's leaves, numbered in detection order) and the ground truth; and a title with its scores.
+
+    crop: show only where the leaves are (:func:`leaf_crop` of both), the title saying so
+    ("cropped to x 400-900, y 300-700 of 2048 x 1536 px"), when that leaves out much of the image.
+    """
     from mrcnn import visualize
 
     palette = leaf_palette(255)
@@ -427,6 +464,13 @@ def comparison_row(image, scores, photograph=False):
     ids = [k for k in np.unique(label) if k]
     visible = label[..., np.newaxis] == np.asarray(ids, label.dtype).reshape(1, 1, -1)
     gt = np.asarray(scores.gt[0])
+    box = leaf_crop(gt, visible) if crop else None
+    cropped = ""
+    if box is not None:
+        y1, x1, y2, x2 = box
+        cropped = (f"\ncropped to x {x1}-{x2}, y {y1}-{y2} of {image.shape[1]} x {image.shape[0]} px "
+                   "(where the leaves are)")
+        image, visible, gt = image[y1:y2, x1:x2], visible[y1:y2, x1:x2], gt[y1:y2, x1:x2]
     pictures = [image] if photograph else []
     pictures += [visualize.draw_instances(image, visible, labels=range(1, len(ids) + 1),
                                           colors=palette[np.arange(len(ids)) % 255]),
@@ -434,7 +478,7 @@ def comparison_row(image, scores, photograph=False):
                                           colors=palette[np.arange(gt.shape[-1]) % 255])]
     row = scores.row
     title = (f"{row['image']}: SBD {row['sbd']:.3f}, FBD {row['fbd']:.3f}, "
-             f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})")
+             f"DiC {row['dic']:+d} ({row['pred_count']} vs {row['gt_count']})") + cropped
     return pictures, title
 
 
@@ -451,7 +495,8 @@ def _gallery(dataset, image_ids, image_scores, count, path):
         titles.append(title)
     return visualize.plot_image_grid(rows, path, row_titles=titles,
                                      column_titles=("prediction", "ground truth"),
-                                     title=f"The {len(rows)} images with the lowest SBD")
+                                     title=("The image" if len(rows) == 1 else f"The {len(rows)} images")
+                                     + " with the lowest SBD")
 
 
 def prediction_sheet(model, sets, path, title=None):
@@ -466,11 +511,12 @@ def prediction_sheet(model, sets, path, title=None):
             image = dataset.load_image(image_id)
             gt_masks, gt_class_ids = dataset.load_mask(image_id)
             scores = score_image(dataset.image_info[image_id]["id"], gt_masks, gt_class_ids, model.detect([image])[0])
-            pictures, _ = comparison_row(image, scores, photograph=True)
+            pictures, full_title = comparison_row(image, scores, photograph=True)
             rows.append(pictures)
             row = scores.row
             titles.append(f"{name} {row['image']}: SBD {row['sbd']:.3f}, DiC {row['dic']:+d} "
-                          f"({row['pred_count']} vs {row['gt_count']} leaves)")
+                          f"({row['pred_count']} vs {counted(row['gt_count'], 'leaf', 'leaves')})"
+                          + full_title[len(full_title.split("\n")[0]):])
     if not rows:
         raise ValueError("prediction_sheet: no images (every set is empty or its count is 0)")
     return visualize.plot_image_grid(rows, path, row_titles=titles,

@@ -42,6 +42,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from leafseg import counted
 from leafseg.data.masks import masks_to_label
 from mrcnn import utils
 from mrcnn.fileio import write_text_atomic
@@ -461,7 +462,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{name:<{width}}" + "".join(f"{'-':>10}" if v is None else f"{v:>10.3f}" for v in values))
     if "n_images" in summary:
         plants = f", {summary['n_plant_images']} with plants" if "n_plant_images" in summary else ""
-        lines.append(f"({summary['n_images']} images{plants})")
+        lines.append(f"({counted(summary['n_images'], 'image')}{plants})")
     return "\n".join(lines)
 
 

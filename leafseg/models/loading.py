@@ -23,7 +23,7 @@ from leafseg.config import PRESETS, config_for_weights, load_config
 from leafseg.models.runs import ADAPTED_WEIGHTS, CONFIG_FILE
 from mrcnn.weights import WeightsMismatchError, newest_checkpoint
 
-__all__ = ["resolve_weights", "resolve_config", "resolve_inference", "load_inference_model"]
+__all__ = ["resolve_weights", "describe_weights", "resolve_config", "resolve_inference", "load_inference_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,45 @@ def resolve_weights(weights) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     return path
+
+
+def describe_weights(weights, path):
+    """Why ``weights`` (a ``--weights`` value) resolved to the file ``path``, when it named a
+    folder: which run folder and which of its checkpoints was taken, and the best one by the
+    run's checkpoints.json when that is another. None for a file or a model name.
+
+    e.g. ``--weights logs: the newest run folder in logs (by the time in its name),
+    leaf20261207T1050, and its newest checkpoint, epoch 12 (val_loss 0.91); its best by val_loss
+    is epoch 9 (0.84): --weights logs/leaf20261207T1050/mask_rcnn_leaf_0009.weights.h5``."""
+    import json
+    import re
+
+    given, path = Path(weights), Path(path)
+    if not given.is_dir() or path.name == ADAPTED_WEIGHTS:
+        return None
+    epoch = re.search(r"(\d+)(?:\.weights)?\.h5$", path.name)
+    epoch = int(epoch.group(1)) if epoch else None
+    run_dir = path.parent
+    if run_dir.resolve() == given.resolve():
+        text = f"--weights {weights}: a run folder, its newest checkpoint"
+    else:
+        text = (f"--weights {weights}: the newest run folder in it (by the time in its name) with a checkpoint, "
+                f"{run_dir.name}, and its newest checkpoint")
+    best = None
+    try:
+        index = json.loads((run_dir / "checkpoints.json").read_text(encoding="utf-8"))
+        best = index.get("best")
+        entry = next((c for c in index.get("checkpoints") or [] if c.get("epoch") == epoch), {})
+        value = (entry.get("logs") or {}).get(index.get("monitor") or "val_loss")
+    except (OSError, ValueError, AttributeError):
+        value = None
+    text += f", epoch {epoch}" if epoch is not None else f", {path.name}"
+    if isinstance(value, (int, float)):
+        text += f" ({(best or {}).get('monitor') or 'val_loss'} {value:.4g})"
+    if best and best.get("epoch") != epoch and Path(best.get("path", "")).is_file():
+        text += (f"; its best by {best.get('monitor', 'val_loss')} is epoch {best['epoch']} ({best['value']:.4g}): "
+                 f"--weights {best['path']}")
+    return text
 
 
 def resolve_config(config=None, weights=None, **overrides):

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leafseg import counted
 from leafseg.data.dataset import IGNORE_DIR
 from leafseg.data.masks import DEFAULT_MIN_AREA, leaf_palette
 from leafseg.models.runs import ADAPTED_WEIGHTS, LOG_FILE, newest_run
@@ -835,9 +836,9 @@ def adapt(options, callbacks=None, detect=None):
     for entry in state.data["rounds"].values():
         entry["labelled_this_call"] = 0
     state.save(clock, phase="starting")
-    print(f"leafseg adapt: {len(photos)} photographs"
+    print(f"leafseg adapt: {counted(len(photos), 'photograph')}"
           + (f" ({held} of held-out plants left out)" if options.hold_out_plants else "")
-          + f", {options.rounds} round(s), {options.minutes:g} minutes ({clock.spent() / 60:.1f} spent before), "
+          + f", {counted(options.rounds, 'round')}, {options.minutes:g} minutes ({clock.spent() / 60:.1f} spent before), "
             f"teacher {teacher}", flush=True)
     state.save(clock, photos_found=len(photos), photos_held_out=held)
 
@@ -848,7 +849,7 @@ def adapt(options, callbacks=None, detect=None):
         prepared = synthetic_data(options, out)
         synthetic = str(prepared) if prepared is not None else None
         state.save(clock, synthetic_prepared=synthetic)
-    outcome = f"{options.rounds} round(s) done"
+    outcome = f"{counted(options.rounds, 'round')} done"
     for number in range(1, options.rounds + 1):
         entry = state.round(number)
         later = str(number + 1) in state.data["rounds"]
@@ -897,7 +898,8 @@ def run_round(number, teacher, photos, synthetic, options, state, clock, entry, 
         state.save(clock)
     print_step(number, options.rounds, f"Round {number}, teacher {teacher}")
     if not entry.get("labelled"):
-        print(f"  labelling {len(entry['photos'])} photographs ({options.views} views each)", flush=True)
+        print(f"  labelling {counted(len(entry['photos']), 'photograph')} ({counted(options.views, 'view')} each)",
+              flush=True)
         started = clock.spent()
         deadline = started + LABEL_SHARE * max(end - started, 0.0)
         state.save(clock, phase=f"labelling round {number}")
@@ -909,14 +911,15 @@ def run_round(number, teacher, photos, synthetic, options, state, clock, entry, 
         entry["labelled"] = dict(round_summary(folder / "labels"), finished=finished)
         state.save(clock)
         if not finished:
-            print(f"  labelling stopped at the round's time ({entry['labelled']['photos_labelled']} photographs)")
+            print(f"  labelling stopped at the round's time "
+                  f"({counted(entry['labelled']['photos_labelled'], 'photograph')})")
     summary = round_summary(folder / "labels")
     if "picture" not in entry:
         picture = draw_round(folder / "labels", out / f"pseudo_labels_round{number}.png",
                              f"round {number}: what the student learns from")
         entry["picture"] = str(picture) if picture else None
         state.save(clock)
-    print(f"  {summary['images_kept']} of {summary['photos_labelled']} photographs kept; leaves: "
+    print(f"  {summary['images_kept']} of {counted(summary['photos_labelled'], 'photograph')} kept; leaves: "
           f"{summary['leaves_kept']} kept, {summary['leaves_ignored']} ignored, {summary['leaves_dropped']} dropped; "
           f"mean agreement {_cell(summary['mean_agreement'])}", flush=True)
     kept = _samples(folder / "labels")
@@ -945,7 +948,8 @@ def train_round(number, teacher, kept, synthetic, options, state, clock, entry, 
         train_images, val_images = build_round_dataset(folder / "dataset", kept, synthetic, options.seed + number)
         batch = config_for_weights(teacher)[0].BATCH_SIZE
         resume = done > 0
-        print(f"  student: {train_images} images ({len(kept)} photographs, {train_images - len(kept)} drawn rosettes), "
+        print(f"  student: {counted(train_images, 'image')} ({counted(len(kept), 'photograph')}, "
+              f"{counted(train_images - len(kept), 'drawn rosette')}), "
               f"{'resuming after epoch ' + str(done) if resume else 'from the teacher'}, epochs of {per_epoch} steps "
               f"to {epochs}, {left / 60:.1f} minutes left in the round", flush=True)
         state.save(clock, phase=f"training round {number}")

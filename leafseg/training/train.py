@@ -27,6 +27,12 @@ The run folder ``<logs>/<name>YYYYmmddTHHMM/`` holds the checkpoints
 ``training_log.csv``, ``losses.png``, TensorBoard events (``train/``, ``validation/``),
 ``config.yaml`` and ``run.json`` (every command line and each stage: layers, optimiser, rate,
 schedule, start and end epoch, times, outcome); :mod:`leafseg.models.runs` names and reads them.
+A stage ends with a summary on stdout (:func:`training_summary`): the best checkpoint by val_loss
+and the last, and the evaluate / predict commands for the best.
+
+Photographs larger than the config's IMAGE_MAX_DIM are decoded and shrunk once, before training,
+into ``<logs>/.image_cache`` (:mod:`leafseg.data.cache`: the same pixels the input pipeline would
+make at every step); ``--no-image-cache`` reads the photographs at every step.
 
 Exit status: 0 done (or nothing left to do); 1 training failed (a NaN or Inf loss: the message
 names the step and the loss, the last good checkpoint is kept; or an error while training);
@@ -49,7 +55,8 @@ from pathlib import Path
 from leafseg.cli.options import add_set_argument, parse_overrides, quiet_tensorflow
 
 from leafseg.precision import PRECISION_POLICIES, precision_warning
-from leafseg.models.runs import CHECKPOINT_INDEX, CONFIG_FILE, RunRecord, newest_run, read_checkpoint_index
+from leafseg.models.runs import (CHECKPOINT_INDEX, CONFIG_FILE, LOG_FILE, LOSS_PLOT, RunRecord, newest_run,
+                                 read_checkpoint_index)
 from mrcnn.augment import STRENGTHS
 
 __all__ = ["SetupError", "StageSpec", "TrainResult", "print_step"]
@@ -143,6 +150,9 @@ def build_parser(parser=None):
     add("--augment", choices=AUGMENTATIONS, help="training augmentation (default: none)")
     add("--logs", default="logs", metavar="DIR", help="the folder of run folders (default: logs)")
     add("--resume", action="store_true", help="continue the newest checkpoint under --logs")
+    add("--no-image-cache", action="store_true",
+        help="read the photographs at every step; by default those larger than IMAGE_MAX_DIM are shrunk once, "
+             "before training, into <logs>/.image_cache (the same pixels, much faster steps)")
     add("--keep-checkpoints", type=int, default=DEFAULT_KEEP_CHECKPOINTS, metavar="K",
         help="keep the newest K checkpoints and the best; 0 keeps all (default: 5)")
     add("--seed", type=int, default=0, help="seed of the initial weights, sampling and data order (default: 0)")
@@ -505,6 +515,7 @@ class TrainResult:
     checkpoint: str | None
     history: object
     spec: StageSpec
+    summary: str | None = None  # what the command prints at the end (:func:`training_summary`)
 
 
 ############################################################
@@ -528,6 +539,12 @@ def run(argv=None, callbacks=None):
     if args.weights == "coco" and not args.resume:
         check_coco_fits(config, args.config_source)
     train_set, val_set = load_datasets(args.dataset, config)
+    if not args.no_image_cache:  # large photographs decoded and shrunk once, not at every step
+        from leafseg.data.cache import CACHE_DIR, resized_for_training
+
+        train_set, val_set = (None if dataset is None else resized_for_training(dataset, config,
+                                                                                Path(args.logs) / CACHE_DIR)
+                              for dataset in (train_set, val_set))
 
     import keras
 
@@ -561,15 +578,20 @@ def run(argv=None, callbacks=None):
         if model.epoch >= spec.end_epoch:
             logger.warning("Nothing to do: the weights are at epoch %d and --epochs is %d", model.epoch,
                            spec.end_epoch)
-            return TrainResult(model, model.log_dir, model.epoch, start.checkpoint, None, spec)
+            result = TrainResult(model, model.log_dir, model.epoch, start.checkpoint, None, spec)
+            result.summary = training_summary(result, args)
+            return result
         chief = is_chief(strategy)
         if not chief:
             # Every worker writes checkpoints (they may need collective reads); only the chief's are kept.
             worker_dir = tempfile.mkdtemp(prefix="leafseg-worker-")
             model.log_dir = os.path.join(worker_dir, os.path.basename(model.log_dir))
             model.checkpoint_path = os.path.join(model.log_dir, os.path.basename(model.checkpoint_path))
-        return _train_stage(model, args, argv, config, strategy, spec, start, restore, train_set, val_set,
-                            callbacks, chief)
+        result = _train_stage(model, args, argv, config, strategy, spec, start, restore, train_set, val_set,
+                              callbacks, chief)
+        if chief:
+            result.summary = training_summary(result, args)
+        return result
     finally:
         keras.mixed_precision.set_global_policy(policy)
         if worker_dir:
@@ -636,6 +658,51 @@ def _train_stage(model, args, argv, config, strategy, spec, start, restore, trai
             record.end(status, model.epoch, message)
     checkpoint = model.find_last() if chief else None
     return TrainResult(model, model.log_dir, model.epoch, checkpoint, history, spec)
+
+
+def training_summary(result, args):
+    """What a finished stage leaves, for the user: the best checkpoint (by the monitored loss,
+    val_loss when there is validation) and the last one with their epochs, losses and paths,
+    the run folder's plot and log, and the commands that evaluate and use the best checkpoint,
+    ready to paste. Read from the run folder's checkpoints.json."""
+    import shlex
+
+    run_dir = Path(result.run_dir)
+    try:
+        index = read_checkpoint_index(run_dir)
+    except (OSError, ValueError):
+        index = {}
+    monitor = index.get("monitor") or "val_loss"
+    best, checkpoints = index.get("best"), index.get("checkpoints") or []
+    last = next((c for c in checkpoints if c.get("epoch") == result.epoch), checkpoints[-1] if checkpoints else None)
+
+    def described(entry, lowest=""):
+        value = (entry.get("logs") or {}).get(monitor) if "value" not in entry else entry["value"]
+        loss = f", {entry.get('monitor', monitor)} {value:.4g}{lowest}" if isinstance(value, (int, float)) else ""
+        return f"epoch {entry['epoch']}{loss}: {entry['path']}"
+
+    done = "done" if result.history is not None else "nothing to do"
+    lines = [f"Training {done}: epoch {result.epoch} of {result.spec.end_epoch} (stage {result.spec.stage}), "
+             f"run folder {run_dir}"]
+    if best:
+        lines.append("  best: " + described(best, " (the lowest)"))
+    if last:
+        lines.append("  last: " + described(last))
+    if not (best or last):
+        lines.append(f"  no checkpoint in {run_dir}" + (f"; the weights are {result.checkpoint}"
+                                                         if result.checkpoint else ""))
+    lines.append(f"  losses: {run_dir / LOSS_PLOT}, {run_dir / LOG_FILE}")
+    weights = (best or last or {}).get("path") or result.checkpoint
+    if weights:
+        quote = shlex.quote
+        evaluate = ["leafseg", "evaluate", "--weights", quote(str(weights)), "--dataset", quote(str(args.dataset)),
+                    "--out", quote(str(run_dir / "evaluation"))]
+        if not (Path(args.dataset) / "val").is_dir():
+            evaluate += ["--subset", "train"]  # (no val/ folder: the training images, which flatter the model)
+        lines += ["Next:", "  " + " ".join(evaluate),
+                  "  leafseg predict --weights " + quote(str(weights)) + " --out predictions PHOTOS/"
+                  + "   # PHOTOS/: your photographs"]
+    return "\n".join(lines)
 
 
 class TrainInterrupted(KeyboardInterrupt):

@@ -164,3 +164,46 @@ def test_reduce_on_plateau_lowers_the_rate_and_its_state_survives_a_resume():
         O.make_schedule("cosine", 0.1, total_steps=10))))
     with pytest.raises(ValueError, match="needs an optimizer made with schedule='plateau' or a constant"):
         scheduled.on_train_begin()
+
+
+def test_reduce_on_plateau_says_1_epoch_not_1_epochs(caplog):
+    """Issue 26, 10: counts in words that agree."""
+    model = tiny_model(keras.optimizers.SGD(O.make_schedule("plateau", 0.1)))
+    plateau = attach(C.ReduceLROnPlateau(factor=0.5, patience=1), model)
+    plateau.on_train_begin()
+    with caplog.at_level("WARNING", logger="mrcnn.callbacks"):
+        for epoch, val_loss in enumerate([1.0, 1.5]):
+            plateau.on_epoch_end(epoch, {"loss": 5.0, "val_loss": val_loss})
+    assert "has not improved for 1 epoch;" in caplog.text
+
+
+def test_loss_plot_marks_the_stage_switch_and_says_why_l2_loss_jumps(tmp_path, monkeypatch):
+    """Issue 26, 7: at heads -> all the backbone's kernels join the L2 sum; the plot says so."""
+    from mrcnn import visualize
+
+    rows = [{"epoch": str(e), "stage": s, "optimizer": "sgd", "loss": "1", "l2_loss": l2}
+            for e, s, l2 in ((1, "heads", "0.5"), (2, "heads", "0.5"), (3, "all", "1.1"))]
+    switches, notes = C.stage_switches(rows)
+    assert switches == [(2.0, "heads -> all")]
+    assert "backbone" in notes["l2_loss"] and "trainable layers" in notes["l2_loss"]
+    assert C.stage_switches(rows[:2]) == ([], {})
+    optimiser_only = [dict(rows[0]), dict(rows[1], optimizer="adagrad")]
+    assert C.stage_switches(optimiser_only) == ([(1.0, "sgd -> adagrad")], {})
+
+    history = {"epoch": [1.0, 2.0, 3.0], "loss": [1.0, 1.0, 1.0], "l2_loss": [0.5, 0.5, 1.1]}
+    figure = visualize.plot_history(history, boundaries=switches, notes=notes)
+    texts = {ax.get_title(): [t.get_text() for t in ax.texts] + [" ".join(ax.get_xlabel().split())]
+             for ax in figure.axes}
+    assert "heads -> all" in texts["l2_loss"] and f"epoch {notes['l2_loss']}" in texts["l2_loss"]
+    assert texts["loss"] == ["heads -> all", "epoch"]
+
+    drawn = {}
+    monkeypatch.setattr(visualize, "plot_history", lambda history, path, **kw: drawn.update(kw))
+    csv_log = C.CSVLog(tmp_path / "log.csv", extra={"stage": "heads", "optimizer": "sgd"})
+    csv_log.on_train_begin()
+    for epoch, stage in enumerate(["heads", "all"]):
+        csv_log.extra["stage"] = stage
+        csv_log.on_epoch_begin(epoch)
+        csv_log.on_epoch_end(epoch, {"loss": 1.0, "l2_loss": 0.5 + epoch})
+    C.LossPlot(tmp_path / "log.csv", tmp_path / "losses.png").on_epoch_end(1)
+    assert drawn["boundaries"] == [(1.0, "heads -> all")] and "l2_loss" in drawn["notes"]

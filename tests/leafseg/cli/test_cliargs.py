@@ -141,3 +141,14 @@ def test_setup_command_logging_hides_tensorflow_lines_unless_verbose(verbose):
         assert tensorflow_lines(done.stderr), done.stderr
     else:
         assert tensorflow_lines(done.stderr) == [], done.stderr
+
+
+def test_counts_in_words_agree():
+    """Issue 26, 10: "1 image", "2 images", "1 leaf", "0 leaves" in the commands' messages."""
+    from leafseg.cli.options import counted
+    from leafseg.measure.metrics import format_summary
+
+    assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert counted(1, "leaf", "leaves") == "1 leaf" and counted(3, "leaf", "leaves") == "3 leaves"
+    assert format_summary({"n_images": 1, "sbd_mean": 0.5}).endswith("(1 image)")
+    assert format_summary({"n_images": 2, "sbd_mean": 0.5}).endswith("(2 images)")

@@ -475,3 +475,59 @@ def test_the_summary_counts_in_words_that_agree():
     assert "ignored 1 file of the input folders" in text and "1 images" not in text
     two = PredictReport(predicted=[("a", "a.png", 2), ("b", "b.png", 3)]).summary()
     assert two.startswith("predicted 2 images (5 leaves)")
+
+
+def _photos_in_subfolders(root, inputs):
+    """photos/dish_a/p1.png, photos/dish_a/p2.png and photos/dish_b/p1.png: nothing in photos/ itself."""
+    for rel in ("dish_a/p1.png", "dish_a/p2.png", "dish_b/p1.png"):
+        (root / "photos" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(inputs.folder / "a_shapes.png", root / "photos" / rel)
+    (root / "photos" / ".hidden").mkdir()
+    shutil.copyfile(inputs.folder / "a_shapes.png", root / "photos" / ".hidden" / "x.png")
+    return root / "photos"
+
+
+def test_a_folder_of_subfolders_is_refused_before_the_model_is_loaded(inputs, tmp_path, monkeypatch, capsys):
+    """Issue 26, 9: the subfolders are named with their images, and --recursive is suggested."""
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model is loaded before the inputs are checked")
+
+    monkeypatch.setattr(predict_command, "load_inference_model", no_model)
+    photos = _photos_in_subfolders(tmp_path, inputs)
+    status = predict_command.main([str(photos), "--weights", "w", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{photos} holds no image itself, but its subfolders do: dish_a/ (2 images), dish_b/ (1 image)" in err
+    assert "--recursive" in err and ".hidden" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_recursive_predicts_subfolders_and_outputs_keep_them(model, inputs, tmp_path, monkeypatch, capsys):
+    """Issue 26, 9: same-named photographs of two subfolders do not clash; the CSVs name the relative path."""
+    monkeypatch.setattr(predict_command, "load_inference_model", lambda *args, **kwargs: (model, "test", Path("w")))
+    photos = _photos_in_subfolders(tmp_path, inputs)
+    out = tmp_path / "out"
+    status = predict_command.main([str(photos), "--recursive", "--weights", "w", "--out", str(out), "--quiet"])
+    assert status == 0
+    for name in ("dish_a/p1", "dish_a/p2", "dish_b/p1"):
+        assert (out / "overlays" / f"{name}_overlay.png").is_file()
+        assert (out / "labels" / f"{name}_label.png").is_file()
+    _, plants = read_csv(out / "plants.csv")
+    assert [row["image"] for row in plants] == ["dish_a/p1", "dish_a/p2", "dish_b/p1"]
+    assert plants[2]["file"] == str(photos / "dish_b" / "p1.png")
+    # A rerun into the same folder finds them done.
+    files, _, _, _ = predict.find_inputs([photos], recursive=True)
+    assert [p.relative_to(photos).as_posix() for p in files] == ["dish_a/p1.png", "dish_a/p2.png", "dish_b/p1.png"]
+    report = predict.predict_images(model, [photos], out, progress=False, recursive=True)
+    assert report.resumed == 3
+
+
+def test_a_rerun_says_how_many_were_predicted_before_in_words_that_agree(model, inputs, tmp_path, caplog):
+    """Issue 26, 10: "1 of 1 image was predicted before", not "1 of 1 images were"."""
+    source = tmp_path / "one"
+    source.mkdir()
+    shutil.copyfile(inputs.folder / "a_shapes.png", source / "a.png")
+    predict.predict_images(model, [source], tmp_path / "out", progress=False)
+    with caplog.at_level("INFO", logger="leafseg.inference.predict"):
+        predict.predict_images(model, [source], tmp_path / "out", progress=False)
+    assert "1 of 1 image was predicted before" in caplog.text

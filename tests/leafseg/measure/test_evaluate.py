@@ -550,3 +550,26 @@ def test_score_image_of_a_scene_without_plant_ids_takes_the_image_as_one_plant()
     wrong[4, 4] = 2
     with pytest.raises(ValueError, match=r"image a: gt_leaves: leaf 1 lies in plants \[1, 2\]"):
         evaluate.score_image("a", gt_masks, np.ones(3, np.int32), result, wrong)
+
+
+def test_gallery_rows_are_cropped_to_the_leaves_of_a_large_photograph(tmp_path):
+    """Issue 26, 11: the small leaves of a 1536 px photograph cover many pixels of its gallery
+    row, not the few of a photograph shrunk whole to the row's size; the title gives the crop."""
+    size = 1536
+    image = np.zeros((size, size, 3), np.uint8)
+    leaves = [square(size, 700, 700, 30), square(size, 740, 760, 30)]
+    image[np.any(leaves, axis=0)] = (60, 160, 40)
+    scores = scored("big", leaves, leaves, [0.9, 0.8])
+    dataset = types.SimpleNamespace(load_image=lambda image_id: image)
+    path = evaluate._gallery(dataset, [0], [scores], 1, tmp_path / "gallery.png")
+    rendered = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    coloured = int(((rendered.max(axis=-1) - rendered.min(axis=-1)) > 60).sum())
+    # Shrunk whole into a 300 px cell, each 30 px leaf is about 6 x 6 px: some 150 px in all.
+    assert coloured > 5000, coloured
+    assert evaluate.leaf_crop(np.stack(leaves, -1)) == (684, 684, 786, 806)
+    pictures, title = evaluate.comparison_row(image, scores)
+    assert pictures[0].shape == (102, 122, 3)
+    assert title.endswith("cropped to x 684-806, y 684-786 of 1536 x 1536 px (where the leaves are)")
+    # Leaves that fill the image leave it whole.
+    assert evaluate.leaf_crop(np.stack([square(64, 2, 2, 60)], -1)) is None
+    assert evaluate.comparison_row(image, scores, crop=False)[0][0].shape == image.shape

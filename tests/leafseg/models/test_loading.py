@@ -69,3 +69,30 @@ def test_cluster_workers_build_the_model_with_the_overrides(weights, tmp_path, m
     import pickle
 
     assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+def test_a_folder_of_weights_says_which_checkpoint_it_took_and_why(tmp_path):
+    """Issue 26, 7: --weights RUN_OR_LOGS names the run folder, the checkpoint and the best one."""
+    import json
+
+    logs = tmp_path / "logs"
+    older, newer = logs / "leaf20261204T1200", logs / "leaf20261207T1050"
+    for path in (older / "mask_rcnn_leaf_0003.weights.h5", newer / "mask_rcnn_leaf_0009.weights.h5",
+                 newer / "mask_rcnn_leaf_0012.weights.h5"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    best = str(newer / "mask_rcnn_leaf_0009.weights.h5")
+    (newer / "checkpoints.json").write_text(json.dumps({
+        "monitor": "val_loss", "best": {"epoch": 9, "monitor": "val_loss", "value": 0.84, "path": best},
+        "checkpoints": [{"epoch": 9, "path": best, "logs": {"val_loss": 0.84}},
+                        {"epoch": 12, "path": str(newer / "mask_rcnn_leaf_0012.weights.h5"),
+                         "logs": {"val_loss": 0.9123}}]}))
+    chosen = loading.resolve_weights(logs)
+    assert chosen == newer / "mask_rcnn_leaf_0012.weights.h5"
+    text = loading.describe_weights(logs, chosen)
+    assert text == (f"--weights {logs}: the newest run folder in it (by the time in its name) with a checkpoint, "
+                    f"leaf20261207T1050, and its newest checkpoint, epoch 12 (val_loss 0.9123); its best by "
+                    f"val_loss is epoch 9 (0.84): --weights {best}")
+    assert loading.describe_weights(older, loading.resolve_weights(older)) == (
+        f"--weights {older}: a run folder, its newest checkpoint, epoch 3")
+    assert loading.describe_weights(chosen, chosen) is None

@@ -259,7 +259,7 @@ def test_the_rerun_resumes_without_labelling_again(adapted):
 
 def test_the_report_counts_each_round(adapted):
     report = adapted.report
-    assert report["outcome"] == "2 round(s) done" and len(report["rounds"]) == ROUNDS
+    assert report["outcome"] == "2 rounds done" and len(report["rounds"]) == ROUNDS
     for number, entry in enumerate(report["rounds"], start=1):
         assert entry["photos_labelled"] == PER_ROUND
         assert entry["images_kept"] + entry["images_dropped"] == PER_ROUND and entry["images_kept"] >= 1
@@ -356,7 +356,7 @@ def test_the_budget_stops_training_with_its_checkpoint_and_more_minutes_continue
     assert adapt_command.main(argv) == 0
     report = json.loads((out / A.REPORT_JSON).read_text())
     training = report["rounds"][0]["training"]
-    assert report["outcome"] == "1 round(s) done" and report["minutes_budget"] == 31
+    assert report["outcome"] == "1 round done" and report["minutes_budget"] == 31
     assert (training["status"], training["epochs_done"], training["steps"]) == ("completed", 4, 8)
     assert report["rounds"][0]["labelled_this_call"] == 0
 

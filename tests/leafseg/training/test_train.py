@@ -573,3 +573,36 @@ def test_weights_best_is_the_best_checkpoint_by_val_loss(second_stage):
         assert T.best_checkpoint(run_dir / "mask_rcnn_toy_0003.weights.h5") == index["checkpoints"][0]["path"]
     finally:
         (run_dir / "checkpoints.json").write_text(original)
+
+
+def test_the_command_ends_with_a_summary_of_the_best_and_last_checkpoints(tmp_path, monkeypatch, capsys):
+    """Issue 26, 7: not silent after the last epoch: best and last epoch with val_loss, where they
+    are, and the evaluate / predict commands to paste."""
+    run_dir, dataset = tmp_path / "logs" / "leaf20261207T1050", tmp_path / "my leaves"
+    (dataset / "val").mkdir(parents=True)
+    run_dir.mkdir(parents=True)
+    best, last = run_dir / "mask_rcnn_leaf_0007.weights.h5", run_dir / "mask_rcnn_leaf_0009.weights.h5"
+    (run_dir / "checkpoints.json").write_text(json.dumps({
+        "monitor": "val_loss", "best": {"epoch": 7, "monitor": "val_loss", "value": 0.8412, "path": str(best)},
+        "checkpoints": [{"epoch": 7, "path": str(best), "logs": {"loss": 1.2, "val_loss": 0.8412}},
+                        {"epoch": 9, "path": str(last), "logs": {"loss": 1.0, "val_loss": 0.9}}]}))
+    spec = T.StageSpec("all", "sgd", 0.001, "constant", 0, None, 0.1, 5, "none", 4, 9, 10, 2)
+    result = T.TrainResult(None, str(run_dir), 9, str(last), object(), spec)
+    args = T.build_parser().parse_args(["--dataset", str(dataset), "--stage", "all", "--epochs", "9",
+                                        "--weights", "last", "--logs", str(tmp_path / "logs")])
+    text = T.training_summary(result, args)
+    assert text.splitlines()[:4] == [
+        f"Training done: epoch 9 of 9 (stage all), run folder {run_dir}",
+        f"  best: epoch 7, val_loss 0.8412 (the lowest): {best}",
+        f"  last: epoch 9, val_loss 0.9: {last}",
+        f"  losses: {run_dir / 'losses.png'}, {run_dir / 'training_log.csv'}"]
+    evaluate, predict = text.splitlines()[5:7]
+    assert shlex.split(evaluate) == ["leafseg", "evaluate", "--weights", str(best), "--dataset", str(dataset),
+                                     "--out", str(run_dir / "evaluation")]
+    assert shlex.split(predict, comments=True) == ["leafseg", "predict", "--weights", str(best), "--out",
+                                                   "predictions", "PHOTOS/"]
+
+    result.summary = text
+    monkeypatch.setattr(train_command, "run", lambda argv, callbacks=None: result)
+    assert train_command.main(["--dataset", str(dataset)]) == 0
+    assert capsys.readouterr().out == text + "\n"
