@@ -14,8 +14,9 @@ predict`` does and linked from photograph to photograph, so that a leaf keeps it
   (:func:`leafseg.measure.series.plant_key`); a name it does not match is an error naming it.
   Without it, when every name carries a date (or a day number, below), the plant is the name
   without its suffix, a final ``_rgb`` and its date (``plant_key``: ``A1_2016_10_01_rgb.jpg`` and
-  ``A1_2016_10_02_rgb.jpg`` are plant ``A1``); when that gives one plant, or the names carry
-  no date, the folder is one plant, named after the folder.
+  ``A1_2016_10_02_rgb.jpg`` are plant ``A1``); when that gives one plant, or a plant per
+  photograph (names such as ``IMG_0012_2016_10_01``: a warning says so), or the names carry no
+  date, the folder is one plant, named after the folder.
 * a folder of folders (its photographs are all in subfolders): each subfolder is one plant,
   named after it (split further as above when its names give several plants: ``sub/key``).
 
@@ -96,6 +97,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leafseg import counted
 from leafseg.data.masks import PALETTE_SIZE, leaf_palette, save_indexed_png
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
@@ -190,7 +192,10 @@ def _split(files, name: str, group_by):
         keys = [_without_day(output_name(p)) for p in files]
     else:
         keys = [name] * len(files)
-    if len(set(keys)) == 1 and group_by is None:
+    if group_by is None and len(set(keys)) == len(keys) > 1 and keys[0] != name:
+        logger.warning("%s: each photograph's name without its date is different (%s, ...): tracked as one plant; "
+                       "--group-by REGEX splits it by plant", name, ", ".join(keys[:2]))
+    if group_by is None and (len(set(keys)) == 1 or len(set(keys)) == len(keys)):
         keys = [name] * len(files)
     plants: dict = {}
     for key, path in zip(keys, files):
@@ -418,9 +423,9 @@ class TrackReport:
 
     def summary(self) -> str:
         frames = sum(self.plants.values())
-        lines = [f"tracked {len(self.plants)} plant{'s' if len(self.plants) != 1 else ''} over {frames} "
-                 f"frame{'s' if frames != 1 else ''} ({sum(self.tracks.values())} leaf tracks); segmented "
-                 f"{self.segmented}" + (f", {self.resumed} by an earlier run into this folder" if self.resumed else "")
+        lines = [f"tracked {counted(len(self.plants), 'plant')} over {counted(frames, 'frame')} "
+                 f"({counted(sum(self.tracks.values()), 'leaf track')}); segmented {self.segmented}"
+                 + (f", {self.resumed} by an earlier run into this folder" if self.resumed else "")
                  + f"; skipped {len(self.skipped)}"]
         lines += [f"  skipped {item}: {reason}" for item, reason in self.skipped]
         lines += [f"  {name:22} {path}" for name, path in self.outputs.items()]

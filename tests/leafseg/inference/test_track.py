@@ -202,6 +202,11 @@ def test_plants_of_a_flat_folder_a_folder_of_folders_and_group_by(tmp_path):
     for day in (1, 2):
         touch_png(one / f"plant_2020_01_0{day}_rgb.png")
     assert list(track.find_plants([one])) == ["one_plant"]  # one plant: named after its folder
+    counter = tmp_path / "camera"
+    counter.mkdir()
+    for day in (1, 2, 3):
+        touch_png(counter / f"IMG_{10 - day:04d}_2020_01_0{day}.jpg")
+    assert {k: len(v) for k, v in track.find_plants([counter]).items()} == {"camera": 3}  # not a plant a photograph
 
 
 # ---------------------------------------------------------------------------------- the command
@@ -405,3 +410,27 @@ def test_a_tray_is_tracked_pot_by_pot(tmp_path, monkeypatch):
             found = {int(v) for t, label in enumerate(labels) for v in np.unique(label[truth[t] == 10 * pot + k + 1])}
             assert len(found) == 1 and 0 not in found, (name, k, found)
         assert all(not label[(truth[t] > 0) & ((truth[t] - 1) // 10 != pot)].any() for t, label in enumerate(labels))
+
+
+def test_the_order_used_is_written_out_and_order_overrides(lapses, tmp_path, monkeypatch):
+    folder = tmp_path / "plant"
+    shutil.copytree(lapses / "plant000", folder)
+    for t, (rgb, _) in enumerate(time_lapse_paths(lapses, 0, DAYS)):  # names that run against the dates
+        (folder / rgb.name).rename(folder / rgb.name.replace("plant000_", f"potA_shot{DAYS - t}_"))
+    pot = ["--group-by", "pot[A-Z]"]  # (without it, each name without its date would be a plant)
+    run = command(monkeypatch, Oracle(), [folder, "--out", tmp_path / "dated", *pot])
+    assert run.status == 0, run.stderr
+    order = read_csv(tmp_path / "dated" / "order.csv")
+    assert [r["date"] for r in order] == [f"2026-01-{5 + t:02d}" for t in range(DAYS)]
+    assert {r["order"] for r in order} == {"date"} and order[0]["image"] == f"potA_shot{DAYS}_2026_01_05"
+    assert {r["plant"] for r in order} == {"potA"}
+    run = command(monkeypatch, Oracle(), [folder, "--out", tmp_path / "named", "--order", "name", *pot])
+    assert run.status == 0, run.stderr
+    order = read_csv(tmp_path / "named" / "order.csv")
+    assert [r["image"] for r in order] == [f"potA_shot{n}_2026_01_{5 + DAYS - n:02d}" for n in range(1, DAYS + 1)]
+    assert {(r["order"], r["date"], r["day"]) for r in order} == {("name", "", "")}
+    assert {r["rgr_per_day"] for r in read_csv(tmp_path / "named" / "growth.csv")} == {""}
+    refused = command(monkeypatch, Oracle(), [folder, "--out", tmp_path / "exif", "--order", "exif", *pot])
+    assert refused.status == 2 and "no EXIF DateTimeOriginal" in refused.stderr
+    assert "potA_shot1_2026_01_10_rgb.png" in refused.stderr
+    assert not (tmp_path / "exif").exists()  # refused before the model is loaded or anything written
