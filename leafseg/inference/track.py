@@ -560,13 +560,11 @@ def _save_figure(fig, path):
 
 
 def _plot_growth(growth, path, area_key, timed):
-    import matplotlib
+    from matplotlib.figure import Figure  # (no pyplot: the caller's backend is left alone)
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
-
-    fig, (ax_area, ax_count) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax_area, ax_count = fig.subplots(1, 2)
     x_key = "day" if timed else "frame"
     plants = list(dict.fromkeys(row["plant"] for row in growth))
     for plant in plants:
@@ -577,29 +575,24 @@ def _plot_growth(growth, path, area_key, timed):
     unit = "mm²" if area_key.endswith("mm2") else "px"
     ax_area.set(xlabel=f"{x_key}", ylabel=f"rosette area ({unit})", title="rosette area")
     ax_count.set(xlabel=f"{x_key}", ylabel="leaves", title="leaf count")
-    ax_count.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_count.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_area, ax_count):
         ax.grid(alpha=0.3)
     if len(plants) <= 15:
         ax_count.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)
 
 
 def _plot_leaves(plant, rows, path, area_key, timed):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     x_key = "day" if timed else "frame"
     tracks: dict = {}
     for row in rows:
         tracks.setdefault(int(row["leaf"]), []).append((float(row[x_key]), float(row[area_key])))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for track, points in sorted(tracks.items()):
         xs, ys = zip(*points)
         colour = _track_colours([track])[0] / 255.0
@@ -612,10 +605,7 @@ def _plot_leaves(plant, rows, path, area_key, timed):
     ax.set_title(f"{plant}\narea of each leaf ({len(tracks)} tracks)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)
 
 
 def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pixel=None,
