@@ -300,13 +300,16 @@ def test_group_by_splits_a_flat_folder_through_the_command(lapses, tmp_path, mon
     for plant in range(2):
         for rgb, _ in time_lapse_paths(lapses, plant, DAYS):
             shutil.copy(rgb, flat / rgb.name.replace(f"plant{plant:03d}_", f"tray1_pot{'AB'[plant]}_"))
-    run = command(monkeypatch, Oracle(), [flat, "--out", tmp_path / "out", "--group-by", r"pot(?P<plant>[AB])"])
+    batched = Oracle()
+    run = command(monkeypatch, batched, [flat, "--out", tmp_path / "out", "--group-by", r"pot(?P<plant>[AB])",
+                                         "--batch-size", "5"])
     assert run.status == 0, run.stderr
     assert sorted({r["plant"] for r in read_csv(tmp_path / "out" / "growth.csv")}) == ["A", "B"]
     default = command(monkeypatch, Oracle(), [flat, "--out", tmp_path / "default"])
     assert default.status == 0
     assert sorted({r["plant"] for r in read_csv(tmp_path / "default" / "growth.csv")}) == ["tray1_potA", "tray1_potB"]
-    assert read_csv(tmp_path / "out" / "tracks.csv") == [
+    assert batched.calls == 2 * DAYS
+    assert read_csv(tmp_path / "out" / "tracks.csv") == [  # (batches of 5 images: the same leaves)
         {**r, "plant": r["plant"][-1]} for r in read_csv(tmp_path / "default" / "tracks.csv")]
 
 
