@@ -31,9 +31,10 @@ setup(
     package_dir={"leafseg.configs": "configs"},
     install_requires=read_requirements(),
     extras_require={
-        # The tests also cover the cluster extra (a LocalCluster, a SLURM job script).
+        # The tests also cover the cluster extra (a LocalCluster, a SLURM job script), and open
+        # report.html in headless Chromium through Selenium (Chromium itself: apt, see .ci/run).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
-                 "dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
+                 "dask[distributed]>=2024.8", "dask-jobqueue>=0.9", "selenium>=4.20"],
         # leafseg predict --cluster (leafseg.inference.cluster): a local, remote or SLURM / HTCondor / PBS Dask cluster.
         "cluster": ["dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],

@@ -13,6 +13,12 @@ A YAML file of one's own may start from a preset by name, wherever leafseg reads
 
     _BASE_: leaf_small          # or a path relative to this file, e.g. ../configs/leaf_small.yaml
     IMAGE_MAX_DIM: 512
+
+Classes: ``CLASS_NAMES`` (:class:`mrcnn.config.Config`'s, not Matterport's) names classes 1..N
+in id order, ``[leaf]`` in every preset, and NUM_CLASSES = 1 + len(CLASS_NAMES). Setting it alone
+(``--set CLASS_NAMES=leaf,stem``, a YAML file) sets NUM_CLASSES. It is stored in the config YAML
+of runs and weights files, so predict and evaluate know the names from the weights alone; a
+config written before it (none stored) is read as one class, leaf (:func:`class_names`).
 """
 from pathlib import Path
 
@@ -116,3 +122,14 @@ def coco_mismatches(config):
     if len(config.RPN_ANCHOR_RATIOS) != 3:
         out.append(f"{len(config.RPN_ANCHOR_RATIOS)} RPN_ANCHOR_RATIOS (COCO: 3)")
     return out
+
+
+def class_names(config) -> list:
+    """The names of a config's classes 1..N in id order: its CLASS_NAMES; for a config without
+    them (written before CLASS_NAMES, or a plain mrcnn Config), ["leaf"] for one class, else
+    class_1, class_2, ..."""
+    names = getattr(config, "CLASS_NAMES", None)
+    if names:
+        return [str(n) for n in names]
+    count = int(getattr(config, "NUM_CLASSES", 2)) - 1
+    return ["leaf"] if count == 1 else [f"class_{i}" for i in range(1, count + 1)]

@@ -90,6 +90,10 @@ class Config:
 
     # Classes including background.
     NUM_CLASSES = 1
+    # Not in Matterport: the names of classes 1..NUM_CLASSES-1 in id order (the background, 0, is
+    # not named), or None (unnamed, as in Matterport). When set, NUM_CLASSES = 1 + len(CLASS_NAMES)
+    # (checked); setting CLASS_NAMES without NUM_CLASSES sets NUM_CLASSES, and "a,b" is ["a", "b"].
+    CLASS_NAMES = None
 
     # Anchor side lengths in pixels, one per pyramid level, and their height/width ratios.
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
@@ -285,6 +289,8 @@ class Config:
 
     def _apply(self, values: Mapping[str, Any], source: str) -> None:
         known = self._attribute_names()
+        if isinstance(values.get("CLASS_NAMES"), str):  # a command line's "leaf,stem"
+            values = dict(values, CLASS_NAMES=[part.strip() for part in values["CLASS_NAMES"].split(",")])
         for key, value in values.items():
             name = str(key)
             if name in DERIVED:
@@ -296,6 +302,8 @@ class Config:
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise ConfigError(f"unknown config key {name!r} in {source}{hint}")
             object.__setattr__(self, name, _coerce(name, value, getattr(type(self), name), source))
+        if "CLASS_NAMES" in values and "NUM_CLASSES" not in values and isinstance(self.CLASS_NAMES, (list, tuple)):
+            object.__setattr__(self, "NUM_CLASSES", 1 + len(self.CLASS_NAMES))
         for name in DERIVED:
             if name in values:
                 current = getattr(self, name)
@@ -320,6 +328,19 @@ class Config:
                      "RPN_CONV_CHANNELS", "MASK_HEAD_CHANNELS"):
             value = getattr(self, name)
             _require(_is_int(value) and value >= 1, name, value, "a positive integer")
+        names = self.CLASS_NAMES
+        if names is not None:
+            _require(isinstance(names, (list, tuple)) and len(names) > 0
+                     and all(isinstance(n, str) and n.strip() for n in names), "CLASS_NAMES", names,
+                     "None or a list of class names, e.g. [leaf, stem]")
+            _require(len(set(names)) == len(names) and "BG" not in names, "CLASS_NAMES", names,
+                     "distinct names, none of them BG (the background, class 0, is not named)")
+            if self.NUM_CLASSES != 1 + len(names):
+                raise ConfigError(
+                    f"NUM_CLASSES = {self.NUM_CLASSES} but CLASS_NAMES = {list(names)!r} names {len(names)} "
+                    f"class{'es' if len(names) != 1 else ''}: NUM_CLASSES counts the background too, so it must be "
+                    f"{1 + len(names)}; give CLASS_NAMES the {self.NUM_CLASSES - 1} names of the classes "
+                    f"(NUM_CLASSES then follows), or leave NUM_CLASSES out")
         _require(_is_number(self.BACKBONE_WIDTH) and self.BACKBONE_WIDTH > 0, "BACKBONE_WIDTH",
                  self.BACKBONE_WIDTH, "a positive number (1.0 = standard ResNet widths)")
         _require(_is_int(self.VALIDATION_STEPS) and self.VALIDATION_STEPS >= 0, "VALIDATION_STEPS",

@@ -13,6 +13,7 @@ brackets.
     leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.inference)
     leafseg track    --out DIR FOLDER            time-lapses: leaves linked day to day, growth (leafseg.inference)
     leafseg export   --weights W --out DIR       TensorFlow SavedModel (leafseg.inference)
+    leafseg report   OUT_DIR                     report.html of a predict or track folder (leafseg.inference)
 
 A command module is imported only when used, so ``leafseg --help`` stays fast, and
 ``scripts/*.py`` call the very same ``main``. Every command hides TensorFlow's start-up and C++ log
@@ -38,6 +39,7 @@ COMMANDS = {
     "predict": ("leafseg.cli.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),
     "track": ("leafseg.cli.track", "time-lapses: segment each day's photograph, link the leaves, growth tables and plots"),
     "export": ("leafseg.cli.export", "write a model as a TensorFlow SavedModel and check it reloads"),
+    "report": ("leafseg.cli.report", "report.html of a predict or track folder: outliers, growth, table, overlays"),
 }
 
 

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
                                  counted, format_set, parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
 from leafseg.inference.tta import TTAModel
-from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_coco_table,
-                                      format_definitions, load_eval_dataset, resolve_subset)
+from leafseg.config import class_names
+from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_class_table,
+                                      format_coco_table, format_definitions, load_eval_dataset, resolve_subset)
 from leafseg.measure.metrics import format_summary
 from leafseg.models.loading import describe_weights, load_inference_model
 
@@ -20,7 +22,8 @@ def build_parser(parser=None):
         description="Score a trained model on images with known leaves: CVPPP SBD / FBD / DiC, mask AP50, "
                     "COCO AP for masks and boxes.",
         epilog="Outputs: metrics.json, per_image.csv, summary.csv, pr_curve.png, gallery.png; for scenes whose "
-               "raw folder has <sample>_plants.png beside <sample>_label.png, per-plant columns and per_plant.csv. "
+               "raw folder has <sample>_plants.png beside <sample>_label.png, per-plant columns and per_plant.csv; "
+               "for a data set of several classes (classes.json), per_class.csv and a table per class. "
                "Definitions: python -c 'import leafseg.measure.evaluate; help(leafseg.measure.evaluate)'.")
     add_model_arguments(parser, "keep detections scoring at least this")
     parser.add_argument("--dataset", required=True, help="prepared folder (DIR/<subset>/<id>/...) or raw image + "
@@ -48,6 +51,12 @@ def run(args) -> int:
     except (OSError, ValueError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 2
+    config = getattr(model, "config", None)  # (None: a stand-in that only detects)
+    model_classes, data_classes = class_names(config) if config else None, list(dataset.class_names)[1:]
+    if model_classes is not None and model_classes != data_classes:
+        print(f"evaluate: error: the model's classes {model_classes} (ids 1.. in this order, from {config_source}) "
+              f"are not those of {args.dataset}: {data_classes}", file=sys.stderr)
+        return 2
     image_ids = list(dataset.image_ids)[:args.limit] if args.limit else list(dataset.image_ids)
     if not args.quiet:
         chosen = describe_weights(args.weights, weights)
@@ -73,6 +82,10 @@ def run(args) -> int:
     print()
     print(format_coco_table(summary))
     print()
+    per_class = json.loads(outputs["metrics.json"].read_text(encoding="utf-8")).get("per_class")
+    if per_class:  # a data set of several classes: each class alone
+        print(format_class_table(per_class))
+        print()
     print(format_definitions())
     print()
     for name, path in outputs.items():

@@ -70,6 +70,9 @@ def build_parser(parser=None):
                              "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
     add_plants_arguments(parser)
     add_tta_argument(parser, inputs=True)
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write report.html (one page: outliers, growth curves, the sortable plant table, "
+                             "overlay thumbnails; leafseg report OUT_DIR writes it later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     add_verbose_argument(parser)
     return parser
@@ -138,6 +141,13 @@ def run(args) -> int:
     except (SettingsMismatch, ClusterError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
+    if report.predicted and not args.no_report:
+        from leafseg.inference.report import report_from_predict_output
+
+        try:
+            report.outputs["report.html"] = report_from_predict_output(args.out)
+        except (OSError, ValueError) as err:  # (the predictions stand; leafseg report OUT_DIR retries)
+            print(f"predict: warning: report.html not written: {err}", file=sys.stderr)
     if not args.quiet:
         print(report.summary())
     if not report.predicted:

@@ -27,7 +27,7 @@ def build_parser(parser=None):
         epilog="Outputs: order.csv (the frames in time order and how they were ordered), tracks.csv (a row per "
                "leaf and frame: the track id and predict's leaf traits), growth.csv (leaf count, rosette area and "
                "relative growth rate per plant and frame), growth.png, and per plant <plant>/labels/<image>"
-               "_label.png (values = track ids), <plant>/overlays/ and <plant>/leaf_area.png. Details: python -c "
+               "_label.png (values = track ids), <plant>/overlays/, <plant>/leaf_area.png and report.html. Details: python -c "
                "'import leafseg.inference.track; help(leafseg.inference.track)'.")
     parser.add_argument("inputs", nargs="*", metavar="FOLDER",
                         help="one plant's photographs, a folder of such folders, or a flat folder of several "
@@ -54,6 +54,9 @@ def build_parser(parser=None):
                              "track labels are named <image>SUFFIX")
     parser.add_argument("--no-overlays", dest="overlays", action="store_false",
                         help="do not write <plant>/overlays/ (faster on long series)")
+    parser.add_argument("--no-report", dest="page", action="store_false",
+                        help="do not write report.html (overlay thumbnails, the growth table, plots, outliers; "
+                             "leafseg report OUT_DIR writes it later)")
     parser.add_argument("--overwrite", action="store_true",
                         help="segment every photograph again; by default a rerun into the same --out segments only "
                              "the photographs not done yet (with the same weights and options) and tracks again")
@@ -109,7 +112,8 @@ def run(args) -> int:
                               overwrite=args.overwrite, batch_size=args.batch_size,
                               weights_id=file_fingerprint(weights) if Path(str(weights)).is_file() else None,
                               plants=args.plants, grid=args.grid, tta=args.tta, max_gap=args.max_gap,
-                              min_frames=args.min_frames, overlays=args.overlays, progress=not args.quiet)
+                              min_frames=args.min_frames, overlays=args.overlays, page=args.page,
+                              progress=not args.quiet)
     except (SettingsMismatch, ValueError) as err:
         print(f"track: error: {err}", file=sys.stderr)
         return 2

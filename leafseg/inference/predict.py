@@ -74,6 +74,16 @@ annotations have ``iscrowd: 0``, ``area`` (pixels), ``bbox`` (x, y, width, heigh
 and ``leaf_id``; ids start at 1; categories have a ``supercategory`` (``plant``).
 ``--coco-json`` followed by a value other than ``rle`` / ``polygons`` means RLE, and the value is
 the first input (``--coco-json photos/``, as before the option took a value).
+
+Several classes: a model trained on several (its config's CLASS_NAMES, e.g. leaf and stem; see
+docs/CLASSES.md) gives every detection a class. Its outputs then carry it: ``leaves.csv`` gets a
+``class`` column (the name) after ``leaf``; the COCO file one category per class (``category_id``
+= the class id, 1..N in CLASS_NAMES order); the overlay colours each instance by its class, with
+a legend at the top left; ``plants.csv``'s ``leaf_count`` and plant traits (rosette area, hull,
+compactness, diameter) count and measure the instances of class "leaf" only (all instances
+when no class is named leaf), and each other class gets a ``<class>_count`` column. Labels stay
+instance labels (index = instance id, whatever its class). A one-class model's outputs are as
+they always were (no ``class`` column).
 """
 from __future__ import annotations
 
@@ -413,14 +423,58 @@ def _shown(paths, count=5):
     return ", ".join(p.name for p in paths[:count]) + (", ..." if len(paths) > count else "")
 
 
-def _leaf_columns(mm_per_pixel):
+def _leaf_columns(mm_per_pixel, class_names=None):
     columns = list(measure_leaves(np.ones((1, 1, 1), bool), [1.0], "", mm_per_pixel)[0])
-    return columns[:1] + ["plant"] + columns[1:]
+    columns = columns[:1] + ["plant"] + columns[1:]
+    if class_names:  # several classes: each row's class after its leaf id
+        columns.insert(columns.index("leaf") + 1, "class")
+    return columns
 
 
-def _plant_columns(mm_per_pixel):
+def _plant_columns(mm_per_pixel, class_names=None):
     row = measure_plants(np.zeros((1, 1), np.uint8), [], [(1, "1", (0, 0, 1, 1))], "", mm_per_pixel)[0]
-    return ["image", "file"] + [key for key in row if key != "image"]
+    columns = ["image", "file"] + [key for key in row if key != "image"]
+    if class_names:
+        at = columns.index("leaf_count") + 1
+        columns[at:at] = _class_count_columns(class_names)
+    return columns
+
+
+# Several classes: the class that leaf_count counts and plant traits measure (the others get counts).
+LEAF_CLASS = "leaf"
+# The overlay's colour of each class (RGB), in class id order, when a model has several: well apart
+# from each other and from soil and foliage greens where possible.
+CLASS_COLOURS = np.array([(60, 220, 60), (255, 140, 0), (30, 144, 255), (255, 0, 200), (255, 235, 0),
+                          (0, 230, 230), (180, 80, 255), (255, 60, 60)], np.uint8)
+
+
+def _class_count_columns(class_names):
+    return [f"{name}_count" for name in class_names if name != LEAF_CLASS]
+
+
+def class_colours(count):
+    """[count, 3] uint8 RGB, the overlay colour of classes 1..count (repeating after 8)."""
+    return CLASS_COLOURS[np.arange(count) % len(CLASS_COLOURS)]
+
+
+def draw_class_legend(overlay, class_names, colours):
+    """``overlay`` with a legend at its top left: a swatch of each class's colour and its name."""
+    import cv2
+
+    out = np.ascontiguousarray(overlay).copy()
+    scale = max(0.4, max(out.shape[:2]) / 1600)
+    thickness = max(1, round(scale * 1.5))
+    line = int(round(22 * scale)) + 4
+    widths = [cv2.getTextSize(str(n), cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for n in class_names]
+    box_width = line + 8 + max(widths, default=0) + 6
+    region = out[:line * len(class_names) + 6, :box_width]
+    region[:] = (region * 0.35).astype(np.uint8)  # darkened, so that the names read on any photograph
+    for k, (name, colour) in enumerate(zip(class_names, colours)):
+        y = 3 + k * line
+        cv2.rectangle(out, (4, y + 3), (4 + line - 6, y + line - 3), tuple(int(c) for c in colour), -1)
+        cv2.putText(out, str(name), (line + 4, y + line - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    thickness, cv2.LINE_AA)
+    return out
 
 
 @dataclass(frozen=True)
@@ -434,6 +488,7 @@ class OutputOptions:
     plants: str = "auto"            # how a photograph goes to the model (leafseg.inference.plants)
     grid: tuple | None = None       # (rows, cols) of a regular tray, or None
     tta: int | None = None          # test-time augmentation views (leafseg.inference.tta), None: off
+    class_names: tuple | None = None  # a model of several classes: the names of classes 1..N; None: one, leaf
 
     def settings(self):
         """The part of a run's settings (leafseg.inference.results) that these options make."""
@@ -441,6 +496,8 @@ class OutputOptions:
                     "plants": self.plants, "grid": list(self.grid) if self.grid else None}
         if self.tta:  # (only when on: a folder predicted without it keeps its settings and resumes)
             settings["tta"] = self.tta
+        if self.class_names:
+            settings["classes"] = list(self.class_names)
         return settings
 
 
@@ -467,9 +524,15 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
         areas = np.bincount(label.ravel(), minlength=count + 1)[1:]
         ids = [text if area >= SCENE_LABEL_AREA * max(1.0, min(label.shape) / 900) ** 2 else ""
                for text, area in zip(ids, areas)]
+    class_names = list(options.class_names or ())
+    class_ids = np.asarray(details["class_ids"], np.int64).reshape(-1)
+    if class_names:  # several classes: each instance in its class's colour, and a legend
+        colors = class_colours(len(class_names))[np.clip(class_ids - 1, 0, len(class_names) - 1)]
     overlay = visualize.draw_instances(image, visible, labels=ids, colors=colors)
     if scene:
         overlay = draw_plants(overlay, label, details["plant_ids"], plants)
+    if class_names:
+        overlay = draw_class_legend(overlay, class_names, class_colours(len(class_names)))
     visualize.save_image(overlay, out_dir / "overlays" / f"{name}_overlay.png")
     _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
     plant_label = np.concatenate([[0], details["plant_ids"]]).astype(np.uint16 if len(plants) > 255 else np.uint8)[label]
@@ -477,8 +540,21 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
     for row, plant_id in zip(leaves, details["plant_ids"]):
         row["plant"] = names[int(plant_id)]
-    rows = round_traits(measure_plants(label, details["plant_ids"], [(p.id, p.name, p.crop) for p in plants],
+    measured = label
+    if class_names:
+        for row, class_id in zip(leaves, class_ids):
+            row["class"] = class_names[class_id - 1] if 1 <= class_id <= len(class_names) else f"class_{class_id}"
+        if LEAF_CLASS in class_names:  # the plant's traits are its leaves'; the other classes are counted
+            counted = np.flatnonzero(class_ids == class_names.index(LEAF_CLASS) + 1) + 1
+            measured = np.where(np.isin(label, counted), label, 0).astype(label.dtype)
+    rows = round_traits(measure_plants(measured, details["plant_ids"], [(p.id, p.name, p.crop) for p in plants],
                                        name, mm_per_pixel), mm_per_pixel)
+    if class_names:
+        for row, plant in zip(rows, plants):
+            own = np.asarray(details["plant_ids"]) == plant.id
+            for k, class_name in enumerate(class_names, start=1):
+                if class_name != LEAF_CLASS:
+                    row[f"{class_name}_count"] = int(np.count_nonzero(own & (class_ids == k)))
     record = {"name": name, "file": str(path), "count": count, "leaves": leaves,
               "plants": [{"image": name, "file": str(path), **{k: v for k, v in row.items() if k != "image"}}
                          for row in rows],
@@ -667,8 +743,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         p1_overlay.png``; ``dish_a/p1`` in the CSVs' image column, see :func:`input_names`).
     mm_per_pixel: pixel size for mm / mm² columns; None for pixels.
     coco_json: None, or how predictions_coco.json stores the masks: "rle" or "polygons".
-    class_names: {class id: name} for the COCO categories (default {1: "leaf"}, "class_<id>"
-        for any other id).
+    class_names: {class id: name} for the COCO categories, over the config's names (its
+        CLASS_NAMES; without them {1: "leaf"}, "class_<id>" for any other id).
     label_suffix: the label images' suffix (``leafseg prepare``'s ``--label-suffix``, ending in
         ``.png``): input files named so are skipped, and predicted labels are named so.
     include_labels: predict label images too.
@@ -724,6 +800,13 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         if weights_id is None:
             weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
         policy = keras_model.dtype_policy.name if keras_model is not None else None
+    from dataclasses import replace
+
+    from leafseg.config import class_names as config_class_names
+
+    classes = config_class_names(config)
+    if len(classes) > 1:  # a model of several classes: its outputs carry the class (module docstring)
+        options = replace(options, class_names=tuple(classes))
     store = ResultStore(out_dir, _settings(weights_id, config, policy, options), overwrite=overwrite)
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)
@@ -763,10 +846,12 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
         report.outputs["overlays/"] = out_dir / "overlays"
         report.outputs["labels/"] = out_dir / "labels"
         report.outputs["plants/"] = out_dir / "plants"
-        report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv", _leaf_columns(mm_per_pixel))
-        report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv", _plant_columns(mm_per_pixel))
+        report.outputs["leaves.csv"] = write_csv(leaves_rows, out_dir / "leaves.csv",
+                                                 _leaf_columns(mm_per_pixel, options.class_names))
+        report.outputs["plants.csv"] = write_csv(plant_rows, out_dir / "plants.csv",
+                                                 _plant_columns(mm_per_pixel, options.class_names))
         if coco_json:
-            names_by_id = {1: "leaf", **(class_names or {})}
+            names_by_id = {**dict(enumerate(classes, start=1)), **(class_names or {})}
             ids = range(1, config.NUM_CLASSES)
             document = {
                 "info": {"description": f"leafseg predictions: visible leaf masks, {coco_json}, with scores"},

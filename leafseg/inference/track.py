@@ -70,6 +70,10 @@ than N frames (not those starting in the last N - 1 frames;
                                    (palette PNG; a 16-bit PNG when the plant has > 255 tracks)
     <plant>/overlays/<image>_overlay.png   the photograph, each leaf in its track's colour, its id
     <plant>/leaf_area.png          each leaf's area against time, one line per leaf
+    report.html                    one page (leafseg.inference.report): overlay thumbnails,
+                                   growth.csv as a sortable table, the plots, the outliers of
+                                   each plant's series (a count that jumps, a plant lost, a
+                                   near-empty frame); leafseg report OUT_DIR rebuilds it
 
 ``<image>`` is the photograph's name without its suffix and a final ``_rgb`` (predict's
 :func:`leafseg.inference.predict.output_name`). Time is in days when the order gives times,
@@ -610,10 +614,11 @@ def _plot_leaves(plant, rows, path, area_key, timed):
 
 def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pixel=None,
                  label_suffix=DEFAULT_LABEL_SUFFIX, overwrite=False, batch_size=1, weights_id=None, plants="auto",
-                 grid=None, tta=None, max_gap=3, min_frames=1, overlays=True, progress=True) -> TrackReport:
+                 grid=None, tta=None, max_gap=3, min_frames=1, overlays=True, page=True,
+                 progress=True) -> TrackReport:
     """Segment, order and track the photographs of ``inputs`` (folders) into ``out_dir`` (the
     module docstring). ``model``: an inference MaskRCNN or an object with its ``detect`` and
-    ``config``; the other arguments are the command's options. Raises ValueError (inputs, order,
+    ``config``; ``page``: write report.html; the other arguments are the command's options. Raises ValueError (inputs, order,
     options) and :class:`leafseg.inference.results.SettingsMismatch` with messages naming the
     file or setting."""
     if plants not in PLANT_MODES:
@@ -655,7 +660,7 @@ def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pix
     rosette_key = "rosette_area_px" if mm_per_pixel is None else "rosette_area_mm2"
     order_rows, track_rows, growth_rows = [], [], []
     timed = all(f.day is not None for frames in series.values() for f in frames)
-    units_done = []
+    units_done, page_images, page_series = [], [], {}
     for plant, frames in series.items():
         for f in frames:
             if f.image in segs[plant]:
@@ -676,6 +681,13 @@ def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pix
                     leaf = ids[int(row.pop("leaf")) - 1]
                     row.pop("image")
                     unit_rows.append({**base, "leaf": leaf, **row})
+                page_images.append({"name": frame.image, "leaves": len(ids),
+                                    "area_fraction": float(np.count_nonzero(label)) / label.size,
+                                    "overlay": (out_dir / unit / "overlays" / f"{frame.image}_overlay.png")
+                                    if overlays else None,
+                                    "caption": f"{unit}, " + (f"day {_day_text(frame.day)}" if frame.day is not None
+                                                              else f"frame {frame.index}")})
+                page_series.setdefault(unit, []).append((frame.image, len(ids)))
                 area = float(np.count_nonzero(label)) * (1.0 if mm_per_pixel is None else mm_per_pixel ** 2)
                 rgr = ""
                 if previous is not None and previous[0] > 0 and area > 0 and frame.day is not None \
@@ -707,9 +719,40 @@ def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pix
     if overlays:
         report.outputs["<plant>/overlays/"] = out_dir / "<plant>" / "overlays"
     report.outputs["<plant>/leaf_area.png"] = out_dir / "<plant>" / "leaf_area.png"
-    # TODO(issue 27, item 3): report.html -- leafseg.inference.report.write_report(...) is called here, once it
-    # exists, with out_dir, order_rows, growth_rows and the overlays.
+    if page:
+        try:
+            report.outputs["report.html"] = _write_page(out_dir, report, growth_rows, page_images, page_series,
+                                                        units_done, series, store.settings, max_gap, min_frames)
+        except (OSError, ValueError) as err:  # (the tracks stand; leafseg report OUT_DIR retries)
+            logger.warning("report.html not written: %s", err)
     return report
+
+
+# Leaf-area plots embedded in report.html at most (growth.png holds every plant).
+REPORT_LEAF_PLOTS = 12
+
+
+def _write_page(out_dir, report, growth_rows, images, series, units, plants, settings, max_gap, min_frames):
+    """report.html (:func:`leafseg.inference.report.write_report`): the overlays, growth.csv as the
+    table, growth.png and the first plants' leaf_area.png, the outliers of each plant's series."""
+    from leafseg.inference.report import flag_outliers, write_report
+
+    orders = sorted({f.order for frames in plants.values() for f in frames})
+    plots = [{"path": out_dir / "growth.png", "caption": "rosette area and leaf count, a line per plant"}]
+    plots += [{"path": out_dir / unit / "leaf_area.png", "caption": f"{unit}: area of each leaf"}
+              for unit, _ in units[:REPORT_LEAF_PLOTS]]
+    return write_report(out_dir, title=f"leafseg track: {Path(out_dir).resolve().name}", images=images,
+                        table_rows=growth_rows, plots=plots, outliers=flag_outliers(images, series),
+                        settings={"weights": settings.get("weights"), "order": ", ".join(orders),
+                                  "max gap": max_gap, "min frames": min_frames,
+                                  "plants (scenes)": settings.get("plants"), "grid": settings.get("grid"),
+                                  "TTA": settings.get("tta")},
+                        summary={"plants": len(report.plants), "frames": sum(report.plants.values()),
+                                 "leaves tracked": sum(report.tracks.values())},
+                        table_title="Growth (growth.csv)",
+                        note=None if len(units) <= REPORT_LEAF_PLOTS else
+                        f"leaf-area plots of the first {REPORT_LEAF_PLOTS} of {len(units)} plants; every plant's "
+                        "is <plant>/leaf_area.png")
 
 
 def _write_overlay(frame, label, ids, path):

@@ -58,6 +58,18 @@ mean and std over those images of the four plant counts, and plant_abs_dic_* / p
 every matched plant of every image. Images without a plants file leave these columns empty; a
 data set without any writes neither the columns nor per_plant.csv.
 
+Per class, for a data set of several classes (``class_names`` beyond "BG", "leaf": a prepared
+set with classes.json, see leafseg.data.dataset): ``per_class.csv``, ``metrics.json``
+"per_class" and a printed table, one row per class, each class scored alone: the ground truth of
+that class against the detections of that class, over the images where either has one
+(n_images): gt_count, pred_count, ap50_mean, pooled_ap50, pooled_ap75, mask_AP, mask_AP50,
+mask_AP75 (as above), and sbd_mean, dic_mean, abs_dic_mean (CVPPP's, with the class's instances
+as the leaves). Matching is within a class, as Matterport's compute_matches and COCOeval match:
+a leaf found as a stem is a missed leaf and an invented stem. The overall figures above are over
+every class: AP and COCO figures match within class (COCO averages over the classes); SBD, FBD
+and DiC flatten every instance, whatever its class. A one-class set (the default, leaf) writes
+none of these.
+
 Plots: ``pr_curve.png``, the pooled precision-recall curves of the masks at IoU 0.5 and 0.75
 (Matterport's matching: each detection, best score first, takes the unmatched ground truth it
 overlaps most, if the IoU reaches the threshold); and ``gallery.png``, the images with the
@@ -87,7 +99,7 @@ from mrcnn import utils
 __all__ = ["evaluate_model", "min_score_sweep", "detection_sweep", "ImageScores", "score_image", "summarize", "precision_recall",
            "load_eval_dataset", "evaluate_dataset", "format_coco_table", "format_ap50_comparison", "format_definitions",
            "DEFINITIONS", "DECIMALS", "resolve_subset", "PR_IOUS", "PER_IMAGE_COCO",
-           "comparison_row", "prediction_sheet"]
+           "comparison_row", "prediction_sheet", "class_figures", "format_class_table", "CLASS_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +347,49 @@ def summarize(image_scores) -> dict:
     return summary
 
 
+# per_class.csv's columns (module docstring).
+CLASS_COLUMNS = ("class", "n_images", "gt_count", "pred_count", "ap50_mean", "pooled_ap50", "pooled_ap75", "mask_AP",
+                 "mask_AP50", "mask_AP75", "sbd_mean", "dic_mean", "abs_dic_mean")
+
+
+def class_figures(image_scores, class_names) -> list:
+    """One row per class (CLASS_COLUMNS; module docstring) of a list of :class:`ImageScores`:
+    each class scored alone. class_names: the names of classes 1..N in id order."""
+    rows = []
+    for class_id, name in enumerate(class_names, start=1):
+        scored, pred_count = [], 0
+        for s in image_scores:
+            gt_keep, pred_keep = np.asarray(s.gt[1]) == class_id, np.asarray(s.pred[1]) == class_id
+            if not gt_keep.any() and not pred_keep.any():
+                continue
+            pred_count += int(pred_keep.sum())
+            result = {"masks": np.asarray(s.pred[0])[..., pred_keep], "scores": np.asarray(s.pred[2])[pred_keep],
+                      "class_ids": np.ones(int(pred_keep.sum()), np.int64)}
+            scored.append(score_image(s.row["image"], np.asarray(s.gt[0])[..., gt_keep],
+                                      np.ones(int(gt_keep.sum()), np.int64), result))
+        row = {"class": name, "n_images": len(scored), "gt_count": sum(x.gt_count for x in scored),
+               "pred_count": pred_count}
+        figures = summarize(scored) if scored else {}
+        row.update({key: figures.get(key, float("nan")) for key in CLASS_COLUMNS[4:]})
+        rows.append(row)
+    return rows
+
+
+def format_class_table(rows) -> str:
+    """The per-class rows as a table: counts, AP and the CVPPP means of each class."""
+    columns = (("gt", "gt_count", "d"), ("found", "pred_count", "d"), ("AP50", "ap50_mean", ".3f"),
+               ("pooled50", "pooled_ap50", ".3f"), ("COCO AP", "mask_AP", ".3f"), ("COCO AP50", "mask_AP50", ".3f"),
+               ("SBD", "sbd_mean", ".3f"), ("|DiC|", "abs_dic_mean", ".2f"))
+    width = max([len("class")] + [len(str(row["class"])) for row in rows]) + 2
+    lines = [f"{'class':<{width}}" + "".join(f"{title:>10}" for title, _, _ in columns)
+             + "   (each class alone: its truth against its detections)", "-" * (width + 10 * len(columns))]
+    for row in rows:  # (a class without any instance has no figures: NaN, or null in metrics.json)
+        cells = [f"{row[key]:>10{fmt}}" if row[key] is not None and row[key] == row[key] else f"{'-':>10}"
+                 for _, key, fmt in columns]
+        lines.append(f"{str(row['class']):<{width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def format_coco_table(summary) -> str:
     """The headline COCO numbers of a summary, one row for masks and one for boxes."""
     lines = [f"{'COCO':<10}{'AP':>10}{'AP50':>10}{'AP75':>10}   (pycocotools, all images together)", "-" * 40]
@@ -555,12 +610,16 @@ def evaluate_dataset(model, dataset, out_dir, image_ids=None, gallery=6, progres
     # Every number reported (files, table, plot) rounded once, so they all agree.
     per_image = round_floats([s.row for s in image_scores], DECIMALS)
     summary = round_floats(summarize(image_scores), DECIMALS)
+    class_names = list(getattr(dataset, "class_names", None) or ["BG", "leaf"])[1:]
+    per_class = round_floats(class_figures(image_scores, class_names), DECIMALS) if len(class_names) > 1 else None
 
     scenes = [s for s in image_scores if s.plants is not None]
     json_path, csv_path = write_metrics(per_image, summary, out_dir,
                                         definitions={**DEFINITIONS, **PLANT_DEFINITIONS} if scenes else DEFINITIONS,
-                                        settings=settings)
+                                        settings=settings, extra={"per_class": per_class} if per_class else None)
     outputs = {"metrics.json": json_path, "per_image.csv": csv_path}
+    if per_class:
+        outputs["per_class.csv"] = write_csv(per_class, out_dir / "per_class.csv", fieldnames=list(CLASS_COLUMNS))
     if scenes:
         plant_rows = [{"image": s.row["image"], "subset": s.row["subset"], **row} for s in scenes for row in s.plants]
         outputs["per_plant.csv"] = write_csv(round_floats(plant_rows, DECIMALS), out_dir / "per_plant.csv",

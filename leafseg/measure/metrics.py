@@ -511,7 +511,7 @@ def _json_ready(value):
 
 
 def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None,
-                  settings=None) -> tuple[Path, Path]:
+                  settings=None, extra=None) -> tuple[Path, Path]:
     """Write ``metrics.json`` ({"summary": ..., "per_image": [...]}) and ``per_image.csv``.
 
     decimals: round every float of both files to this many decimals (None: full precision).
@@ -519,6 +519,7 @@ def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None,
     settings: {name: value}, what the scores were measured with (weights, config, config
         overrides), written first, as "settings", unrounded; a value JSON does not know is
         written as its text.
+    extra: {key: value} written after "per_image" (evaluate's "per_class"), as they are.
     Both are written atomically; ``out_dir`` is created if needed. Returns the two paths.
     """
     out_dir = Path(out_dir)
@@ -526,7 +527,7 @@ def write_metrics(per_image, summary, out_dir, decimals=None, definitions=None,
     per_image = list(per_image)
     if decimals is not None:
         per_image, summary = round_floats(per_image, decimals), round_floats(summary, decimals)
-    document = {"summary": summary, "per_image": per_image}
+    document = {"summary": summary, "per_image": per_image, **(extra or {})}
     if definitions:
         document = {"definitions": dict(definitions), **document}
     if settings:

@@ -34,6 +34,11 @@ Photographs larger than the config's IMAGE_MAX_DIM are decoded and shrunk once, 
 into ``<logs>/.image_cache`` (:mod:`leafseg.data.cache`: the same pixels the input pipeline would
 make at every step); ``--no-image-cache`` reads the photographs at every step.
 
+Classes: the data's (``classes.json`` of a prepared set, ``leafseg prepare --classes leaf,stem``;
+one class, leaf, without it) set the config's CLASS_NAMES and NUM_CLASSES, whatever the config
+said; weights that store another NUM_CLASSES (leaf-small, one class) load without their
+class-specific heads, as COCO's do. Checkpoints store the class names and the config with them.
+
 Exit status: 0 done (or nothing left to do); 1 training failed (a NaN or Inf loss: the message
 names the step and the loss, the last good checkpoint is kept; or an error while training);
 2 bad input found before training starts (an option, the config, the dataset, the weights);
@@ -134,7 +139,8 @@ def build_parser(parser=None):
     add("--coco-path", metavar="PATH", help="mask_rcnn_coco.h5 for --weights coco (default: $LEAFSEG_COCO_WEIGHTS, "
                                             "then ~/.keras/models/mask_rcnn_coco.h5)")
     add("--exclude-heads", action="store_true",
-        help="skip the class-specific head layers of the weights (automatic for COCO and another NUM_CLASSES)")
+        help="skip the class-specific head layers of the weights (automatic for COCO, and for weights that store "
+             "another NUM_CLASSES than the data's classes)")
     add("--optimizer", choices=OPTIMIZERS, help="default: the config's OPTIMIZER (sgd with momentum "
                                                 "LEARNING_MOMENTUM; adam in quickstart_cpu)")
     add("--lr", type=float, help="learning rate (default: the config's LEARNING_RATE)")
@@ -317,15 +323,42 @@ def load_datasets(root, config):
         return dataset
 
     train = load("train")
-    if train.num_classes != config.NUM_CLASSES:
-        raise SetupError(f"{root}: the dataset has {train.num_classes} classes (background included) but the "
-                         f"config's NUM_CLASSES = {config.NUM_CLASSES}")
     if not (root / "val").is_dir():
         if config.VALIDATION_STEPS > 0:
             logger.warning("%s has no val/ folder: training without validation (the best checkpoint is chosen "
                            "by the training loss)", root)
         return train, None
-    return train, load("val")
+    val = load("val")
+    check_same_classes(train, val, root)
+    return train, val
+
+
+def check_same_classes(train, val, root):
+    """SetupError naming both lists when the val data's classes are not the train data's (the same
+    class id would mean different things)."""
+    if val is not None and list(val.class_names) != list(train.class_names):
+        raise SetupError(f"{root}: the train and val data have different classes: train {list(train.class_names)[1:]}, "
+                         f"val {list(val.class_names)[1:]} (ids 1.. in this order); prepare them with one class list")
+
+
+def config_for_classes(config, train, args):
+    """The config with the training data's classes: CLASS_NAMES (and NUM_CLASSES) from the data
+    when they differ (a prepared set with classes.json trains an N-class model from any config).
+    ``--resume`` of a run trained with other classes is a SetupError naming both."""
+    from leafseg.config import class_names
+
+    names = list(train.class_names)[1:]
+    if names == class_names(config):
+        return config
+    if args.resume and args.config is None:
+        raise SetupError(f"--resume: the run under {args.logs} was trained with the classes {class_names(config)} but "
+                         f"{args.dataset} has {names}; start a new run (--weights PATH, without --resume)")
+    logger.info("classes of %s: %s (the config said %s)", args.dataset, ", ".join(names),
+                ", ".join(class_names(config)))
+    try:
+        return config.replace(CLASS_NAMES=names, NUM_CLASSES=1 + len(names))
+    except ValueError as err:
+        raise SetupError(f"config {args.config_source}: {err}") from err
 
 
 @dataclasses.dataclass
@@ -382,8 +415,35 @@ def load_start_weights(model, args):
             path = best_checkpoint(path)
     else:
         path = weights
+    if exclude is None and weights != "coco" and _stored_num_classes(path) not in (None, model.config.NUM_CLASSES):
+        # Weights of other classes (leaf-small's one class for a leaf + stem set): all but the class-specific heads.
+        exclude = list(W.COCO_EXCLUDE)
+        logger.info("%s: trained with NUM_CLASSES = %d, the data has %d: its class-specific heads (%s) are not "
+                    "loaded", path, _stored_num_classes(path), model.config.NUM_CLASSES, ", ".join(exclude))
     _load(model, path, exclude)
     return _Start(weights if weights in ("coco", "last", "best") else "file", checkpoint=path)
+
+
+def _stored_num_classes(path):
+    """NUM_CLASSES of the config (else the class names) a weights file stores; None when it stores neither."""
+    import yaml
+
+    from mrcnn.weights import WeightsError, read_metadata
+
+    try:
+        metadata = read_metadata(path)
+    except (WeightsError, OSError):
+        return None  # loading it reports what is wrong
+    if metadata is None:
+        return None
+    if metadata.config_yaml:
+        try:
+            value = (yaml.safe_load(metadata.config_yaml) or {}).get("NUM_CLASSES")
+        except yaml.YAMLError:
+            value = None
+        if isinstance(value, int):
+            return value
+    return len(metadata.class_names) if metadata.class_names else None
 
 
 def best_checkpoint(newest):
@@ -550,6 +610,7 @@ def run(argv=None, callbacks=None):
 
     from mrcnn.model import MaskRCNN
 
+    config = config_for_classes(config, train_set, args)  # the data's classes make the model's
     policy = keras.mixed_precision.global_policy()
     worker_dir = None
     try:

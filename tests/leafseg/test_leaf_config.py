@@ -122,7 +122,10 @@ def test_leaf_small_is_the_config_stored_in_the_shipped_model(monkeypatch):
     monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
     path = zoo.path("leaf-small")
     stored = Config.from_yaml_text(read_metadata(path).config_yaml, source=str(path))
-    assert stored.to_dict() == LeafSmallConfig().to_dict()
+    # The file predates CLASS_NAMES (none stored): read as a leaf config, it is one class, leaf.
+    unnamed = {k: v for k, v in LeafSmallConfig().to_dict().items() if k != "CLASS_NAMES"}
+    assert stored.CLASS_NAMES is None and {k: v for k, v in stored.to_dict().items() if k != "CLASS_NAMES"} == unnamed
+    assert LeafSmallConfig.from_yaml_text(read_metadata(path).config_yaml).CLASS_NAMES == ["leaf"]
 
 
 def test_a_subclass_of_a_preset_keeps_its_values_and_overrides():
@@ -190,3 +193,38 @@ def test_coco_fits_only_resnet101_presets():
     assert coco_mismatches(LeafConfig()) == []
     assert coco_mismatches(QuickstartConfig())[:2] == ["BACKBONE resnet18 (COCO: resnet101)",
                                                        "BACKBONE_WIDTH 0.5 (COCO: 1.0)"]
+
+
+# ------------------------------------------------------------------------------ several classes
+
+def test_class_names_default_to_leaf_and_set_num_classes():
+    from mrcnn.config import ConfigError
+
+    assert (LeafConfig().CLASS_NAMES, LeafSmallConfig().NUM_CLASSES) == (["leaf"], 2)
+    # CLASS_NAMES alone sets NUM_CLASSES: as an argument, a --set value ("leaf,stem"), replace() and a YAML file.
+    assert LeafSmallConfig(CLASS_NAMES=["leaf", "stem"]).NUM_CLASSES == 3
+    assert load_config("leaf_small", CLASS_NAMES="leaf, stem,root").CLASS_NAMES == ["leaf", "stem", "root"]
+    assert LeafSmallConfig().replace(CLASS_NAMES=["leaf", "stem"]).NUM_CLASSES == 3
+    three = LeafSmallConfig(CLASS_NAMES=["leaf", "stem", "root"])
+    text = three.to_yaml_text()
+    assert "CLASS_NAMES" in text and LeafConfig.from_yaml_text(text) == three
+    # Both given and disagreeing: an error naming both.
+    with pytest.raises(ConfigError, match=r"NUM_CLASSES = 3 but CLASS_NAMES = \['leaf'\] names 1 class.*must be 2"):
+        LeafConfig(NUM_CLASSES=3)
+    with pytest.raises(ConfigError, match="NUM_CLASSES = 2 but CLASS_NAMES"):
+        LeafConfig(NUM_CLASSES=2, CLASS_NAMES=["leaf", "stem"])
+    for bad in ([], ["leaf", "leaf"], ["BG", "leaf"], ["leaf", ""]):
+        with pytest.raises(ConfigError, match="CLASS_NAMES"):
+            LeafConfig(CLASS_NAMES=bad)
+
+
+def test_a_config_written_before_class_names_is_one_class_leaf(tmp_path):
+    from leafseg.config import class_names
+
+    old = {k: v for k, v in LeafSmallConfig().to_dict().items() if k != "CLASS_NAMES"}
+    (tmp_path / "old.yaml").write_text(__import__("yaml").safe_dump(old))
+    assert load_config(str(tmp_path / "old.yaml")).CLASS_NAMES == ["leaf"]
+    # A plain mrcnn Config has no names: one class is leaf, more are numbered.
+    assert class_names(Config()) == [] and class_names(Config(NUM_CLASSES=2)) == ["leaf"]
+    assert class_names(Config(NUM_CLASSES=3)) == ["class_1", "class_2"]
+    assert class_names(LeafSmallConfig(CLASS_NAMES=["leaf", "stem"])) == ["leaf", "stem"]

@@ -280,3 +280,13 @@ def test_optimizer_is_a_validated_config_value():
     from mrcnn.optimizers import OPTIMIZERS
 
     assert config_optimizers == OPTIMIZERS
+
+
+def test_class_names_are_optional_and_set_num_classes():
+    assert Config().CLASS_NAMES is None and Config(NUM_CLASSES=5).NUM_CLASSES == 5  # Matterport's way still works
+    c = Config(CLASS_NAMES=["square", "circle"])
+    assert (c.NUM_CLASSES, c.IMAGE_META_SIZE) == (3, 12 + 3)
+    assert Config.from_yaml_text(c.to_yaml_text()) == c
+    assert Config(CLASS_NAMES="square,circle") == c
+    with pytest.raises(ConfigError, match=r"NUM_CLASSES = 4 but CLASS_NAMES = \['square', 'circle'\] names 2 classes"):
+        Config(NUM_CLASSES=4, CLASS_NAMES=["square", "circle"])

@@ -179,3 +179,151 @@ def test_plants_file_of_a_raw_scene_is_found_read_and_fitted_to_its_image(tmp_pa
     with pytest.raises(ValueError, match=rf"scene1_plants.png is {SIZE - 1}x{SIZE} but its label .*scene1_label.png "
                                          rf"is {SIZE}x{SIZE}"):
         dataset.load_plants(0)
+
+
+# ------------------------------------------------------------------------------ several classes
+
+def _write_classed_sample(root, subset, sample, masks, classes=None, ignore=()):
+    """A prepared sample of 32 x 32 squares: masks/<sample>_<k>.png, and sample.json naming their classes."""
+    import json
+
+    folder = Path(root) / subset / sample
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "images" / f"{sample}.png")
+    for k, mask in enumerate(masks):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"{sample}_{k}.png")
+    for k, mask in enumerate(ignore):
+        (folder / "ignore").mkdir(exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "ignore" / f"{sample}_{k}.png")
+    meta = {"source": "test"}
+    if classes is not None:
+        meta["classes"] = classes
+    (folder / "sample.json").write_text(json.dumps(meta))
+
+
+def _square(y, x, side=6):
+    mask = np.zeros((32, 32), bool)
+    mask[y:y + side, x:x + side] = True
+    return mask
+
+
+def test_a_prepared_root_with_classes_json_gives_each_mask_its_class(tmp_path):
+    import json
+
+    (tmp_path / "classes.json").write_text(json.dumps(["leaf", "stem"]))
+    # Eleven masks: sorted naturally (_2 before _10), as sample.json's list is.
+    masks = [_square(2 * (k % 4), 8 * (k // 4)) for k in range(11)]
+    classes = ["stem" if k in (2, 10) else "leaf" for k in range(11)]
+    _write_classed_sample(tmp_path, "train", "a", masks, classes, ignore=[_square(20, 20)])
+    _write_classed_sample(tmp_path, "train", "b", masks[:2])  # no "classes" key: leaves
+    dataset = LeafDataset()
+    dataset.load_leaves(tmp_path, "train")
+    dataset.prepare()
+    assert dataset.class_names == ["BG", "leaf", "stem"] and dataset.num_classes == 3
+    loaded, class_ids = dataset.load_mask(0)
+    np.testing.assert_array_equal(loaded[..., :11], np.stack(masks, axis=-1))
+    assert class_ids.tolist() == [2 if k in (2, 10) else 1 for k in range(11)] + [-1]
+    assert dataset.load_mask(1)[1].tolist() == [1, 1]
+
+
+def test_classes_json_and_sample_json_errors_name_the_file(tmp_path):
+    import json
+
+    (tmp_path / "classes.json").write_text(json.dumps(["leaf", "stem"]))
+    _write_classed_sample(tmp_path, "train", "a", [_square(2, 2)], ["root"])
+    _write_classed_sample(tmp_path, "train", "b", [_square(2, 2)], ["leaf", "stem"])
+    dataset = LeafDataset()
+    dataset.load_leaves(tmp_path, "train")
+    with pytest.raises(ValueError, match=r"a/sample.json: class 'root' is not one of the classes \['leaf', 'stem'\]"):
+        dataset.load_mask(0)
+    with pytest.raises(ValueError, match=r"b/sample.json: \"classes\" names 2 classes but .* holds 1 masks"):
+        dataset.load_mask(1)
+    (tmp_path / "classes.json").write_text(json.dumps(["leaf", "leaf"]))
+    with pytest.raises(ValueError, match="classes.json: class names must be distinct"):
+        LeafDataset().load_leaves(tmp_path, "train")
+    # Data of other classes cannot join a dataset whose images use the ids differently.
+    (tmp_path / "classes.json").write_text(json.dumps(["stem", "leaf"]))
+    plain = tmp_path / "plain"
+    _write_classed_sample(plain, "train", "c", [_square(2, 2)])
+    mixed = LeafDataset()
+    mixed.load_leaves(plain, "train")
+    with pytest.raises(ValueError, match=r"classes \['stem', 'leaf'\] differ from the classes \['leaf'\]"):
+        mixed.load_leaves(tmp_path, "train")
+
+
+def test_without_classes_every_mask_stays_a_leaf(tmp_path):
+    _write_classed_sample(tmp_path, "train", "a", [_square(2, 2), _square(12, 12)], ["leaf", "stem"])
+    dataset = LeafDataset()
+    dataset.load_leaves(tmp_path, "train")  # no classes.json: sample.json's key is not read
+    dataset.prepare()
+    assert dataset.class_names == ["BG", "leaf"] and dataset.load_mask(0)[1].tolist() == [1, 1]
+
+
+def _two_category_coco(tmp_path):
+    import json
+
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "p.png")
+    square = lambda x, y, s: [[x, y, x + s, y, x + s, y + s, x, y + s]]  # noqa: E731
+    annotations = [{"id": 1, "image_id": 1, "category_id": 3, "segmentation": square(2, 2, 8), "iscrowd": 0},
+                   {"id": 2, "image_id": 1, "category_id": 5, "segmentation": square(20, 20, 6), "iscrowd": 0},
+                   {"id": 3, "image_id": 1, "category_id": 3, "segmentation": square(2, 20, 6), "iscrowd": 1},
+                   {"id": 4, "image_id": 1, "category_id": 9, "segmentation": square(20, 2, 6), "iscrowd": 0}]
+    (tmp_path / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "p.png", "height": 32, "width": 32}], "annotations": annotations,
+        "categories": [{"id": 3, "name": "leaf"}, {"id": 5, "name": "stem"}, {"id": 9, "name": "root"}]}))
+    return tmp_path / "coco.json"
+
+
+def test_coco_and_labelme_categories_become_classes(tmp_path):
+    import json
+
+    path = _two_category_coco(tmp_path)
+    dataset = LeafDataset()
+    dataset.load_coco(path, tmp_path, classes=["stem", "leaf"])  # ids in the order asked; root is not read
+    dataset.prepare()
+    assert dataset.class_names == ["BG", "stem", "leaf"]
+    masks, class_ids = dataset.load_mask(0)
+    assert class_ids.tolist() == [2, 1, -1] and masks[3, 3, 0] and masks[22, 22, 1]
+    plain = LeafDataset()
+    plain.load_coco(path, tmp_path)  # as before: every category a leaf
+    plain.prepare()
+    assert plain.class_names == ["BG", "leaf"] and plain.load_mask(0)[1].tolist() == [1, 1, -1, 1]
+    with pytest.raises(ValueError, match="no category named 'flower'"):
+        LeafDataset().load_coco(path, tmp_path, classes=["leaf", "flower"])
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "p.png")
+    shapes = [{"label": label, "points": [[x, y], [x + 6, y], [x + 6, y + 6], [x, y + 6]], "shape_type": "polygon"}
+              for label, x, y in (("leaf", 2, 2), ("stem", 20, 20), ("leaf", 20, 2))]
+    (folder / "p.json").write_text(json.dumps({"imagePath": "p.png", "imageHeight": 32, "imageWidth": 32,
+                                               "shapes": shapes}))
+    labelme = LeafDataset()
+    labelme.load_labelme(folder, classes=["leaf", "stem"])
+    labelme.prepare()
+    assert labelme.class_names == ["BG", "leaf", "stem"] and labelme.load_mask(0)[1].tolist() == [1, 2, 1]
+
+
+def test_a_set_prepared_with_classes_loads_each_mask_with_its_class(tmp_path):
+    """leafseg prepare --coco --classes stem,leaf writes what load_leaves reads: the classes in that order."""
+    import contextlib
+    import io
+    import json
+
+    from leafseg.cli import prepare as prepare_command
+
+    path = _two_category_coco(tmp_path)
+    document = json.loads(path.read_text())
+    document["annotations"] = [a for a in document["annotations"] if not a["iscrowd"]]  # prepare skips crowds
+    path.write_text(json.dumps(document))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = prepare_command.main(["--coco", str(path), "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                                       "--classes", "stem,leaf", "--val-fraction", "0"])
+    assert status == 0
+    dataset = LeafDataset()
+    dataset.load_leaves(tmp_path / "out", "train")
+    dataset.prepare()
+    assert dataset.class_names == ["BG", "stem", "leaf"]
+    masks, class_ids = dataset.load_mask(0)
+    # The leaf (8 x 8 at 2, 2) and the stem (6 x 6 at 20, 20), in prepare's mask order; the root is not a class.
+    assert sorted(zip(class_ids.tolist(), masks.sum(axis=(0, 1)).tolist())) == [(1, 36), (2, 64)]

@@ -90,9 +90,10 @@ def command(monkeypatch, model, argv):
 
 
 def outputs(out):
-    """Every output file's bytes, keyed by its path in ``out`` (the state folder left out)."""
+    """Every output file's bytes, keyed by its path in ``out`` (the state folder left out, and
+    report.html, which names the folder and the time it was written)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and track.TRACK_DIR not in p.relative_to(out).parts}
+            if p.is_file() and track.TRACK_DIR not in p.relative_to(out).parts and p.name != "report.html"}
 
 
 # ---------------------------------------------------------------------------------- time order
@@ -244,6 +245,9 @@ def test_a_drawn_time_lapse_tracked_with_the_true_leaves_keeps_the_true_ids(laps
     assert list(tracks_rows[0])[:6] == ["plant", "frame", "image", "date", "day", "leaf"]
     assert "length_px" in tracks_rows[0] and "perimeter_px" in tracks_rows[0]
     assert Image.open(out / "growth.png").size[0] > 500
+    page = (out / "report.html").read_text(encoding="utf-8")  # (the page itself: tests of leafseg.inference.report)
+    assert "Growth (growth.csv)" in page and 'href="plant001/overlays/plant001_2026_01_10_overlay.png"' in page
+    assert "leafseg track" in page and "day 5" in page
 
 
 def test_a_leaf_missed_for_a_frame_gets_its_id_back(lapses, tmp_path):
@@ -305,8 +309,9 @@ def test_group_by_splits_a_flat_folder_through_the_command(lapses, tmp_path, mon
                                          "--batch-size", "5"])
     assert run.status == 0, run.stderr
     assert sorted({r["plant"] for r in read_csv(tmp_path / "out" / "growth.csv")}) == ["A", "B"]
-    default = command(monkeypatch, Oracle(), [flat, "--out", tmp_path / "default"])
+    default = command(monkeypatch, Oracle(), [flat, "--out", tmp_path / "default", "--no-report"])
     assert default.status == 0
+    assert (tmp_path / "out" / "report.html").is_file() and not (tmp_path / "default" / "report.html").exists()
     assert sorted({r["plant"] for r in read_csv(tmp_path / "default" / "growth.csv")}) == ["tray1_potA", "tray1_potB"]
     assert batched.calls == 2 * DAYS
     assert read_csv(tmp_path / "out" / "tracks.csv") == [  # (batches of 5 images: the same leaves)
