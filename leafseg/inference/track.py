@@ -350,6 +350,23 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in the track settings")
 
 
+def _change(key, then, now) -> str:
+    """A setting's change in words; of the config's YAML text, the values that differ."""
+    if key == "config":
+        import yaml
+
+        try:
+            before, after = yaml.safe_load(then), yaml.safe_load(now)
+        except (TypeError, AttributeError, yaml.YAMLError):
+            before = after = None
+        if isinstance(before, dict) and isinstance(after, dict):
+            return "config: " + ", ".join(f"{name} {before.get(name)!r} then, {after.get(name)!r} now"
+                                          for name in sorted(set(before) | set(after))
+                                          if before.get(name) != after.get(name))
+        return "config: changed"
+    return f"{key}: {then!r} then, {now!r} now"
+
+
 class FrameStore:
     """``<out>/.track``: each photograph's segmentation and the settings they were made with.
 
@@ -367,8 +384,7 @@ class FrameStore:
             old = json.loads(path.read_text(encoding="utf-8"))
             changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
             if changed and any(self.frames.rglob("*.npz")):
-                details = "; ".join(f"{k}: {old.get(k)!r} then, {self.settings.get(k)!r} now" if k != "config"
-                                    else "config: changed" for k in changed)
+                details = "; ".join(_change(k, old.get(k), self.settings.get(k)) for k in changed)
                 raise SettingsMismatch(f"{out_dir} holds frames segmented with other settings ({details}); use "
                                        "--overwrite to segment every photograph again with these, or another --out")
         self.frames.mkdir(parents=True, exist_ok=True)
