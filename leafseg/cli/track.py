@@ -27,7 +27,8 @@ def build_parser(parser=None):
         epilog="Outputs: order.csv (the frames in time order and how they were ordered), tracks.csv (a row per "
                "leaf and frame: the track id and predict's leaf traits), growth.csv (leaf count, rosette area and "
                "relative growth rate per plant and frame), growth.png, and per plant <plant>/labels/<image>"
-               "_label.png (values = track ids), <plant>/overlays/, <plant>/leaf_area.png and report.html. Details: python -c "
+               "_label.png (values = track ids), <plant>/overlays/, <plant>/leaf_area.png and report.html. "
+               "Details: python -c "
                "'import leafseg.inference.track; help(leafseg.inference.track)'.")
     parser.add_argument("inputs", nargs="*", metavar="FOLDER",
                         help="one plant's photographs, a folder of such folders, or a flat folder of several "

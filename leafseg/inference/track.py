@@ -634,9 +634,9 @@ def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pix
                  progress=True) -> TrackReport:
     """Segment, order and track the photographs of ``inputs`` (folders) into ``out_dir`` (the
     module docstring). ``model``: an inference MaskRCNN or an object with its ``detect`` and
-    ``config``; ``page``: write report.html; the other arguments are the command's options. Raises ValueError (inputs, order,
-    options) and :class:`leafseg.inference.results.SettingsMismatch` with messages naming the
-    file or setting."""
+    ``config``; ``page``: write report.html; the other arguments are the command's options.
+    Raises ValueError (inputs, order, options) and
+    :class:`leafseg.inference.results.SettingsMismatch` with messages naming the file or setting."""
     if plants not in PLANT_MODES:
         raise ValueError(f"plants must be one of {', '.join(PLANT_MODES)}, got {plants!r}")
     if tta is not None:
