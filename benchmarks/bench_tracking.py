@@ -21,6 +21,14 @@ and the same without tracking, ids given per frame as ``leafseg predict`` gives 
 descending score; the truth's by descending area), to show what the linking adds. ``--min-frames
 N`` drops the tracks seen in fewer than N frames (``drop_short_tracks``) before scoring. ``--out
 FILE.json`` also writes the per-plant figures.
+
+``--command DIR`` also runs each model through the command itself: the plants are written as
+``leafseg synth --time-lapse`` writes them (``DIR/lapses/plantPPP/``), ``leafseg track`` segments and
+tracks them into ``DIR/<model>/`` (its defaults, or ``--max-gap`` / ``--min-frames``), and its
+track-id labels are scored the same way (row ``<model> command``); a rerun reuses the frames it
+segmented before.
+
+    python benchmarks/bench_tracking.py --weights leaf-small --plants 4 --command /tmp/bench_track
 """
 from __future__ import annotations
 
@@ -58,6 +66,8 @@ def parse_args(argv=None):
     parser.add_argument("--min-frames", type=int, default=1,
                         help="drop tracks seen in fewer frames (drop_short_tracks; default 1: keep all)")
     parser.add_argument("--out", default=None, help="write the per-plant figures to this JSON file")
+    parser.add_argument("--command", default=None, metavar="DIR",
+                        help="also run each model through leafseg track into DIR and score its labels")
     return parser.parse_args(argv)
 
 
@@ -109,6 +119,30 @@ def score(frames, lapse, max_gap, min_frames):
             seconds / max(1, len(frames)))
 
 
+def command_rows(args, lapses, weights):
+    """The figures of ``leafseg track`` run on the drawn plants written to ``args.command``."""
+    from leafseg.cli.track import main as track_main
+    from leafseg.data.masks import read_label
+    from leafseg.synth.timelapse import write_time_lapses
+
+    root = Path(args.command)
+    for plant, (style, _) in enumerate(lapses):
+        write_time_lapses(root / "lapses", args.days, count=1, seed=args.seed, size=args.size, style=style,
+                          start=plant, progress=False)
+    out = root / weights.replace("/", "_")
+    argv = [str(root / "lapses"), "--out", str(out), "--weights", weights, "--quiet", "--no-overlays",
+            "--min-frames", str(args.min_frames)]
+    argv += ["--max-gap", str(args.max_gap)] if args.max_gap is not None else []
+    argv += ["--min-score", str(args.min_score)] if args.min_score is not None else []
+    if track_main(argv) != 0:
+        raise SystemExit(f"leafseg track {' '.join(argv)} failed")
+    rows = []
+    for plant, (style, lapse) in enumerate(lapses):
+        labels = [read_label(p) for p in sorted((out / f"plant{plant:03d}" / "labels").glob("*_label.png"))]
+        rows.append({"style": style, **tracking_scores(labels, lapse.ids)})
+    return rows
+
+
 def summary(rows):
     switches = sum(r["switches"] for r in rows)
     transitions = sum(r["transitions"] for r in rows)
@@ -151,6 +185,14 @@ def main(argv=None):
             results[f"{name} {linking}"] = {"summary": s, "plants": rows}
         print(f"{'':<14} tracker {1000 * float(np.mean(per_frame)):.1f} ms a frame; "
               f"{time.perf_counter() - segment_start:.0f} s in all")
+    for weights in filter(None, (args.weights or "").split(",")) if args.command else []:
+        start = time.perf_counter()
+        rows = command_rows(args, lapses, weights)
+        s = summary(rows)
+        print(f"{weights:<14} {'command':<9} {s['track_sbd']:9.3f} {s['switches_per_100']:7.2f} {s['frame_sbd']:9.3f} "
+              f"{s['matched']:7.3f}  {s['switches']}/{s['transitions']}")
+        print(f"{'':<14} leafseg track: {time.perf_counter() - start:.0f} s in all")
+        results[f"{weights} command"] = {"summary": s, "plants": rows}
     for name, frames_of in sources[:1]:
         worst = min(results[f"{name} tracked"]["plants"], key=lambda r: r["track_sbd"])
         print(f"worst plant on {name}: track SBD {worst['track_sbd']:.3f}, {worst['switches']} switches "

@@ -31,7 +31,7 @@ SMALL = dict(BACKBONE="resnet18", BACKBONE_WIDTH=0.25, IMAGE_MIN_DIM=64, IMAGE_M
              RPN_TRAIN_ANCHORS_PER_IMAGE=32, TRAIN_ROIS_PER_IMAGE=16, MAX_GT_INSTANCES=20, DETECTION_MAX_INSTANCES=20,
              MINI_MASK_SHAPE=(28, 28), STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, IMAGES_PER_GPU=1)
 SCRIPTS = {"prepare_masks.py": "prepare", "make_synthetic.py": "synth", "train.py": "train", "evaluate.py": "evaluate",
-           "predict.py": "predict", "export.py": "export", "demo.py": "demo",
+           "predict.py": "predict", "track.py": "track", "export.py": "export", "demo.py": "demo",
            "recipe.py": "recipe", "adapt.py": "adapt"}
 
 

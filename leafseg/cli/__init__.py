@@ -11,6 +11,7 @@ brackets.
     leafseg bench                                training-step and inference time (leafseg.benchmark)
     leafseg evaluate --weights W --dataset DIR   SBD, FBD, DiC, AP50, COCO AP (leafseg.measure)
     leafseg predict  --weights W --out DIR IMG   overlays, labels, leaf tables (leafseg.inference)
+    leafseg track    --out DIR FOLDER            time-lapses: leaves linked day to day, growth (leafseg.inference)
     leafseg export   --weights W --out DIR       TensorFlow SavedModel (leafseg.inference)
     leafseg report   OUT_DIR                     report.html of a predict or track folder (leafseg.inference)
 
@@ -36,6 +37,7 @@ COMMANDS = {
     "bench": ("leafseg.cli.bench", "time a training step and inference of a config, and peak memory"),
     "evaluate": ("leafseg.cli.evaluate", "score a model on labelled images: SBD, FBD, DiC, mask AP50, COCO AP"),
     "predict": ("leafseg.cli.predict", "segment and measure the leaves of images: overlays, labels, CSV tables"),
+    "track": ("leafseg.cli.track", "time-lapses: segment each day's photograph, link the leaves, growth tables and plots"),
     "export": ("leafseg.cli.export", "write a model as a TensorFlow SavedModel and check it reloads"),
     "report": ("leafseg.cli.report", "report.html of a predict or track folder: outliers, growth, table, overlays"),
 }
