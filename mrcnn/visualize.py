@@ -238,7 +238,8 @@ def plot_image_grid(rows, path=None, row_titles=None, column_titles=None, title=
             if c == 0 and row_titles:
                 heading.append(row_titles[r])
             elif r == 0 and column_titles and row_titles:
-                heading.append(" ")  # the row title's line: a long one runs on above this image
+                # the row title's lines: a long one runs on above this image, under its heading
+                heading.extend([" "] * (str(row_titles[r]).count("\n") + 1))
             if heading:
                 axes[r, c].set_title("\n".join(heading), fontsize=8, loc="left")
     for ax in axes.flat:

@@ -73,3 +73,14 @@ def test_drawing_each_instance_within_its_box_gives_the_pixels_of_drawing_it_ove
     labels = [str(k + 1) for k in range(7)]
     expected = _draw_over_whole_image(image, masks, labels, colors)
     assert np.array_equal(visualize.draw_instances(image, masks, labels=labels, colors=colors), expected)
+
+
+def test_image_grid_headings_line_up_with_a_row_title_of_several_lines():
+    """The first row's other images get as many lines under their column title as the row title
+    has, so a two-line row title (evaluate's "cropped to ...") does not run into "ground truth"."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    fig = visualize.plot_image_grid([[image, image]], row_titles=["a.png: SBD 0.5\ncropped to x 1-4"],
+                                    column_titles=("prediction", "ground truth"))
+    first, second = (ax.get_title(loc="left") for ax in fig.axes[:2])
+    assert first.count("\n") == second.count("\n") == 2
+    assert second.startswith("ground truth\n")
