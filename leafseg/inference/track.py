@@ -105,8 +105,8 @@ from leafseg import counted
 from leafseg.data.masks import PALETTE_SIZE, leaf_palette, save_indexed_png
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
-from leafseg.inference.predict import (IMAGE_SUFFIXES, ImageReadError, is_label_file, output_name, read_image,
-                                       visible_leaves)
+from leafseg.inference.predict import (IMAGE_SUFFIXES, ImageReadError, input_names, is_label_file, output_name,
+                                       read_image, visible_leaves)
 from leafseg.inference.results import SettingsMismatch
 from leafseg.inference.tta import TTAModel, view_names
 from leafseg.measure.metrics import write_csv
@@ -269,26 +269,13 @@ class Frame:
     order: str = "name"             # how the frame was placed: date, day, exif or name
 
 
-def _unique_ids(paths):
-    ids, used = [], set()
-    for path in paths:
-        base = output_name(path)
-        name, k = base, 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        ids.append(name)
-    return ids
-
-
 def order_frames(paths, order: str = "auto", plant: str = "") -> list[Frame]:
     """One plant's photographs in time order (the module docstring's rules). Raises ValueError
     naming a photograph without what an explicit ``order`` needs."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     paths = sorted((Path(p) for p in paths), key=lambda p: _natural_key(p.name))
-    ids = dict(zip(paths, _unique_ids(paths)))
+    ids = dict(zip(paths, input_names(paths)))
     where = f" (plant {plant})" if plant else ""
     dates = {p: date_in_name(p.stem) for p in paths}
     days = {p: day_in_name(p.stem) for p in paths}
