@@ -32,7 +32,9 @@ here holds, except pairing, ``--min-area`` (an annotation covering no pixel is d
 and ids; ``--size-mismatch`` applies to an image whose file differs from its annotated size. An
 image with a crowd region (``iscrowd: 1``; not CVAT's masks, which it marks so) is reported and
 not prepared: the layout has no place for crowd regions (``LeafDataset.load_coco`` reads them as
-crowd boxes). ``source_label`` is the
+crowd boxes). An image with no annotation (of the chosen categories) is left out and counted as
+"not annotated", not as bad: exports list every image of a task, annotated or not, and such an
+image has nothing to teach. ``source_label`` is the
 JSON file; ``sample.json`` names the annotation of each mask. A photograph stored with an EXIF
 orientation (a phone's portrait photo: landscape pixels, "turn 90 degrees") is annotated as the
 tools show it, turned; its bytes are kept, and its masks turned onto its stored pixels, which is
@@ -151,6 +153,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import write_text_atomic
 
+from leafseg import counted
 from leafseg.data.annotations import (AnnotatedImage, Problem, _sanitise, class_names, exif_orientation, read_coco,
                                       read_embedded_image, read_labelme, region_masks, to_stored_pixels)
 from leafseg.data.masks import DEFAULT_MIN_AREA, LabelError, read_label, split_instances
@@ -238,6 +241,7 @@ class PrepareResult:
     export_split: dict[str, str] = field(default_factory=dict)  # COCO file -> the subset its folder gives
     classes: list[str] | None = None  # with --classes: OUT/classes.json
     class_instances: Counter = field(default_factory=Counter)  # instances of each class prepared by this run
+    unannotated: list[str] = field(default_factory=list)  # annotated inputs' images without an annotation: left out
 
     @property
     def bad_by_reason(self) -> dict[str, int]:
@@ -255,7 +259,8 @@ class PrepareResult:
                                                              in self.export_split.items())] if self.export_split else []
         lines += [
             f"prepared {len(self.prepared)}, skipped (already prepared) {len(self.skipped)}, "
-            f"moved to another subset {len(self.moved)}, bad {len(self.problems)}" + (f" ({bad})" if bad else ""),
+            f"moved to another subset {len(self.moved)}, bad {len(self.problems)}" + (f" ({bad})" if bad else "")
+            + (f", not annotated (left out) {len(self.unannotated)}" if self.unannotated else ""),
             f"size mismatches resolved: {len(self.size_mismatches)}; regions under --min-area dropped: "
             f"{self.dropped_regions}; other files ignored: {self.ignored_files}",
             *([f"classes ({CLASSES_NAME}): " + (", ".join(f"{name} {self.class_instances[name]}"
@@ -813,7 +818,15 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
                                     "crowd regions, so the image is not prepared (LeafDataset.load_coco reads it, "
                                     "crowds as crowd boxes)"))
             samples.remove(sample)
+        # An image with no annotation of the chosen categories (exports list every image of a
+        # task, annotated or not) teaches nothing: it is left out and counted, not a bad input.
+        unannotated = [sample.id for sample in samples if not sample.regions]
+        samples = [sample for sample in samples if sample.regions]
+        if unannotated:
+            logger.info("%s no leaf annotation, left out: %s%s", counted(len(unannotated), "image has", "images have"),
+                        ", ".join(unannotated[:5]), ", ..." if len(unannotated) > 5 else "")
     else:
+        unannotated = []
         samples, problems, ignored = find_samples(input_dir, image_glob, label_suffix, exclude=[output_dir])
     if val_ids is not None:
         val_ids = set(val_ids)
@@ -832,7 +845,7 @@ def prepare_dataset(input_dir, output_dir, *, val_fraction: float = 0.2, seed: i
         classes = class_names(samples)
     _check_classes(output_dir, classes, overwrite)
     result = PrepareResult(output_dir, output_dir / MANIFEST_NAME, problems=list(problems), ignored_files=ignored,
-                           classes=classes)
+                           classes=classes, unannotated=unannotated)
     if export_subsets:
         result.export_split = {str(file.path): file.subset for file in files if file.subset}
         logger.debug("split kept from the export: %s", ", ".join(f"{p} -> {s}" for p, s in result.export_split.items()))

@@ -767,3 +767,18 @@ def test_a_rerun_with_other_classes_is_an_error_naming_both(tmp_path, capsys):
         main(args + ["--classes", "leaf", "--category", "leaf"])
     assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--classes", "leaf"]) == 2
     assert "--classes needs --coco or --labelme" in capsys.readouterr().err
+
+
+def test_images_nobody_annotated_are_left_out_not_bad(tmp_path, capsys):
+    """An export lists every image of its task; one without any annotation is counted as not
+    annotated and left out, and is no bad input (--strict still exits 0)."""
+    coco = _coco_dataset(tmp_path / "in", 3)
+    document = json.loads(coco.read_text())
+    document["annotations"] = [a for a in document["annotations"] if a["image_id"] != 1]
+    coco.write_text(json.dumps(document))
+    result = prepare_dataset(tmp_path / "in" / "images", tmp_path / "out", coco=coco, progress=False)
+    assert sorted(result.prepared) == ["plant00000", "plant00002"] and result.problems == []
+    assert result.unannotated == ["plant00001"]
+    assert "bad 0, not annotated (left out) 1" in result.summary()
+    assert main(["--coco", str(coco), "--input", str(tmp_path / "in" / "images"), "--output",
+                 str(tmp_path / "strict"), "--strict", "--quiet"]) == 0
