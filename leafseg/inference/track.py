@@ -45,7 +45,8 @@ photograph through :class:`leafseg.inference.plants.PlantsFirst` and
 :func:`leafseg.inference.predict.visible_leaves` (visible leaves, higher score on top). In a
 scene split by plant (a tray), each of the photograph's plants is tracked on its own, as
 ``<plant>/<scene plant>`` (use ``--grid`` so that a pot keeps its name A1, A2, ... from day to
-day); a photograph of one plant is the plant itself.
+day); a photograph of one plant is the plant itself. With a model of several classes, only the class
+named leaf is tracked (stems or pebbles are no leaves of the rosette); without one, every class.
 
 **Tracking** is :class:`leafseg.measure.tracking.LeafTracker` per plant, in time order: a leaf
 keeps its id, a new leaf gets the next id, a leaf missed for up to ``--max-gap`` frames (3) gets
@@ -105,8 +106,8 @@ from leafseg import counted
 from leafseg.data.masks import PALETTE_SIZE, leaf_palette, save_indexed_png
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
-from leafseg.inference.predict import (IMAGE_SUFFIXES, ImageReadError, input_names, is_label_file, output_name,
-                                       read_image, visible_leaves)
+from leafseg.inference.predict import (IMAGE_SUFFIXES, LEAF_CLASS, ImageReadError, input_names, is_label_file,
+                                       output_name, read_image, visible_leaves)
 from leafseg.inference.results import SettingsMismatch
 from leafseg.inference.tta import TTAModel, view_names
 from leafseg.measure.metrics import write_csv
@@ -404,10 +405,31 @@ class FrameStore:
         return path
 
 
-def _segmentation(result):
-    """predict's visible leaves of one detection result: (label [H, W], scores, plant ids, plants
-    [[id, name]])."""
-    label, _, details = visible_leaves(result)
+def _only_class(result, class_id):
+    """A detection result with only the detections of ``class_id`` (None: all of them)."""
+    if class_id is None:
+        return result
+    keep = np.flatnonzero(np.asarray(result["class_ids"]).reshape(-1) == class_id)
+    kept = dict(result)
+    for key in ("rois", "class_ids", "scores", "plant_ids"):
+        if key in result:
+            kept[key] = np.asarray(result[key])[keep]
+    kept["masks"] = np.asarray(result["masks"])[..., keep]
+    return kept
+
+
+def leaf_class_id(config):
+    """The class id that is tracked: with several classes, the one named leaf (others, stems or
+    pebbles, are no leaves of the rosette); None, every detection, for one class or no class
+    named leaf."""
+    names = list(getattr(config, "CLASS_NAMES", None) or [])
+    return names.index(LEAF_CLASS) + 1 if len(names) > 1 and LEAF_CLASS in names else None
+
+
+def _segmentation(result, class_id=None):
+    """predict's visible leaves of one detection result (of ``class_id`` only, unless None):
+    (label [H, W], scores, plant ids, plants [[id, name]])."""
+    label, _, details = visible_leaves(_only_class(result, class_id))
     plants = result.get("plants") or []
     names = [[int(p.id), str(p.name)] for p in plants] or [[1, "1"]]
     return label, details["scores"], details["plant_ids"], names
@@ -458,8 +480,9 @@ def _settings(model, weights_id, plants, grid, tta):
     return settings
 
 
-def _segment(model, todo, store, batch_size, progress):
-    """Segment ``todo`` [(plant, frame)] in batches, saving each; returns {(plant, image): error}."""
+def _segment(model, todo, store, batch_size, progress, class_id=None):
+    """Segment ``todo`` [(plant, frame)] in batches, saving each (the detections of ``class_id``
+    only, unless None); returns {(plant, image): error}."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -479,7 +502,7 @@ def _segment(model, todo, store, batch_size, progress):
                 continue
             results = model.detect(images, names=[f.image for _, f in batch])
             for (plant, frame), result in zip(batch, results):
-                store.save(plant, frame.image, frame.path, *_segmentation(result))
+                store.save(plant, frame.image, frame.path, *_segmentation(result, class_id))
                 bar.update()
     return errors
 
@@ -651,7 +674,7 @@ def track_images(model, inputs, out_dir, group_by=None, order="auto", mm_per_pix
                     report.resumed + len(todo), out_dir, len(todo))
     if todo:
         detector = PlantsFirst(TTAModel(model, tta) if tta else model, plants, grid)
-        errors = _segment(detector, todo, store, max(1, int(batch_size)), progress)
+        errors = _segment(detector, todo, store, max(1, int(batch_size)), progress, leaf_class_id(model.config))
         for plant, frame in todo:
             if (plant, frame.image) in errors:
                 report.skipped.append((str(frame.path), errors[(plant, frame.image)].reason))

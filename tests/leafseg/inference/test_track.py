@@ -442,3 +442,38 @@ def test_the_order_used_is_written_out_and_order_overrides(lapses, tmp_path, mon
     assert refused.status == 2 and "no EXIF DateTimeOriginal" in refused.stderr
     assert "potA_shot1_2026_01_10_rgb.png" in refused.stderr
     assert not (tmp_path / "exif").exists()  # refused before the model is loaded or anything written
+
+
+class LeavesAndAPebble(Oracle):
+    """The oracle's leaves as class 1 "leaf", plus a pebble (class 2) in the top-left corner of
+    every photograph: a model of two classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.config.NUM_CLASSES, self.config.CLASS_NAMES = 3, ["leaf", "pebble"]
+
+    def detect(self, images, verbose=0):
+        results = super().detect(images, verbose)
+        for result in results:
+            pebble = np.zeros(result["masks"].shape[:2] + (1,), bool)
+            pebble[2:12, 2:12] = True
+            result["masks"] = np.concatenate([result["masks"], pebble], axis=-1)
+            result["rois"] = np.concatenate([result["rois"], [[2, 2, 12, 12]]]).astype(np.int32)
+            result["class_ids"] = np.r_[result["class_ids"], 2].astype(np.int32)
+            result["scores"] = np.r_[result["scores"], 0.99].astype(np.float32)
+        return results
+
+
+def test_a_model_of_several_classes_tracks_its_leaves_only(lapses, tmp_path):
+    """With classes leaf and pebble, the pebble (the best-scored detection of every frame) is no
+    track: the labels hold the true leaves alone, ids kept as with one class."""
+    folder = tmp_path / "plant"
+    shutil.copytree(lapses / "plant001", folder)
+    lapse = generate_time_lapse(np.random.SeedSequence([4, 27, 1]), DAYS, SIZE)
+    track.track_images(LeavesAndAPebble(), [folder], tmp_path / "out", progress=False)
+    labels = [read_label(p) for p in sorted((tmp_path / "out" / "plant" / "labels").glob("*_label.png"))]
+    assert all(not label[2:12, 2:12].any() or (lapse.ids[t][2:12, 2:12] > 0).any() for t, label in enumerate(labels))
+    scores = tracking_scores(labels, lapse.ids)
+    assert scores["switches"] == 0 and scores["track_sbd"] > 0.99
+    rows = read_csv(tmp_path / "out" / "tracks.csv")
+    assert len(rows) == sum(len(np.unique(ids)) - 1 for ids in lapse.ids)  # one row per true leaf and frame
