@@ -27,7 +27,8 @@ import numpy as np
 
 from mrcnn.fileio import write_text_atomic
 
-__all__ = ["STATE_DIR", "SettingsMismatch", "ResultStore", "file_fingerprint", "weights_fingerprint", "merge_records"]
+__all__ = ["STATE_DIR", "SettingsMismatch", "ResultStore", "file_fingerprint", "weights_fingerprint", "merge_records",
+           "plain_value", "setting_change"]
 
 STATE_DIR = ".predict"
 SETTINGS_FILE = "settings.json"
@@ -56,16 +57,16 @@ def weights_fingerprint(keras_model) -> str:
     return "weights:" + digest.hexdigest()
 
 
-def _plain(value):
-    """JSON for numpy scalars and arrays (records hold measurements)."""
+def plain_value(value):
+    """JSON for numpy scalars and arrays (records and settings hold them)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a prediction record")
+    raise TypeError(f"cannot store {type(value).__name__} in a record or the settings")
 
 
-def _change(key, then, now) -> str:
+def setting_change(key, then, now) -> str:
     """A setting's change in words; of the config's YAML text, the values that differ."""
     import yaml
 
@@ -92,7 +93,7 @@ class ResultStore:
         self.out_dir = Path(out_dir)
         self.root = self.out_dir / STATE_DIR
         self.records = self.root / RECORDS
-        self.settings = json.loads(json.dumps({"version": _VERSION, **settings}, default=_plain))
+        self.settings = json.loads(json.dumps({"version": _VERSION, **settings}, default=plain_value))
         if overwrite and self.root.exists():
             shutil.rmtree(self.root)
         path = self.root / SETTINGS_FILE
@@ -100,7 +101,7 @@ class ResultStore:
             old = json.loads(path.read_text(encoding="utf-8"))
             changed = sorted(key for key in set(old) | set(self.settings) if old.get(key) != self.settings.get(key))
             if changed and any(self.records.glob("*.json")):
-                details = "; ".join(_change(key, old.get(key), self.settings.get(key)) for key in changed)
+                details = "; ".join(setting_change(key, old.get(key), self.settings.get(key)) for key in changed)
                 raise SettingsMismatch(
                     f"{self.out_dir} holds predictions made with other settings ({details}); use --overwrite to "
                     "predict every image again with these, or another --out")
@@ -134,7 +135,7 @@ class ResultStore:
 
     def save(self, record) -> Path:
         """Store a record ({"name", "file", "count", "leaves", "plants", "coco"}), atomically."""
-        return write_text_atomic(self._path(record["name"]), json.dumps(record, default=_plain) + "\n")
+        return write_text_atomic(self._path(record["name"]), json.dumps(record, default=plain_value) + "\n")
 
 
 def merge_records(records, coco=False):

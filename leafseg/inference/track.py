@@ -108,7 +108,7 @@ from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
 from leafseg.inference.predict import (IMAGE_SUFFIXES, LEAF_CLASS, ImageReadError, input_names, is_label_file,
                                        output_name, read_image, visible_leaves)
-from leafseg.inference.results import SettingsMismatch
+from leafseg.inference.results import SettingsMismatch, plain_value, setting_change
 from leafseg.inference.tta import TTAModel, view_names
 from leafseg.measure.metrics import write_csv
 from leafseg.measure.phenotype import measure_leaves, round_traits
@@ -330,31 +330,6 @@ def order_frames(paths, order: str = "auto", plant: str = "") -> list[Frame]:
 # The per-frame segmentations
 # ---------------------------------------------------------------------------------------------
 
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in the track settings")
-
-
-def _change(key, then, now) -> str:
-    """A setting's change in words; of the config's YAML text, the values that differ."""
-    if key == "config":
-        import yaml
-
-        try:
-            before, after = yaml.safe_load(then), yaml.safe_load(now)
-        except (TypeError, AttributeError, yaml.YAMLError):
-            before = after = None
-        if isinstance(before, dict) and isinstance(after, dict):
-            return "config: " + ", ".join(f"{name} {before.get(name)!r} then, {after.get(name)!r} now"
-                                          for name in sorted(set(before) | set(after))
-                                          if before.get(name) != after.get(name))
-        return "config: changed"
-    return f"{key}: {then!r} then, {now!r} now"
-
-
 class FrameStore:
     """``<out>/.track``: each photograph's segmentation and the settings they were made with.
 
@@ -364,7 +339,7 @@ class FrameStore:
     def __init__(self, out_dir, settings: dict, overwrite: bool = False):
         self.root = Path(out_dir) / TRACK_DIR
         self.frames = self.root / "frames"
-        self.settings = json.loads(json.dumps({"version": _VERSION, **settings}, default=_plain))
+        self.settings = json.loads(json.dumps({"version": _VERSION, **settings}, default=plain_value))
         if overwrite and self.root.exists():
             shutil.rmtree(self.root)
         path = self.root / "settings.json"
@@ -372,7 +347,7 @@ class FrameStore:
             old = json.loads(path.read_text(encoding="utf-8"))
             changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
             if changed and any(self.frames.rglob("*.npz")):
-                details = "; ".join(_change(k, old.get(k), self.settings.get(k)) for k in changed)
+                details = "; ".join(setting_change(k, old.get(k), self.settings.get(k)) for k in changed)
                 raise SettingsMismatch(f"{out_dir} holds frames segmented with other settings ({details}); use "
                                        "--overwrite to segment every photograph again with these, or another --out")
         self.frames.mkdir(parents=True, exist_ok=True)
