@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, parse_image_meta_graph
+from mrcnn.nms import batched_nms_gather
 
 __all__ = ["refine_detections_graph", "DetectionLayer"]
 
@@ -33,7 +34,6 @@ def refine_detections_graph(rois, probs, deltas, window, max_instances, min_conf
     boxes, by descending score, zero-padded after the last detection.
     """
     probs = tf.cast(probs, tf.float32)
-    num_classes = probs.shape[-1] or tf.shape(probs)[-1]
     class_ids = tf.argmax(probs, axis=2, output_type=tf.int32)  # [B, N]
     class_scores = tf.reduce_max(probs, axis=2)  # [B, N]
     class_deltas = tf.gather(tf.cast(deltas, tf.float32), class_ids, axis=2, batch_dims=2)  # [B, N, 4]
@@ -42,13 +42,11 @@ def refine_detections_graph(rois, probs, deltas, window, max_instances, min_conf
 
     valid_roi = tf.reduce_any(tf.not_equal(tf.cast(rois, tf.float32), 0.0), axis=-1)
     keep = valid_roi & (class_ids > 0) & (class_scores >= min_confidence)
-    # Each ROI competes only in its own class: its score sits in that class's column and the
-    # other columns are 0, which combined NMS's score_threshold of 0 discards.
-    scores = tf.one_hot(class_ids, num_classes) * tf.where(keep, class_scores, 0.0)[..., tf.newaxis]
-    boxes, scores, classes, _ = tf.image.combined_non_max_suppression(
-        boxes[:, :, tf.newaxis, :], scores,
-        max_output_size_per_class=max_instances, max_total_size=max_instances,
-        iou_threshold=nms_threshold, score_threshold=0.0, clip_boxes=False)
+    # Each ROI competes only in its own class. A per-class cap of max_instances and a total
+    # cap of max_instances is one class-aware NMS capped at max_instances.
+    boxes, scores, classes, _ = batched_nms_gather(
+        boxes, class_scores, max_instances, nms_threshold, classes=class_ids,
+        valid=keep & (class_scores > 0.0))
     detections = tf.concat([boxes, classes[..., tf.newaxis], scores[..., tf.newaxis]], axis=-1)
     return tf.stop_gradient(detections)
 

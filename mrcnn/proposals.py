@@ -4,19 +4,16 @@
 that the inspection notebooks see exactly what the model computes; :class:`ProposalLayer`
 is the Keras wrapper the model uses and returns only the proposals.
 
-NMS is ``tf.image.combined_non_max_suppression`` with a single class, batched over images.
-Measured on CPU for 65,472 anchors -> 6,000 -> 2,000 proposals (2 cores shared with other
-jobs, median of 7 runs under tf.function, milliseconds for the whole step), it was the
-fastest batched option, 2-4x ahead of the others, and keeps the same boxes as greedy NMS:
-
-    batch 1: combined 15-40, tf.map_fn over tf.image.non_max_suppression 39-103,
-             tf.image.non_max_suppression_padded 44-128
-    batch 2: combined 77, map_fn 186-282, non_max_suppression_padded 148-246
+NMS is :func:`mrcnn.nms.batched_nms_gather`, greedy NMS batched over images from plain
+tensor ops: it keeps the boxes ``tf.image.combined_non_max_suppression`` keeps (the op used
+before), and unlike that op it compiles under XLA and converts to OpenVINO.
+benchmarks/bench_nms.py times the two.
 """
 import keras
 import tensorflow as tf
 
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.nms import batched_nms_gather
 
 __all__ = ["proposal_steps", "ProposalLayer"]
 
@@ -63,12 +60,9 @@ def proposal_steps(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold,
     refined = apply_box_deltas_graph(pre_nms_anchors, deltas)
     clipped = clip_boxes_graph(refined, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
-    # With one class, combined NMS is plain greedy NMS in one batched kernel (the padded op is
-    # built from many small ones), and it zero-pads its outputs to max_total_size itself.
-    rois, nms_scores, _, count = tf.image.combined_non_max_suppression(
-        clipped[:, :, tf.newaxis, :], pre_nms_scores[:, :, tf.newaxis],
-        max_output_size_per_class=proposal_count, max_total_size=proposal_count,
-        iou_threshold=nms_threshold, score_threshold=float("-inf"), clip_boxes=False)
+    # One class, every box a candidate; zero-padded to proposal_count.
+    rois, nms_scores, _, count = batched_nms_gather(clipped, pre_nms_scores, proposal_count,
+                                                    nms_threshold)
     # Proposals are constants to the second stage (as in detectron2 and torchvision); NMS
     # has no gradient, so a loss reaching back through them would fail, not just be wrong.
     rois = tf.stop_gradient(rois)
