@@ -63,7 +63,8 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, classes=None, val
     if valid is None:
         valid = tf.ones(tf.shape(scores), tf.bool)
     valid = tf.convert_to_tensor(valid, tf.bool) & tf.logical_not(tf.math.is_nan(scores))
-    if classes is None:
+    per_class = classes is not None
+    if not per_class:
         classes = tf.zeros(tf.shape(scores), tf.int32)
     classes = tf.cast(classes, tf.int32)
 
@@ -98,12 +99,15 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, classes=None, val
         tile_classes = tf.gather(classes, t, axis=1)
         tile_valid = tf.gather(valid, t, axis=1)
         # Suppressed by a box kept in earlier tiles (empty slots have class -1).
-        cross = (_iou_above(tile_boxes, kept_boxes[:, :m], iou_threshold)
-                 & tf.equal(tile_classes[:, :, tf.newaxis], kept_classes[:, tf.newaxis, :m]))
+        # Empty slots hold zero boxes, of no area: they suppress nothing.
+        cross = _iou_above(tile_boxes, kept_boxes[:, :m], iou_threshold)
+        if per_class:
+            cross &= tf.equal(tile_classes[:, :, tf.newaxis], kept_classes[:, tf.newaxis, :m])
         candidate = tile_valid & tf.logical_not(tf.reduce_any(cross, axis=2))
         # Within the tile: iterate keep[i] = candidate[i] & no kept j < i suppresses i.
-        suppress = (_iou_above(tile_boxes, tile_boxes, iou_threshold) & lower
-                    & tf.equal(tile_classes[:, :, tf.newaxis], tile_classes[:, tf.newaxis, :]))
+        suppress = _iou_above(tile_boxes, tile_boxes, iou_threshold) & lower
+        if per_class:
+            suppress &= tf.equal(tile_classes[:, :, tf.newaxis], tile_classes[:, tf.newaxis, :])
 
         def self_body(keep, _):
             new = candidate & tf.logical_not(tf.reduce_any(suppress & keep[:, tf.newaxis, :], axis=2))
