@@ -174,6 +174,19 @@ def test_export_command_writes_a_savedmodel_and_checks_it(exported, run):
     assert not list(exported.path.parent.glob(".*")), "temporary export folders left behind"
 
 
+def test_savedmodel_holds_no_combined_nms(exported):
+    """CombinedNonMaxSuppression has no XLA kernel and no OpenVINO conversion rule (issue 28)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((exported.path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    assert "While" in ops or "StatelessWhile" in ops, "the NMS loop should be in the graph"
+    assert not {op for op in ops if "NonMaxSuppression" in op}
+
+
 @pytest.fixture(scope="module")
 def reloaded(exported):
     """The SavedModel reloaded with tf.saved_model.load (inside load_saved_model)."""
