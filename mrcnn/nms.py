@@ -20,6 +20,15 @@ import tensorflow as tf
 __all__ = ["batched_nms", "batched_nms_gather"]
 
 
+def _take(x, indices):
+    """x [B, N, ...], indices [B, K] -> [B, K, ...]: ``tf.gather(x, indices, batch_dims=1)``
+    as a gather from the flattened batch (OpenVINO 2026.4 crashes at run time on the
+    batch_dims gather of boxes)."""
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
+    return tf.gather(flat, indices + tf.range(shape[0])[:, tf.newaxis] * shape[1])
+
+
 def _iou_above(boxes_a, boxes_b, iou_threshold):
     """[B, n, 4] x [B, m, 4] -> bool [B, n, m]: IoU > threshold, 0 for a box of no area."""
     ay1, ax1, ay2, ax2 = tf.unstack(boxes_a[:, :, tf.newaxis, :], axis=-1)
@@ -71,9 +80,9 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, classes=None, val
     # Sort by score, invalid boxes last.
     sort_key = tf.where(valid, scores, float("-inf"))
     _, order = tf.math.top_k(sort_key, k=num_boxes, sorted=True)  # [B, N]
-    boxes = tf.gather(boxes, order, batch_dims=1)
-    classes = tf.gather(classes, order, batch_dims=1)
-    valid = tf.gather(valid, order, batch_dims=1)
+    boxes = _take(boxes, order)
+    classes = _take(classes, order)
+    valid = _take(valid, order)
 
     num_tiles = (num_boxes + tile - 1) // tile
     pad = num_tiles * tile - num_boxes
@@ -132,7 +141,7 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, classes=None, val
         tile_body, (tf.constant(0), count, kept_boxes, kept_classes, kept_index))
     in_output = tf.range(m)[tf.newaxis, :] < count[:, tf.newaxis]
     # kept_index is a position in the sorted order; map it back to the input's order.
-    indices = tf.gather(order, tf.minimum(kept_index[:, :m], num_boxes - 1), batch_dims=1)
+    indices = _take(order, tf.minimum(kept_index[:, :m], num_boxes - 1))
     return tf.where(in_output, indices, 0), count
 
 
@@ -149,10 +158,10 @@ def batched_nms_gather(boxes, scores, max_output_size, iou_threshold, classes=No
     indices, count = batched_nms(boxes, scores, max_output_size, iou_threshold, classes, valid,
                                  tile_size)
     in_output = tf.range(int(max_output_size))[tf.newaxis, :] < count[:, tf.newaxis]
-    out_boxes = tf.where(in_output[..., tf.newaxis], tf.gather(boxes, indices, batch_dims=1), 0.0)
-    out_scores = tf.where(in_output, tf.gather(scores, indices, batch_dims=1), 0.0)
+    out_boxes = tf.where(in_output[..., tf.newaxis], _take(boxes, indices), 0.0)
+    out_scores = tf.where(in_output, _take(scores, indices), 0.0)
     if classes is None:
         out_classes = tf.zeros_like(out_scores)
     else:
-        out_classes = tf.where(in_output, tf.cast(tf.gather(classes, indices, batch_dims=1), tf.float32), 0.0)
+        out_classes = tf.where(in_output, tf.cast(_take(classes, indices), tf.float32), 0.0)
     return out_boxes, out_scores, out_classes, count

@@ -120,3 +120,28 @@ def test_proposal_and_detection_layers_compile_with_xla(rng):
     compiled = tf.function(detection, jit_compile=True)([compiled, class_probs, bbox, meta])
     np.testing.assert_allclose(compiled.numpy(), eager.numpy(), rtol=1e-6, atol=1e-6)
     assert np.count_nonzero(eager.numpy()[..., 5]) > 0
+
+
+def test_openvino_converts_and_runs_it(rng, tmp_path):
+    """The op it replaced has no OpenVINO conversion rule (issue 28); skipped without openvino."""
+    ov = pytest.importorskip("openvino")
+    boxes, scores = random_boxes(rng, 1, 700)
+    scores = scores[..., 0]
+    classes = rng.integers(0, 3, (1, 700)).astype(np.int32)
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 700, 4], name="boxes"), tf.TensorSpec([1, 700], name="scores"),
+                                      tf.TensorSpec([1, 700], tf.int32, name="classes")])
+        def serve(self, boxes, scores, classes):
+            out = batched_nms_gather(boxes, scores, 100, 0.3, classes=classes, tile_size=256)
+            return dict(zip(["boxes", "scores", "classes", "count"], out))
+
+    tf.saved_model.save(Module(), str(tmp_path / "nms"))
+    compiled = ov.Core().compile_model(ov.convert_model(str(tmp_path / "nms")), "CPU")
+    feed = {"boxes": boxes, "scores": scores, "classes": classes, "count": None}
+    name = lambda port: next(n for n in feed if port.get_any_name().startswith(n))  # "scores:0", "scores_1"
+    results = compiled({port: feed[name(port)] for port in compiled.inputs})
+    actual = {name(port): results[port] for port in compiled.outputs}
+    expected = combined_per_class(boxes, scores, classes, np.ones_like(classes, bool), 3, 100, 0.3)
+    for name, value in zip(["boxes", "scores", "classes", "count"], expected):
+        np.testing.assert_array_equal(actual[name], value.numpy(), err_msg=name)
