@@ -3,6 +3,7 @@
 
     python benchmarks/bench_predict.py                      # leaf-small, 120 synthetic rosettes
     python benchmarks/bench_predict.py --images 200 --weights runs/x/model.weights.h5 --batch-size 4
+    python benchmarks/bench_predict.py --runtime openvino         # the same with OpenVINO running the network
 
 It draws ``--images`` rosettes (leafseg.synth.rosettes, classic style) and saves them as JPEG
 (quality 90) in a temporary folder, loads the model and runs it once to trace it. Then:
@@ -49,6 +50,10 @@ def build_parser():
     parser.add_argument("--weights", default="leaf-small", help="as for leafseg predict (default: leaf-small)")
     parser.add_argument("--config", help="as for leafseg predict (default: the weights' own)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call (default: 1)")
+    parser.add_argument("--runtime", default="tensorflow", choices=("auto", "tensorflow", "openvino"),
+                        help="what runs the network, as for leafseg predict (default: tensorflow)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="as for leafseg predict (default: float32)")
     parser.add_argument("--seed", type=int, default=16)
     return parser
 
@@ -61,11 +66,13 @@ def main(argv=None):
     from leafseg.models.loading import load_inference_model
     from leafseg.inference.predict import OutputOptions, finish_image, predict_images, read_image
     from leafseg.inference.results import ResultStore
+    from leafseg.inference.runtime import runtime_description
 
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = make_jpegs(tmp, args.images, args.size, args.seed)
         files = sorted(folder.iterdir())
-        model, _, weights = load_inference_model(args.weights, args.config, model_dir=tmp)
+        model, _, weights = load_inference_model(args.weights, args.config, model_dir=tmp, runtime=args.runtime,
+                                                 precision=args.precision)
         images = [read_image(path) for path in files]
         model.detect(images[:args.batch_size])  # traces the graph: not timed
 
@@ -94,6 +101,7 @@ def main(argv=None):
     n = len(files)
     figures = {
         "images": n, "size": args.size, "weights": str(weights), "batch_size": args.batch_size,
+        "runtime": runtime_description(model),
         "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
         "model_only_images_per_s": round(n / model_s, 3), "decode_ms_per_image": round(1000 * decode_s / n, 1),
         "model_ms_per_image": round(1000 * model_s / n, 1), "write_ms_per_image": round(1000 * write_s / n, 1),
@@ -102,7 +110,8 @@ def main(argv=None):
     }
     figures["end_to_end_over_model_only"] = round(figures["end_to_end_images_per_s"]
                                                   / figures["model_only_images_per_s"], 3)
-    print(f"{n} JPEGs of {args.size} px, {weights.name}, batch {args.batch_size}, {os.cpu_count()} CPUs "
+    print(f"{n} JPEGs of {args.size} px, {weights.name}, {figures['runtime']}, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPUs "
           f"(load average {figures['load_average']})")
     print(f"  per image: decode {figures['decode_ms_per_image']} ms, model {figures['model_ms_per_image']} ms, "
           f"write {figures['write_ms_per_image']} ms")

@@ -48,7 +48,7 @@ import numpy as np
 
 from leafseg.config import load_config
 
-__all__ = ["measured_config", "peer_input", "timed", "benchmark_training", "benchmark_inference", "read_peer"]
+__all__ = ["measured_config", "peer_input", "timed", "benchmark_training", "benchmark_inference", "read_peer", "parse_peer"]
 
 DEFAULT_CONFIG = "leaf_r101"
 # The peer's ground truth: leaf i is the rectangle x in [40 + 30 i, 80 + 30 i), y in [60 + 25 i, 120 + 25 i).
@@ -170,12 +170,24 @@ def benchmark_training(config, batch, warmup=2, steps=5, jit_compile=False, mode
     return result
 
 
-def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None):
-    """Time ``MaskRCNN.detect([image])``: mold, the inference model, unmold to full-size masks."""
+def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None, runtime="tensorflow", precision="float32",
+                        model=None):
+    """Time ``MaskRCNN.detect([image])``: mold, the inference model, unmold to full-size masks.
+
+    runtime, precision: what runs the network (:func:`leafseg.inference.runtime.apply_runtime`);
+    its conversion, for OpenVINO, is timed apart (``convert_s``). model: an inference model of
+    ``config`` to reuse (so that several runtimes run the same weights); default a new one.
+    """
     from mrcnn.model import MaskRCNN
 
-    inference_config = config.replace(IMAGES_PER_GPU=1, GPU_COUNT=1)
-    model = MaskRCNN("inference", inference_config, model_dir or os.devnull)
+    from leafseg.inference.runtime import apply_runtime, runtime_description
+
+    if model is None:
+        inference_config = config.replace(IMAGES_PER_GPU=1, GPU_COUNT=1)
+        model = MaskRCNN("inference", inference_config, model_dir or os.devnull)
+    start = time.perf_counter()
+    apply_runtime(model, runtime, precision)
+    convert_s = time.perf_counter() - start
     detections = []
 
     def step():
@@ -184,6 +196,8 @@ def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None):
     result = timed(step, warmup, steps)
     result["detections"] = int(len(detections[0]["class_ids"]))
     result["peak_rss_mib"] = _rss_mib()
+    result["runtime"] = runtime_description(model)
+    result["convert_s"] = convert_s
     return result
 
 
@@ -192,7 +206,12 @@ def read_peer(path) -> dict:
 
     Returns a dict with at least train_step_s and infer_s (floats), plus any other values.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    return parse_peer(Path(path).read_text(encoding="utf-8"), path)
+
+
+def parse_peer(text, source="the peer's output") -> dict:
+    """:func:`read_peer` of the text itself (``source`` names it in errors)."""
+    path = source
     try:
         values = json.loads(text)
     except json.JSONDecodeError:

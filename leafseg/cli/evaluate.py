@@ -5,9 +5,11 @@ import argparse
 import json
 import sys
 
-from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_runtime_argument, add_tta_argument,
+                                 add_verbose_argument,
                                  counted, format_set, parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
+from leafseg.inference.runtime import runtime_description, runtime_setting
 from leafseg.inference.tta import TTAModel
 from leafseg.config import class_names
 from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_class_table,
@@ -34,6 +36,7 @@ def build_parser(parser=None):
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--gallery", type=int, default=6, help="images in gallery.png, 0 for none (default 6)")
+    add_runtime_argument(parser)
     add_plants_arguments(parser)
     add_tta_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,7 +50,8 @@ def run(args) -> int:
         overrides = parse_overrides(args.set)
         dataset = load_eval_dataset(args.dataset, args.subset)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
-                                                             model_dir=args.out, overrides=overrides)
+                                                             model_dir=args.out, overrides=overrides,
+                                                             runtime=args.runtime)
     except (OSError, ValueError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 2
@@ -68,8 +72,10 @@ def run(args) -> int:
               f"config {config_source}{format_set(args.set)}"
               + (f", TTA {counted(args.tta, 'view')}" if args.tta else ""),
               file=sys.stderr)
+        print(f"runtime {runtime_description(model)}: {model.runtime_choice.reason}", file=sys.stderr)
     settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score,
-                "plants": args.plants, "grid": list(args.grid) if args.grid else None}
+                "plants": args.plants, "grid": list(args.grid) if args.grid else None,
+                "runtime": runtime_setting(model)}
     if args.tta:  # (recorded only when on: the settings of a run without it are as before)
         settings["tta"] = args.tta
         model = TTAModel(model, args.tta)

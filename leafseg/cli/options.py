@@ -15,7 +15,7 @@ import tempfile
 from leafseg import counted  # noqa: F401  (the commands' messages; defined where every package may use it)
 
 __all__ = ["positive_int", "positive_float", "fraction", "parse_overrides", "format_set", "add_set_argument",
-           "add_model_arguments", "add_verbose_argument", "tta_views", "add_tta_argument", "quiet_tensorflow",
+           "add_model_arguments", "add_runtime_argument", "add_verbose_argument", "tta_views", "add_tta_argument", "quiet_tensorflow",
            "setup_command_logging", "TF_NATIVE_LOG_LINE", "VERBOSE_ENV", "counted",
 ]
 
@@ -102,6 +102,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) ->
     add_set_argument(parser)
     parser.add_argument("--min-score", type=fraction,
                         help=f"{min_score_help} (default: the config's DETECTION_MIN_CONFIDENCE)")
+
+
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """--runtime: what runs the network (:mod:`leafseg.inference.runtime`)."""
+    parser.add_argument("--runtime", choices=("auto", "tensorflow", "openvino"), default="auto",
+                        help="what runs the network: auto (default: the fastest installed, OpenVINO on a CPU "
+                             "where pip install 'leafseg[openvino]' added it, else TensorFlow), tensorflow or "
+                             "openvino; the output's first line says which ran and why")
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser, uses_tensorflow: bool = True) -> None:

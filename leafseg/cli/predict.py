@@ -6,10 +6,12 @@ import logging
 import sys
 from pathlib import Path
 
-from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_runtime_argument, add_tta_argument,
+                                 add_verbose_argument,
                                  counted, format_set, parse_overrides, positive_float, positive_int,
                                  setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
+from leafseg.inference.runtime import choose_runtime, runtime_description
 from leafseg.inference.predict import (COCO_FORMATS, default_batch_size, find_inputs, images_in_subfolders,
                                        predict_images)
 from leafseg.models.loading import describe_weights, load_inference_model
@@ -68,6 +70,7 @@ def build_parser(parser=None):
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the model computes in (default: float32); bfloat16 is faster on GPUs from "
                              "Ampere on and CPUs with bfloat16 units (avx512_bf16, amx_bf16), float16 on GPUs")
+    add_runtime_argument(parser)
     add_plants_arguments(parser)
     add_tta_argument(parser, inputs=True)
     parser.add_argument("--no-report", action="store_true",
@@ -109,14 +112,17 @@ def run(args) -> int:
         overrides = parse_overrides(args.set)
         if args.cluster:  # (each worker picks its default batch size for its own device)
             check_cluster(args.cluster)
-            model = ModelSpec(args.weights, args.config, args.min_score, args.batch_size, args.precision, overrides)
+            # (the runtime is chosen here, where the run's settings are written: every worker then runs it)
+            runtime = choose_runtime(args.runtime, args.precision)
+            model = ModelSpec(args.weights, args.config, args.min_score, args.batch_size, args.precision, overrides,
+                              runtime=str(runtime))
             config = model.config_object()
             weights, config_source = model.weights_path(), args.config or "the weights file"
         else:
             model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                                  model_dir=args.out, precision=args.precision,
-                                                                 overrides=overrides)
-            config = model.config
+                                                                 overrides=overrides, runtime=args.runtime)
+            config, runtime = model.config, model.runtime_choice
     except (OSError, ValueError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
@@ -130,6 +136,8 @@ def run(args) -> int:
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
               + (f", TTA {counted(args.tta, 'view')}" if args.tta else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
+        print(f"runtime {runtime_description(model) if not args.cluster else runtime}: {runtime.reason}",
+              file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
                                 progress=not args.quiet, label_suffix=args.label_suffix,

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_tta_argument, add_verbose_argument,
-                                 format_set, parse_overrides, positive_float, positive_int, setup_command_logging)
+from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_runtime_argument, add_tta_argument,
+                                 add_verbose_argument, format_set, parse_overrides, positive_float, positive_int, setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from leafseg.models.loading import load_inference_model
 from leafseg.precision import PRECISIONS
@@ -65,6 +65,7 @@ def build_parser(parser=None):
                         help="images per model call (default: 4 on a GPU, 1 on a CPU)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the model computes in (default: float32)")
+    add_runtime_argument(parser)
     add_plants_arguments(parser)
     add_tta_argument(parser, inputs=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
@@ -95,7 +96,7 @@ def run(args) -> int:
         overrides = parse_overrides(args.set)
         model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                              model_dir=args.out, precision=args.precision,
-                                                             overrides=overrides)
+                                                             overrides=overrides, runtime=args.runtime)
     except (OSError, ValueError) as err:
         print(f"track: error: {err}", file=sys.stderr)
         return 2
@@ -103,6 +104,9 @@ def run(args) -> int:
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, min score "
               f"{model.config.DETECTION_MIN_CONFIDENCE:g}" + (f", TTA {args.tta} views" if args.tta else ""),
               file=sys.stderr)
+        from leafseg.inference.runtime import runtime_description
+
+        print(f"runtime {runtime_description(model)}: {model.runtime_choice.reason}", file=sys.stderr)
     if args.batch_size is None:
         from leafseg.inference.predict import default_batch_size
 

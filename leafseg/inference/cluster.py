@@ -66,6 +66,9 @@ class ModelSpec:
     precision: str = "float32"   # see leafseg.precision.PRECISIONS
     # {attribute: value} on top of the config (--set); out of the hash, as values may be lists.
     overrides: dict = field(default_factory=dict, hash=False)
+    # What runs the network on the workers: "tensorflow" or "openvino" (leafseg.inference.runtime;
+    # the client chooses, so that every worker runs what the run's settings record).
+    runtime: str = "tensorflow"
 
     def config_object(self):
         from leafseg.models.loading import resolve_inference
@@ -86,7 +89,7 @@ class ModelSpec:
         from leafseg.models.loading import load_inference_model
 
         return load_inference_model(self.weights, self.config, self.min_score, model_dir=model_dir,
-                                    precision=self.precision, overrides=self.overrides)[0]
+                                    precision=self.precision, overrides=self.overrides, runtime=self.runtime)[0]
 
 
 def _need(module, what):

@@ -725,12 +725,13 @@ def predict_chunk(spec, items, options: OutputOptions):
     return outcomes
 
 
-def _settings(weights_id, config, policy, options):
+def _settings(weights_id, config, policy, options, runtime="tensorflow"):
     if hasattr(config, "to_yaml_text"):
         config_text = config.to_yaml_text()
     else:  # a stand-in model's config: its upper-case attributes
         config_text = repr({key: getattr(config, key) for key in dir(config) if key.isupper()})
-    return {"weights": weights_id, "config": config_text, "precision": policy, **options.settings()}
+    return {"weights": weights_id, "config": config_text, "precision": policy, "runtime": runtime,
+            **options.settings()}
 
 
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
@@ -796,7 +797,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     if cluster is not None:
         config = model.config_object()
         weights_id = weights_id or model.weights_id()
-        policy = PRECISION_POLICIES[model.precision]
+        # (OpenVINO's network is built in float32: its precision is the runtime's, see leafseg.inference.runtime)
+        policy = PRECISION_POLICIES[model.precision if model.runtime == "tensorflow" else "float32"]
     else:
         config = model.config
         keras_model = getattr(model, "keras_model", None)  # (None: a stand-in with detect() and config)
@@ -810,7 +812,10 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     classes = config_class_names(config)
     if len(classes) > 1:  # a model of several classes: its outputs carry the class (module docstring)
         options = replace(options, class_names=tuple(classes))
-    store = ResultStore(out_dir, _settings(weights_id, config, policy, options), overwrite=overwrite)
+    from leafseg.inference.runtime import runtime_setting
+
+    store = ResultStore(out_dir, _settings(weights_id, config, policy, options, runtime_setting(model)),
+                        overwrite=overwrite)
     todo = [(path, name) for path, name in zip(files, names) if not store.done(name, path)]
     report.resumed = len(files) - len(todo)
     if report.resumed:

@@ -528,7 +528,7 @@ def _settings_of_predict(out_dir):
     path = out_dir / STATE_DIR / SETTINGS_FILE
     settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     shown = {}
-    for key in ("weights", "precision", "mm_per_pixel", "plants", "grid", "tta", "coco_json"):
+    for key in ("weights", "precision", "runtime", "mm_per_pixel", "plants", "grid", "tta", "coco_json"):
         if settings.get(key) is not None:
             shown[key] = settings[key] if not isinstance(settings[key], list) else "x".join(map(str, settings[key]))
     if "mm_per_pixel" not in shown:

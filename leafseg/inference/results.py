@@ -36,6 +36,11 @@ RECORDS = "images"
 _VERSION = 1
 
 
+# Settings added after runs were already written, with the value those runs had: a folder
+# predicted before ``runtime`` was recorded was predicted by TensorFlow.
+LEGACY_SETTINGS = {"runtime": "tensorflow"}
+
+
 class SettingsMismatch(ValueError):
     """The output folder holds results made with other settings; the message names them."""
 
@@ -98,13 +103,16 @@ class ResultStore:
             shutil.rmtree(self.root)
         path = self.root / SETTINGS_FILE
         if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = {**{key: value for key, value in LEGACY_SETTINGS.items() if key in self.settings},
+                   **json.loads(path.read_text(encoding="utf-8"))}
             changed = sorted(key for key in set(old) | set(self.settings) if old.get(key) != self.settings.get(key))
             if changed and any(self.records.glob("*.json")):
                 details = "; ".join(setting_change(key, old.get(key), self.settings.get(key)) for key in changed)
                 raise SettingsMismatch(
                     f"{self.out_dir} holds predictions made with other settings ({details}); use --overwrite to "
-                    "predict every image again with these, or another --out")
+                    "predict every image again with these, or another --out"
+                    + (f", or --runtime {str(old['runtime']).split()[0]} to go on as before"
+                       if changed == ["runtime"] else ""))
         self.records.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
 

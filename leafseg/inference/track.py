@@ -344,7 +344,10 @@ class FrameStore:
             shutil.rmtree(self.root)
         path = self.root / "settings.json"
         if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            from leafseg.inference.results import LEGACY_SETTINGS
+
+            old = {**{k: v for k, v in LEGACY_SETTINGS.items() if k in self.settings},
+                   **json.loads(path.read_text(encoding="utf-8"))}
             changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
             if changed and any(self.frames.rglob("*.npz")):
                 details = "; ".join(setting_change(k, old.get(k), self.settings.get(k)) for k in changed)
@@ -448,8 +451,10 @@ def _settings(model, weights_id, plants, grid, tta):
 
         weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
     policy = keras_model.dtype_policy.name if keras_model is not None else None
-    settings = {"weights": weights_id, "config": config_text, "precision": policy, "plants": plants,
-                "grid": list(grid) if grid else None}
+    from leafseg.inference.runtime import runtime_setting
+
+    settings = {"weights": weights_id, "config": config_text, "precision": policy, "runtime": runtime_setting(model),
+                "plants": plants, "grid": list(grid) if grid else None}
     if tta:
         settings["tta"] = int(tta)
     return settings

@@ -126,7 +126,7 @@ def resolve_inference(weights, config=None, min_score=None, overrides=None):
 
 
 def load_inference_model(weights, config=None, min_score=None, model_dir=None, precision="float32",
-                         overrides=None):
+                         overrides=None, runtime="tensorflow"):
     """An inference-mode MaskRCNN with ``weights`` loaded.
 
     weights, config: see :func:`resolve_weights` and :func:`resolve_config`.
@@ -141,14 +141,21 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, p
         (``leafseg predict --set``), e.g. {"IMAGE_MAX_DIM": 1024, "IMAGE_MIN_DIM": 1024}; an
         unknown attribute or a value the config rejects is a ValueError naming it. One that
         changes the weights' shapes (BACKBONE, NUM_CLASSES, ...) fails to load the weights.
+    runtime: what runs the network (:mod:`leafseg.inference.runtime`): "tensorflow", "openvino"
+        (the Keras model is then built in float32 and OpenVINO computes in ``precision``), or "auto"
+        (:func:`leafseg.inference.runtime.choose_runtime`). ``model.runtime`` is then the OpenVINO
+        runtime, None for TensorFlow; ``model.runtime_choice`` the name chosen, with its ``reason``.
     Returns: (model, config source string, weights path).
     """
     from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
 
+    from leafseg.inference.runtime import apply_runtime, choose_runtime
+
     config, source, weights = resolve_inference(weights, config, min_score, overrides)
-    with precision_policy(precision):
+    runtime = choose_runtime(runtime, precision)
+    with precision_policy(precision if runtime == "tensorflow" else "float32"):
         model = MaskRCNN("inference", config, model_dir or weights.parent)
-    warning = precision_warning(precision)
+    warning = precision_warning(precision) if runtime == "tensorflow" else None
     if warning:
         logger.warning("precision %s: %s", precision, warning)
     try:
@@ -161,4 +168,6 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, p
             fix = " and override only values that leave the layers' shapes as they are"
         raise ValueError(f"{weights}: these weights were trained with another configuration than {source}{changed} "
                          f"{err.detail}; pass --config with the configuration they were trained with{fix}") from None
+    apply_runtime(model, runtime, precision)
+    model.runtime_choice = runtime  # (its .reason says why, for the commands' first line)
     return model, source, weights

@@ -69,3 +69,35 @@ def test_command_times_training_and_inference_and_compares_with_the_peer(tmp_pat
         assert f"inference, no detection: leafseg {result['infer_no_detections_s']:.3f} s" in out
     else:
         assert "infer_no_detections_s" not in result
+
+
+def test_runtimes_benchmark_times_each_mode_and_runtime_against_the_peer(tmp_path, capsys):
+    """benchmarks/bench_runtimes.py on the quick-start preset at 128 px, with a stand-in peer that prints
+    the peer's line: every training mode and runtime is timed, and each gets its ratio to the peer's mean."""
+    import importlib.util
+    import stat
+
+    peer = tmp_path / "peer-python"
+    peer.write_text("#!/bin/sh\necho 'torchvision 0.29.1 resnet18-FPN 128px train_step_s=2.000 infer_s=0.500'\n")
+    peer.chmod(peer.stat().st_mode | stat.S_IXUSR)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_runtimes.py"
+    spec = importlib.util.spec_from_file_location("bench_runtimes", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart_cpu.yaml")
+    out_json = tmp_path / "figures.json"
+    assert module.main(["--config", config, "--size", "128", "--warmup", "1", "--steps", "1", "--train", "graph,xla",
+                        "--runtimes", "tensorflow,openvino", "--peer-python", str(peer), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.split("json: ", 1)[1])
+    assert result == json.loads(out_json.read_text())
+    assert result["peer"]["train_step_s"] == 2.0 and result["peer"]["infer_s"] == 0.5
+    for mode in ("graph", "xla"):
+        assert result[f"train_{mode}_ratio"] == pytest.approx(result[f"train_{mode}_s"] / 2.0)
+        assert f"training step, {mode}" in out
+    for runtime in ("tensorflow", "openvino"):
+        for case in ("detections", "none"):
+            assert result[f"infer_{runtime}_{case}_ratio"] == pytest.approx(result[f"infer_{runtime}_{case}_s"] / 0.5)
+        assert result[f"infer_{runtime}_none_count"] == 0
+        assert f"inference, {runtime}, 0 detections" in out
+    assert result["cpu"] and isinstance(result["cpu_flags"], list)
