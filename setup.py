@@ -4,6 +4,7 @@
     pip install -e ".[test]"      # + what the tests need (they also run the notebooks)
     pip install -e ".[notebooks]" # + JupyterLab and papermill, to open or run the notebooks
     pip install -e ".[gpu]"       # + TensorFlow's CUDA libraries (Linux, NVIDIA GPU)
+    pip install -e ".[openvino]"  # + OpenVINO, an optional CPU inference runtime (mrcnn.openvino)
 """
 from pathlib import Path
 
@@ -32,13 +33,16 @@ setup(
     install_requires=read_requirements(),
     extras_require={
         # The tests also cover the cluster extra (a LocalCluster, a SLURM job script), and open
-        # report.html in headless Chromium through Selenium (Chromium itself: apt, see .ci/run).
+        # report.html in headless Chromium through Selenium (Chromium itself: apt, see .ci/run),
+        # and the OpenVINO runtime (tests/mrcnn/test_openvino.py runs, not skips, in CI).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
-                 "dask[distributed]>=2024.8", "dask-jobqueue>=0.9", "selenium>=4.20"],
+                 "dask[distributed]>=2024.8", "dask-jobqueue>=0.9", "selenium>=4.20", "openvino>=2025.0"],
         # leafseg predict --cluster (leafseg.inference.cluster): a local, remote or SLURM / HTCondor / PBS Dask cluster.
         "cluster": ["dask[distributed]>=2024.8", "dask-jobqueue>=0.9"],
         "notebooks": ["jupyterlab>=4", "papermill>=2.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # mrcnn.openvino: OpenVINO as the inference runtime on CPUs; leafseg export --format openvino.
+        "openvino": ["openvino>=2025.0"],
     },
     package_data={"leafseg": ["models/*.weights.h5"], "leafseg.configs": ["*.yaml"]},
     entry_points={

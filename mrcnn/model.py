@@ -175,6 +175,8 @@ class MaskRCNN:
         self.set_log_dir()
         self.keras_model = build_model(mode, config)
         self._predict_fn = None
+        # What runs the network in detect(): None for TensorFlow, or a runtime (see use_runtime).
+        self.runtime = None
 
     # ----------------------------------------------------------------- weights and logs
 
@@ -259,11 +261,27 @@ class MaskRCNN:
         """Normalised anchors [A, 4] for a molded image of ``image_shape``."""
         return config_anchors(self.config, image_shape)
 
+    def use_runtime(self, runtime):
+        """Run the network of :meth:`detect` (and everything built on it) in ``runtime``, e.g. a
+        :class:`mrcnn.openvino.OpenVINORuntime` of this model; None: TensorFlow again.
+
+        A runtime has ``predict(molded_images, image_metas, anchors) -> dict`` returning what
+        TensorFlow returns (float32 numpy arrays by output name), ``name`` and ``description``.
+        Returns the runtime used before (None for TensorFlow).
+        """
+        if runtime is not None and self.mode != "inference":
+            raise RuntimeError("Create model in inference mode to use a runtime")
+        previous, self.runtime = getattr(self, "runtime", None), runtime
+        return previous
+
     def _predict(self, molded_images, image_metas):
         if self.mode != "inference":
             raise RuntimeError("Create model in inference mode to detect")
         anchors = self.get_anchors(molded_images.shape[1:3])
         anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            return runtime.predict(molded_images, image_metas, anchors)
         if self._predict_fn is None:
             model = self.keras_model
 

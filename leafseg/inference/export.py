@@ -1,6 +1,7 @@
-"""Export trained leaf weights as a TensorFlow SavedModel for serving, and check it.
+"""Export trained leaf weights as a TensorFlow SavedModel or as OpenVINO IR, and check it.
 
     leafseg export --weights run/mask_rcnn_leaf_0040.weights.h5 --out exported/leaf
+    leafseg export --weights run/ --format openvino --out exported/leaf_ov
     python scripts/export.py ...          # the same command
 
 The SavedModel takes one uint8 RGB image [H, W, 3] of any size and returns the detections in
@@ -19,12 +20,48 @@ model's on check images (``--check-image``, default: two generated rosettes, one
 not, so the resizing is exercised); the exit status is 1 when they differ, 2 on a usage or
 model error. ``--min-score`` is baked into the export (the DETECTION_MIN_CONFIDENCE of the
 graph). Weights and config are found as for ``leafseg predict``.
+
+``--format openvino`` writes the network as OpenVINO IR instead (``model.xml``, ``model.bin``,
+float32, and ``config.yaml``; ``pip install 'leafseg[openvino]'``): molding, anchors and
+unmolding stay in numpy, so it is read back with mrcnn::
+
+    from mrcnn.openvino import load_openvino
+    r = load_openvino("exported/leaf_ov").detect([image])[0]    # what MaskRCNN.detect returns
+
+The same check follows (OpenVINO in f32 against the Keras model in TensorFlow).
 """
 from __future__ import annotations
 
 
 
-__all__ = ["check_images"]
+__all__ = ["check_images", "write_export", "check_export", "FORMATS"]
+
+FORMATS = ("savedmodel", "openvino")
+
+
+def write_export(model, path, format="savedmodel", overwrite=False):
+    """Write ``model`` to the folder ``path`` as ``format`` ("savedmodel" or "openvino"); returns the path."""
+    if format == "savedmodel":
+        from mrcnn.export import export_saved_model
+
+        return export_saved_model(model, path, overwrite=overwrite)
+    if format == "openvino":
+        from mrcnn.openvino import export_openvino
+
+        return export_openvino(model, path, overwrite=overwrite)
+    raise ValueError(f"export format {format!r}: choose one of {', '.join(FORMATS)}")
+
+
+def check_export(model, path, images, format="savedmodel"):
+    """Reload the export at ``path`` and compare it with ``model.detect`` on ``images``: one list of
+    problems per image (:func:`mrcnn.export.compare_detections`), all empty when it is faithful."""
+    if format == "savedmodel":
+        from mrcnn.export import check_saved_model
+
+        return check_saved_model(model, path, images)
+    from mrcnn.openvino import check_openvino
+
+    return check_openvino(model, path, images)
 
 
 def check_images(config, paths=()):

@@ -9,6 +9,7 @@ import tensorflow as tf
 from mrcnn.detection import DetectionLayer
 from mrcnn.nms import batched_nms, batched_nms_gather
 from mrcnn.proposals import ProposalLayer
+from tests.optional_packages import require
 
 
 def random_boxes(rng, batch, num, num_classes=1):
@@ -123,8 +124,9 @@ def test_proposal_and_detection_layers_compile_with_xla(rng):
 
 
 def test_openvino_converts_and_runs_it(rng, tmp_path):
-    """The op it replaced has no OpenVINO conversion rule (issue 28); skipped without openvino."""
-    ov = pytest.importorskip("openvino")
+    """The op it replaced has no OpenVINO conversion rule (issue 28); openvino comes with the test extra
+    (skipped without it, except in CI: tests/optional_packages.py)."""
+    ov = require("openvino", "openvino")
     boxes, scores = random_boxes(rng, 1, 700)
     scores = scores[..., 0]
     classes = rng.integers(0, 3, (1, 700)).astype(np.int32)

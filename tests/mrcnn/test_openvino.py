@@ -1,0 +1,167 @@
+"""OpenVINO as the inference runtime (mrcnn.openvino, issue 28): the same detections as TensorFlow.
+
+These run with leaf-small on drawn rosettes; openvino comes with the test extra (CI installs it,
+so there they run rather than skip: tests/optional_packages.py).
+"""
+import sys
+
+import numpy as np
+import pytest
+
+from leafseg.synth.rosettes import generate_rosette
+from mrcnn import openvino as mov
+from mrcnn.export import compare_detections
+from tests.optional_packages import require
+
+SIDES = (256, 288, 320, 352, 384, (300, 384))
+
+
+@pytest.fixture(scope="module")
+def model():
+    require("openvino", "openvino")
+    from leafseg.models.loading import load_inference_model
+
+    return load_inference_model("leaf-small")[0]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ov_cache")
+
+
+@pytest.fixture(scope="module")
+def runtime(model, cache):
+    return mov.OpenVINORuntime(model, cache=cache)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [generate_rosette(seed, side).image for seed, side in enumerate(SIDES)]
+
+
+@pytest.fixture(scope="module")
+def tf_results(model, images):
+    assert model.runtime is None
+    return [model.detect([image])[0] for image in images]
+
+
+def with_runtime(model, runtime, images, batch=1):
+    previous = model.use_runtime(runtime)
+    try:
+        return [r for i in range(0, len(images), batch) for r in model.detect(images[i:i + batch])]
+    finally:
+        model.use_runtime(previous)
+
+
+def mask_iou(a, b):
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def assert_same(expected, actual, min_iou=0.98, score_tolerance=2e-3):
+    """Counts equal; each expected instance paired with the actual one of highest mask IoU, >= min_iou,
+    scores within score_tolerance."""
+    assert len(actual["scores"]) == len(expected["scores"])
+    free = list(range(len(actual["scores"])))
+    for i in range(len(expected["scores"])):
+        ious = [(mask_iou(expected["masks"][..., i], actual["masks"][..., j]), j) for j in free]
+        iou, j = max(ious)
+        free.remove(j)
+        assert iou >= min_iou, (i, iou)
+        assert abs(float(expected["scores"][i]) - float(actual["scores"][j])) <= score_tolerance
+        assert expected["class_ids"][i] == actual["class_ids"][j]
+
+
+def test_openvino_detects_what_tensorflow_detects(model, runtime, images, tf_results):
+    """The issue's acceptance test: counts equal, matched masks IoU >= 0.98, scores close."""
+    results = with_runtime(model, runtime, images)
+    assert sum(len(r["scores"]) for r in tf_results) > 6 * 5  # leaves found, not an empty comparison
+    for expected, actual in zip(tf_results, results):
+        assert_same(expected, actual)
+        assert not compare_detections(expected, actual, score_tolerance=2e-3, mask_tolerance=0.02)
+        assert actual["rois"].dtype == np.int32 and actual["masks"].dtype == bool
+    assert runtime.name == "openvino"
+    assert runtime.description == f"OpenVINO {mov.version()} (CPU, f32, 1 thread)"
+
+
+def test_predict_returns_what_tensorflow_predict_returns(model, runtime, images):
+    molded, metas, _ = model.mold_inputs(images[:1])
+    expected = model._predict(molded, metas)
+    actual = runtime.predict(molded, metas, model.get_anchors(molded.shape[1:3]))
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        assert actual[name].dtype == np.float32 and actual[name].shape == value.shape, name
+    np.testing.assert_allclose(actual["detections"], expected["detections"], atol=2e-3)
+
+
+def test_a_batch_of_two_and_back_to_tensorflow(model, runtime, images, tf_results):
+    # square mode: every image molds to 384 x 384, so any two make a batch
+    batched = with_runtime(model, runtime, images[:4], batch=2)
+    for expected, actual in zip(tf_results[:4], batched):
+        assert_same(expected, actual)
+    assert (2, 384, 384, 36828) in runtime.compile_seconds or any(k[0] == 2 for k in runtime.compile_seconds)
+    assert model.runtime is None
+    again = model.detect([images[0]])[0]
+    for name in ("rois", "class_ids", "scores", "masks"):
+        np.testing.assert_array_equal(again[name], tf_results[0][name])
+
+
+def test_the_converted_graph_is_cached(model, runtime, cache, images, tf_results):
+    assert runtime.source in ("converted", "cache")
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1
+    second = mov.OpenVINORuntime(model, cache=cache)
+    assert second.source == "cache"
+    assert_same(tf_results[0], with_runtime(model, second, images[:1])[0])
+
+
+def test_export_and_load_give_the_runtimes_detections(model, runtime, images, tmp_path):
+    path = mov.export_openvino(model, tmp_path / "ov", runtime=runtime)
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.bin", "model.xml"]
+    assert not list(tmp_path.glob(".*")), "temporary folders left behind"
+    loaded = mov.load_openvino(path)
+    assert loaded.config.to_dict() == model.config.to_dict()
+    expected = with_runtime(model, runtime, images[:2])
+    for image, want in zip(images[:2], expected):
+        got = loaded.detect([image])[0]
+        for name in ("rois", "class_ids", "scores", "masks"):
+            np.testing.assert_array_equal(got[name], want[name])
+    assert mov.check_openvino(model, path, images[:2]) == [[], []]
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        mov.export_openvino(model, path, runtime=runtime)
+    mov.export_openvino(model, path, overwrite=True, runtime=runtime)
+    assert (path / "model.xml").is_file()
+
+
+def test_bfloat16_runs_and_detects(model, images, cache):
+    runtime = mov.OpenVINORuntime(model, precision="bfloat16", cache=cache)
+    assert runtime.precision == "bf16" and "bf16" in runtime.description
+    results = with_runtime(model, runtime, images[:2])
+    assert all(len(r["scores"]) > 3 for r in results)
+
+
+def test_unknown_precision_is_refused(model, cache):
+    with pytest.raises(ValueError, match="f32"):
+        mov.OpenVINORuntime(model, precision="int4", cache=cache)
+
+
+def test_a_training_model_is_refused():
+    class Training:
+        mode = "training"
+
+    require("openvino", "openvino")
+    with pytest.raises(ValueError, match="inference mode"):
+        mov.OpenVINORuntime(Training(), cache=False)
+
+
+def test_without_openvino_the_error_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    assert not mov.available()
+    assert mov.version() is None
+    for call in (lambda: mov.OpenVINORuntime(object()), lambda: mov.export_openvino(object(), tmp_path / "x"),
+                 lambda: mov.require_openvino()):
+        with pytest.raises(ImportError, match=r"pip install 'leafseg\[openvino\]'"):
+            call()
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "ir" / "model.xml").write_text("<net/>")
+    with pytest.raises(ImportError, match=r"leafseg\[openvino\]"):
+        mov.load_openvino(tmp_path / "ir")
