@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.boxes import box_refinement_graph, overlaps_graph
+from mrcnn.crop import crop_and_resize
 
 __all__ = ["detection_targets_graph", "DetectionTargetLayer", "PositiveCount", "max_positive_rois"]
 
@@ -187,8 +188,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
     masks = tf.transpose(gt_masks, [0, 3, 1, 2])  # [B, G, h, w]
     masks = tf.reshape(masks, [batch * num_gt, tf.shape(masks)[2], tf.shape(masks)[3], 1])
     box_indices = tf.reshape(tf.range(batch)[:, tf.newaxis] * num_gt + gt_ix, [-1])  # [B * T]
-    crops = tf.image.crop_and_resize(masks, tf.reshape(crop_boxes, [-1, 4]), box_indices,
-                                     list(mask_shape))  # [B * T, mh, mw, 1]
+    # tf.image.crop_and_resize, or under XLA plain ops that give its values (mrcnn.crop).
+    crops = crop_and_resize(masks, tf.reshape(crop_boxes, [-1, 4]), box_indices, mask_shape)  # [B * T, mh, mw, 1]
     crops = tf.reshape(tf.round(crops), [batch, t, mask_shape[0], mask_shape[1]])
     target_mask = tf.where(is_positive[..., tf.newaxis, tf.newaxis], crops, 0.0)
 
