@@ -6,10 +6,11 @@ from its own level of a feature pyramid in one gather, with fixed shapes (no per
 ``tf.where``), for :class:`mrcnn.roi_align.PyramidROIAlign`.
 
 Both run the op itself unless XLA compiles the graph being traced (``implementation="auto"``,
-see :func:`compiling_with_xla`): in TensorFlow's graph on a CPU the op is about 4 times as fast
-(benchmarks/bench_roi_align.py: the gather path's unfused elementwise ops over [4, M, h, w, C]
-cost more than the op's fused loop), while under XLA the gather path is faster than the op
-outside it.
+see :func:`compiling_with_xla`): in TensorFlow's graph on a CPU the op is 3-5 times as fast
+(benchmarks/bench_roi_align.py, leaf ResNet101 sizes at 512 px: the gather path's unfused
+elementwise ops over [4, M, h, w, C] cost more than the op's loop). Under XLA, which fuses
+them, the gather path's forward took half the op's time in the graph, its forward and
+gradient (a scatter-add) 1.7-2.5 times the op's.
 
 The sampling is the op's (tensorflow/core/kernels/image/crop_and_resize_op.cc): for a box
 (y1, x1, y2, x2) on an image of height H and a crop of height h, row i of the crop samples
@@ -47,8 +48,8 @@ __all__ = ["crop_and_resize", "pyramid_crop_and_resize", "compiling_with_xla", "
 # "auto": the op, or the gather path while XLA compiles; "op": tf.image.crop_and_resize;
 # "gather": the plain-ops path.
 IMPLEMENTATIONS = ("auto", "op", "gather")
-# Samples outside the image by at most this share of its side (2 ** -18, a few float32 ulps of
-# a coordinate in pixels) read the edge pixel instead of the extrapolation value.
+# Samples outside the image by at most this share of its side (2 ** -18: 32 float32 ulps of a
+# coordinate near the far edge, in pixels) read the edge pixel instead of the extrapolation value.
 EDGE_TOLERANCE = 2.0 ** -18
 
 
