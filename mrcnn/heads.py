@@ -18,6 +18,7 @@ from keras import layers as KL
 import tensorflow as tf
 
 from mrcnn.conv import Conv2D, matmul
+from mrcnn.crop import compiling_with_xla
 from mrcnn.layers import BatchNorm
 from mrcnn.roi_align import PyramidROIAlign
 
@@ -84,18 +85,26 @@ class TakeRois(keras.layers.Layer):
     n is ``count`` (an int) or, when the layer is called with a second input, that int32
     scalar tensor (e.g. the number of detections, known only when the graph runs). The ROIs
     keep their dtype, also under mixed precision (float32 boxes stay float32).
+    ``max_count``: an int that the tensor never exceeds. While XLA compiles the graph
+    (``jit_compile=True``), which needs static shapes, the layer takes ``max_count`` rows
+    instead of the tensor's count (all N rows without ``max_count``): the callers use only
+    the first rows, so only work is added (and, with a training-mode BatchNorm after it,
+    statistics over those extra rows).
     """
 
-    def __init__(self, count=None, **kwargs):
+    def __init__(self, count=None, max_count=None, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.count = None if count is None else int(count)
+        self.max_count = None if max_count is None else int(max_count)
 
     def call(self, x, count=None):
+        if count is not None and compiling_with_xla():
+            count = self.max_count
         return x[:, :self.count if count is None else count]
 
     def get_config(self):
-        return {**super().get_config(), "count": self.count}
+        return {**super().get_config(), "count": self.count, "max_count": self.max_count}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -155,7 +164,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         conv_channels=256, scored_rois=None):
+                         conv_channels=256, scored_rois=None, max_scored_rois=None):
     """Mask head on the feature pyramid.
 
     rois: [B, N, (y1, x1, y2, x2)] normalised, zero-padded.
@@ -174,6 +183,10 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         rows as the batch's largest positive count (a tensor; at most int(TRAIN_ROIS_PER_IMAGE
         * ROI_POSITIVE_RATIO)), not on all 200 ROIs. Inference uses it for the detections,
         which come first too.
+    max_scored_rois: an int that a ``scored_rois`` tensor never exceeds: while XLA compiles
+        (``jit_compile=True``), which needs static shapes, the head runs on that many rows
+        (on all N without it). Exact too where ``scored_rois`` is; with ``train_bn`` the
+        statistics then come from those rows.
 
     Returns: [B, N, 2 * pool_size, 2 * pool_size, K] per-class mask probabilities (sigmoid).
         The weights of the last layer are in "mrcnn_mask"; the tensor returned comes from the
@@ -184,7 +197,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     if isinstance(scored_rois, int):
         rois = TakeRois(scored_rois, name="mrcnn_mask_scored_rois")(rois)  # [B, scored_rois, 4]
     elif scored_rois is not None:
-        rois = TakeRois(name="mrcnn_mask_scored_rois")(rois, scored_rois)  # [B, n, 4]
+        rois = TakeRois(max_count=max_scored_rois, name="mrcnn_mask_scored_rois")(rois, scored_rois)  # [B, n, 4]
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="mrcnn_mask_merge_rois")(x)  # [B * N, pool, pool, C]
     for index in range(1, 5):

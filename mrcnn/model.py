@@ -34,7 +34,7 @@ from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.layers import ActiveClassIds, ConstantAnchors, DetectionBoxes, DetectionCount, NormBoxes
 from mrcnn.proposals import ProposalLayer
 from mrcnn.rpn import build_rpn_model
-from mrcnn.targets import DetectionTargetLayer, PositiveCount
+from mrcnn.targets import DetectionTargetLayer, PositiveCount, max_positive_rois
 
 # Re-exported: the loss names, and Matterport's modellib names for the image meta and molding.
 from mrcnn.boxes import parse_image_meta_graph  # noqa: F401
@@ -127,10 +127,12 @@ def build_model(mode, config):
         # first rows up to the batch's largest positive count (the others are zeros), which
         # changes neither the loss nor the gradients with frozen BatchNorm. With TRAIN_BN its
         # statistics come from those rows rather than from all sampled ROIs and padding.
+        # Under XLA (static shapes) it runs on the most positives an image can have.
         positive_count = PositiveCount(name="positive_count")(target_class_ids)
-        mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
-                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=positive_count)
+        mrcnn_mask = build_fpn_mask_graph(
+            rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE, config.NUM_CLASSES,
+            train_bn=config.TRAIN_BN, conv_channels=config.MASK_HEAD_CHANNELS, scored_rois=positive_count,
+            max_scored_rois=max_positive_rois(config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO))
         inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
                   input_gt_boxes, input_gt_masks]
         outputs = {

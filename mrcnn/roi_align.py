@@ -1,12 +1,15 @@
 """Pyramid ROIAlign: crop a fixed-size feature patch for every box from its pyramid level.
 
-Not XLA-compatible (per-level box counts are dynamic, and XLA has no crop_and_resize):
-compile models that contain it with ``jit_compile=False``.
+The crops come from :func:`mrcnn.crop.pyramid_crop_and_resize`: tf.image.crop_and_resize per
+level in TensorFlow's graph; while XLA compiles (``jit_compile=True``), which knows neither the
+CropAndResize op nor the per-level dynamic box counts, one gather for all boxes of all levels
+with fixed shapes, which gives the op's values and gradients.
 """
 import keras
 import tensorflow as tf
 
 from mrcnn.boxes import parse_image_meta_graph
+from mrcnn.crop import pyramid_crop_and_resize
 
 __all__ = ["PyramidROIAlign", "roi_pyramid_levels"]
 
@@ -39,7 +42,7 @@ def roi_pyramid_levels(boxes, image_meta):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(keras.layers.Layer):
-    """ROIAlign on a feature pyramid (one bilinear crop_and_resize per box).
+    """ROIAlign on a feature pyramid (a bilinear crop-and-resize per box).
 
     Call: ``PyramidROIAlign(pool_shape)(boxes, image_meta, [P2, P3, P4, P5])``
 
@@ -53,12 +56,16 @@ class PyramidROIAlign(keras.layers.Layer):
     Returns: [B, N, pool_h, pool_w, C] in the layer's compute dtype, in the order of
     ``boxes``. Boxes are assigned to levels by :func:`roi_pyramid_levels`. No gradient flows
     into the boxes (as in Matterport: the box regressors are trained by their own losses).
+    The values and the gradient into the maps are ``tf.image.crop_and_resize``'s on each
+    box's level (:func:`mrcnn.crop.pyramid_crop_and_resize`: the op, or under XLA plain ops
+    that give its results).
     Inputs are not cast to the compute dtype (``autocast=False``): under mixed precision the
     boxes and image_meta are read in float32 (float16 rounds a box edge by up to 1/4096 of
     the image side, a quarter of a pixel of a 1024-pixel image, bfloat16 by up to 1/512).
-    The maps are cast to float32 for ``crop_and_resize``, which interpolates and returns
+    The maps are cast to float32 for the crops: ``crop_and_resize`` interpolates and returns
     float32 whatever it is given and takes no bfloat16 input at all (a TypeError when the
-    graph is built under ``mixed_bfloat16``); from float16 or bfloat16 the cast is exact.
+    graph is built under ``mixed_bfloat16``), and the gather path used under XLA interpolates
+    in float32 too; from float16 or bfloat16 the cast is exact.
     """
 
     def __init__(self, pool_shape, **kwargs):
@@ -75,19 +82,9 @@ class PyramidROIAlign(keras.layers.Layer):
         batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
         flat_boxes = tf.reshape(boxes, [-1, 4])  # [B * N, 4]
         image_index = tf.repeat(tf.range(batch), count)  # [B * N]
-        levels = tf.reshape(roi_pyramid_levels(boxes, image_meta), [-1])  # [B * N]
-
-        pooled, box_ids = [], []
-        for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):
-            ids = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
-            pooled.append(tf.image.crop_and_resize(
-                tf.cast(feature_map, tf.float32), tf.gather(flat_boxes, ids), tf.gather(image_index, ids),
-                self.pool_shape, method="bilinear"))
-            box_ids.append(ids)
-        # Rows are grouped by level; row i belongs to box box_ids[i], so the inverse
-        # permutation puts them back in box order with a single gather.
-        pooled = tf.concat(pooled, axis=0)
-        pooled = tf.gather(pooled, tf.math.invert_permutation(tf.concat(box_ids, axis=0)))
+        levels = tf.reshape(roi_pyramid_levels(boxes, image_meta), [-1]) - MIN_LEVEL  # [B * N], 0 = P2
+        maps = [tf.cast(feature_map, tf.float32) for feature_map in feature_maps]
+        pooled = pyramid_crop_and_resize(maps, flat_boxes, image_index, levels, self.pool_shape)
         shape = tf.concat([[batch, count], self.pool_shape, tf.shape(pooled)[-1:]], axis=0)
         return tf.cast(tf.reshape(pooled, shape), self.compute_dtype)
 

@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.boxes import box_refinement_graph, overlaps_graph
+from mrcnn.crop import crop_and_resize
 
 __all__ = ["detection_targets_graph", "DetectionTargetLayer", "PositiveCount", "max_positive_rois"]
 
@@ -187,8 +188,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, random_
     masks = tf.transpose(gt_masks, [0, 3, 1, 2])  # [B, G, h, w]
     masks = tf.reshape(masks, [batch * num_gt, tf.shape(masks)[2], tf.shape(masks)[3], 1])
     box_indices = tf.reshape(tf.range(batch)[:, tf.newaxis] * num_gt + gt_ix, [-1])  # [B * T]
-    crops = tf.image.crop_and_resize(masks, tf.reshape(crop_boxes, [-1, 4]), box_indices,
-                                     list(mask_shape))  # [B * T, mh, mw, 1]
+    # tf.image.crop_and_resize, or under XLA plain ops that give its values (mrcnn.crop).
+    crops = crop_and_resize(masks, tf.reshape(crop_boxes, [-1, 4]), box_indices, mask_shape)  # [B * T, mh, mw, 1]
     crops = tf.reshape(tf.round(crops), [batch, t, mask_shape[0], mask_shape[1]])
     target_mask = tf.where(is_positive[..., tf.newaxis, tf.newaxis], crops, 0.0)
 
@@ -208,7 +209,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     Returns: [rois float32 [batch, T, 4], target_class_ids int32 [batch, T],
     target_bbox float32 [batch, T, 4], target_mask float32 [batch, T, mask_h, mask_w]],
     T = train_rois_per_image, each zero-padded after the image's sampled ROIs. Outputs carry
-    no gradient. ``seed`` makes the sampling reproducible (a new sample on every call).
+    no gradient. ``seed`` makes the sampling reproducible (a new sample on every call; not the
+    same one under XLA: see :meth:`random_keys`).
     ``add_gt_as_proposals``: see the module doc.
     """
 
@@ -228,12 +230,20 @@ class DetectionTargetLayer(keras.layers.Layer):
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         rows = tf.shape(proposals)[1] + (tf.shape(gt_boxes)[1] if self.add_gt_as_proposals else 0)
-        keys = keras.random.uniform(tf.stack([tf.shape(proposals)[0], rows]), dtype="float32",
-                                    seed=self.seed_generator)
+        keys = self.random_keys(tf.stack([tf.shape(proposals)[0], rows]))
         return list(detection_targets_graph(
             proposals, gt_class_ids, gt_boxes, gt_masks, keys, self.train_rois_per_image,
             self.roi_positive_ratio, self.bbox_std_dev, self.mask_shape, self.use_mini_mask,
             self.add_gt_as_proposals))
+
+    def random_keys(self, shape):
+        """float32 uniform [0, 1) keys of the given shape [B, rows] from the layer's seed.
+
+        For the same seed XLA draws other numbers than TensorFlow's graph (its stateless
+        generators are not TensorFlow's kernels, even with the algorithm named), so a training
+        step compiled with ``jit_compile`` samples other ROIs than one that is not.
+        """
+        return keras.random.uniform(shape, dtype="float32", seed=self.seed_generator)
 
     def get_config(self):
         config = super().get_config()

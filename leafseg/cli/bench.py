@@ -71,7 +71,7 @@ def run(args) -> dict:
         except tf.errors.InvalidArgumentError as err:
             if not args.jit:
                 raise
-            # Proposal NMS, detection NMS and crop_and_resize have no XLA kernels.
+            # An op without an XLA kernel (the NMS and crop_and_resize have plain-op versions).
             first = str(err).strip().splitlines()[0]
             raise SystemExit(f"--jit: XLA cannot compile this training step ({first[:200]}); run without --jit")
         result["train"] = train
