@@ -66,7 +66,7 @@ def main(argv=None):
     from leafseg.models.loading import load_inference_model
     from leafseg.inference.predict import OutputOptions, finish_image, predict_images, read_image
     from leafseg.inference.results import ResultStore
-    from leafseg.inference.runtime import runtime_description
+    from leafseg.models.runtime import runtime_description
 
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = make_jpegs(tmp, args.images, args.size, args.seed)

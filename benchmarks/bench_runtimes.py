@@ -88,7 +88,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from leafseg.benchmark import benchmark_inference, benchmark_training, measured_config, peer_input
-    from leafseg.inference.runtime import installed_runtimes
+    from leafseg.models.runtime import installed_runtimes
 
     installed = installed_runtimes()
     names = args.runtimes.split(",") if args.runtimes else [

@@ -174,13 +174,13 @@ def benchmark_inference(config, image, warmup=2, steps=5, model_dir=None, runtim
                         model=None):
     """Time ``MaskRCNN.detect([image])``: mold, the inference model, unmold to full-size masks.
 
-    runtime, precision: what runs the network (:func:`leafseg.inference.runtime.apply_runtime`);
+    runtime, precision: what runs the network (:func:`leafseg.models.runtime.apply_runtime`);
     its conversion, for OpenVINO, is timed apart (``convert_s``). model: an inference model of
     ``config`` to reuse (so that several runtimes run the same weights); default a new one.
     """
     from mrcnn.model import MaskRCNN
 
-    from leafseg.inference.runtime import apply_runtime, runtime_description
+    from leafseg.models.runtime import apply_runtime, runtime_description
 
     if model is None:
         inference_config = config.replace(IMAGES_PER_GPU=1, GPU_COUNT=1)

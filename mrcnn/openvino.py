@@ -1,50 +1,45 @@
 """OpenVINO as an optional inference runtime for an inference-mode MaskRCNN (CPU).
 
     from mrcnn.openvino import OpenVINORuntime
-    model.use_runtime(OpenVINORuntime(model))      # model.detect(...) now runs in OpenVINO
+    model.use_runtime(OpenVINORuntime(model))      # model.detect(...) now runs its stem in OpenVINO
     model.use_runtime(None)                        # TensorFlow again
 
-The Keras inference graph (its three inputs: molded images, image metas, anchors) is converted
-with ``openvino.convert_model`` and compiled for the CPU; only :meth:`MaskRCNN._predict`, the
-network itself, moves: molding, anchors and unmolding stay in numpy and are shared, so every
-caller of ``detect`` (prediction, evaluation, tiles, TTA, tracking) gets the same results
-structure. The runtime's ``predict`` returns what ``MaskRCNN._predict`` returns: a dict of
-float32 numpy arrays (detections, mrcnn_mask, mrcnn_class, mrcnn_bbox, rpn_rois, rpn_class,
-rpn_bbox).
+What runs where. The network is cut in two at the region proposals:
 
-Precision: "f32" (the default) sets OpenVINO's INFERENCE_PRECISION_HINT to f32 explicitly. On
-a CPU with bfloat16 support (AVX512_BF16 / AMX) OpenVINO's own default is bf16, which changes
-the detections; "bf16" asks for it (faster there, results not equal to TensorFlow's).
+- the *stem*, the image to the FPN maps P2..P6 and the RPN's scores and deltas
+  (:data:`STEM_LAYERS`): convolutions of fixed shapes, nearly all of the arithmetic, converted
+  with ``openvino.convert_model`` and compiled for the CPU, where OpenVINO's fused convolutions
+  are faster than TensorFlow's (1.7x in float32, 9x in bfloat16 with AMX, docs/BENCHMARKS.md);
+- the *rest* (proposal layer, ROIAlign, the two heads, the detection layer, the mask head on the
+  detections found): data-dependent shapes and loops, run by TensorFlow from the stem's outputs,
+  walking the same Keras graph (:func:`heads_function`), so its results are TensorFlow's own.
 
-Threads: one per inference by default (INFERENCE_NUM_THREADS 1). With OpenVINO 2026.4.1's
-own default (all cores) a batch of one image gets different proposals from the region
-proposal layer (hundreds of its 400 ROIs, so other detections), as with any
-INFERENCE_NUM_THREADS > 1; one thread, or PERFORMANCE_HINT THROUGHPUT (one thread per stream),
-gives TensorFlow's. ``threads=0`` asks for OpenVINO's default anyway.
+Why not the whole graph in OpenVINO: OpenVINO 2026.4.1 converts it, but on this graph's
+data-dependent parts (the mask head runs on as many rows as there are detections, the NMS is a
+loop) it returned wrong results: the first request after compiling, and every request whose
+detection count differed from the one before, got masks that were not TensorFlow's; and with
+more than one thread hundreds of the 400 proposals of a single image changed. The whole graph was
+also slower than TensorFlow there (its NMS loop runs node by node). The stem has none of that.
 
-First inference: the first request a compiled model runs (and, for the dynamic-shape
-compilation, the first of each new input shape) returns wrong masks in OpenVINO 2026.4.1 (every
-row of ``mrcnn_mask`` the same, not TensorFlow's; the detections themselves are right), and
-the next request on the same inputs returns TensorFlow's. So such a request is run twice and
-its first answer dropped.
+Only :meth:`MaskRCNN._predict` changes hands: molding, anchors and unmolding stay the same numpy,
+and ``predict`` returns what ``MaskRCNN._predict`` returns (float32 arrays by output name).
 
-Shapes: the graph is converted once with dynamic sizes; each molded input shape (batch, height,
-width) is then compiled with static shapes (faster to run: see docs/BENCHMARKS.md) and kept, as
-TensorFlow's ``reduce_retracing`` keeps one graph per size. After ``max_static_shapes`` distinct
-shapes (images of many sizes in "pad64" or "none" resize mode) further shapes run in one
-dynamic-shape compilation instead of compiling each.
+Precision: "f32" (the default) sets OpenVINO's INFERENCE_PRECISION_HINT to f32 explicitly: on a
+CPU with bfloat16 units (AVX512_BF16 / AMX) OpenVINO's own default is bf16, which changes the
+detections; "bf16" asks for it (much faster there; detections near, not equal, to TensorFlow's).
 
-Cache: converting takes seconds (leaf-small ~7-15 s, ResNet101 longer; docs/BENCHMARKS.md),
-so the converted graph is kept on disk, as IR, under a key made of the weights' values, the
-config and OpenVINO's version (:func:`cache_key`), in ``$LEAFSEG_CACHE/openvino`` or
-``~/.cache/leafseg/openvino``; the next runtime of the same model reads it back in a fraction
-of a second. Entries are written to a temporary folder and renamed into place, so a reader
-never sees half an entry. ``cache=False`` converts every time; a path chooses the folder.
+Shapes: the stem is converted once with dynamic sizes; each molded input shape is compiled with
+static shapes and kept (up to ``max_static_shapes``), as TensorFlow's ``reduce_retracing`` keeps
+one graph per size; further shapes share one dynamic-shape compilation.
 
-Export: :func:`export_openvino` writes the IR (``model.xml``/``model.bin``) and ``config.yaml``
-into a folder; :func:`load_openvino` reads it back into an object whose ``detect(images)``
-returns what ``MaskRCNN.detect`` returns, with numpy and OpenVINO only (no TensorFlow graph is
-built; mrcnn's numpy helpers are imported).
+Cache: converting takes seconds (tens of seconds for ResNet101 on a loaded machine), so the
+converted stem is kept on disk as IR under a key made of the weights' values, the config and
+OpenVINO's version (:func:`cache_key`), in ``$LEAFSEG_CACHE/openvino`` or
+``~/.cache/leafseg/openvino``. Entries are written to a temporary folder and renamed into place.
+
+Export: :func:`export_openvino` writes the stem's IR (``model.xml``/``model.bin``), the weights
+(``model.weights.h5``, for the rest) and ``config.yaml`` into a folder; :func:`load_openvino` reads
+it back into a model whose ``detect(images)`` runs the stem from the IR with no conversion.
 
 OpenVINO is an optional dependency (``pip install 'leafseg[openvino]'``); this module imports it
 only when used, so ``import mrcnn.openvino`` works without it and :func:`available` says whether
@@ -64,15 +59,19 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["available", "version", "require_openvino", "OpenVINORuntime", "export_openvino", "load_openvino",
-           "OpenVINOModel", "check_openvino", "convert_keras_model", "PRECISIONS", "INSTALL_HINT", "INPUT_NAMES",
-           "OUTPUT_NAMES", "cache_dir", "cache_key", "converted_model"]
+           "check_openvino", "convert_keras_model", "PRECISIONS", "INSTALL_HINT", "INPUT_NAMES",
+           "OUTPUT_NAMES", "STEM_LAYERS", "cache_dir", "cache_key", "converted_model", "heads_function"]
 
 INSTALL_HINT = "pip install 'leafseg[openvino]' (or pip install openvino)"
 # leafseg's precision names ("float32", "bfloat16") and OpenVINO's ("f32", "bf16").
 PRECISIONS = {"f32": "f32", "float32": "f32", "fp32": "f32", "bf16": "bf16", "bfloat16": "bf16"}
 INPUT_NAMES = ("input_image", "input_image_meta", "input_anchors")
 OUTPUT_NAMES = ("detections", "mrcnn_class", "mrcnn_bbox", "mrcnn_mask", "rpn_rois", "rpn_class", "rpn_bbox")
+# The layers whose outputs the stem computes (Matterport's layer names): the FPN maps and the
+# RPN's concatenated scores and deltas, all that the proposal layer and the heads read.
+STEM_LAYERS = ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6", "rpn_class", "rpn_bbox")
 MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE = "model.xml", "model.bin", "config.yaml"
+KERAS_WEIGHTS_FILE = "model.weights.h5"
 
 
 def _import_openvino():
@@ -114,29 +113,77 @@ def _precision(precision) -> str:
     return PRECISIONS[key]
 
 
-def convert_keras_model(model):
-    """The inference Keras graph of ``model`` (a MaskRCNN) as an ``openvino.Model`` with dynamic
-    batch, height, width and anchor count; outputs float32 and named as the Keras outputs."""
+def _stem_tensors(net):
+    try:
+        return [net.get_layer(name).output for name in STEM_LAYERS]
+    except ValueError as err:
+        raise ValueError(f"the OpenVINO runtime needs the layers {', '.join(STEM_LAYERS)} (mrcnn's inference "
+                         f"graph): {err}") from None
+
+
+def convert_keras_model(model, shape=None):
+    """The stem of ``model``'s inference graph (a MaskRCNN; the image to :data:`STEM_LAYERS`) as an
+    ``openvino.Model``; outputs float32, named as the layers.
+
+    shape: (batch, height, width) of the molded images it will take, or None for dynamic sizes.
+    A static shape converts several times faster and runs faster: with dynamic sizes the FPN's
+    crops keep shape computations in the graph that OpenVINO cannot fold (ResNet101 at 512 px:
+    0.65 s against 0.39 s a stem in float32, and over a minute to convert against seconds).
+    """
     ov = require_openvino()
+    import keras
     import tensorflow as tf
 
     if model.mode != "inference":
         raise ValueError(f"the OpenVINO runtime needs a MaskRCNN in inference mode, got mode {model.mode!r}")
     net, config = model.keras_model, model.config
+    stem = keras.Model(net.inputs[0], _stem_tensors(net))
+    batch, height, width = shape if shape is not None else (None, None, None)
 
     @tf.function(input_signature=[
-        tf.TensorSpec([None, None, None, config.IMAGE_CHANNEL_COUNT], tf.float32, name=INPUT_NAMES[0]),
-        tf.TensorSpec([None, config.IMAGE_META_SIZE], tf.float32, name=INPUT_NAMES[1]),
-        tf.TensorSpec([None, None, 4], tf.float32, name=INPUT_NAMES[2])])
-    def predict(images, metas, anchors):
-        outputs = net([images, metas, anchors], training=False)
-        return {name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
-                for name, value in outputs.items()}
+        tf.TensorSpec([batch, height, width, config.IMAGE_CHANNEL_COUNT], tf.float32, name=INPUT_NAMES[0])])
+    def predict(images):
+        outputs = stem(images, training=False)
+        return {name: tf.cast(value, tf.float32) for name, value in zip(STEM_LAYERS, outputs)}
 
     return ov.convert_model(predict)
 
 
-CACHE_FORMAT = "1"
+def heads_function(model):
+    """A ``tf.function(stem_outputs, image_metas, anchors) -> {output name: float32 tensor}`` that
+    runs the rest of ``model``'s inference graph (everything after :data:`STEM_LAYERS`) in
+    TensorFlow: the Keras graph walked node by node, as Keras' own functional call does, from
+    the stem's outputs instead of the image."""
+    import keras
+    import tensorflow as tf
+
+    net = model.keras_model
+    stem, metas_input, anchors_input = _stem_tensors(net), net.inputs[1], net.inputs[2]
+    depths = sorted(net._nodes_by_depth, reverse=True)
+
+    def run(stem_outputs, image_metas, anchors):
+        tensors = {id(tensor): value for tensor, value in zip(stem, stem_outputs)}
+        tensors[id(metas_input)], tensors[id(anchors_input)] = image_metas, anchors
+        for depth in depths:
+            for node in net._nodes_by_depth[depth]:
+                if not node.operation or node.is_input or any(id(x) in tensors for x in node.outputs):
+                    continue  # an input, or a tensor given (a stem output)
+                if any(id(x) not in tensors for x in node.input_tensors):
+                    continue  # part of the stem
+                args, kwargs = node.arguments.fill_in(tensors)
+                if getattr(node.operation, "_call_has_training_arg", False):
+                    kwargs["training"] = False
+                outputs = node.operation(*args, **kwargs)
+                for x, y in zip(node.outputs, keras.tree.flatten(outputs)):
+                    tensors[id(x)] = y
+        outputs = keras.tree.pack_sequence_as(net._outputs_struct, [tensors[id(x)] for x in net.outputs])
+        return {name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
+                for name, value in outputs.items()}
+
+    return tf.function(run, reduce_retracing=True)
+
+
+CACHE_FORMAT = "2"  # 2: the stem only
 
 
 def cache_dir() -> Path:
@@ -145,11 +192,19 @@ def cache_dir() -> Path:
     return Path(root) / "openvino" if root else Path.home() / ".cache" / "leafseg" / "openvino"
 
 
-def cache_key(model) -> str:
-    """sha256 of ``model``'s weight values (in order), its config and OpenVINO's version."""
+# Config values the stem does not depend on (what happens after the proposals): a model that
+# differs only in them shares the cached stem (e.g. --min-score, DETECTION_MAX_INSTANCES).
+NOT_STEM_PREFIXES = ("DETECTION_", "POST_NMS_ROIS_", "PRE_NMS_LIMIT", "RPN_NMS_THRESHOLD", "NAME:", "CLASS_NAMES")
+
+
+def cache_key(model, shape=None) -> str:
+    """sha256 of ``model``'s weight values (in order), the config values its stem depends on,
+    OpenVINO's version and the input ``shape`` (None: dynamic)."""
     digest = hashlib.sha256()
-    digest.update(f"mrcnn.openvino {CACHE_FORMAT} {version()}\n".encode())
-    digest.update(model.config.to_yaml_text().encode())
+    digest.update(f"mrcnn.openvino {CACHE_FORMAT} {version()} {shape}\n".encode())
+    for line in model.config.to_yaml_text().splitlines():
+        if not line.startswith(NOT_STEM_PREFIXES):
+            digest.update(line.encode() + b"\n")
     for variable in model.keras_model.weights:
         value = np.ascontiguousarray(np.asarray(variable))
         digest.update(f"{variable.path} {value.dtype} {value.shape}\n".encode())
@@ -175,20 +230,20 @@ def _write_ir_atomic(ov_model, folder: Path):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def converted_model(model, cache=True):
-    """``model``'s graph as an ``openvino.Model``: from the cache when there, else converted
-    (and written to the cache). cache: True (the default folder, :func:`cache_dir`), False,
-    or a folder. Returns (openvino.Model, "cache" or "converted")."""
+def converted_model(model, cache=True, shape=None):
+    """``model``'s stem for molded images of ``shape`` (or dynamic) as an ``openvino.Model``: from
+    the cache when there, else converted (and written to the cache). cache: True (the default
+    folder, :func:`cache_dir`), False, or a folder. Returns (openvino.Model, "cache" or "converted")."""
     ov = require_openvino()
     if cache is False or cache is None:
-        return convert_keras_model(model), "converted"
-    folder = (cache_dir() if cache is True else Path(cache)) / cache_key(model)
+        return convert_keras_model(model, shape), "converted"
+    folder = (cache_dir() if cache is True else Path(cache)) / cache_key(model, shape)
     if (folder / MODEL_FILE).is_file():
         try:
             return ov.Core().read_model(str(folder / MODEL_FILE)), "cache"
         except RuntimeError:  # a damaged entry: convert again and replace it
             shutil.rmtree(folder, ignore_errors=True)
-    ov_model = convert_keras_model(model)
+    ov_model = convert_keras_model(model, shape)
     try:
         _write_ir_atomic(ov_model, folder)
     except OSError:  # a read-only or full disk costs the next runtime a conversion, nothing else
@@ -197,57 +252,57 @@ def converted_model(model, cache=True):
 
 
 class OpenVINORuntime:
-    """Runs a MaskRCNN's network in OpenVINO on the CPU (see the module docstring).
+    """Runs a MaskRCNN's stem in OpenVINO on the CPU and the rest in TensorFlow (module docstring).
 
-    model: an inference-mode MaskRCNN, or an ``openvino.Model`` / IR path already converted
-        (then ``config`` must be given).
+    model: an inference-mode MaskRCNN (its weights loaded).
     precision: "f32" (default) or "bf16" (leafseg's "float32" / "bfloat16" accepted), set as
         INFERENCE_PRECISION_HINT.
-    threads: INFERENCE_NUM_THREADS; None: 1 (see the module docstring: more threads change
-        the proposals of a single image in OpenVINO 2026.4.1); 0: OpenVINO's default.
+    threads: INFERENCE_NUM_THREADS; None: OpenVINO's default (every core).
     max_static_shapes: how many molded input shapes get their own static-shape compilation
         (0: always the dynamic one).
     performance_hint: OpenVINO's PERFORMANCE_HINT, "LATENCY" (one request at a time, as
         ``detect`` calls it) by default.
-    cache: where the converted graph is kept (:func:`converted_model`): True (the default
+    stem: an ``openvino.Model`` or IR path of this model's stem already converted (an export),
+        reshaped to each input shape; default: converted for each shape, or read from the cache.
+    cache: where the converted stem is kept (:func:`converted_model`): True (the default
         folder), False (convert every time) or a folder.
-    Attributes: ``ov_model`` (the converted graph), ``source`` ("converted", "cache" or
-    "given"), ``convert_seconds`` (conversion or cache read), ``compile_seconds`` (per shape).
+    The stem is converted (or read from the cache) and compiled for each molded input shape the
+    first time it comes. Attributes, by shape: ``sources`` ("converted", "cache" or "given"),
+    ``convert_seconds`` (conversion or cache read), ``compile_seconds``.
     """
 
     name = "openvino"
 
     def __init__(self, model, precision="f32", threads=None, max_static_shapes=8, performance_hint="LATENCY",
-                 config=None, cache=True):
+                 stem=None, cache=True):
         ov = require_openvino()
+        if getattr(model, "mode", None) != "inference":
+            raise ValueError(f"the OpenVINO runtime needs a MaskRCNN in inference mode, got mode "
+                             f"{getattr(model, 'mode', None)!r}")
         self.precision = _precision(precision)
-        self.threads = 1 if threads is None else int(threads)
+        self.threads = None if threads is None else int(threads)
         self.max_static_shapes = int(max_static_shapes)
         self.performance_hint = performance_hint
+        self.config = model.config
+        self.cache = cache
+        self._model = model
         self._core = ov.Core()
         self._lock = threading.Lock()
-        self._static = OrderedDict()  # (batch, height, width, anchors) -> compiled model
+        self._static = OrderedDict()  # (batch, height, width) -> (compiled stem, output names)
         self._dynamic = None
-        self._warm = set()  # (compiled model id, input shape) that have run once
-        started = time.perf_counter()
-        if isinstance(model, ov.Model):
-            self.ov_model, self.config, self.source = model, config, "given"
-        elif isinstance(model, (str, os.PathLike)):
-            self.ov_model, self.config, self.source = self._core.read_model(str(model)), config, "given"
-        else:
-            if model.mode != "inference":
-                raise ValueError(f"the OpenVINO runtime needs a MaskRCNN in inference mode, got mode {model.mode!r}")
-            self.ov_model, self.source = converted_model(model, cache)
-            self.config = model.config
-        self.convert_seconds = time.perf_counter() - started
-        self._inputs = [self._input_index(name) for name in INPUT_NAMES]
-        self.compile_seconds = {}
+        self.convert_seconds, self.compile_seconds, self.sources = {}, {}, {}
+        self.given = None
+        if stem is not None:
+            self.given = stem if isinstance(stem, ov.Model) else self._core.read_model(str(stem))
+        self._heads = heads_function(model)
 
-    def _input_index(self, name):
-        for i, port in enumerate(self.ov_model.inputs):
-            if any(n == name or n.startswith(name + ":") for n in port.get_names()):
-                return i
-        raise ValueError(f"the OpenVINO model has no input {name!r}")
+    @staticmethod
+    def _output_name(port):
+        names = port.get_names()
+        for name in STEM_LAYERS:
+            if any(n == name or n.startswith(name + ":") for n in names):
+                return name
+        return port.get_any_name()
 
     @property
     def properties(self) -> dict:
@@ -261,69 +316,74 @@ class OpenVINORuntime:
 
     @property
     def description(self) -> str:
-        threads = ", default threads" if not self.threads else f", {self.threads} thread{'s' if self.threads > 1 else ''}"
-        return f"OpenVINO {version()} (CPU, {self.precision}{threads})"
+        threads = "" if not self.threads else f", {self.threads} thread{'s' if self.threads > 1 else ''}"
+        return f"OpenVINO {version()} (CPU, {self.precision}{threads}; TensorFlow after the proposals)"
 
     def __repr__(self):
         return f"<OpenVINORuntime {self.description}>"
 
-    def _compile(self, ov_model, key):
+    def _stem_model(self, shape):
+        """The stem for ``shape`` (None: dynamic sizes): the given one reshaped, or converted."""
+        started = time.perf_counter()
+        if self.given is not None:
+            ov_model, source = self.given.clone(), "given"
+            channels = ov_model.inputs[0].get_partial_shape()[3].get_length()
+            ov_model.reshape({0: [*shape, channels] if shape else [-1, -1, -1, channels]})
+        else:
+            ov_model, source = converted_model(self._model, self.cache, shape)
+        key = shape or "dynamic"
+        self.convert_seconds[key], self.sources[key] = time.perf_counter() - started, source
+        names = [self._output_name(port) for port in ov_model.outputs]
+        missing = [name for name in STEM_LAYERS if name not in names]
+        if missing:
+            raise ValueError(f"the OpenVINO stem has no output {', '.join(missing)} (a graph of another version?)")
+        return ov_model, names
+
+    def _compile(self, shape):
+        ov_model, names = self._stem_model(shape)
         started = time.perf_counter()
         compiled = self._core.compile_model(ov_model, "CPU", self.properties)
-        self.compile_seconds[key] = time.perf_counter() - started
-        return compiled
+        self.compile_seconds[shape or "dynamic"] = time.perf_counter() - started
+        return compiled, names
 
     def compiled_for(self, shape):
-        """The compiled model for inputs of ``shape`` = (batch, height, width, anchor count)."""
+        """The compiled stem for molded images of ``shape`` = (batch, height, width), with its
+        output names: converted (or read from the cache) and compiled the first time."""
+        shape = tuple(int(side) for side in shape)
         with self._lock:
             if shape in self._static:
                 self._static.move_to_end(shape)
                 return self._static[shape]
             if len(self._static) < self.max_static_shapes:
-                batch, height, width, count = shape
-                static = self.ov_model.clone()
-                channels = self.ov_model.inputs[self._inputs[0]].get_partial_shape()[3]
-                meta = self.ov_model.inputs[self._inputs[1]].get_partial_shape()[1]
-                static.reshape({self._inputs[0]: [batch, height, width, channels.get_length()],
-                                self._inputs[1]: [batch, meta.get_length()],
-                                self._inputs[2]: [batch, count, 4]})
-                self._static[shape] = self._compile(static, shape)
+                self._static[shape] = self._compile(shape)
                 return self._static[shape]
             if self._dynamic is None:
-                self._dynamic = self._compile(self.ov_model, "dynamic")
+                self._dynamic = self._compile(None)
             return self._dynamic
+
+    def stem(self, molded_images) -> dict:
+        """The stem's outputs for molded images float32 [N, h, w, C]: {layer name: float32 array}."""
+        images = np.ascontiguousarray(molded_images, np.float32)
+        compiled, names = self.compiled_for(images.shape[:3])
+        results = compiled.create_infer_request().infer({0: images})
+        return {names[i]: np.asarray(results[port]) for i, port in enumerate(compiled.outputs)}
 
     def predict(self, molded_images, image_metas, anchors) -> dict:
         """The network's outputs for a batch: molded_images float32 [N, h, w, C], image_metas
         [N, META], anchors [N, A, 4] (or [A, 4], shared). Returns {name: float32 array}, the
         keys and types of ``MaskRCNN._predict``."""
-        images = np.ascontiguousarray(molded_images, np.float32)
-        metas = np.ascontiguousarray(image_metas, np.float32)
+        import tensorflow as tf
+
+        stem = self.stem(molded_images)
+        images = len(molded_images)
         anchors = np.asarray(anchors, np.float32)
         if anchors.ndim == 2:
             anchors = anchors[np.newaxis]
-        if len(anchors) != len(images):
-            anchors = np.broadcast_to(anchors[:1], (len(images),) + anchors.shape[1:])
-        anchors = np.ascontiguousarray(anchors)
-        compiled = self.compiled_for((images.shape[0], images.shape[1], images.shape[2], anchors.shape[1]))
-        request = compiled.create_infer_request()
-        feed = {self._inputs[0]: images, self._inputs[1]: metas, self._inputs[2]: anchors}
-        # See "First inference" in the module docstring. The dynamic compilation may reallocate
-        # at each change of shape, so there a change of shape counts as new.
-        key = (id(compiled), images.shape, anchors.shape)
-        with self._lock:
-            fresh = key not in self._warm
-            if compiled is self._dynamic:
-                self._warm = {k for k in self._warm if k[0] != id(compiled)}
-            self._warm.add(key)
-        if fresh:
-            request.infer(feed)
-        results = request.infer(feed)
-        outputs = {}
-        for port in compiled.outputs:
-            name = port.get_any_name().split(":")[0]
-            outputs[name] = np.array(results[port], np.float32)  # a copy: the request's buffers are reused
-        return outputs
+        if len(anchors) != images:
+            anchors = np.broadcast_to(anchors[:1], (images,) + anchors.shape[1:])
+        outputs = self._heads([tf.constant(stem[name]) for name in STEM_LAYERS],
+                              tf.constant(np.asarray(image_metas, np.float32)), tf.constant(anchors))
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 ############################################################
@@ -331,23 +391,29 @@ class OpenVINORuntime:
 ############################################################
 
 def export_openvino(model, path, overwrite=False, runtime=None):
-    """Write ``model``'s network as OpenVINO IR into the folder ``path``: ``model.xml``,
-    ``model.bin`` (float32 weights, not compressed) and ``config.yaml``.
+    """Write ``model`` for the OpenVINO runtime into the folder ``path``: the stem as IR
+    (``model.xml``, ``model.bin``: float32, not compressed; for the config's square molded size in
+    "square" resize mode, else of dynamic size), the weights (``model.weights.h5``, which the
+    TensorFlow part after the proposals reads) and ``config.yaml``.
 
     The folder is written beside ``path`` under a temporary name and renamed into place, so
     ``path`` is never half written; ``overwrite=False`` refuses an existing ``path``. ``runtime``:
-    an :class:`OpenVINORuntime` of this model whose converted graph to reuse. Returns the path.
+    an :class:`OpenVINORuntime` of this model whose cache to use. Returns the path.
     """
     ov = require_openvino()
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another folder or pass overwrite=True")
-    ov_model = runtime.ov_model if runtime is not None else converted_model(model)[0]
+    # The stem of the molded size of a "square" config (every image molds to it), else of any size.
+    shape = (1, model.config.IMAGE_MAX_DIM, model.config.IMAGE_MAX_DIM) \
+        if model.config.IMAGE_RESIZE_MODE == "square" else None
+    ov_model = converted_model(model, runtime.cache if runtime is not None else True, shape)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.mkdir()
         ov.save_model(ov_model, str(tmp / MODEL_FILE), compress_to_fp16=False)
+        model.save_weights(str(tmp / KERAS_WEIGHTS_FILE))
         model.config.to_yaml(tmp / CONFIG_FILE)
         if path.exists():
             old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
@@ -362,56 +428,28 @@ def export_openvino(model, path, overwrite=False, runtime=None):
     return path
 
 
-class OpenVINOModel:
-    """An exported model read back (:func:`load_openvino`): ``config``, ``runtime`` and
-    ``detect``, which returns what ``MaskRCNN.detect`` returns."""
-
-    def __init__(self, path, config, runtime):
-        self.path, self.config, self.runtime = Path(path), config, runtime
-        self.mode = "inference"
-
-    def mold_inputs(self, images):
-        from mrcnn import transform
-
-        return transform.mold_inputs(images, self.config)
-
-    def get_anchors(self, image_shape):
-        from mrcnn.anchors import config_anchors
-
-        return config_anchors(self.config, image_shape)
-
-    def detect(self, images, verbose=0):
-        """Detections for a list of [H, W, C] images (all must mold to the same shape, as for
-        ``MaskRCNN.detect``): one dict per image, rois int32 [N, 4], class_ids int32 [N],
-        scores float32 [N], masks bool [H, W, N]."""
-        images = [np.asarray(image) for image in images]
-        molded, metas, windows = self.mold_inputs(images)
-        return self.detect_molded(molded, metas, original_images=images, windows=windows)
-
-    def detect_molded(self, molded_images, image_metas, verbose=0, original_images=None, windows=None):
-        from mrcnn import transform
-
-        molded_images = np.asarray(molded_images, np.float32)
-        anchors = self.get_anchors(molded_images.shape[1:3])
-        outputs = self.runtime.predict(molded_images, np.asarray(image_metas), anchors)
-        return transform.unmold_results(outputs, image_metas, windows, self.config.DETECTION_MASK_OVERLAP_THRESHOLD)
-
-
-def load_openvino(path, precision="f32", threads=None, config_class=None):
-    """Read a folder written by :func:`export_openvino`: an :class:`OpenVINOModel`.
+def load_openvino(path, precision="f32", threads=None, config_class=None, model_dir=None):
+    """Read a folder written by :func:`export_openvino`: an inference MaskRCNN with its weights,
+    whose ``detect`` runs the stem from the folder's IR (no conversion) in OpenVINO.
 
     config_class: the Config subclass to read ``config.yaml`` into (default ``mrcnn.config.Config``;
-    the file holds every attribute the network needs).
+    the file holds every attribute the network needs). model_dir: the model's log folder
+    (default: ``path``; nothing is written there by ``detect``).
     """
-    path = Path(path)
-    if not (path / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not an OpenVINO export folder (no {MODEL_FILE})")
     require_openvino()
+    path = Path(path)
+    missing = [name for name in (MODEL_FILE, KERAS_WEIGHTS_FILE, CONFIG_FILE) if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not an OpenVINO export folder (no {', '.join(missing)})")
+    from mrcnn.model import MaskRCNN
+
     if config_class is None:
         from mrcnn.config import Config as config_class
     config = config_class.from_yaml(path / CONFIG_FILE)
-    runtime = OpenVINORuntime(str(path / MODEL_FILE), precision=precision, threads=threads, config=config)
-    return OpenVINOModel(path, config, runtime)
+    model = MaskRCNN("inference", config, str(model_dir or path))
+    model.load_weights(str(path / KERAS_WEIGHTS_FILE))
+    model.use_runtime(OpenVINORuntime(model, precision=precision, threads=threads, stem=path / MODEL_FILE))
+    return model
 
 
 def check_openvino(model, path, images, precision="f32", **tolerances):

@@ -9,7 +9,7 @@ from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_
                                  add_verbose_argument,
                                  counted, format_set, parse_overrides, positive_int, setup_command_logging)
 from leafseg.inference.plants import PlantsFirst
-from leafseg.inference.runtime import runtime_description, runtime_setting
+from leafseg.models.runtime import runtime_line, runtime_setting
 from leafseg.inference.tta import TTAModel
 from leafseg.config import class_names
 from leafseg.measure.evaluate import (SUBSET_CHOICES, evaluate_dataset, format_ap50_comparison, format_class_table,
@@ -72,7 +72,7 @@ def run(args) -> int:
               f"config {config_source}{format_set(args.set)}"
               + (f", TTA {counted(args.tta, 'view')}" if args.tta else ""),
               file=sys.stderr)
-        print(f"runtime {runtime_description(model)}: {model.runtime_choice.reason}", file=sys.stderr)
+        print(runtime_line(model), file=sys.stderr)
     settings = {"weights": str(weights), "config": config_source, "overrides": overrides, "min_score": args.min_score,
                 "plants": args.plants, "grid": list(args.grid) if args.grid else None,
                 "runtime": runtime_setting(model)}

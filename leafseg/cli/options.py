@@ -105,7 +105,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, min_score_help: str) ->
 
 
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
-    """--runtime: what runs the network (:mod:`leafseg.inference.runtime`)."""
+    """--runtime: what runs the network (:mod:`leafseg.models.runtime`)."""
     parser.add_argument("--runtime", choices=("auto", "tensorflow", "openvino"), default="auto",
                         help="what runs the network: auto (default: the fastest installed, OpenVINO on a CPU "
                              "where pip install 'leafseg[openvino]' added it, else TensorFlow), tensorflow or "

@@ -11,7 +11,7 @@ from leafseg.cli.options import (add_model_arguments, add_plants_arguments, add_
                                  counted, format_set, parse_overrides, positive_float, positive_int,
                                  setup_command_logging)
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
-from leafseg.inference.runtime import choose_runtime, runtime_description
+from leafseg.models.runtime import choose_runtime, runtime_line
 from leafseg.inference.predict import (COCO_FORMATS, default_batch_size, find_inputs, images_in_subfolders,
                                        predict_images)
 from leafseg.models.loading import describe_weights, load_inference_model
@@ -122,7 +122,7 @@ def run(args) -> int:
             model, config_source, weights = load_inference_model(args.weights, args.config, args.min_score,
                                                                  model_dir=args.out, precision=args.precision,
                                                                  overrides=overrides, runtime=args.runtime)
-            config, runtime = model.config, model.runtime_choice
+            config, runtime = model.config, None
     except (OSError, ValueError) as err:
         print(f"predict: error: {err}", file=sys.stderr)
         return 2
@@ -136,8 +136,7 @@ def run(args) -> int:
               + (f", mask overlap {overlap:g}" if overlap is not None else "")
               + (f", TTA {counted(args.tta, 'view')}" if args.tta else "")
               + (f", cluster {args.cluster}" if args.cluster else ""), file=sys.stderr)
-        print(f"runtime {runtime_description(model) if not args.cluster else runtime}: {runtime.reason}",
-              file=sys.stderr)
+        print(runtime_line(model, runtime), file=sys.stderr)
     try:
         report = predict_images(model, inputs, args.out, mm_per_pixel=args.mm_per_pixel, coco_json=args.coco_json,
                                 progress=not args.quiet, label_suffix=args.label_suffix,

@@ -104,9 +104,9 @@ def run(args) -> int:
         print(f"weights {weights}, config {config_source}{format_set(args.set)}, min score "
               f"{model.config.DETECTION_MIN_CONFIDENCE:g}" + (f", TTA {args.tta} views" if args.tta else ""),
               file=sys.stderr)
-        from leafseg.inference.runtime import runtime_description
+        from leafseg.models.runtime import runtime_line
 
-        print(f"runtime {runtime_description(model)}: {model.runtime_choice.reason}", file=sys.stderr)
+        print(runtime_line(model), file=sys.stderr)
     if args.batch_size is None:
         from leafseg.inference.predict import default_batch_size
 

@@ -66,7 +66,7 @@ class ModelSpec:
     precision: str = "float32"   # see leafseg.precision.PRECISIONS
     # {attribute: value} on top of the config (--set); out of the hash, as values may be lists.
     overrides: dict = field(default_factory=dict, hash=False)
-    # What runs the network on the workers: "tensorflow" or "openvino" (leafseg.inference.runtime;
+    # What runs the network on the workers: "tensorflow" or "openvino" (leafseg.models.runtime;
     # the client chooses, so that every worker runs what the run's settings record).
     runtime: str = "tensorflow"
 

@@ -797,7 +797,7 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     if cluster is not None:
         config = model.config_object()
         weights_id = weights_id or model.weights_id()
-        # (OpenVINO's network is built in float32: its precision is the runtime's, see leafseg.inference.runtime)
+        # (OpenVINO's network is built in float32: its precision is the runtime's, see leafseg.models.runtime)
         policy = PRECISION_POLICIES[model.precision if model.runtime == "tensorflow" else "float32"]
     else:
         config = model.config
@@ -812,7 +812,7 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     classes = config_class_names(config)
     if len(classes) > 1:  # a model of several classes: its outputs carry the class (module docstring)
         options = replace(options, class_names=tuple(classes))
-    from leafseg.inference.runtime import runtime_setting
+    from leafseg.models.runtime import runtime_setting
 
     store = ResultStore(out_dir, _settings(weights_id, config, policy, options, runtime_setting(model)),
                         overwrite=overwrite)

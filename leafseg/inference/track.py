@@ -451,7 +451,7 @@ def _settings(model, weights_id, plants, grid, tta):
 
         weights_id = weights_fingerprint(keras_model) if keras_model is not None else type(model).__name__
     policy = keras_model.dtype_policy.name if keras_model is not None else None
-    from leafseg.inference.runtime import runtime_setting
+    from leafseg.models.runtime import runtime_setting
 
     settings = {"weights": weights_id, "config": config_text, "precision": policy, "runtime": runtime_setting(model),
                 "plants": plants, "grid": list(grid) if grid else None}

@@ -141,15 +141,15 @@ def load_inference_model(weights, config=None, min_score=None, model_dir=None, p
         (``leafseg predict --set``), e.g. {"IMAGE_MAX_DIM": 1024, "IMAGE_MIN_DIM": 1024}; an
         unknown attribute or a value the config rejects is a ValueError naming it. One that
         changes the weights' shapes (BACKBONE, NUM_CLASSES, ...) fails to load the weights.
-    runtime: what runs the network (:mod:`leafseg.inference.runtime`): "tensorflow", "openvino"
+    runtime: what runs the network (:mod:`leafseg.models.runtime`): "tensorflow", "openvino"
         (the Keras model is then built in float32 and OpenVINO computes in ``precision``), or "auto"
-        (:func:`leafseg.inference.runtime.choose_runtime`). ``model.runtime`` is then the OpenVINO
+        (:func:`leafseg.models.runtime.choose_runtime`). ``model.runtime`` is then the OpenVINO
         runtime, None for TensorFlow; ``model.runtime_choice`` the name chosen, with its ``reason``.
     Returns: (model, config source string, weights path).
     """
     from mrcnn.model import MaskRCNN  # (imported here: TensorFlow, which the commands quiet first)
 
-    from leafseg.inference.runtime import apply_runtime, choose_runtime
+    from leafseg.models.runtime import apply_runtime, choose_runtime
 
     config, source, weights = resolve_inference(weights, config, min_score, overrides)
     runtime = choose_runtime(runtime, precision)

@@ -81,7 +81,7 @@ def test_openvino_detects_what_tensorflow_detects(model, runtime, images, tf_res
         assert not compare_detections(expected, actual, score_tolerance=2e-3, mask_tolerance=0.02)
         assert actual["rois"].dtype == np.int32 and actual["masks"].dtype == bool
     assert runtime.name == "openvino"
-    assert runtime.description == f"OpenVINO {mov.version()} (CPU, f32, 1 thread)"
+    assert runtime.description == f"OpenVINO {mov.version()} (CPU, f32; TensorFlow after the proposals)"
 
 
 def test_predict_returns_what_tensorflow_predict_returns(model, runtime, images):
@@ -107,16 +107,25 @@ def test_a_batch_of_two_and_back_to_tensorflow(model, runtime, images, tf_result
 
 
 def test_the_converted_graph_is_cached(model, runtime, cache, images, tf_results):
-    assert runtime.source in ("converted", "cache")
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1
+    with_runtime(model, runtime, images[:1])
+    assert set(runtime.sources.values()) <= {"converted", "cache"} and runtime.sources
+    entries = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(entries) == len(runtime.sources)  # one stem per molded shape
     second = mov.OpenVINORuntime(model, cache=cache)
-    assert second.source == "cache"
     assert_same(tf_results[0], with_runtime(model, second, images[:1])[0])
+    assert set(second.sources.values()) == {"cache"}
+
+
+def test_a_model_differing_only_after_the_proposals_shares_the_cached_stem(model):
+    assert mov.cache_key(model, (1, 64, 64)) == mov.cache_key(
+        type("M", (), {"config": model.config.replace(DETECTION_MIN_CONFIDENCE=0.99, DETECTION_MAX_INSTANCES=7),
+                       "keras_model": model.keras_model})(), (1, 64, 64))
+    assert mov.cache_key(model, (1, 64, 64)) != mov.cache_key(model, (1, 128, 128))
 
 
 def test_export_and_load_give_the_runtimes_detections(model, runtime, images, tmp_path):
     path = mov.export_openvino(model, tmp_path / "ov", runtime=runtime)
-    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.bin", "model.xml"]
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.bin", "model.weights.h5", "model.xml"]
     assert not list(tmp_path.glob(".*")), "temporary folders left behind"
     loaded = mov.load_openvino(path)
     assert loaded.config.to_dict() == model.config.to_dict()

@@ -9,6 +9,7 @@ pairs goes through predict and back into ``leafseg prepare``.
 import contextlib
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -531,3 +532,33 @@ def test_a_rerun_says_how_many_were_predicted_before_in_words_that_agree(model, 
     with caplog.at_level("INFO", logger="leafseg.inference.predict"):
         predict.predict_images(model, [source], tmp_path / "out", progress=False)
     assert "1 of 1 image was predicted before" in caplog.text
+
+
+def test_the_runtime_is_stated_recorded_and_gives_the_same_leaves(run, inputs, tmp_path):
+    """--runtime tensorflow and --runtime openvino: the first lines say which ran, the settings record
+    it, and the leaves are the same (only the network's stem changes hands; issue 28)."""
+    from tests.optional_packages import require
+
+    require("openvino", "openvino")
+    tables = {}
+    for runtime in ("tensorflow", "openvino"):
+        out = tmp_path / runtime
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            status = predict_command.main([str(inputs.folder), "--weights", run["weights"], "--out", str(out),
+                                           "--min-score", str(MIN_SCORE), "--runtime", runtime, "--no-report"])
+        assert status == 0, stderr.getvalue()
+        first = {"tensorflow": "runtime TensorFlow", "openvino": "runtime OpenVINO"}[runtime]
+        assert f"{first} " in stderr.getvalue() and ": asked for" in stderr.getvalue()
+        settings = json.loads((out / ".predict" / "settings.json").read_text())
+        assert settings["runtime"] == {"tensorflow": "tensorflow", "openvino": "openvino f32"}[runtime]
+        tables[runtime] = [(row["image"], row["leaf"], row["area_mm2"] if "area_mm2" in row else row["area_px"])
+                           for row in read_csv(out / "leaves.csv")[1]]
+    assert tables["openvino"] == tables["tensorflow"] and tables["tensorflow"]
+    # A rerun into the TensorFlow folder with OpenVINO is refused, naming the way back.
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+        status = predict_command.main([str(inputs.folder), "--weights", run["weights"], "--out",
+                                       str(tmp_path / "tensorflow"), "--min-score", str(MIN_SCORE),
+                                       "--runtime", "openvino", "--no-report"])
+    assert status == 2 and "--runtime tensorflow to go on as before" in stderr.getvalue()

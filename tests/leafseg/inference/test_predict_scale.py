@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from leafseg.models.runtime import choose_runtime
 from leafseg.inference import cluster
 
 from leafseg.inference import predict
@@ -274,7 +275,8 @@ def dies_once(spec, chunk, options):
 def test_a_worker_that_dies_has_its_images_run_elsewhere(one_go, photos, weights, tmp_path):
     pytest.importorskip("distributed", reason="the cluster extra: pip install 'leafseg[cluster]'")
     out = tmp_path / "died"
-    spec = cluster.ModelSpec(weights, None, MIN_SCORE)
+    # (the runtime the command ran one_go with: --runtime auto)
+    spec = cluster.ModelSpec(weights, None, MIN_SCORE, runtime=str(choose_runtime("auto")))
     files = [photos / f"plant{i:02d}_rgb.png" for i in range(COUNT)]
     options = predict.OutputOptions(str(out), coco_json="rle")
     results.ResultStore(out, {"test": 1})

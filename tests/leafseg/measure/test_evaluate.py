@@ -20,6 +20,7 @@ from leafseg.cli import evaluate as evaluate_command
 
 from leafseg.data.prepare import assign_subset
 from leafseg.data.masks import masks_to_label
+from leafseg.models.runtime import choose_runtime
 from leafseg.measure.metrics import COCO_STAT_NAMES, coco_evaluate, evaluate_labels, label_from_detections, mask_ap50
 from leafseg.synth.rosettes import write_dataset
 from mrcnn import utils, visualize
@@ -29,6 +30,8 @@ from tests.toy_data import shapes_dataset
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 VAL_IMAGES = 5
+# The runtime `leafseg evaluate` runs by default here (--runtime auto), as its settings record it.
+AUTO_RUNTIME = "openvino f32" if choose_runtime("auto") == "openvino" else "tensorflow"
 LIMIT = 4
 PER_IMAGE_COLUMNS = ["image", "subset", "sbd", "best_dice_pred_gt", "best_dice_gt_pred", "fbd", "dic", "abs_dic", "pred_count",
                      "gt_count", "ap50", "mask_AP", "mask_AP50", "mask_AP75", "box_AP", "box_AP50", "box_AP75"]
@@ -298,7 +301,8 @@ def test_subset_help_documents_auto(capsys):
 
 def test_metrics_json_records_the_weights_config_and_overrides(evaluated, run):
     assert evaluated.document["settings"] == {"weights": run["weights"], "config": run["run"] + "/config.yaml",
-                                              "overrides": {}, "min_score": None, "plants": "auto", "grid": None}
+                                              "overrides": {}, "min_score": None, "plants": "auto", "grid": None,
+                                              "runtime": AUTO_RUNTIME}
     assert list(evaluated.document)[0] == "settings"
 
 
@@ -313,7 +317,7 @@ def test_set_changes_the_config_evaluated_with_and_is_recorded(run, data, tmp_pa
     document = json.loads((out / "metrics.json").read_text())
     assert document["settings"] == {"weights": run["weights"], "config": f"the config stored in {run['weights']}",
                                     "overrides": {"DETECTION_MAX_INSTANCES": 1}, "min_score": 0.3, "plants": "auto",
-                                    "grid": None}
+                                    "grid": None, "runtime": AUTO_RUNTIME}
     # One detection at most per image (the tiny model finds several shapes of most at 0.3).
     counts = [row["pred_count"] for row in document["per_image"]]
     assert max(counts) == 1 and len(counts) == 2

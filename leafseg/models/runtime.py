@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 
 __all__ = ["RUNTIMES", "RUNTIME_CHOICES", "INSTALL_OPENVINO", "RuntimeChoice", "installed_runtimes",
-           "choose_runtime", "apply_runtime", "runtime_setting", "runtime_description"]
+           "choose_runtime", "apply_runtime", "runtime_setting", "runtime_line", "runtime_description"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,15 @@ def runtime_setting(model) -> str:
     if isinstance(runtime, str):  # (a cluster's ModelSpec names the runtime its workers run)
         return runtime if runtime == "tensorflow" else f"{runtime} {OPENVINO_PRECISIONS[model.precision]}"
     return f"{runtime.name} {runtime.precision}"
+
+
+def runtime_line(model, name=None) -> str:
+    """The commands' line about the runtime: "runtime OpenVINO 2026.4.1 (...): the fastest installed
+    ...". name: the runtime chosen when ``model`` is not built here (a cluster's workers build it)."""
+    choice = name if name is not None else getattr(model, "runtime_choice", None)
+    what = str(name) if name is not None else runtime_description(model)
+    reason = getattr(choice, "reason", "")
+    return f"runtime {what}" + (f": {reason}" if reason else "")
 
 
 def runtime_description(model) -> str:

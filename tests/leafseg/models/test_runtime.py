@@ -1,11 +1,11 @@
-"""Choosing the inference runtime (leafseg.inference.runtime), and what a run's settings record of it."""
+"""Choosing the inference runtime (leafseg.models.runtime), and what a run's settings record of it."""
 import json
 
 import pytest
 
-from leafseg.inference import runtime as runtime_module
+from leafseg.models import runtime as runtime_module
 from leafseg.inference.results import ResultStore, SettingsMismatch
-from leafseg.inference.runtime import INSTALL_OPENVINO, choose_runtime, runtime_setting
+from leafseg.models.runtime import INSTALL_OPENVINO, choose_runtime, runtime_setting
 
 
 @pytest.fixture
