@@ -4,6 +4,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The OpenVINO runtime's cache of converted stems (mrcnn.openvino.cache_dir): the tests' own, not
+# the user's ~/.cache (one folder per test run, shared by its xdist workers).
+if "LEAFSEG_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["LEAFSEG_CACHE"] = os.path.join(tempfile.gettempdir(), f"leafseg-test-cache-{os.getppid()}"
+                                               if os.environ.get("PYTEST_XDIST_WORKER") else
+                                               f"leafseg-test-cache-{os.getpid()}")
 
 import numpy as np
 import pytest

@@ -4,15 +4,16 @@
     leafseg predict photos/ --out results/ --runtime tensorflow  # TensorFlow whatever is installed
     pip install 'leafseg[openvino]'                              # adds OpenVINO
 
-Only the network changes hands: the resizing and padding before it and the box and mask
-mapping after it (:meth:`mrcnn.model.MaskRCNN.detect`) are the same numpy code for every
-runtime, so the outputs agree to the network's float rounding (the same leaves; masks within
-IoU 0.98 of TensorFlow's, tests/mrcnn/test_openvino.py).
+Only the network's stem changes hands (:mod:`mrcnn.openvino`): the resizing before it, the
+proposals, heads and detections after it and the mask mapping are the same code for every
+runtime, so the outputs agree to the stem's float rounding (the same leaves; masks within IoU
+0.98 of TensorFlow's, tests/mrcnn/test_openvino.py).
 
 The default ("auto") is the fastest runtime installed for the device: OpenVINO on a CPU when the
-``openvino`` package can be imported (its graph fusions make the network about 1.4-2x faster
-than TensorFlow's CPU kernels, docs/BENCHMARKS.md), TensorFlow otherwise and whenever TensorFlow
-sees a GPU (OpenVINO's plugin here is the CPU's). Every command says which runtime it chose and
+``openvino`` package can be imported (it runs the convolutional stem of the network; the leaf
+ResNet101 config at 512 px detected in 0.84 s against TensorFlow's 1.10 s in float32 on a 2-core
+AVX-512 CPU with TensorFlow's oneDNN kernels on, and in 0.31 s in bfloat16; docs/BENCHMARKS.md),
+TensorFlow otherwise and whenever TensorFlow sees a GPU (OpenVINO's plugin here is the CPU's). Every command says which runtime it chose and
 why; the run's settings record it, so a rerun that would resume with another runtime says so
 instead of mixing the two.
 
