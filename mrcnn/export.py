@@ -38,14 +38,12 @@ random crops and is for training only (a callable BACKBONE: "square" only, see
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.fileio import atomic_folder
 from mrcnn.transform import (EXPORTABLE_RESIZE_MODES, anchors_graph, check_exportable, mold_image_graph,
                              unmold_detections_graph)
 
@@ -112,29 +110,14 @@ def export_saved_model(model, path, overwrite=False):
     """
     from keras.export import ExportArchive
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another folder or pass overwrite=True")
     serve = make_serving_function(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_folder(path, overwrite) as tmp:
         archive = ExportArchive()
         archive.track(model.keras_model)
         archive.add_endpoint("serve", serve)
         archive.write_out(str(tmp), verbose=False)
         model.config.to_yaml(tmp / "config.yaml")
-        if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 def load_saved_model(path):

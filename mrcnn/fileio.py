@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
+import uuid
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "atomic_folder", "write_bytes_atomic", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -42,3 +44,32 @@ def write_text_atomic(path, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path, overwrite=False):
+    """Yield a new empty folder beside ``path``; when the block succeeds it replaces ``path``.
+
+    ``overwrite=False`` refuses an existing ``path`` (FileExistsError) before anything is
+    written. An old ``path`` is moved aside, the new folder renamed into place, then the old one
+    removed, so ``path`` is never half written; on an exception the temporary folder is removed
+    and the old ``path`` left as it was.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another folder or pass overwrite=True")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.mkdir()
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -401,31 +401,19 @@ def export_openvino(model, path, overwrite=False, runtime=None):
     an :class:`OpenVINORuntime` of this model whose cache to use. Returns the path.
     """
     ov = require_openvino()
-    path = Path(path)
-    if path.exists() and not overwrite:
+    from mrcnn.fileio import atomic_folder
+
+    if Path(path).exists() and not overwrite:  # (before converting anything)
         raise FileExistsError(f"{path} exists; choose another folder or pass overwrite=True")
     # The stem of the molded size of a "square" config (every image molds to it), else of any size.
     shape = (1, model.config.IMAGE_MAX_DIM, model.config.IMAGE_MAX_DIM) \
         if model.config.IMAGE_RESIZE_MODE == "square" else None
     ov_model = converted_model(model, runtime.cache if runtime is not None else True, shape)[0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.mkdir()
+    with atomic_folder(path, overwrite) as tmp:
         ov.save_model(ov_model, str(tmp / MODEL_FILE), compress_to_fp16=False)
         model.save_weights(str(tmp / KERAS_WEIGHTS_FILE))
         model.config.to_yaml(tmp / CONFIG_FILE)
-        if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 def load_openvino(path, precision="f32", threads=None, config_class=None, model_dir=None):
