@@ -38,9 +38,6 @@ Cost of the gather path: one gather of 4 * h * w rows of C values per box from t
 image (the reads the op does), elementwise ops over them, and in the gradient a scatter-add
 into a dense copy of the image.
 """
-import contextlib
-import threading
-
 import tensorflow as tf
 
 from tensorflow.python.framework import ops as tf_ops
@@ -69,30 +66,9 @@ def compiling_with_xla():
     return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
-# What "auto" means while :func:`using` is in force (None: the op, or the gather path under XLA).
-_forced = threading.local()
-
-
-@contextlib.contextmanager
-def using(implementation):
-    """Within this block (this thread), "auto" means ``implementation`` ("op" or "gather") while
-    graphs are traced: e.g. a graph traced for another compiler than XLA that converts gathers
-    better than the op (:mod:`mrcnn.openvino`)."""
-    if implementation not in ("op", "gather"):
-        raise ValueError(f"implementation must be 'op' or 'gather', got {implementation!r}")
-    previous = getattr(_forced, "value", None)
-    _forced.value = implementation
-    try:
-        yield
-    finally:
-        _forced.value = previous
-
-
 def _use_gather(implementation):
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-    if implementation == "auto" and getattr(_forced, "value", None):
-        implementation = _forced.value
     return implementation == "gather" or (implementation == "auto" and compiling_with_xla())
 
 

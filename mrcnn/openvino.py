@@ -59,18 +59,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["available", "version", "require_openvino", "OpenVINORuntime", "export_openvino", "load_openvino",
-           "check_openvino", "convert_keras_model", "PRECISIONS", "INSTALL_HINT", "INPUT_NAMES",
-           "OUTPUT_NAMES", "STEM_LAYERS", "cache_dir", "cache_key", "converted_model", "heads_function"]
+           "check_openvino", "convert_keras_model", "PRECISIONS", "INSTALL_HINT", "STEM_LAYERS", "cache_dir", "cache_key", "converted_model", "heads_function"]
 
 INSTALL_HINT = "pip install 'leafseg[openvino]' (or pip install openvino)"
 # leafseg's precision names ("float32", "bfloat16") and OpenVINO's ("f32", "bf16").
 PRECISIONS = {"f32": "f32", "float32": "f32", "fp32": "f32", "bf16": "bf16", "bfloat16": "bf16"}
-INPUT_NAMES = ("input_image", "input_image_meta", "input_anchors")
-OUTPUT_NAMES = ("detections", "mrcnn_class", "mrcnn_bbox", "mrcnn_mask", "rpn_rois", "rpn_class", "rpn_bbox")
 # The layers whose outputs the stem computes (Matterport's layer names): the FPN maps and the
 # RPN's concatenated scores and deltas, all that the proposal layer and the heads read.
 STEM_LAYERS = ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6", "rpn_class", "rpn_bbox")
-MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE = "model.xml", "model.bin", "config.yaml"
+MODEL_FILE, CONFIG_FILE = "model.xml", "config.yaml"
 KERAS_WEIGHTS_FILE = "model.weights.h5"
 
 
@@ -141,7 +138,7 @@ def convert_keras_model(model, shape=None):
     batch, height, width = shape if shape is not None else (None, None, None)
 
     @tf.function(input_signature=[
-        tf.TensorSpec([batch, height, width, config.IMAGE_CHANNEL_COUNT], tf.float32, name=INPUT_NAMES[0])])
+        tf.TensorSpec([batch, height, width, config.IMAGE_CHANNEL_COUNT], tf.float32, name="input_image")])
     def predict(images):
         outputs = stem(images, training=False)
         return {name: tf.cast(value, tf.float32) for name, value in zip(STEM_LAYERS, outputs)}
