@@ -4,15 +4,20 @@
     model.use_runtime(OpenVINORuntime(model))      # model.detect(...) now runs its stem in OpenVINO
     model.use_runtime(None)                        # TensorFlow again
 
-What runs where. The network is cut in two at the region proposals:
+What runs where. OpenVINO runs the convolutions, TensorFlow what lies between them:
 
 - the *stem*, the image to the FPN maps P2..P6 and the RPN's scores and deltas
-  (:data:`STEM_LAYERS`): convolutions of fixed shapes, nearly all of the arithmetic, converted
+  (:data:`STEM_LAYERS`): convolutions of fixed shapes, most of the arithmetic, converted
   with ``openvino.convert_model`` and compiled for the CPU, where OpenVINO's fused convolutions
   are faster than TensorFlow's (1.7x in float32, 9x in bfloat16 with AMX, docs/BENCHMARKS.md);
-- the *rest* (proposal layer, ROIAlign, the two heads, the detection layer, the mask head on the
-  detections found): data-dependent shapes and loops, run by TensorFlow from the stem's outputs,
-  walking the same Keras graph (:func:`heads_function`), so its results are TensorFlow's own.
+- the *heads' stacks* (:data:`HEAD_SEGMENTS`): the classifier's two 1024-wide layers on every
+  proposal and the mask head's convolutions on the detections, per-ROI layers on a row count
+  known only when the graph runs; each is compiled for its row count padded up to a multiple of
+  :data:`HEAD_ROWS_STEP` (static shapes: with a dynamic row count OpenVINO 2026.4.1 returned
+  mask probabilities up to 0.07 off TensorFlow's);
+- the *rest* (proposal layer, ROIAlign, the detection layer): data-dependent shapes and loops,
+  run by TensorFlow from the stem's outputs, walking the same Keras graph
+  (:func:`heads_function`), which calls OpenVINO for the heads' stacks (``tf.numpy_function``).
 
 Why not the whole graph in OpenVINO: OpenVINO 2026.4.1 converts it, but on this graph's
 data-dependent parts (the mask head runs on as many rows as there are detections, the NMS is a
@@ -21,7 +26,7 @@ detection count differed from the one before, got masks that were not TensorFlow
 more than one thread hundreds of the 400 proposals of a single image changed. The whole graph was
 also slower than TensorFlow there (its NMS loop runs node by node). The stem has none of that.
 
-Only :meth:`MaskRCNN._predict` changes hands: molding, anchors and unmolding stay the same numpy,
+``heads=False`` leaves the heads' stacks to TensorFlow. Only :meth:`MaskRCNN._predict` changes hands: molding, anchors and unmolding stay the same numpy,
 and ``predict`` returns what ``MaskRCNN._predict`` returns (float32 arrays by output name).
 
 Precision: "f32" (the default) sets OpenVINO's INFERENCE_PRECISION_HINT to f32 explicitly: on a
@@ -33,13 +38,14 @@ static shapes and kept (up to ``max_static_shapes``), as TensorFlow's ``reduce_r
 one graph per size; further shapes share one dynamic-shape compilation.
 
 Cache: converting takes seconds (tens of seconds for ResNet101 on a loaded machine), so the
-converted stem is kept on disk as IR under a key made of the weights' values, the config and
+converted stem (and each head) is kept on disk as IR under a key made of the weights' values, the config and
 OpenVINO's version (:func:`cache_key`), in ``$LEAFSEG_CACHE/openvino`` or
 ``~/.cache/leafseg/openvino``. Entries are written to a temporary folder and renamed into place.
 
-Export: :func:`export_openvino` writes the stem's IR (``model.xml``/``model.bin``), the weights
-(``model.weights.h5``, for the rest) and ``config.yaml`` into a folder; :func:`load_openvino` reads
-it back into a model whose ``detect(images)`` runs the stem from the IR with no conversion.
+Export: :func:`export_openvino` writes the stem's IR (``model.xml``/``model.bin``), the heads'
+(``classifier.xml``, ``mask.xml``), the weights (``model.weights.h5``, for the rest) and
+``config.yaml`` into a folder; :func:`load_openvino` reads
+it back into a model whose ``detect(images)`` runs the IR with no conversion.
 
 OpenVINO is an optional dependency (``pip install 'leafseg[openvino]'``); this module imports it
 only when used, so ``import mrcnn.openvino`` works without it and :func:`available` says whether
@@ -59,7 +65,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["available", "version", "require_openvino", "OpenVINORuntime", "export_openvino", "load_openvino",
-           "check_openvino", "convert_keras_model", "PRECISIONS", "INSTALL_HINT", "STEM_LAYERS", "cache_dir", "cache_key", "converted_model", "heads_function"]
+           "check_openvino", "convert_keras_model", "convert_head", "head_segment", "PRECISIONS", "INSTALL_HINT",
+           "STEM_LAYERS", "HEAD_SEGMENTS", "HEAD_ROWS_STEP", "cache_dir", "cache_key", "converted_model",
+           "heads_function"]
 
 INSTALL_HINT = "pip install 'leafseg[openvino]' (or pip install openvino)"
 # leafseg's precision names ("float32", "bfloat16") and OpenVINO's ("f32", "bf16").
@@ -68,6 +76,7 @@ PRECISIONS = {"f32": "f32", "float32": "f32", "fp32": "f32", "bf16": "bf16", "bf
 # RPN's concatenated scores and deltas, all that the proposal layer and the heads read.
 STEM_LAYERS = ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6", "rpn_class", "rpn_bbox")
 MODEL_FILE, CONFIG_FILE = "model.xml", "config.yaml"
+HEAD_FILES = {"classifier": "classifier.xml", "mask": "mask.xml"}  # in an export folder
 KERAS_WEIGHTS_FILE = "model.weights.h5"
 
 
@@ -146,17 +155,69 @@ def convert_keras_model(model, shape=None):
     return ov.convert_model(predict)
 
 
-def heads_function(model):
+def head_segment(model, name):
+    """The keras.Model of the head stack ``name`` (:data:`HEAD_SEGMENTS`) of ``model``'s inference
+    graph: [rows, pool, pool, C] (the ROIs merged into the batch axis) to its last layer's output,
+    sharing ``model``'s layers."""
+    import keras
+
+    if name not in HEAD_SEGMENTS:
+        raise ValueError(f"no head segment {name!r}; choose from {', '.join(HEAD_SEGMENTS)}")
+    net = model.keras_model
+    start, end = HEAD_SEGMENTS[name]
+    try:
+        return keras.Model(net.get_layer(start).output, net.get_layer(end).output, name=f"{name}_head")
+    except ValueError as err:
+        raise ValueError(f"the OpenVINO runtime needs the layers {start} and {end} (mrcnn's inference "
+                         f"graph): {err}") from None
+
+
+def convert_head(model, name):
+    """The head stack ``name`` of ``model`` (:func:`head_segment`) as an ``openvino.Model`` of
+    dynamic row count; output float32."""
+    ov = require_openvino()
+    import tensorflow as tf
+
+    segment = head_segment(model, name)
+    spec = tf.TensorSpec([None, *segment.inputs[0].shape[1:]], tf.float32, name=f"{name}_rois")
+
+    @tf.function(input_signature=[spec])
+    def predict(rows):
+        return tf.cast(segment(rows, training=False), tf.float32)
+
+    return ov.convert_model(predict)
+
+
+def heads_function(model, offload=None):
     """A ``tf.function(stem_outputs, image_metas, anchors) -> {output name: float32 tensor}`` that
     runs the rest of ``model``'s inference graph (everything after :data:`STEM_LAYERS`) in
     TensorFlow: the Keras graph walked node by node, as Keras' own functional call does, from
-    the stem's outputs instead of the image."""
+    the stem's outputs instead of the image.
+
+    offload: {head segment name (:data:`HEAD_SEGMENTS`): a function of a float32 numpy array
+    [rows, pool, pool, C] returning the segment's output for those rows}: those layers are not run
+    by TensorFlow; the function is called (``tf.numpy_function``) in their place.
+    """
     import keras
     import tensorflow as tf
 
     net = model.keras_model
     stem, metas_input, anchors_input = _stem_tensors(net), net.inputs[1], net.inputs[2]
     depths = sorted(net._nodes_by_depth, reverse=True)
+    skipped = {}  # id(layer) -> (segment input tensor, output tensor, function)
+    for name, function in (offload or {}).items():
+        segment = head_segment(model, name)
+        start, end = HEAD_SEGMENTS[name]
+        entry = (net.get_layer(start).output, net.get_layer(end).output, function)
+        for layer in segment.layers:
+            if layer.name != segment.inputs[0].name and not isinstance(layer, keras.layers.InputLayer):
+                skipped[id(layer)] = entry
+
+    def offloaded(tensors, entry):
+        source, target, function = entry
+        rows = tensors[id(source)]
+        value = tf.numpy_function(function, [tf.cast(rows, tf.float32)], tf.float32, stateful=True)
+        tensors[id(target)] = tf.ensure_shape(value, [None, *target.shape[1:]])
 
     def run(stem_outputs, image_metas, anchors):
         tensors = {id(tensor): value for tensor, value in zip(stem, stem_outputs)}
@@ -165,6 +226,11 @@ def heads_function(model):
             for node in net._nodes_by_depth[depth]:
                 if not node.operation or node.is_input or any(id(x) in tensors for x in node.outputs):
                     continue  # an input, or a tensor given (a stem output)
+                if id(node.operation) in skipped:
+                    entry = skipped[id(node.operation)]
+                    if id(entry[1]) not in tensors and id(entry[0]) in tensors:
+                        offloaded(tensors, entry)
+                    continue  # run by the offloaded function
                 if any(id(x) not in tensors for x in node.input_tensors):
                     continue  # part of the stem
                 args, kwargs = node.arguments.fill_in(tensors)
@@ -177,10 +243,18 @@ def heads_function(model):
         return {name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
                 for name, value in outputs.items()}
 
-    return tf.function(run, reduce_retracing=True)
+    return tf.function(run, reduce_retracing=True, autograph=False)  # plain Python loops over the graph
 
 
-CACHE_FORMAT = "2"  # 2: the stem only
+CACHE_FORMAT = "2"  # 2: the stem, and the heads' convolution stacks (keyed apart)
+
+# The heads' convolution stacks that OpenVINO runs (name: first layer's input layer, last layer):
+# per-ROI layers on the ROIs merged into the batch axis, [rows, pool, pool, C] -> [rows, ...].
+HEAD_SEGMENTS = {"classifier": ("mrcnn_class_merge_rois", "pool_squeeze"),
+                 "mask": ("mrcnn_mask_merge_rois", "mrcnn_mask")}
+# Rows are padded up to a multiple of this, so that each head is compiled for a few static
+# shapes (OpenVINO 2026.4.1 gave wrong masks with a dynamic row count: 0.07 off in probability).
+HEAD_ROWS_STEP = 8
 
 
 def cache_dir() -> Path:
@@ -196,7 +270,7 @@ NOT_STEM_PREFIXES = ("DETECTION_", "POST_NMS_ROIS_", "PRE_NMS_LIMIT", "RPN_NMS_T
 
 def cache_key(model, shape=None) -> str:
     """sha256 of ``model``'s weight values (in order), the config values its stem depends on,
-    OpenVINO's version and the input ``shape`` (None: dynamic)."""
+    OpenVINO's version and the input ``shape`` (None: dynamic; or "head NAME" for a head stack)."""
     digest = hashlib.sha256()
     digest.update(f"mrcnn.openvino {CACHE_FORMAT} {version()} {shape}\n".encode())
     for line in model.config.to_yaml_text().splitlines():
@@ -227,20 +301,25 @@ def _write_ir_atomic(ov_model, folder: Path):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def converted_model(model, cache=True, shape=None):
-    """``model``'s stem for molded images of ``shape`` (or dynamic) as an ``openvino.Model``: from
-    the cache when there, else converted (and written to the cache). cache: True (the default
-    folder, :func:`cache_dir`), False, or a folder. Returns (openvino.Model, "cache" or "converted")."""
+def converted_model(model, cache=True, shape=None, head=None):
+    """``model``'s stem for molded images of ``shape`` (or dynamic), or with ``head`` its head stack
+    of that name (:func:`convert_head`), as an ``openvino.Model``: from the cache when there, else
+    converted (and written to the cache). cache: True (the default folder, :func:`cache_dir`),
+    False, or a folder. Returns (openvino.Model, "cache" or "converted")."""
     ov = require_openvino()
+
+    def convert():
+        return convert_keras_model(model, shape) if head is None else convert_head(model, head)
+
     if cache is False or cache is None:
-        return convert_keras_model(model, shape), "converted"
-    folder = (cache_dir() if cache is True else Path(cache)) / cache_key(model, shape)
+        return convert(), "converted"
+    folder = (cache_dir() if cache is True else Path(cache)) / cache_key(model, shape if head is None else f"head {head}")
     if (folder / MODEL_FILE).is_file():
         try:
             return ov.Core().read_model(str(folder / MODEL_FILE)), "cache"
         except RuntimeError:  # a damaged entry: convert again and replace it
             shutil.rmtree(folder, ignore_errors=True)
-    ov_model = convert_keras_model(model, shape)
+    ov_model = convert()
     try:
         _write_ir_atomic(ov_model, folder)
     except OSError:  # a read-only or full disk costs the next runtime a conversion, nothing else
@@ -263,15 +342,22 @@ class OpenVINORuntime:
         reshaped to each input shape; default: converted for each shape, or read from the cache.
     cache: where the converted stem is kept (:func:`converted_model`): True (the default
         folder), False (convert every time) or a folder.
+    heads: True (default): OpenVINO also runs the heads' convolution stacks (:data:`HEAD_SEGMENTS`:
+        the classifier's two 1024-wide layers on every proposal, the mask head's convolutions on
+        the detections); False: TensorFlow runs everything after the stem.
+    head_models: {head name: ``openvino.Model`` or IR path} already converted (an export);
+        default: converted, or read from the cache.
     The stem is converted (or read from the cache) and compiled for each molded input shape the
-    first time it comes. Attributes, by shape: ``sources`` ("converted", "cache" or "given"),
-    ``convert_seconds`` (conversion or cache read), ``compile_seconds``.
+    first time it comes; each head once, then compiled for each row count (padded up to a
+    multiple of :data:`HEAD_ROWS_STEP`). Attributes: ``sources`` by stem shape and by head name
+    ("converted", "cache" or "given"), ``convert_seconds`` (conversion or cache read, by shape or
+    head name), ``compile_seconds`` (by shape, or (head name, rows)).
     """
 
     name = "openvino"
 
     def __init__(self, model, precision="f32", threads=None, max_static_shapes=8, performance_hint="LATENCY",
-                 stem=None, cache=True):
+                 stem=None, cache=True, heads=True, head_models=None):
         ov = require_openvino()
         if getattr(model, "mode", None) != "inference":
             raise ValueError(f"the OpenVINO runtime needs a MaskRCNN in inference mode, got mode "
@@ -291,7 +377,16 @@ class OpenVINORuntime:
         self.given = None
         if stem is not None:
             self.given = stem if isinstance(stem, ov.Model) else self._core.read_model(str(stem))
-        self._heads = heads_function(model)
+        self.heads = bool(heads)
+        self._head_given = dict(head_models or {})
+        unknown = sorted(set(self._head_given) - set(HEAD_SEGMENTS))
+        if unknown:
+            raise ValueError(f"head_models: no head {', '.join(unknown)}; the heads are {', '.join(HEAD_SEGMENTS)}")
+        self._head_models, self._head_compiled = {}, OrderedDict()
+        net = model.keras_model
+        self._head_output = {name: tuple(net.get_layer(end).output.shape[1:]) for name, (_, end) in HEAD_SEGMENTS.items()}
+        offload = {name: (lambda rows, name=name: self.head(name, rows)) for name in HEAD_SEGMENTS} if self.heads else None
+        self._heads = heads_function(model, offload)
 
     @staticmethod
     def _output_name(port):
@@ -314,7 +409,8 @@ class OpenVINORuntime:
     @property
     def description(self) -> str:
         threads = "" if not self.threads else f", {self.threads} thread{'s' if self.threads > 1 else ''}"
-        return f"OpenVINO {version()} (CPU, {self.precision}{threads}; TensorFlow after the proposals)"
+        rest = "TensorFlow for the proposals, ROIAlign and detections" if self.heads else "TensorFlow after the proposals"
+        return f"OpenVINO {version()} (CPU, {self.precision}{threads}; {rest})"
 
     def __repr__(self):
         return f"<OpenVINORuntime {self.description}>"
@@ -358,6 +454,53 @@ class OpenVINORuntime:
                 self._dynamic = self._compile(None)
             return self._dynamic
 
+    def _head_for(self, name, rows):
+        """The compiled head stack ``name`` for ``rows`` rows: converted (or read) once, compiled
+        for each row count the first time (the oldest of more than ``4 * max_static_shapes`` dropped)."""
+        with self._lock:
+            key = (name, rows)
+            if key in self._head_compiled:
+                self._head_compiled.move_to_end(key)
+                return self._head_compiled[key]
+            if name not in self._head_models:
+                started = time.perf_counter()
+                given = self._head_given.get(name)
+                if given is not None:
+                    ov_model = given if not isinstance(given, (str, os.PathLike)) else self._core.read_model(str(given))
+                    source = "given"
+                else:
+                    ov_model, source = converted_model(self._model, self.cache, head=name)
+                self.convert_seconds[name], self.sources[name] = time.perf_counter() - started, source
+                self._head_models[name] = ov_model
+            ov_model = self._head_models[name].clone()
+            ov_model.reshape({0: [rows, *self._head_input_shape(name, ov_model)]})
+            started = time.perf_counter()
+            self._head_compiled[key] = self._core.compile_model(ov_model, "CPU", self.properties)
+            self.compile_seconds[key] = time.perf_counter() - started
+            while len(self._head_compiled) > 4 * max(self.max_static_shapes, 1):
+                self._head_compiled.popitem(last=False)
+            return self._head_compiled[key]
+
+    def _head_input_shape(self, name, ov_model):
+        dims = list(ov_model.inputs[0].get_partial_shape())[1:]
+        if any(d.is_dynamic for d in dims):
+            raise ValueError(f"the OpenVINO head {name!r} has an input of unknown size {ov_model.inputs[0].get_partial_shape()}")
+        return [d.get_length() for d in dims]
+
+    def head(self, name, rows) -> np.ndarray:
+        """The head stack ``name``'s output for ``rows`` float32 [n, pool, pool, C]: float32
+        [n, ...]. The rows are padded with zeros up to a multiple of :data:`HEAD_ROWS_STEP`."""
+        rows = np.asarray(rows, np.float32)
+        count = len(rows)
+        if count == 0:
+            return np.zeros((0, *self._head_output[name]), np.float32)
+        padded = -(-count // HEAD_ROWS_STEP) * HEAD_ROWS_STEP
+        if padded != count:
+            rows = np.concatenate([rows, np.zeros((padded - count, *rows.shape[1:]), np.float32)])
+        compiled = self._head_for(name, padded)
+        result = compiled.create_infer_request().infer({0: np.ascontiguousarray(rows)})
+        return np.asarray(result[compiled.outputs[0]], np.float32)[:count]
+
     def stem(self, molded_images) -> dict:
         """The stem's outputs for molded images float32 [N, h, w, C]: {layer name: float32 array}."""
         images = np.ascontiguousarray(molded_images, np.float32)
@@ -390,8 +533,9 @@ class OpenVINORuntime:
 def export_openvino(model, path, overwrite=False, runtime=None):
     """Write ``model`` for the OpenVINO runtime into the folder ``path``: the stem as IR
     (``model.xml``, ``model.bin``: float32, not compressed; for the config's square molded size in
-    "square" resize mode, else of dynamic size), the weights (``model.weights.h5``, which the
-    TensorFlow part after the proposals reads) and ``config.yaml``.
+    "square" resize mode, else of dynamic size), the heads' convolution stacks as IR of any row
+    count (``classifier.xml``, ``mask.xml`` and their .bin), the weights (``model.weights.h5``,
+    which the TensorFlow parts read) and ``config.yaml``.
 
     The folder is written beside ``path`` under a temporary name and renamed into place, so
     ``path`` is never half written; ``overwrite=False`` refuses an existing ``path``. ``runtime``:
@@ -405,9 +549,13 @@ def export_openvino(model, path, overwrite=False, runtime=None):
     # The stem of the molded size of a "square" config (every image molds to it), else of any size.
     shape = (1, model.config.IMAGE_MAX_DIM, model.config.IMAGE_MAX_DIM) \
         if model.config.IMAGE_RESIZE_MODE == "square" else None
-    ov_model = converted_model(model, runtime.cache if runtime is not None else True, shape)[0]
+    cache = runtime.cache if runtime is not None else True
+    ov_model = converted_model(model, cache, shape)[0]
+    heads = {name: converted_model(model, cache, head=name)[0] for name in HEAD_SEGMENTS}
     with atomic_folder(path, overwrite) as tmp:
         ov.save_model(ov_model, str(tmp / MODEL_FILE), compress_to_fp16=False)
+        for name, head in heads.items():
+            ov.save_model(head, str(tmp / HEAD_FILES[name]), compress_to_fp16=False)
         model.save_weights(str(tmp / KERAS_WEIGHTS_FILE))
         model.config.to_yaml(tmp / CONFIG_FILE)
     return Path(path)
@@ -415,7 +563,8 @@ def export_openvino(model, path, overwrite=False, runtime=None):
 
 def load_openvino(path, precision="f32", threads=None, config_class=None, model_dir=None):
     """Read a folder written by :func:`export_openvino`: an inference MaskRCNN with its weights,
-    whose ``detect`` runs the stem from the folder's IR (no conversion) in OpenVINO.
+    whose ``detect`` runs the stem and the heads from the folder's IR (no conversion) in OpenVINO.
+    (A folder without the heads' IR, from before they were exported, gets them converted.)
 
     config_class: the Config subclass to read ``config.yaml`` into (default ``mrcnn.config.Config``;
     the file holds every attribute the network needs). model_dir: the model's log folder
@@ -433,7 +582,9 @@ def load_openvino(path, precision="f32", threads=None, config_class=None, model_
     config = config_class.from_yaml(path / CONFIG_FILE)
     model = MaskRCNN("inference", config, str(model_dir or path))
     model.load_weights(str(path / KERAS_WEIGHTS_FILE))
-    model.use_runtime(OpenVINORuntime(model, precision=precision, threads=threads, stem=path / MODEL_FILE))
+    heads = {name: path / file for name, file in HEAD_FILES.items() if (path / file).is_file()}
+    model.use_runtime(OpenVINORuntime(model, precision=precision, threads=threads, stem=path / MODEL_FILE,
+                                      head_models=heads))
     return model
 
 

@@ -20,7 +20,7 @@ def build_parser(parser=None):
                "python -c 'import mrcnn.openvino; help(mrcnn.openvino)' (OpenVINO).")
     add_model_arguments(parser, "detection score cut-off to bake in")
     parser.add_argument("--out", required=True, help="the folder to write (SavedModel, or OpenVINO model.xml, "
-                        "model.bin and config.yaml)")
+                        "classifier.xml, mask.xml, weights and config.yaml)")
     parser.add_argument("--format", choices=FORMATS, default="savedmodel",
                         help="savedmodel (default): TensorFlow SavedModel, image in, detections out; openvino: "
                              "OpenVINO IR of the network, molding and unmolding in numpy (needs pip install "

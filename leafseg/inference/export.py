@@ -21,8 +21,8 @@ not, so the resizing is exercised); the exit status is 1 when they differ, 2 on 
 model error. ``--min-score`` is baked into the export (the DETECTION_MIN_CONFIDENCE of the
 graph). Weights and config are found as for ``leafseg predict``.
 
-``--format openvino`` writes the network as OpenVINO IR instead (``model.xml``, ``model.bin``,
-float32, and ``config.yaml``; ``pip install 'leafseg[openvino]'``): molding, anchors and
+``--format openvino`` writes the network's convolutions as OpenVINO IR instead (``model.xml``,
+``model.bin``, ``classifier.xml``, ``mask.xml``, float32; the weights and ``config.yaml``; ``pip install 'leafseg[openvino]'``): molding, anchors and
 unmolding stay in numpy, so it is read back with mrcnn::
 
     from mrcnn.openvino import load_openvino

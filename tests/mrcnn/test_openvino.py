@@ -81,7 +81,35 @@ def test_openvino_detects_what_tensorflow_detects(model, runtime, images, tf_res
         assert not compare_detections(expected, actual, score_tolerance=2e-3, mask_tolerance=0.02)
         assert actual["rois"].dtype == np.int32 and actual["masks"].dtype == bool
     assert runtime.name == "openvino"
-    assert runtime.description == f"OpenVINO {mov.version()} (CPU, f32; TensorFlow after the proposals)"
+    assert runtime.description == (f"OpenVINO {mov.version()} (CPU, f32; TensorFlow for the proposals, "
+                                   "ROIAlign and detections)")
+    assert runtime.sources["classifier"] in ("converted", "cache") and runtime.sources["mask"] in ("converted", "cache")
+    # the heads ran in OpenVINO, compiled for row counts padded to multiples of HEAD_ROWS_STEP
+    rows = [key[1] for key in runtime.compile_seconds if key[0] == "mask"]
+    assert rows and all(r % mov.HEAD_ROWS_STEP == 0 for r in rows)
+
+
+def test_with_the_heads_left_to_tensorflow_too(model, cache, images, tf_results):
+    runtime = mov.OpenVINORuntime(model, cache=cache, heads=False)
+    for expected, actual in zip(tf_results[:3], with_runtime(model, runtime, images[:3])):
+        assert_same(expected, actual)
+    assert runtime.description.endswith("; TensorFlow after the proposals)")
+    assert "mask" not in runtime.sources and not any(isinstance(k[0], str) for k in runtime.compile_seconds)
+
+
+@pytest.mark.parametrize("name", list(mov.HEAD_SEGMENTS))
+def test_a_head_in_openvino_computes_what_its_keras_layers_compute(model, runtime, name):
+    segment = mov.head_segment(model, name)
+    rows = np.random.default_rng(0).normal(size=(13, *segment.inputs[0].shape[1:])).astype(np.float32)
+    expected = np.asarray(segment(rows, training=False))
+    actual = runtime.head(name, rows)  # 13 rows: padded to 16 for OpenVINO, 13 returned
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    assert (name, 16) in runtime.compile_seconds
+    empty = runtime.head(name, rows[:0])
+    assert empty.shape == (0, *expected.shape[1:])
+    with pytest.raises(ValueError, match="no head segment 'box'"):
+        mov.head_segment(model, "box")
 
 
 def test_predict_returns_what_tensorflow_predict_returns(model, runtime, images):
@@ -125,7 +153,8 @@ def test_a_model_differing_only_after_the_proposals_shares_the_cached_stem(model
 
 def test_export_and_load_give_the_runtimes_detections(model, runtime, images, tmp_path):
     path = mov.export_openvino(model, tmp_path / "ov", runtime=runtime)
-    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "model.bin", "model.weights.h5", "model.xml"]
+    assert sorted(p.name for p in path.iterdir()) == ["classifier.bin", "classifier.xml", "config.yaml", "mask.bin",
+                                                      "mask.xml", "model.bin", "model.weights.h5", "model.xml"]
     assert not list(tmp_path.glob(".*")), "temporary folders left behind"
     loaded = mov.load_openvino(path)
     assert loaded.config.to_dict() == model.config.to_dict()
@@ -134,6 +163,7 @@ def test_export_and_load_give_the_runtimes_detections(model, runtime, images, tm
         got = loaded.detect([image])[0]
         for name in ("rois", "class_ids", "scores", "masks"):
             np.testing.assert_array_equal(got[name], want[name])
+    assert set(loaded.runtime.sources.values()) == {"given"}  # the stem and both heads from the folder
     assert mov.check_openvino(model, path, images[:2]) == [[], []]
     with pytest.raises(FileExistsError, match="overwrite=True"):
         mov.export_openvino(model, path, runtime=runtime)

@@ -12,7 +12,8 @@ def test_export_command_writes_openvino_ir_and_its_check_passes(tmp_path, monkey
     out = tmp_path / "leaf_ov"
     done = run_main(export_command.main, ["--weights", "leaf-small", "--format", "openvino", "--out", str(out)])
     assert done.status == 0, done.stderr + done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "model.bin", "model.weights.h5", "model.xml"]
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.bin", "classifier.xml", "config.yaml", "mask.bin",
+                                                     "mask.xml", "model.bin", "model.weights.h5", "model.xml"]
     assert f"wrote {out}" in done.stdout
     assert done.stdout.count("same detections") == 2, done.stdout
     assert yaml.safe_load((out / "config.yaml").read_text())["NAME"]
