@@ -4,6 +4,7 @@
     python benchmarks/bench_precision.py                          # leaf-small, 20 classic rosettes
     python benchmarks/bench_precision.py --images 10 --train-steps 0
     python benchmarks/bench_precision.py --precisions float32,bfloat16,float16 --train-config leaf_r101
+    python benchmarks/bench_precision.py --runtime openvino --train-steps 0   # OpenVINO's float32 and bfloat16
 
 Inference: for each precision the model is built under that precision's Keras policy
 (``leafseg.models.loading.load_inference_model(precision=...)``, the weights stay float32), detects once
@@ -12,7 +13,8 @@ rosettes of 500 px (``leafseg.synth.rosettes.write_dataset``, style ``--style``,
 by default the classic held-out set of leaf-small's card), timed image by image. The same
 detections are scored as ``leafseg evaluate`` scores them (``leafseg.measure.evaluate.evaluate_model``):
 SBD, |DiC|, mask AP50. Issue 16's criterion: SBD moves by less than 0.005 (half a point) from
-float32 to bfloat16; the table says whether it does.
+float32 to bfloat16; the table says whether it does. ``--runtime openvino``: OpenVINO runs the
+network instead (``predict --runtime openvino --precision ...``), its precision hint set as asked.
 
 Training: the training step of ``--train-config`` in each precision, as ``benchmarks/bench_model.py``
 times it (``leafseg.benchmark.benchmark_training``: the trainer's train_function on one fixed batch
@@ -69,12 +71,13 @@ def rosettes(folder, count, seed, style):
     return load_eval_dataset(folder, "all")
 
 
-def bench_inference(weights, config, precision, dataset, image_ids):
-    """Seconds per image and the evaluation summary of ``weights`` computing in ``precision``."""
+def bench_inference(weights, config, precision, dataset, image_ids, runtime="tensorflow"):
+    """Seconds per image and the evaluation summary of ``weights`` computing in ``precision`` in ``runtime``."""
     from leafseg.measure.evaluate import evaluate_model
     from leafseg.models.loading import load_inference_model
 
-    model, _, _ = load_inference_model(weights, config, model_dir=tempfile.gettempdir(), precision=precision)
+    model, _, _ = load_inference_model(weights, config, model_dir=tempfile.gettempdir(), precision=precision,
+                                       runtime=runtime)
     start = time.perf_counter()
     model.detect([dataset.load_image(image_ids[0])])  # traces the graph
     first = time.perf_counter() - start
@@ -122,6 +125,9 @@ def build_parser():
                         help="override a value of --train-config (YAML value); repeatable")
     parser.add_argument("--train-steps", type=int, default=5, help="timed training steps (default 5; 0: none)")
     parser.add_argument("--train-warmup", type=int, default=2, help="untimed training steps first (default 2)")
+    parser.add_argument("--runtime", choices=("tensorflow", "openvino"), default="tensorflow",
+                        help="what runs the network for detection (default tensorflow; openvino: float32 and "
+                             "bfloat16 only); training steps always run in TensorFlow")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's log lines")
     return parser
 
@@ -138,7 +144,8 @@ def run(args):
         raise SystemExit(f"--precisions {args.precisions!r}: each must be one of {', '.join(PRECISIONS)}")
     overrides = parse_overrides(args.overrides)
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    result = {"weights": args.weights, "config": args.config, "images": args.images, "style": args.style,
+    result = {"weights": args.weights, "config": args.config, "runtime": args.runtime, "images": args.images,
+              "style": args.style,
               "seed": args.seed, "size": SIZE, "precisions": precisions, "tensorflow": tf.__version__,
               "keras": keras.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
               "cpu_bfloat16": cpu_has_bfloat16(), "onednn": onednn_enabled(), "gpus": gpus,
@@ -152,7 +159,7 @@ def run(args):
             dataset = rosettes(folder, args.images, args.seed, args.style)
             image_ids = list(dataset.image_ids)[:args.images]
             for precision in precisions:
-                figures = bench_inference(args.weights, args.config, precision, dataset, image_ids)
+                figures = bench_inference(args.weights, args.config, precision, dataset, image_ids, args.runtime)
                 result["inference"][precision] = figures
                 print(f"detect {precision}: {figures['s_per_image']:.3f} s/image (min {figures['min_s']:.3f}, "
                       f"max {figures['max_s']:.3f}; first call {figures['first_s']:.1f} s), SBD {figures['sbd']:.4f}, "

@@ -11,7 +11,9 @@ One process, one machine, one input (``leafseg.benchmark``'s: the input of
    of a virtual environment with torch and torchvision: the peer script's docstring says how to
    make one): its training step and inference;
 2. leafseg's training step, for each ``--train`` mode: ``graph`` (a tf.function, TensorFlow's
-   kernels) and ``xla`` (``jit_compile=True``, what ``train --jit`` runs);
+   kernels), ``xla`` (``jit_compile=True``, what ``train --jit`` runs) and ``bf16`` (the graph
+   under Keras' mixed_bfloat16 policy, what ``train --mixed-precision bfloat16`` runs; by default
+   only on a CPU with bfloat16 units, AVX512_BF16 or AMX);
 3. leafseg's ``MaskRCNN.detect`` for each ``--runtimes`` entry (``tensorflow``, ``openvino``
    in float32, ``openvino-bf16``), on one model, so every runtime runs the same weights; with the
    random weights' detections (up to 50, each a mask head pass) and with none (DETECTION_MIN_CONFIDENCE
@@ -34,6 +36,9 @@ from pathlib import Path
 PEER = Path(__file__).resolve().parent / "peer_torchvision.py"
 RUNTIMES = {"tensorflow": ("tensorflow", "float32"), "openvino": ("openvino", "float32"),
             "openvino-bf16": ("openvino", "bfloat16")}
+# --train modes: (jit_compile, precision)
+TRAIN_MODES = {"graph": (False, "float32"), "xla": (True, "float32"), "bf16": (False, "bfloat16"),
+               "xla-bf16": (True, "bfloat16")}
 
 
 def cpu_flags():
@@ -74,8 +79,10 @@ def main(argv=None):
     parser.add_argument("--config", default="leaf_r101", help="leaf_r101 (default) or a YAML config")
     parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
     parser.add_argument("--runtimes", default=None,
-                        help="comma-separated: tensorflow, openvino, openvino-bf16 (default: every one installed)")
-    parser.add_argument("--train", default="graph,xla", help="training modes: graph, xla, or none (default graph,xla)")
+                        help="comma-separated: tensorflow, openvino, openvino-bf16, or none (default: every one "
+                             "installed)")
+    parser.add_argument("--train", default=None, help="training modes: graph, xla, bf16, xla-bf16, or none (default graph,xla, "
+                                                     "and bf16 on a CPU with bfloat16 units)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", metavar="PATH", help="also write the json line's object here")
@@ -91,12 +98,19 @@ def main(argv=None):
     from leafseg.models.runtime import installed_runtimes
 
     installed = installed_runtimes()
-    names = args.runtimes.split(",") if args.runtimes else [
+    names = [] if args.runtimes == "none" else args.runtimes.split(",") if args.runtimes else [
         name for name in RUNTIMES if RUNTIMES[name][0] in installed]
     for name in names:
         if name not in RUNTIMES:
             parser.error(f"--runtimes: unknown {name!r}; choose from {', '.join(RUNTIMES)}")
+    from leafseg.precision import cpu_has_bfloat16, precision_policy
+
+    if args.train is None:
+        args.train = "graph,xla,bf16" if cpu_has_bfloat16() else "graph,xla"
     modes = [] if args.train == "none" else args.train.split(",")
+    for mode in modes:
+        if mode not in TRAIN_MODES:
+            parser.error(f"--train: unknown {mode!r}; choose from {', '.join(TRAIN_MODES)} or none")
     model_name, flags = cpu_flags()
     result = {"cpu": model_name, "cpu_flags": flags, "cpus": os.cpu_count(),
               "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"), "tensorflow": tf.__version__,
@@ -109,7 +123,9 @@ def main(argv=None):
     peers = [run_peer(args.peer_python, str(config.BACKBONE), args.size)] if args.peer_python else []
 
     for mode in modes:
-        train = benchmark_training(config, batch, args.warmup, args.steps, jit_compile=(mode == "xla"))
+        jit_compile, precision = TRAIN_MODES[mode]
+        with precision_policy(precision):
+            train = benchmark_training(config, batch, args.warmup, args.steps, jit_compile=jit_compile)
         result[f"train_{mode}_s"] = train["mean_s"]
         print(f"leafseg training step ({mode}): {train['mean_s']:.3f} s (min {train['min_s']:.3f}, "
               f"first {args.warmup}: {train['warmup_s']:.1f} s)", flush=True)
@@ -117,9 +133,11 @@ def main(argv=None):
     from mrcnn.model import MaskRCNN
 
     inference = config.replace(IMAGES_PER_GPU=1, GPU_COUNT=1)
-    models = {"detections": MaskRCNN("inference", inference, os.devnull),
-              "none": MaskRCNN("inference", inference.replace(DETECTION_MIN_CONFIDENCE=1.0), os.devnull)}
-    models["none"].keras_model.set_weights(models["detections"].keras_model.get_weights())
+    models = {}
+    if names:
+        models = {"detections": MaskRCNN("inference", inference, os.devnull),
+                  "none": MaskRCNN("inference", inference.replace(DETECTION_MIN_CONFIDENCE=1.0), os.devnull)}
+        models["none"].keras_model.set_weights(models["detections"].keras_model.get_weights())
     for name in names:
         runtime, precision = RUNTIMES[name]
         for case, model in models.items():

@@ -73,7 +73,8 @@ def test_command_times_training_and_inference_and_compares_with_the_peer(tmp_pat
 
 def test_runtimes_benchmark_times_each_mode_and_runtime_against_the_peer(tmp_path, capsys):
     """benchmarks/bench_runtimes.py on the quick-start preset at 128 px, with a stand-in peer that prints
-    the peer's line: every training mode and runtime is timed, and each gets its ratio to the peer's mean."""
+    the peer's line: the training modes asked for and every runtime are timed, and each gets its ratio to the
+    peer's mean. (XLA's mode is left out here, it compiles for a minute; tests/leafseg/training/test_jit.py runs it.)"""
     import importlib.util
     import stat
 
@@ -86,13 +87,13 @@ def test_runtimes_benchmark_times_each_mode_and_runtime_against_the_peer(tmp_pat
     spec.loader.exec_module(module)
     config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart_cpu.yaml")
     out_json = tmp_path / "figures.json"
-    assert module.main(["--config", config, "--size", "128", "--warmup", "1", "--steps", "1", "--train", "graph,xla",
+    assert module.main(["--config", config, "--size", "128", "--warmup", "1", "--steps", "1", "--train", "graph,bf16",
                         "--runtimes", "tensorflow,openvino", "--peer-python", str(peer), "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     result = json.loads(out.split("json: ", 1)[1])
     assert result == json.loads(out_json.read_text())
     assert result["peer"]["train_step_s"] == 2.0 and result["peer"]["infer_s"] == 0.5
-    for mode in ("graph", "xla"):
+    for mode in ("graph", "bf16"):
         assert result[f"train_{mode}_ratio"] == pytest.approx(result[f"train_{mode}_s"] / 2.0)
         assert f"training step, {mode}" in out
     for runtime in ("tensorflow", "openvino"):

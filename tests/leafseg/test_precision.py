@@ -278,3 +278,17 @@ def test_gpu_check_smoke_run_on_the_cpu():
     assert all(f["finite"] and not f["loss_scaling"] for f in summary["train"].values())
     assert [len(f["detections"]) for f in summary["detect"].values()] == [1, 2]
     assert summary["export"]["detections"] >= 0 and summary["export"]["images_per_s"] > 0
+
+
+def test_precision_benchmark_scores_openvino_as_it_scores_tensorflow(tmp_path):
+    """bench_precision.py --runtime openvino: the held-out rosettes detected with OpenVINO running the
+    network, scored as evaluate scores them (2 rosettes here; docs/BENCHMARKS.md has 50)."""
+    from tests.optional_packages import require
+
+    require("openvino", "openvino")
+    out = run_benchmark("bench_precision.py", "--runtime", "openvino", "--precisions", "float32", "--images", "2",
+                        "--train-steps", "0", "--data", str(tmp_path / "rosettes"), timeout=600)
+    summary = json.loads(out.strip().splitlines()[-1].removeprefix("json: "))
+    assert summary["runtime"] == "openvino" and summary["images"] == 2
+    figures = summary["inference"]["float32"]
+    assert len(figures["sbd_per_image"]) == 2 and 0.5 < figures["sbd"] <= 1.0 and sum(figures["count_per_image"]) > 0
