@@ -90,12 +90,18 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
     boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
     height, width = original_image_shape[:2]
-    full_masks = np.zeros((height, width, len(boxes)), dtype=bool)
-    for i in range(len(boxes)):
-        full_masks[:, :, i] = utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+    # Each mask is pasted (and compared, for mask_overlap) inside its box only: it is empty
+    # elsewhere (utils.unmold_mask), and leaves are small beside the image.
+    crops = [utils.unmold_mask_crop(masks[i], boxes[i]) for i in range(len(boxes))]
     if mask_overlap is not None:
-        keep = utils.suppress_covered_masks(full_masks, class_ids, scores, mask_overlap)
-        boxes, class_ids, scores, full_masks = boxes[keep], class_ids[keep], scores[keep], full_masks[..., keep]
+        keep = utils.suppress_covered_crops(crops, boxes, class_ids, scores, mask_overlap, original_image_shape)
+        boxes, class_ids, scores = boxes[keep], class_ids[keep], scores[keep]
+        crops = [crop for crop, kept in zip(crops, keep) if kept]
+    full_masks = np.zeros((height, width, len(boxes)), dtype=bool)
+    for i, crop in enumerate(crops):
+        if crop is not None:
+            y1, x1, y2, x2 = (int(v) for v in boxes[i])
+            full_masks[y1:y2, x1:x2, i] = crop
     return boxes.astype(np.int32), class_ids, scores, full_masks
 
 

@@ -11,6 +11,7 @@ start quickly; the graph-side versions of this maths live in `mrcnn.boxes`.
 """
 import numpy as np
 import skimage.transform
+import skimage.util
 
 from mrcnn.anchors import generate_anchors, generate_pyramid_anchors
 # Matterport's names for the normalised-box conversions, defined in mrcnn.boxcoords.
@@ -197,6 +198,32 @@ def suppress_covered_masks(masks, class_ids, scores, threshold):
     return keep
 
 
+def suppress_covered_crops(crops, boxes, class_ids, scores, threshold, image_shape):
+    """:func:`suppress_covered_masks` for masks given as their crops: ``crops[i]`` bool
+    [y2 - y1, x2 - x1], the mask of detection i inside its box ``boxes[i]`` = (y1, x1, y2, x2)
+    (pixels of an image of ``image_shape``; None for an empty box), all False outside it. The same
+    result, with each detection's work confined to its box instead of the whole image.
+    Returns: bool [N], True for the detections kept, in input order.
+    """
+    n = len(crops)
+    keep = np.zeros(n, dtype=bool)
+    unions = {}
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        y1, x1, y2, x2 = (int(v) for v in boxes[i][:4])
+        crop = np.zeros((0, 0), bool) if crops[i] is None else np.asarray(crops[i], dtype=bool)
+        if not crop.size:  # an empty mask is kept, as by suppress_covered_masks
+            keep[i] = True
+            continue
+        union = unions.get(int(class_ids[i]))
+        covered = 0 if union is None else np.count_nonzero(crop & union[y1:y2, x1:x2])
+        if covered <= float(threshold) * np.count_nonzero(crop):
+            keep[i] = True
+            if union is None:
+                union = unions[int(class_ids[i])] = np.zeros(tuple(image_shape[:2]), dtype=bool)
+            union[y1:y2, x1:x2] |= crop
+    return keep
+
+
 def apply_box_deltas(boxes, deltas):
     """Move and resize boxes by deltas; the inverse of :func:`box_refinement`.
 
@@ -259,14 +286,86 @@ def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
 
     Bool images are resized as float32 0/1, because scikit-image no longer
     interpolates bool images; threshold the result to get a mask back.
+
+    Bilinear resizing with a constant border and no anti-aliasing (the defaults: what molding an
+    image and pasting a mask do) is computed here in numpy (:func:`_resize_bilinear`), with
+    scikit-image's result bit for bit and several times faster (scipy's zoom took 28 ms to mold a
+    500 px photograph and 1-2 ms to paste each 28 x 28 mask); anything else goes to scikit-image.
     """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.float32)
+    if (order == 1 and mode == "constant" and not anti_aliasing and image.ndim in (2, 3)
+            and image.dtype != np.float16 and len(output_shape) in (2, image.ndim)
+            and tuple(output_shape[2:]) == image.shape[2:len(output_shape)] and image.size
+            and all(int(side) > 0 for side in output_shape[:2])):
+        return _resize_bilinear(image, int(output_shape[0]), int(output_shape[1]), cval, clip, preserve_range)
     return skimage.transform.resize(
         image, output_shape, order=order, mode=mode, cval=cval, clip=clip,
         preserve_range=preserve_range, anti_aliasing=anti_aliasing,
         anti_aliasing_sigma=anti_aliasing_sigma)
+
+
+def _linear_taps(size_in, size_out):
+    """Bilinear taps along one axis as scipy.ndimage's grid-mode zoom computes them: for each
+    output pixel, the index of its first neighbour in the input padded by one pixel on each side,
+    and the two weights (float64 [size_out] each)."""
+    position = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    low = np.floor(position)
+    w0 = 1.0 - (position - low)
+    return low.astype(np.intp) + 1, w0, 1.0 - w0
+
+
+def _resize_bilinear(image, height, width, cval=0, clip=True, preserve_range=False):
+    """``skimage.transform.resize(image, (height, width), order=1, mode="constant", cval=cval,
+    clip=clip, preserve_range=preserve_range, anti_aliasing=False)`` for [h, w] or [h, w, C].
+
+    The same arithmetic as scipy.ndimage's order-1 zoom (float64, the four neighbours' terms
+    summed in its order, samples beyond the edges reading ``cval``), the same float conversion
+    before and clipping after; mrcnn.transform's graph resize is written the same way. The
+    neighbours are gathered in the image's own dtype and only they are made float64 (the same
+    values: an integer or float32 is exact in float64), so no float64 copy of the whole image
+    is made.
+    """
+    if image.dtype.char in "df":
+        dtype = image.dtype
+    elif preserve_range:
+        dtype = np.dtype(np.float64)  # skimage's float type for integer images
+    else:
+        image = skimage.util.img_as_float(image)
+        dtype = image.dtype
+    if image.dtype.kind in "iu" and not (float(cval).is_integer()
+                                         and np.iinfo(image.dtype).min <= cval <= np.iinfo(image.dtype).max):
+        image = image.astype(np.float64)  # (a border value the integer type cannot hold)
+    pad = [(1, 1), (1, 1)] + [(0, 0)] * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="constant", constant_values=cval)
+    rows, wy0, wy1 = _linear_taps(image.shape[0], height)
+    cols, wx0, wx1 = _linear_taps(image.shape[1], width)
+    channels = (1,) * (image.ndim - 2)
+    wy0, wy1 = wy0.reshape((-1, 1) + channels), wy1.reshape((-1, 1) + channels)
+    wx0, wx1 = wx0.reshape((1, -1) + channels), wx1.reshape((1, -1) + channels)
+    top, bottom = padded[rows], padded[rows + 1]
+    # out = (top-left * wy0) * wx0 + (top-right * wy0) * wx1 + ..., in float64, in two buffers
+    out = np.empty((height, width) + image.shape[2:], np.float64)
+    np.copyto(out, top[:, cols])
+    out *= wy0
+    out *= wx0
+    value = np.empty_like(out)
+    for neighbours, columns, wy, wx in ((top, cols + 1, wy0, wx1), (bottom, cols, wy1, wx0),
+                                        (bottom, cols + 1, wy1, wx1)):
+        np.copyto(value, neighbours[:, columns])
+        value *= wy
+        value *= wx
+        out += value
+    out = out.astype(dtype, copy=False)
+    if clip:  # skimage's _clip_warp_output
+        low = np.min(image)
+        low, high = (np.nanmin(image), np.nanmax(image)) if np.isnan(low) else (low, np.max(image))
+        low, high = dtype.type(low), dtype.type(high)
+        if not low <= cval <= high and np.min(out) <= cval <= np.max(out):
+            low, high = min(low, dtype.type(cval)), max(high, dtype.type(cval))
+        np.clip(out, low, high, out=out)
+    return out
 
 
 def _scaled_size(height, width, scale):
@@ -343,7 +442,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         image = resize(image, _scaled_size(h, w, scale), order=1, preserve_range=True)
         if np.issubdtype(image_dtype, np.integer):
             info = np.iinfo(image_dtype)
-            image = np.clip(np.rint(image), info.min, info.max)
+            image = np.clip(np.rint(image, out=image), info.min, info.max, out=image)  # (float: in place)
         image = image.astype(image_dtype)
 
     h, w = image.shape[:2]
@@ -441,6 +540,16 @@ def expand_mask(bbox, mini_mask, image_shape):
     return mask
 
 
+def unmold_mask_crop(mask, bbox):
+    """The part of :func:`unmold_mask`'s result inside ``bbox``: bool [y2 - y1, x2 - x1], True
+    where ``mask`` (float [mask_height, mask_width] probabilities) resized to the box is >= 0.5
+    (None for a zero-area box)."""
+    y1, x1, y2, x2 = np.asarray(bbox[:4]).astype(int)
+    if y2 <= y1 or x2 <= x1:
+        return None
+    return resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1), order=1) >= 0.5
+
+
 def unmold_mask(mask, bbox, image_shape):
     """Paste a small predicted mask into a full-size binary mask.
 
@@ -453,9 +562,9 @@ def unmold_mask(mask, bbox, image_shape):
     """
     y1, x1, y2, x2 = np.asarray(bbox[:4]).astype(int)
     full_mask = np.zeros(tuple(image_shape[:2]), dtype=bool)
-    if y2 > y1 and x2 > x1:
-        resized = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1), order=1)
-        full_mask[y1:y2, x1:x2] = resized >= 0.5
+    crop = unmold_mask_crop(mask, bbox)
+    if crop is not None:
+        full_mask[y1:y2, x1:x2] = crop
     return full_mask
 
 

@@ -457,3 +457,67 @@ def test_compute_recall():
     np.testing.assert_array_equal(positive_ids, [0, 1])
     assert utils.compute_recall(np.zeros((0, 4)), gt_boxes, 0.5)[0] == 0.0
     assert utils.compute_recall(pred_boxes, np.zeros((0, 4)), 0.5)[0] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["float32", "uint8_preserve", "uint8_scaled", "bool", "float64_channels",
+                                  "above_zero"])
+def test_resize_is_scikit_images_bilinear_bit_for_bit(kind):
+    """utils.resize's own bilinear path (order 1, constant border, no anti-aliasing: molding and mask
+    pasting) returns skimage.transform.resize's array exactly, dtype included, up and down, 2-D and
+    with channels, with the clip's border rule (an image above 0 blended with the border's 0)."""
+    import skimage.transform
+
+    rng = np.random.default_rng(len(kind))
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        shape = tuple(int(v) for v in rng.integers(1, 110, 2))
+        kwargs = {}
+        if kind == "float32":
+            x = rng.random((h, w)).astype(np.float32)
+        elif kind == "uint8_preserve":
+            x, kwargs = (rng.random((h, w, 3)) * 255).astype(np.uint8), {"preserve_range": True}
+        elif kind == "uint8_scaled":
+            x = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        elif kind == "bool":
+            x = rng.random((h, w)) > 0.5
+        elif kind == "float64_channels":
+            x, kwargs = rng.normal(size=(h, w, 2)), {"preserve_range": True}
+        else:
+            x = rng.random((h, w)).astype(np.float32) * 0.5 + 0.3
+        ours = utils.resize(x, shape, order=1, **kwargs)
+        theirs = skimage.transform.resize(x.astype(np.float32) if x.dtype == bool else x, shape, order=1,
+                                          mode="constant", cval=0, clip=True, anti_aliasing=False,
+                                          preserve_range=kwargs.get("preserve_range", False))
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_suppress_covered_crops_is_suppress_covered_masks_inside_the_boxes():
+    """The crop version (what unmolding uses) keeps what the full-mask version keeps, on random
+    overlapping masks of two classes, with tied scores and empty boxes among them."""
+    rng = np.random.default_rng(3)
+    shape = (60, 80)
+    for _ in range(30):
+        n = int(rng.integers(1, 12))
+        boxes, crops, full = [], [], np.zeros(shape + (n,), bool)
+        for i in range(n):
+            y1, x1 = int(rng.integers(0, 50)), int(rng.integers(0, 70))
+            y2, x2 = y1 + int(rng.integers(0, 12)), x1 + int(rng.integers(0, 12))
+            mask = rng.random((max(y2 - y1, 0), max(x2 - x1, 0))) > 0.3
+            boxes.append((y1, x1, y2, x2))
+            crops.append(mask if mask.size else None)
+            full[y1:y2, x1:x2, i] = mask
+        class_ids = rng.integers(1, 3, n)
+        scores = np.round(rng.random(n), 1)  # ties
+        for threshold in (0.0, 0.3, 0.7):
+            np.testing.assert_array_equal(
+                utils.suppress_covered_crops(crops, boxes, class_ids, scores, threshold, shape),
+                utils.suppress_covered_masks(full, class_ids, scores, threshold))
+
+
+def test_unmold_mask_crop_is_unmold_mask_inside_the_box():
+    mask = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    full = utils.unmold_mask(mask, (5, 7, 40, 30), (50, 60))
+    np.testing.assert_array_equal(utils.unmold_mask_crop(mask, (5, 7, 40, 30)), full[5:40, 7:30])
+    assert not full[:5].any() and not full[40:].any() and not full[:, :7].any() and not full[:, 30:].any()
+    assert utils.unmold_mask_crop(mask, (5, 7, 5, 30)) is None
