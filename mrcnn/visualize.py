@@ -13,7 +13,7 @@ import numpy as np
 
 from mrcnn.fileio import atomic_path
 
-__all__ = ["random_colors", "draw_instances", "display_instances", "save_image", "plot_history"]
+__all__ = ["random_colors", "draw_instances", "draw_label", "display_instances", "save_image", "plot_history"]
 
 
 def random_colors(count, seed=0, bright=True):
@@ -66,23 +66,72 @@ def draw_instances(image, masks, labels=None, colors=None, boxes=None, alpha=0.4
     for i, crop in enumerate(crops):
         color = tuple(int(c) for c in colors[i])
         if outline and crop is not None:
-            contours, _ = cv2.findContours(masks[..., i][crop].astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_NONE, offset=(crop[1].start, crop[0].start))
-            cv2.drawContours(out, contours, -1, color, 1)
+            _draw_outline(out, masks[..., i][crop], crop, color)
         if boxes is not None:
             y1, x1, y2, x2 = (int(v) for v in boxes[i])
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
         if labels is not None and crop is not None and str(labels[i]):
-            ys, xs = np.nonzero(masks[..., i][crop])
-            ys, xs = ys + crop[0].start, xs + crop[1].start
-            # The pixel of the mask nearest its centroid, so the label sits on the instance.
-            k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
-            text = str(labels[i])
-            scale = max(0.3, min(image.shape[:2]) / 900)
-            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            origin = (int(xs[k] - tw / 2), int(ys[k] + th / 2))
-            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            _draw_centred_text(out, masks[..., i][crop], crop, str(labels[i]))
+    return out
+
+
+def _draw_outline(out, mask, crop, color):
+    """The outer contour of ``mask`` (bool, the part of an instance's mask inside ``crop``, a
+    (row slice, column slice) of ``out``) drawn on ``out`` in ``color``, 1 px."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE,
+                                   offset=(crop[1].start, crop[0].start))
+    cv2.drawContours(out, contours, -1, color, 1)
+
+
+def _draw_centred_text(out, mask, crop, text):
+    """``text`` in white on black on ``out`` at the pixel of ``mask`` (as for :func:`_draw_outline`)
+    nearest its centroid, so that the text sits on the instance; its size follows ``out``'s."""
+    import cv2
+
+    ys, xs = np.nonzero(mask)
+    ys, xs = ys + crop[0].start, xs + crop[1].start
+    k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+    scale = max(0.3, min(out.shape[:2]) / 900)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    origin = (int(xs[k] - tw / 2), int(ys[k] + th / 2))
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def draw_label(image, label, labels=None, colors=None, alpha=0.45, outline=True):
+    """:func:`draw_instances` for instances that do not overlap, given as a label image: the same
+    overlay, pixel for pixel, as ``draw_instances(image, label[..., None] == ids, ...)`` with
+    ids 1..N, without the [H, W, N] stack: the fill is one pass over the image, and each
+    instance's outline and text are drawn from its own box.
+
+    label: int [H, W], 0 = background, instance k at id k (1..N); N = ``label.max()`` unless
+    ``colors`` or ``labels`` say more. labels, colors: per instance, as for draw_instances.
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    label = np.asarray(label)
+    count = max(int(label.max(initial=0)), len(colors) if colors is not None else 0,
+                len(labels) if labels is not None else 0)
+    colors = random_colors(count) if colors is None else np.asarray(colors, dtype=np.uint8)
+    out = image[..., :3].astype(np.float32)
+    inside = label > 0
+    # draw_instances' arithmetic per pixel: float32 (1 - alpha) * pixel + float64 alpha * colour
+    out[inside] = (1 - alpha) * out[inside] + alpha * colors[label[inside] - 1]
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    crops = ndimage.find_objects(label, max_label=count) if count else []
+    for i, crop in enumerate(crops):
+        if crop is None:
+            continue
+        mask = label[crop] == i + 1
+        if outline:
+            _draw_outline(out, mask, crop, tuple(int(c) for c in colors[i]))
+        if labels is not None and str(labels[i]):
+            _draw_centred_text(out, mask, crop, str(labels[i]))
     return out
 
 

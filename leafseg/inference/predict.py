@@ -336,8 +336,7 @@ def visible_leaves(result):
     if np.any(order != np.arange(len(order))):  # (the model's detections come sorted: no copy then)
         masks = masks[..., order]
     label = label_from_detections(masks, scores[order])
-    present = np.zeros(masks.shape[-1] + 1, bool)
-    present[np.unique(label)] = True
+    present = np.bincount(label.ravel(), minlength=masks.shape[-1] + 1) > 0  # (np.unique sorts or hashes)
     kept = np.flatnonzero(present[1:])
     # Renumber the detections that kept a pixel 1..n, in score order.
     lookup = np.zeros(masks.shape[-1] + 1, label.dtype)
@@ -531,7 +530,7 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     class_ids = np.asarray(details["class_ids"], np.int64).reshape(-1)
     if class_names:  # several classes: each instance in its class's colour, and a legend
         colors = class_colours(len(class_names))[np.clip(class_ids - 1, 0, len(class_names) - 1)]
-    overlay = visualize.draw_instances(image, visible, labels=ids, colors=colors)
+    overlay = visualize.draw_label(image, label, labels=ids, colors=colors)  # (draw_instances' overlay of visible)
     if scene:
         overlay = draw_plants(overlay, label, details["plant_ids"], plants)
     if class_names:

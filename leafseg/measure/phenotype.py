@@ -222,8 +222,11 @@ def measure_plant(masks, image_name: str = "", mm_per_pixel=None, label=None) ->
     scale, length_unit, area_unit = _units(mm_per_pixel)
     if label is not None:
         foreground = np.asarray(label) > 0
-        ids = np.unique(label)
-        leaf_count = int(np.count_nonzero(ids))
+        label = np.asarray(label)
+        if label.dtype.kind in "ub" and label.size:  # (a count per id: cheaper than np.unique's sort or hash)
+            leaf_count = int(np.count_nonzero(np.bincount(label.ravel())[1:]))
+        else:
+            leaf_count = int(np.count_nonzero(np.unique(label)))
     else:
         foreground = masks.any(axis=2)
         leaf_count = int(masks.any(axis=(0, 1)).sum())

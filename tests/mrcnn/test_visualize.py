@@ -84,3 +84,24 @@ def test_image_grid_headings_line_up_with_a_row_title_of_several_lines():
     first, second = (ax.get_title(loc="left") for ax in fig.axes[:2])
     assert first.count("\n") == second.count("\n") == 2
     assert second.startswith("ground truth\n")
+
+
+def test_draw_label_gives_draw_instances_overlay_of_the_same_disjoint_instances():
+    """draw_label(image, label) is draw_instances(image, label == each id) pixel for pixel: fill,
+    outlines and centred ids, a gray image, an id with no pixel left (None box) and ids left blank."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    label = np.zeros((90, 120), np.uint8)
+    for k, (y, x, r) in enumerate([(20, 30, 12), (50, 60, 18), (70, 100, 9), (25, 95, 14)], start=1):
+        yy, xx = np.ogrid[:90, :120]
+        label[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = k  # later circles cover earlier ones
+    label[label == 3] = 0  # id 3 has no pixel
+    masks = label[..., None] == np.arange(1, 5)
+    colors = visualize.random_colors(4, seed=2)
+    for kwargs in ({"labels": ["1", "2", "3", "4"]}, {"labels": ["1", "", "3", "4"], "outline": False}, {}):
+        expected = visualize.draw_instances(image, masks, colors=colors, **kwargs)
+        np.testing.assert_array_equal(visualize.draw_label(image, label, colors=colors, **kwargs), expected)
+    gray = image[..., 0]
+    np.testing.assert_array_equal(visualize.draw_label(gray, label, colors=colors),
+                                  visualize.draw_instances(gray, masks, colors=colors))
+    assert visualize.draw_label(image, np.zeros_like(label)).dtype == np.uint8
