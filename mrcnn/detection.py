@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, parse_image_meta_graph
-from mrcnn.nms import batched_nms_gather
+from mrcnn.nms import combined_nms
 
 __all__ = ["refine_detections_graph", "DetectionLayer"]
 
@@ -44,9 +44,9 @@ def refine_detections_graph(rois, probs, deltas, window, max_instances, min_conf
     keep = valid_roi & (class_ids > 0) & (class_scores >= min_confidence)
     # Each ROI competes only in its own class. A per-class cap of max_instances and a total
     # cap of max_instances is one class-aware NMS capped at max_instances.
-    boxes, scores, classes, _ = batched_nms_gather(
+    boxes, scores, classes, _ = combined_nms(
         boxes, class_scores, max_instances, nms_threshold, classes=class_ids,
-        valid=keep & (class_scores > 0.0))
+        valid=keep & (class_scores > 0.0), num_classes=probs.shape[-1] or tf.shape(probs)[-1])
     detections = tf.concat([boxes, classes[..., tf.newaxis], scores[..., tf.newaxis]], axis=-1)
     return tf.stop_gradient(detections)
 

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.fileio import atomic_folder
+from mrcnn.nms import plain_ops
 from mrcnn.transform import (EXPORTABLE_RESIZE_MODES, anchors_graph, check_exportable, mold_image_graph,
                              unmold_detections_graph)
 
@@ -95,9 +96,10 @@ def make_serving_function(model):
         return unmold_detections_graph(outputs["detections"][0], outputs["mrcnn_mask"][0], tf.shape(image),
                                        tf.shape(molded), window, config.DETECTION_MASK_OVERLAP_THRESHOLD)
 
-    serve.get_concrete_function(tf.TensorSpec([None, None, config.IMAGE_CHANNEL_COUNT], tf.uint8, name="image"))
-    for dtype in REFUSED_DTYPES:
-        serve.get_concrete_function(tf.TensorSpec([None, None, None], dtype, name="image"))
+    with plain_ops():  # no CombinedNonMaxSuppression in the graph: OpenVINO can convert it
+        serve.get_concrete_function(tf.TensorSpec([None, None, config.IMAGE_CHANNEL_COUNT], tf.uint8, name="image"))
+        for dtype in REFUSED_DTYPES:
+            serve.get_concrete_function(tf.TensorSpec([None, None, None], dtype, name="image"))
     return serve
 
 
@@ -111,7 +113,7 @@ def export_saved_model(model, path, overwrite=False):
     from keras.export import ExportArchive
 
     serve = make_serving_function(model)
-    with atomic_folder(path, overwrite) as tmp:
+    with atomic_folder(path, overwrite) as tmp, plain_ops():
         archive = ExportArchive()
         archive.track(model.keras_model)
         archive.add_endpoint("serve", serve)

@@ -14,10 +14,34 @@ is above the threshold; IoU of a box of no area is 0) with fixed shapes:
 - the loop over tiles stops once every image has ``max_output_size`` boxes.
 
 Ties in score may be ordered differently from the op (neither promises an order).
+
+:func:`combined_nms` is what the proposal and detection layers call: the op itself in
+TensorFlow's graph and eagerly, where it is 4-5 times as fast on a CPU as these plain ops
+(``benchmarks/bench_nms.py``), and :func:`batched_nms_gather` while XLA compiles the graph or
+inside :func:`plain_ops` (an export meant for other runtimes), as ``mrcnn.crop`` does for ROIAlign.
 """
+import contextlib
+import threading
+
 import tensorflow as tf
 
-__all__ = ["batched_nms", "batched_nms_gather"]
+__all__ = ["batched_nms", "batched_nms_gather", "combined_nms", "plain_ops", "IMPLEMENTATIONS"]
+
+IMPLEMENTATIONS = ("auto", "op", "gather")
+_PLAIN = threading.local()
+
+
+@contextlib.contextmanager
+def plain_ops():
+    """While tracing within, :func:`combined_nms` (``implementation="auto"``) takes the plain-op
+    NMS: a graph traced here holds no CombinedNonMaxSuppression, which OpenVINO cannot convert
+    and XLA cannot compile (``mrcnn.export`` traces the SavedModel so)."""
+    previous = getattr(_PLAIN, "on", False)
+    _PLAIN.on = True
+    try:
+        yield
+    finally:
+        _PLAIN.on = previous
 
 
 def _take(x, indices):
@@ -164,4 +188,36 @@ def batched_nms_gather(boxes, scores, max_output_size, iou_threshold, classes=No
         out_classes = tf.zeros_like(out_scores)
     else:
         out_classes = tf.where(in_output, tf.cast(_take(classes, indices), tf.float32), 0.0)
+    return out_boxes, out_scores, out_classes, count
+
+
+def combined_nms(boxes, scores, max_output_size, iou_threshold, classes=None, valid=None, num_classes=None,
+                 implementation="auto"):
+    """Batched greedy NMS returning what :func:`batched_nms_gather` returns (boxes [B, M, 4],
+    scores [B, M], classes [B, M] float32, count [B]), by ``tf.image.combined_non_max_suppression``
+    or by :func:`batched_nms_gather`.
+
+    classes: None (one class, every box a candidate) or int [B, N] with ``num_classes`` (the
+    one-hot depth) and ``valid`` bool [B, N] (candidates; their scores must be above 0, as the
+    op's score_threshold of 0 drops the rest). implementation: "auto" (the op, or the plain ops
+    while XLA compiles or inside :func:`plain_ops`), "op" or "gather".
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    from mrcnn.crop import compiling_with_xla
+
+    plain = implementation == "gather" or (
+        implementation == "auto" and (getattr(_PLAIN, "on", False) or compiling_with_xla()))
+    if plain or (classes is None and valid is not None) or (classes is not None and (valid is None or not num_classes)):
+        return batched_nms_gather(boxes, scores, max_output_size, iou_threshold, classes, valid)
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    if classes is None:  # one class: combined NMS is plain greedy NMS, zero-padded to max_output_size
+        class_scores, threshold = scores[:, :, tf.newaxis], float("-inf")
+    else:  # each box competes only in its own class's column; the other columns are 0 and dropped
+        class_scores = tf.one_hot(classes, num_classes) * tf.where(valid, scores, 0.0)[..., tf.newaxis]
+        threshold = 0.0
+    out_boxes, out_scores, out_classes, count = tf.image.combined_non_max_suppression(
+        boxes[:, :, tf.newaxis, :], class_scores, max_output_size_per_class=max_output_size,
+        max_total_size=max_output_size, iou_threshold=iou_threshold, score_threshold=threshold, clip_boxes=False)
     return out_boxes, out_scores, out_classes, count

@@ -53,6 +53,7 @@ it is installed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -64,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["available", "version", "require_openvino", "OpenVINORuntime", "export_openvino", "load_openvino",
+__all__ = ["available", "version", "require_openvino", "without_telemetry", "OpenVINORuntime", "export_openvino", "load_openvino",
            "check_openvino", "convert_keras_model", "convert_head", "head_segment", "PRECISIONS", "INSTALL_HINT",
            "STEM_LAYERS", "HEAD_SEGMENTS", "HEAD_ROWS_STEP", "cache_dir", "cache_key", "converted_model",
            "heads_function"]
@@ -112,6 +113,58 @@ def require_openvino():
     return _import_openvino()
 
 
+# The modules of OpenVINO's converter that hold its telemetry module as ``tm``.
+_TELEMETRY_MODULES = ("openvino.tools.ovc.convert_impl", "openvino.tools.ovc.telemetry_utils",
+                      "openvino.tools.ovc.utils", "openvino.tools.ovc.main")
+
+
+@contextlib.contextmanager
+def without_telemetry():
+    """Within, ``openvino.convert_model`` sends no usage telemetry.
+
+    openvino-telemetry (installed with openvino) sends an event per conversion from a process
+    forked off a background thread, which waits on the network for its timeout (offline lab
+    servers: the whole timeout). The fork copies every file this process has open at that moment,
+    HDF5 weights files included, and holds their locks meanwhile: a ``.weights.h5`` written just
+    then could not be reopened ("unable to lock file", seen in leafseg's tests). leafseg sends
+    nothing: the converter's modules get OpenVINO's own stand-in (``telemetry_stub``, what it uses
+    without openvino-telemetry) for the time of the conversion. (OpenVINO skips telemetry by itself
+    where CI=true.)
+    """
+    import importlib
+    import sys
+
+    try:
+        stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
+    except ImportError:
+        yield
+        return
+    with _TELEMETRY_LOCK:
+        patched = []
+        for name in _TELEMETRY_MODULES:
+            module = sys.modules.get(name) or _import_quietly(name)
+            if module is not None and hasattr(module, "tm"):
+                patched.append((module, module.tm))
+                module.tm = stub
+        try:
+            yield
+        finally:
+            for module, original in patched:
+                module.tm = original
+
+
+def _import_quietly(name):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+_TELEMETRY_LOCK = threading.RLock()
+
+
 def _precision(precision) -> str:
     key = str(precision).lower()
     if key not in PRECISIONS:
@@ -152,7 +205,8 @@ def convert_keras_model(model, shape=None):
         outputs = stem(images, training=False)
         return {name: tf.cast(value, tf.float32) for name, value in zip(STEM_LAYERS, outputs)}
 
-    return ov.convert_model(predict)
+    with without_telemetry():
+        return ov.convert_model(predict)
 
 
 def head_segment(model, name):
@@ -185,7 +239,8 @@ def convert_head(model, name):
     def predict(rows):
         return tf.cast(segment(rows, training=False), tf.float32)
 
-    return ov.convert_model(predict)
+    with without_telemetry():
+        return ov.convert_model(predict)
 
 
 def heads_function(model, offload=None):

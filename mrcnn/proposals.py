@@ -4,16 +4,16 @@
 that the inspection notebooks see exactly what the model computes; :class:`ProposalLayer`
 is the Keras wrapper the model uses and returns only the proposals.
 
-NMS is :func:`mrcnn.nms.batched_nms_gather`, greedy NMS batched over images from plain
-tensor ops: it keeps the boxes ``tf.image.combined_non_max_suppression`` keeps (the op used
-before), and unlike that op it compiles under XLA and converts to OpenVINO.
-benchmarks/bench_nms.py times the two.
+NMS is :func:`mrcnn.nms.combined_nms`: ``tf.image.combined_non_max_suppression`` in
+TensorFlow's graph, and greedy NMS batched over images from plain tensor ops
+(:func:`mrcnn.nms.batched_nms_gather`, the same boxes) while XLA compiles or an export is
+traced for other runtimes. benchmarks/bench_nms.py times the two.
 """
 import keras
 import tensorflow as tf
 
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph
-from mrcnn.nms import batched_nms_gather
+from mrcnn.nms import combined_nms
 
 __all__ = ["proposal_steps", "ProposalLayer"]
 
@@ -61,8 +61,7 @@ def proposal_steps(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold,
     clipped = clip_boxes_graph(refined, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
     # One class, every box a candidate; zero-padded to proposal_count.
-    rois, nms_scores, _, count = batched_nms_gather(clipped, pre_nms_scores, proposal_count,
-                                                    nms_threshold)
+    rois, nms_scores, _, count = combined_nms(clipped, pre_nms_scores, proposal_count, nms_threshold)
     # Proposals are constants to the second stage (as in detectron2 and torchvision); NMS
     # has no gradient, so a loss reaching back through them would fail, not just be wrong.
     rois = tf.stop_gradient(rois)

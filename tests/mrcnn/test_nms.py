@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.detection import DetectionLayer
-from mrcnn.nms import batched_nms, batched_nms_gather
+from mrcnn.nms import batched_nms, batched_nms_gather, combined_nms, plain_ops
 from mrcnn.proposals import ProposalLayer
 from tests.optional_packages import require
 
@@ -147,3 +147,28 @@ def test_openvino_converts_and_runs_it(rng, tmp_path):
     expected = combined_per_class(boxes, scores, classes, np.ones_like(classes, bool), 3, 100, 0.3)
     for name, value in zip(["boxes", "scores", "classes", "count"], expected):
         np.testing.assert_array_equal(actual[name], value.numpy(), err_msg=name)
+
+
+def _graph_ops(fn, *args):
+    return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_combined_nms_is_the_op_in_a_graph_and_the_plain_ops_for_xla_and_exports(rng):
+    """combined_nms("auto"): CombinedNonMaxSuppression where TensorFlow runs the graph (4-5x faster
+    there), the plain ops inside plain_ops() (exports) and while XLA compiles; the same rows each way,
+    for one class and per class."""
+    boxes, scores = random_boxes(rng, 2, 300)
+    scores = scores[..., 0]
+    classes = rng.integers(0, 3, (2, 300)).astype(np.int32)
+    valid = (classes > 0) & (scores > 0.2)
+    per_class = lambda b, s, c, v, implementation="auto": combined_nms(
+        b, s, 40, 0.3, classes=c, valid=v, num_classes=3, implementation=implementation)
+    one_class = lambda b, s, implementation="auto": combined_nms(b, s, 100, 0.7, implementation=implementation)
+    for fn, args in ((one_class, (boxes, scores)), (per_class, (boxes, scores, classes, valid))):
+        assert_same(fn(*args, implementation="gather"), fn(*args, implementation="op"))
+        assert "CombinedNonMaxSuppression" in _graph_ops(fn, *args)
+        with plain_ops():
+            assert "CombinedNonMaxSuppression" not in _graph_ops(fn, *args)
+        assert_same(tf.function(fn, jit_compile=True)(*args), fn(*args))  # (XLA has no kernel for the op)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        combined_nms(boxes, scores, 10, 0.5, implementation="fast")

@@ -204,3 +204,23 @@ def test_without_openvino_the_error_names_the_extra(monkeypatch, tmp_path):
     (tmp_path / "ir" / "model.xml").write_text("<net/>")
     with pytest.raises(ImportError, match=r"leafseg\[openvino\]"):
         mov.load_openvino(tmp_path / "ir")
+
+
+def test_converting_sends_no_telemetry_and_leaves_weights_files_openable(model, tmp_path, monkeypatch):
+    """openvino-telemetry sends an event per conversion from a forked process that holds this process's
+    open files (HDF5 locks) while it waits on the network; leafseg's conversions send none, and a
+    weights file written right after a conversion opens again."""
+    import h5py
+    import openvino_telemetry
+    from openvino.tools.ovc import convert_impl
+
+    made = []
+    original = openvino_telemetry.Telemetry.__init__
+    monkeypatch.setattr(openvino_telemetry.Telemetry, "__init__",
+                        lambda self, *a, **k: made.append(1) or original(self, *a, **k))
+    before = convert_impl.tm
+    mov.convert_head(model, "classifier")
+    assert made == [] and convert_impl.tm is before
+    path = model.save_weights(str(tmp_path / "after.weights.h5"))
+    with h5py.File(path, "a") as f:
+        assert f.attrs["config_yaml"]
