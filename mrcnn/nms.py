@@ -208,7 +208,9 @@ def combined_nms(boxes, scores, max_output_size, iou_threshold, classes=None, va
 
     plain = implementation == "gather" or (
         implementation == "auto" and (getattr(_PLAIN, "on", False) or compiling_with_xla()))
-    if plain or (classes is None and valid is not None) or (classes is not None and (valid is None or not num_classes)):
+    # The op takes one class without a validity mask, or classes with one and their count.
+    op_takes_it = valid is None if classes is None else (valid is not None and num_classes is not None)
+    if plain or not op_takes_it:
         return batched_nms_gather(boxes, scores, max_output_size, iou_threshold, classes, valid)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     scores = tf.convert_to_tensor(scores, tf.float32)

@@ -26,7 +26,8 @@ detection count differed from the one before, got masks that were not TensorFlow
 more than one thread hundreds of the 400 proposals of a single image changed. The whole graph was
 also slower than TensorFlow there (its NMS loop runs node by node). The stem has none of that.
 
-``heads=False`` leaves the heads' stacks to TensorFlow. Only :meth:`MaskRCNN._predict` changes hands: molding, anchors and unmolding stay the same numpy,
+``heads=False`` leaves the heads' stacks to TensorFlow. Only :meth:`MaskRCNN._predict` changes
+hands: molding, anchors and unmolding stay the same numpy,
 and ``predict`` returns what ``MaskRCNN._predict`` returns (float32 arrays by output name).
 
 Precision: "f32" (the default) sets OpenVINO's INFERENCE_PRECISION_HINT to f32 explicitly: on a
@@ -38,8 +39,8 @@ static shapes and kept (up to ``max_static_shapes``), as TensorFlow's ``reduce_r
 one graph per size; further shapes share one dynamic-shape compilation.
 
 Cache: converting takes seconds (tens of seconds for ResNet101 on a loaded machine), so the
-converted stem (and each head) is kept on disk as IR under a key made of the weights' values, the config and
-OpenVINO's version (:func:`cache_key`), in ``$LEAFSEG_CACHE/openvino`` or
+converted stem (and each head) is kept on disk as IR under a key made of the weights' values,
+the config and OpenVINO's version (:func:`cache_key`), in ``$LEAFSEG_CACHE/openvino`` or
 ``~/.cache/leafseg/openvino``. Entries are written to a temporary folder and renamed into place.
 
 Export: :func:`export_openvino` writes the stem's IR (``model.xml``/``model.bin``), the heads'
@@ -131,12 +132,10 @@ def without_telemetry():
     without openvino-telemetry) for the time of the conversion. (OpenVINO skips telemetry by itself
     where CI=true.)
     """
-    import importlib
     import sys
 
-    try:
-        stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
-    except ImportError:
+    stub = _import_quietly("openvino.tools.ovc.telemetry_stub")
+    if stub is None:
         yield
         return
     with _TELEMETRY_LOCK:
@@ -265,7 +264,7 @@ def heads_function(model, offload=None):
         start, end = HEAD_SEGMENTS[name]
         entry = (net.get_layer(start).output, net.get_layer(end).output, function)
         for layer in segment.layers:
-            if layer.name != segment.inputs[0].name and not isinstance(layer, keras.layers.InputLayer):
+            if not isinstance(layer, keras.layers.InputLayer):
                 skipped[id(layer)] = entry
 
     def offloaded(tensors, entry):

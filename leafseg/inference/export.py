@@ -22,8 +22,9 @@ model error. ``--min-score`` is baked into the export (the DETECTION_MIN_CONFIDE
 graph). Weights and config are found as for ``leafseg predict``.
 
 ``--format openvino`` writes the network's convolutions as OpenVINO IR instead (``model.xml``,
-``model.bin``, ``classifier.xml``, ``mask.xml``, float32; the weights and ``config.yaml``; ``pip install 'leafseg[openvino]'``): molding, anchors and
-unmolding stay in numpy, so it is read back with mrcnn::
+``model.bin``, ``classifier.xml``, ``mask.xml``, float32; the weights and ``config.yaml``;
+``pip install 'leafseg[openvino]'``): molding, anchors and unmolding stay in numpy, so it is
+read back with mrcnn::
 
     from mrcnn.openvino import load_openvino
     r = load_openvino("exported/leaf_ov").detect([image])[0]    # what MaskRCNN.detect returns

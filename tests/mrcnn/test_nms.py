@@ -172,3 +172,18 @@ def test_combined_nms_is_the_op_in_a_graph_and_the_plain_ops_for_xla_and_exports
         assert_same(tf.function(fn, jit_compile=True)(*args), fn(*args))  # (XLA has no kernel for the op)
     with pytest.raises(ValueError, match="implementation must be one of"):
         combined_nms(boxes, scores, 10, 0.5, implementation="fast")
+
+
+def test_combined_nms_takes_a_class_count_known_only_when_the_graph_runs(rng):
+    """The detection layer passes tf.shape(probs)[-1] when the class axis has no static size."""
+    boxes, scores = random_boxes(rng, 1, 200)
+    scores = scores[..., 0]
+    classes = rng.integers(1, 3, (1, 200)).astype(np.int32)
+    valid = scores > 0.1
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 200, None], tf.float32)])
+    def run(table):
+        return combined_nms(boxes, scores, 30, 0.3, classes=classes, valid=valid, num_classes=tf.shape(table)[-1])
+
+    assert_same(combined_nms(boxes, scores, 30, 0.3, classes=classes, valid=valid, implementation="gather"),
+                run(tf.zeros([1, 200, 3])))
