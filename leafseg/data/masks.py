@@ -331,11 +331,17 @@ def leaf_palette(n: int) -> np.ndarray:
 # Masks -> label images
 # ---------------------------------------------------------------------------------------------
 
-def masks_to_label(masks: np.ndarray) -> np.ndarray:
+def masks_to_label(masks: np.ndarray, order=None, boxes=None) -> np.ndarray:
     """bool [H, W, N] masks -> [H, W] ids: mask k becomes id k + 1, background 0.
 
     Where masks overlap the later mask wins (like paint: instance N-1 is on top). uint8 for
     N <= 255, else uint16.
+
+    order: the painting order, a permutation of 0..N-1 (default 0..N-1): mask ``order[-1]`` is
+        on top; the ids stay k + 1. Saves the copy that ``masks[..., order]`` makes.
+    boxes: int [N, 4] (y1, x1, y2, x2), each mask's box (a detection's ``rois``). Where every
+        mask lies inside its box (checked by counting pixels), each is painted within it only,
+        the same label in a fraction of the time; otherwise the boxes are not used.
     """
     masks = np.asarray(masks)
     if masks.ndim != 3:
@@ -343,10 +349,30 @@ def masks_to_label(masks: np.ndarray) -> np.ndarray:
     n = masks.shape[2]
     if n > np.iinfo(np.uint16).max:
         raise ValueError(f"{n} masks do not fit a uint16 label image")
+    order = np.arange(n) if order is None else np.asarray(order, np.int64).reshape(-1)
+    if sorted(order.tolist()) != list(range(n)):
+        raise ValueError(f"order must be a permutation of 0..{n - 1}, got {order.tolist()}")
     label = np.zeros(masks.shape[:2], dtype=np.uint8 if n <= 255 else np.uint16)
-    for k in range(n):
-        label[masks[..., k].astype(bool, copy=False)] = k + 1
+    crops = _box_crops(masks, boxes)
+    for k in order.tolist():
+        crop = crops[k] if crops else (slice(None), slice(None))
+        label[crop][masks[crop + (k,)].astype(bool, copy=False)] = k + 1
     return label
+
+
+def _box_crops(masks, boxes):
+    """[(row slice, column slice)] of each mask's box where all of ``masks``' pixels lie in their
+    boxes, else None (no boxes, or a pixel outside its box)."""
+    if boxes is None or masks.shape[2] == 0:
+        return None
+    boxes = np.asarray(boxes)
+    if boxes.shape != (masks.shape[2], 4):
+        raise ValueError(f"boxes must be [{masks.shape[2]}, 4] for {masks.shape[2]} masks, got shape {boxes.shape}")
+    height, width = masks.shape[:2]
+    boxes = np.clip(np.rint(boxes).astype(np.int64), 0, [height, width, height, width])
+    crops = [(slice(y1, y2), slice(x1, x2)) for y1, x1, y2, x2 in boxes.tolist()]
+    inside = sum(np.count_nonzero(masks[crop + (k,)]) for k, crop in enumerate(crops))
+    return crops if inside == np.count_nonzero(masks) else None
 
 
 def masks_to_color(masks: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
@@ -390,5 +416,5 @@ def save_indexed_png(label: np.ndarray, path, palette: np.ndarray | None = None)
     image = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, np.uint8).tobytes())
     image.putpalette(palette.tobytes())
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=3)  # (half the time of the default 6; files ~1.5x)
     return path

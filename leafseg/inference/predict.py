@@ -90,6 +90,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +101,8 @@ from PIL import Image, UnidentifiedImageError
 from leafseg import counted
 from leafseg.data.annotations import mask_to_polygons
 from leafseg.precision import PRECISION_POLICIES
-from leafseg.data.masks import leaf_palette, save_indexed_png
-from leafseg.measure.metrics import label_from_detections, write_csv
+from leafseg.data.masks import leaf_palette, masks_to_label, save_indexed_png
+from leafseg.measure.metrics import write_csv
 from leafseg.inference.plants import PLANT_MODES, PlantsFirst, parse_grid
 from leafseg.inference.tta import TTAModel, view_names
 from leafseg.measure.phenotype import measure_leaves, measure_plants, round_traits
@@ -329,23 +330,29 @@ def visible_leaves(result):
     of the kept detections), leaves in descending score; with ``plant_ids`` in the result (a
     scene, :class:`leafseg.inference.plants.PlantsFirst`) by plant, then descending score.
     """
+    label, details = visible_label(result)
+    return label, label[..., np.newaxis] == np.arange(1, len(details["scores"]) + 1), details
+
+
+def visible_label(result):
+    """:func:`visible_leaves` without the [H, W, n] stack of visible masks: (label, details)."""
     scores = np.asarray(result["scores"], np.float64)
-    plant_ids = np.asarray(result.get("plant_ids", np.ones(len(scores), np.int32)), np.int32)
-    order = np.lexsort((np.arange(len(scores)), -scores, plant_ids))
-    masks = np.asarray(result["masks"], bool)
-    if np.any(order != np.arange(len(order))):  # (the model's detections come sorted: no copy then)
-        masks = masks[..., order]
-    label = label_from_detections(masks, scores[order])
-    present = np.bincount(label.ravel(), minlength=masks.shape[-1] + 1) > 0  # (np.unique sorts or hashes)
-    kept = np.flatnonzero(present[1:])
-    # Renumber the detections that kept a pixel 1..n, in score order.
-    lookup = np.zeros(masks.shape[-1] + 1, label.dtype)
+    n = len(scores)
+    plant_ids = np.asarray(result.get("plant_ids", np.ones(n, np.int32)), np.int32)
+    order = np.lexsort((np.arange(n), -scores, plant_ids))  # the leaves' order in the outputs
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    # The higher score on top; among equal scores the leaf first in ``order``. Leaf k gets id k + 1.
+    painted = masks_to_label(np.asarray(result["masks"], bool), order=np.lexsort((-rank, scores)),
+                             boxes=result.get("rois"))
+    present = np.bincount(painted.ravel(), minlength=n + 1)[1:] > 0  # (np.unique sorts or hashes)
+    kept = order[present[order]]
+    # Renumber the detections that kept a pixel 1..count, in output order.
+    lookup = np.zeros(n + 1, painted.dtype)
     lookup[kept + 1] = np.arange(1, len(kept) + 1)
-    label = lookup[label]
-    visible = label[..., np.newaxis] == np.arange(1, len(kept) + 1)
-    details = {name: np.asarray(result[name])[order][kept] for name in ("scores", "class_ids", "rois")}
-    details["plant_ids"] = plant_ids[order][kept]
-    return label, visible, details
+    details = {name: np.asarray(result[name])[kept] for name in ("scores", "class_ids", "rois")}
+    details["plant_ids"] = plant_ids[kept]
+    return lookup[painted], details
 
 
 COCO_FORMATS = ("rle", "polygons")
@@ -513,8 +520,8 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     from mrcnn import visualize
 
     out_dir, mm_per_pixel = Path(options.out_dir), options.mm_per_pixel
-    label, visible, details = visible_leaves(result)
-    count = visible.shape[-1]
+    label, details = visible_label(result)
+    count = len(details["scores"])
     height, width = label.shape
     plants = result.get("plants") or [_whole_frame(height, width)]
     names = {plant.id: plant.name for plant in plants}
@@ -539,7 +546,7 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     _save_label(label, out_dir / "labels" / f"{name}{options.label_suffix}")
     plant_label = np.concatenate([[0], details["plant_ids"]]).astype(np.uint16 if len(plants) > 255 else np.uint8)[label]
     _save_label(plant_label, out_dir / "plants" / f"{name}{PLANTS_SUFFIX}")
-    leaves = round_traits(measure_leaves(visible, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
+    leaves = round_traits(measure_leaves(None, details["scores"], name, mm_per_pixel, label=label), mm_per_pixel)
     for row, plant_id in zip(leaves, details["plant_ids"]):
         row["plant"] = names[int(plant_id)]
     measured = label
@@ -564,7 +571,8 @@ def finish_image(image, result, path, name, options: OutputOptions) -> dict:
     if options.coco_json:
         record["coco"] = {"image": {"file_name": Path(path).name, "height": int(image.shape[0]),
                                     "width": int(image.shape[1]), "name": name, "path": str(path)},
-                          "annotations": _coco_annotations(visible, details, 0, 1, options.coco_json, names)}
+                          "annotations": _coco_annotations(label[..., np.newaxis] == np.arange(1, count + 1),
+                                                           details, 0, 1, options.coco_json, names)}
     return record
 
 
@@ -616,31 +624,60 @@ def _write_image(image, result, path, name, options, records_dir):
     return record["count"]
 
 
+# The writer's niceness: it runs on what the model leaves of the CPU. At the same priority it
+# preempts one of the model's threads, and the model's parallel layers wait for that thread.
+# (On 2 cores, a writer drawing and saving all the time beside OpenVINO's detect: the model at
+# 0.94x its rate alone with the writer niced, 0.70x not.) Niced, not idle-only: on a machine
+# busy with other work it still gets its share.
+WRITER_NICENESS = 10
+
+
+def _lower_priority(niceness, thread=False):
+    """Lower this process's (``thread``: this thread's, on Linux) scheduling priority by
+    ``niceness``; where the system cannot, leave it."""
+    import sys
+    import threading
+
+    try:
+        if not thread:
+            os.nice(niceness)
+        elif sys.platform.startswith("linux"):  # a Linux thread has a priority of its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + niceness)
+    except (AttributeError, OSError):
+        pass
+
+
 def _writer_pool(writer):
-    """The writer: a process of its own (so that measuring and encoding PNGs do not hold this
-    process's GIL while the model runs), or a thread where a process cannot start children
-    (a Dask worker is a daemon process)."""
+    """The writer, at a lower priority (WRITER_NICENESS): a thread ("auto"), or a process of its own.
+
+    A thread is the default: drawing, measuring and encoding run in numpy, OpenCV and the PNG
+    encoders, which release the GIL, and the detections reach it without a copy. A process gets
+    each image and its [H, W, N] masks pickled through a pipe (5 MB for a 500 px rosette, GBs for
+    a large tray) and on 2 cores was slower: 0.79-0.80x the model-only rate against 0.88-0.91x
+    for the thread (benchmarks/bench_predict.py, docs/BENCHMARKS.md)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     if writer == "auto":
-        writer = "thread" if multiprocessing.current_process().daemon else "process"
+        writer = "thread"
     if writer == "process":
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_lower_priority, initargs=(WRITER_NICENESS,))
     if writer == "thread":
-        return ThreadPoolExecutor(1, thread_name_prefix="predict-write")
+        return ThreadPoolExecutor(1, thread_name_prefix="predict-write", initializer=_lower_priority,
+                                  initargs=(WRITER_NICENESS, True))
     raise ValueError(f"writer must be auto, process or thread, got {writer!r}")
 
 
 def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None, writer="auto"):
     """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
-    images while the model runs, and a writer process writes each image's outputs and record
-    while the model runs on the next ones. Batches of ``batch_size`` images go to the model in
-    one call.
+    images while the model runs, and a writer writes each image's outputs and record while the
+    model runs on the next ones. Batches of ``batch_size`` images go to the model in one call.
 
     on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
-    :class:`ImageReadError`. writer: "process", "thread" or "auto" (a process where this
-    process may start one). Returns {name: outcome}.
+    :class:`ImageReadError`. writer: "thread", "process" or "auto" (a thread; see
+    :func:`_writer_pool`). Returns {name: outcome}.
     """
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -736,7 +773,7 @@ def _settings(weights_id, config, policy, options, runtime="tensorflow"):
 def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, progress=True,
                    class_names=None, label_suffix=DEFAULT_LABEL_SUFFIX, include_labels=False,
                    overwrite=False, batch_size=1, weights_id=None, cluster=None, plants="auto",
-                   grid=None, tta=None, recursive=False) -> PredictReport:
+                   grid=None, tta=None, recursive=False, writer="auto") -> PredictReport:
     """Predict every input image and write the outputs of the module docstring to ``out_dir``.
 
     model: an inference-mode MaskRCNN (or an object with its ``detect`` and ``config``), or with
@@ -764,6 +801,8 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
     tta: None (off), or test-time augmentation with 1, 2, 4 or 8 views: each model call (a whole
         photograph, or each plant's crop) in that many flipped and rotated views, fused by vote
         (:mod:`leafseg.inference.tta`); N times the detection time. Part of the settings when on.
+    writer: where the outputs are written while the model runs on: "thread", "process" or
+        "auto" (see :func:`predict_pending`).
     Raises :class:`leafseg.inference.results.SettingsMismatch` when ``out_dir`` holds results of other settings.
     """
     from tqdm import tqdm
@@ -833,7 +872,7 @@ def predict_images(model, inputs, out_dir, mm_per_pixel=None, coco_json=None, pr
 
             outcomes = predict_on_cluster(cluster, model, todo, options, predict_chunk, on_done=done)
         else:
-            outcomes = predict_pending(model, todo, options, store, batch_size=batch_size, on_done=done)
+            outcomes = predict_pending(model, todo, options, store, batch_size=batch_size, on_done=done, writer=writer)
 
     records = []
     for path, name in zip(files, names):

@@ -94,6 +94,54 @@ def _layers(masks: np.ndarray) -> list[list[int]]:
     return layers
 
 
+# skimage.measure.perimeter (4-neighbourhood): a border pixel's code is 1 plus these weights of
+# its 8 neighbours that are border pixels of the same region; each code adds a length.
+_PERIMETER_KERNEL = ((-1, -1, 10), (-1, 0, 2), (-1, 1, 10), (0, -1, 2), (0, 1, 2), (1, -1, 10), (1, 0, 2), (1, 1, 10))
+_PERIMETER_WEIGHTS = np.zeros(50, np.float64)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1
+_PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
+_PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
+
+
+def label_perimeters(label, boxes=None) -> np.ndarray:
+    """float64 [max id + 1]: ``skimage.measure.perimeter(label == id, 4)`` for every id at once
+    (index 0 unused), the same values: skimage's border pixels and codes, found for all regions
+    in one pass over the box that holds them, and each region's histogram of codes dotted with
+    skimage's weights as it does. boxes: ``ndimage.find_objects(label)``, if already made."""
+    from scipy import ndimage
+
+    label = np.asarray(label)
+    count = len(boxes) if boxes is not None else int(label.max(initial=0))
+    perimeters = np.zeros(count + 1, np.float64)
+    found = [box for box in (ndimage.find_objects(label) if boxes is None else boxes) if box is not None]
+    if not found:
+        return perimeters
+    y1, y2 = min(b[0].start for b in found), max(b[0].stop for b in found)
+    x1, x2 = min(b[1].start for b in found), max(b[1].stop for b in found)
+    ids = np.pad(label[y1:y2, x1:x2], 1)  # (outside the image: background)
+    h, w = ids.shape[0] - 2, ids.shape[1] - 2
+    centre = ids[1:-1, 1:-1]
+
+    def neighbour(dy, dx):
+        return ids[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    inside = centre > 0
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):  # eroded by the 4-neighbourhood, border value 0
+        inside &= neighbour(dy, dx) == centre
+    border = (centre > 0) & ~inside
+    border_ids = np.pad(np.where(border, centre, 0), 1)
+    codes = np.ones((h, w), np.uint8)  # (at most 1 + 4 * 10 + 4 * 2 = 49)
+    same = np.empty((h, w), bool)
+    for dy, dx, weight in _PERIMETER_KERNEL:
+        np.equal(border_ids[1 + dy:1 + dy + h, 1 + dx:1 + dx + w], centre, out=same)
+        np.add(codes, np.uint8(weight), out=codes, where=same)
+    region = centre[border].astype(np.intp)
+    histograms = np.bincount(region * 50 + codes[border], minlength=(count + 1) * 50).reshape(count + 1, 50)
+    for index in np.unique(region):
+        perimeters[index] = histograms[index] @ _PERIMETER_WEIGHTS
+    return perimeters
+
+
 def label_properties(label) -> dict:
     """regionprops' _REGION_PROPERTIES of each id of a label image, {id - 1: {name: value}},
     computed per leaf within its box: moments by OpenCV (skimage's formulas for the axes and
@@ -103,7 +151,9 @@ def label_properties(label) -> dict:
 
     label = np.asarray(label)
     props = {}
-    for index, box in enumerate(ndimage.find_objects(label)):
+    boxes = ndimage.find_objects(label)
+    perimeters = label_perimeters(label, boxes)
+    for index, box in enumerate(boxes):
         if box is None:
             continue
         mask = label[box] == index + 1
@@ -122,7 +172,7 @@ def label_properties(label) -> dict:
             "bbox-0": box[0].start, "bbox-1": box[1].start, "bbox-2": box[0].stop, "bbox-3": box[1].stop,
             "centroid-0": box[0].start + m["m01"] / area, "centroid-1": box[1].start + m["m10"] / area,
             "axis_major_length": 4 * math.sqrt(max(0.0, major)), "axis_minor_length": 4 * math.sqrt(max(0.0, minor)),
-            "orientation": orientation, "perimeter": skimage.measure.perimeter(mask, 4),
+            "orientation": orientation, "perimeter": perimeters[index + 1],
         }
     return props
 
@@ -135,7 +185,8 @@ def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None, 
     image_name: copied into the "image" column.
     mm_per_pixel: pixel size; None reports pixels (see the module docstring for units).
     label: the masks painted into one label image (mask k as id k + 1), when they do not
-        overlap (visible leaves): measured at once, without looking for overlaps.
+        overlap (visible leaves): measured at once, without looking for overlaps. With a
+        label, ``masks`` may be None (N: the scores' length, else the label's largest id).
 
     Returns: N dicts with keys image, leaf (1-based, input order), score, area_<a>,
     bbox_y1_px, bbox_x1_px, bbox_y2_px, bbox_x2_px (y2 / x2 exclusive), centroid_y_px,
@@ -143,8 +194,11 @@ def measure_leaves(masks, scores=None, image_name: str = "", mm_per_pixel=None, 
     and <a> px or mm2. A mask without pixels gets area 0, box 0, length / width / perimeter 0
     and NaN centroid and orientation.
     """
-    masks = _check_masks(masks)
-    n = masks.shape[2]
+    if masks is None and label is not None:
+        n = len(np.reshape(scores, -1)) if scores is not None else int(np.max(label, initial=0))
+    else:
+        masks = _check_masks(masks)
+        n = masks.shape[2]
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (n,):

@@ -88,7 +88,8 @@ def test_image_grid_headings_line_up_with_a_row_title_of_several_lines():
 
 def test_draw_label_gives_draw_instances_overlay_of_the_same_disjoint_instances():
     """draw_label(image, label) is draw_instances(image, label == each id) pixel for pixel: fill,
-    outlines and centred ids, a gray image, an id with no pixel left (None box) and ids left blank."""
+    outlines and centred ids, other opacities, a gray image and a float one, an id with no pixel
+    left (None box) and ids left blank."""
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
     label = np.zeros((90, 120), np.uint8)
@@ -101,7 +102,13 @@ def test_draw_label_gives_draw_instances_overlay_of_the_same_disjoint_instances(
     for kwargs in ({"labels": ["1", "2", "3", "4"]}, {"labels": ["1", "", "3", "4"], "outline": False}, {}):
         expected = visualize.draw_instances(image, masks, colors=colors, **kwargs)
         np.testing.assert_array_equal(visualize.draw_label(image, label, colors=colors, **kwargs), expected)
+    for alpha in (0.3, 0.8):  # the fill's table is made per alpha
+        np.testing.assert_array_equal(visualize.draw_label(image, label, colors=colors, alpha=alpha),
+                                      visualize.draw_instances(image, masks, colors=colors, alpha=alpha))
     gray = image[..., 0]
     np.testing.assert_array_equal(visualize.draw_label(gray, label, colors=colors),
                                   visualize.draw_instances(gray, masks, colors=colors))
+    floats = image.astype(np.float64) + 0.4  # not uint8: computed, not looked up
+    np.testing.assert_array_equal(visualize.draw_label(floats, label, colors=colors),
+                                  visualize.draw_instances(floats, masks, colors=colors))
     assert visualize.draw_label(image, np.zeros_like(label)).dtype == np.uint8

@@ -195,6 +195,34 @@ def test_masks_to_label_later_masks_win():
     assert masks_to_label(np.zeros((2, 2, 300), bool)).dtype == np.uint16
 
 
+def test_masks_to_label_order_and_boxes_give_the_reordered_painting():
+    """order paints in that order (ids stay k + 1), as painting masks[..., order] and renumbering;
+    boxes give the same label where the masks lie in them, and are ignored where one does not."""
+    rng = np.random.default_rng(3)
+    masks = np.zeros((40, 50, 6), bool)
+    boxes = []
+    for k in range(6):
+        y1, x1 = rng.integers(0, 30), rng.integers(0, 40)
+        y2, x2 = y1 + rng.integers(3, 11), x1 + rng.integers(3, 11)
+        masks[y1:y2, x1:x2, k] = rng.random((y2 - y1, x2 - x1)) < 0.7
+        boxes.append([y1, x1, y2, x2])
+    boxes = np.array(boxes)
+    for order in (np.arange(6), rng.permutation(6), rng.permutation(6)):
+        painted = masks_to_label(masks[..., order])
+        expected = np.concatenate([[0], order + 1]).astype(np.uint8)[painted]
+        np.testing.assert_array_equal(masks_to_label(masks, order=order), expected)
+        np.testing.assert_array_equal(masks_to_label(masks, order=order, boxes=boxes), expected)
+        np.testing.assert_array_equal(masks_to_label(masks, order=order, boxes=boxes + [0, 0, 50, 50]), expected)
+    stray = masks.copy()
+    stray[39, 49, 2] = True  # outside mask 2's box: the boxes cannot be used
+    np.testing.assert_array_equal(masks_to_label(stray, boxes=boxes), masks_to_label(stray))
+    assert masks_to_label(stray, boxes=boxes)[39, 49] == 3
+    with pytest.raises(ValueError, match="permutation"):
+        masks_to_label(masks, order=[0, 1, 2, 3, 4, 4])
+    with pytest.raises(ValueError, match=r"boxes must be \[6, 4\]"):
+        masks_to_label(masks, boxes=boxes[:5])
+
+
 def test_label_and_colour_round_trips():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 6, (20, 30))  # ids 1..5, disjoint masks

@@ -240,6 +240,47 @@ def test_label_png_is_a_palette_png_whose_ids_are_the_visible_detections(predict
     assert total > len(GOOD), "the tiny model should find several leaves in most images"
 
 
+def test_visible_leaves_by_plant_then_score_with_ties_and_hidden_detections():
+    """Each pixel goes to the highest score covering it (a tie: the leaf listed first); leaves are
+    listed by plant, then descending score, then detection order; a detection hidden everywhere
+    is dropped. With boxes that hold the masks and with boxes that do not; the stack equals the label."""
+    rng = np.random.default_rng(11)
+    n, height, width = 9, 30, 40
+    masks = np.zeros((height, width, n), bool)
+    rois = np.zeros((n, 4), np.int32)
+    for k in range(n):
+        y1, x1 = rng.integers(0, 20), rng.integers(0, 30)
+        y2, x2 = y1 + rng.integers(4, 11), x1 + rng.integers(4, 11)
+        masks[y1:y2, x1:x2, k] = rng.random((y2 - y1, x2 - x1)) < 0.8
+        rois[k] = y1, x1, y2, x2
+    masks[..., 8] = masks[..., 0]  # hidden under detection 0 (a higher score)
+    rois[8] = rois[0]
+    scores = np.array([0.9, 0.8, 0.8, 0.95, 0.7, 0.8, 0.6, 0.99, 0.5])
+    plant_ids = np.array([2, 1, 2, 1, 1, 2, 2, 3, 2])
+    listed = sorted(range(n), key=lambda k: (plant_ids[k], -scores[k], k))
+    expected = np.zeros((height, width), int)
+    for y in range(height):
+        for x in range(width):
+            covering = [k for k in listed if masks[y, x, k]]
+            if covering:
+                expected[y, x] = max(covering, key=lambda k: (scores[k], -listed.index(k))) + 1
+    kept = [k for k in listed if np.any(expected == k + 1)]
+    assert 8 not in kept and len(kept) == n - 1
+    renumber = np.zeros(n + 1, int)
+    renumber[np.array(kept) + 1] = np.arange(1, len(kept) + 1)
+    result = {"masks": masks, "scores": scores, "class_ids": np.arange(n) + 1, "rois": rois, "plant_ids": plant_ids}
+    for given in (result, {**result, "rois": np.zeros_like(rois)}):  # boxes that do not hold the masks
+        label, visible, details = predict.visible_leaves(given)
+        np.testing.assert_array_equal(label, renumber[expected])
+        np.testing.assert_array_equal(visible, label[..., None] == np.arange(1, len(kept) + 1))
+        np.testing.assert_array_equal(details["class_ids"], np.array(kept) + 1)
+        np.testing.assert_array_equal(details["plant_ids"], plant_ids[kept])
+        np.testing.assert_array_equal(details["rois"], given["rois"][kept])
+        label_only, details_only = predict.visible_label(given)
+        np.testing.assert_array_equal(label_only, label)
+        np.testing.assert_array_equal(details_only["scores"], scores[kept])
+
+
 def test_a_photograph_is_one_plant_on_its_leaves(predicted):
     """Photographs no larger than 3 x the model go through whole: each is plant "1", its plant
     label 1 on every leaf pixel and 0 elsewhere, one plants.csv row."""

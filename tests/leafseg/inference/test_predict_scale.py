@@ -189,6 +189,22 @@ def test_the_writer_runs_in_a_process_of_its_own_or_in_a_thread(weights, photos,
         predict.predict_pending(model, todo, predict.OutputOptions(str(tmp_path)), store, writer="fork")
 
 
+def test_the_writer_thread_runs_niced_and_the_model_thread_does_not():
+    """The writer (a thread by default) yields the CPU to the model's threads: on Linux its own
+    priority drops by WRITER_NICENESS; the calling thread's stays."""
+    import os
+    import sys
+    import threading
+
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with predict._writer_pool("auto") as pool:
+        assert pool.__class__.__name__ == "ThreadPoolExecutor"
+        seen = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    expected = min(caller + predict.WRITER_NICENESS, 19) if sys.platform.startswith("linux") else caller
+    assert seen == expected
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller
+
+
 def test_other_settings_in_the_same_folder_are_an_error_unless_overwrite(one_go, photos, weights, tmp_path):
     import shutil
 

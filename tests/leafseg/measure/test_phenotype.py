@@ -239,6 +239,16 @@ def test_a_label_image_of_non_overlapping_leaves_gives_the_rows_of_their_masks()
                     continue  # a shape without a long axis has an arbitrary orientation
                 assert _close(row[key], other[key]), (row["leaf"], key, row[key], other[key])
         assert phenotype.measure_plant(masks, "p", mm, label=label) == phenotype.measure_plant(masks, "p", mm)
+        # the label alone: N from the scores, or from its largest id
+        assert _same_rows(phenotype.measure_leaves(None, scores, "p", mm, label=label), fast)
+        assert _same_rows(phenotype.measure_leaves(None, None, "p", mm, label=label),
+                          phenotype.measure_leaves(masks, None, "p", mm, label=label))
+
+
+def _same_rows(rows, others):
+    """Rows equal, NaN equal to NaN."""
+    return len(rows) == len(others) and all(
+        row.keys() == other.keys() and all(_close(row[key], other[key]) for key in row) for row, other in zip(rows, others))
 
 
 def test_label_properties_match_regionprops_on_many_shapes():
@@ -263,3 +273,24 @@ def test_label_properties_match_regionprops_on_many_shapes():
                 if name == "orientation" and round_shape:
                     continue
                 assert p[name] == pytest.approx(float(values[i]), rel=1e-12, abs=1e-9), (leaf, name)
+
+
+def test_label_perimeters_are_skimages_perimeter_of_each_id():
+    """Every id's perimeter at once equals skimage.measure.perimeter(label == id, 4) exactly: random
+    labels (regions touching each other and the image's edges, ids without pixels), blocky ones,
+    one-pixel images and an empty one."""
+    import skimage.measure
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    cases = [np.zeros((5, 6), np.uint8), np.ones((1, 1), np.uint8), np.array([[0, 3, 3, 0]], np.uint16)]
+    for _ in range(120):
+        height, width = rng.integers(1, 30, 2)
+        label = rng.integers(0, rng.integers(1, 8), (height, width)).astype(np.uint8)
+        cases.append(label if rng.random() < 0.5 else ndimage.zoom(label, 3, order=0))
+    for label in cases:
+        perimeters = phenotype.label_perimeters(label)
+        assert perimeters.shape == (int(label.max()) + 1,)
+        for index in range(1, int(label.max()) + 1):
+            expected = skimage.measure.perimeter(label == index, 4) if np.any(label == index) else 0.0
+            assert perimeters[index] == expected, (label.shape, index)
