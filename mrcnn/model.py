@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
-from mrcnn import probe, trainer, transform, weights
+from mrcnn import pipeline, probe, trainer, transform, weights
 from mrcnn.anchors import config_anchors
 from mrcnn.backbone import resnet_graph
 from mrcnn.config import ConfigError
@@ -303,17 +303,34 @@ class MaskRCNN:
     def detect(self, images, verbose=0):
         """Detect instances in images of any size.
 
-        images: list of [H, W, C] arrays (any number; Matterport required exactly BATCH_SIZE).
-            All must resize to the same shape (always true in "square" mode).
+        images: list of [H, W, C] arrays (any number; Matterport required exactly BATCH_SIZE), or
+            of images molded ahead by :meth:`mold`. All must resize to the same shape (always
+            true in "square" mode).
         Returns: one dict per image: rois int32 [N, (y1, x1, y2, x2)], class_ids int32 [N],
         scores float32 [N], masks bool [H, W, N], in the original image's pixels.
         """
-        images = [np.asarray(image) for image in images]
+        items = list(images)
+        images = [pipeline.raw_image(item) for item in items]
         if verbose:
             logger.info("Processing %d image%s", len(images), "" if len(images) == 1 else "s")
-        molded_images, image_metas, windows = self.mold_inputs(images)
+        parts = [(item.molded, item.meta, item.window) if isinstance(item, pipeline.MoldedImage) else None
+                 for item in items]
+        fresh = [i for i, part in enumerate(parts) if part is None]
+        if len(fresh) == len(parts):
+            molded_images, image_metas, windows = self.mold_inputs(images)
+        else:
+            if fresh:
+                for i, *part in zip(fresh, *self.mold_inputs([images[i] for i in fresh])):
+                    parts[i] = part
+            molded_images, image_metas, windows = (np.stack(column) if len(column) > 1 else np.expand_dims(column[0], 0)
+                                                   for column in zip(*parts))
         return self.detect_molded(molded_images, image_metas, verbose=verbose, original_images=images,
                                   windows=windows)
+
+    def mold(self, image):
+        """``image`` molded now for :meth:`detect` later (:class:`mrcnn.pipeline.MoldedImage`):
+        a thread reading the next images can mold them while the model runs."""
+        return pipeline.MoldedImage.of(image, self.config)
 
     def detect_molded(self, molded_images, image_metas, verbose=0, original_images=None, windows=None):
         """Detect on images already molded by :meth:`mold_inputs` (Matterport's debugging entry).

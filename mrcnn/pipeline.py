@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +34,8 @@ __all__ = [
     "compose_image_meta",
     "parse_image_meta",
     "mold_image",
+    "MoldedImage",
+    "raw_image",
     "unmold_image",
     "load_image_gt",
     "build_rpn_targets",
@@ -122,7 +125,36 @@ def parse_image_meta(meta):
 
 def mold_image(images, config):
     """uint8 RGB image(s) -> float32 model input: subtract config.MEAN_PIXEL."""
-    return np.asarray(images).astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    return np.subtract(np.asarray(images), np.asarray(config.MEAN_PIXEL, dtype=np.float32), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class MoldedImage:
+    """An image molded ahead of ``MaskRCNN.detect`` (``MaskRCNN.mold``): detect takes it in place
+    of the image and skips molding it, so that a thread reading the next images can mold them
+    while the model runs. Molded for one config: give it to a model of that config only.
+
+    image: the image as given; molded float32 [h, w, C], meta [META], window [4]: its row of
+    :func:`mrcnn.transform.mold_inputs`.
+    """
+
+    image: np.ndarray
+    molded: np.ndarray
+    meta: np.ndarray
+    window: np.ndarray
+
+    @classmethod
+    def of(cls, image, config):
+        from mrcnn.transform import mold_inputs
+
+        image = np.asarray(image)
+        molded, metas, windows = mold_inputs([image], config)
+        return cls(image, molded[0], metas[0], windows[0])
+
+
+def raw_image(item) -> np.ndarray:
+    """The image of ``item``: a :class:`MoldedImage`'s, or ``item`` itself as an array."""
+    return item.image if isinstance(item, MoldedImage) else np.asarray(item)
 
 
 def unmold_image(normalized_images, config):

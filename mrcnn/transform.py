@@ -6,7 +6,8 @@ and in the graph.
                                                        image_shape, window)   # one image
 
 :func:`mold_inputs` resizes and pads images as ``utils.resize_image`` does, subtracts
-MEAN_PIXEL and composes their image metas; :func:`unmold_detections` maps one image's
+MEAN_PIXEL and composes their image metas (``mrcnn.pipeline.MoldedImage`` holds one image's
+row, molded ahead by ``MaskRCNN.mold``); :func:`unmold_detections` maps one image's
 normalised detections and mask probabilities back to its original pixels. ``MaskRCNN.detect``
 runs them around the Keras model (``MaskRCNN.mold_inputs`` / ``unmold_detections`` are these).
 
@@ -58,7 +59,7 @@ def mold_inputs(images, config):
         molded_images.append(molded)
         image_metas.append(meta)
         windows.append(window)
-    return np.stack(molded_images).astype(np.float32), np.stack(image_metas), np.stack(windows)
+    return np.stack(molded_images).astype(np.float32, copy=False), np.stack(image_metas), np.stack(windows)
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window, mask_overlap=None):

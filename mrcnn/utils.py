@@ -316,6 +316,9 @@ def _linear_taps(size_in, size_out):
     return low.astype(np.intp) + 1, w0, 1.0 - w0
 
 
+_RESIZE_BLOCK_BYTES = 1 << 18  # rows of float64 output resized at a time (256 KiB: in a core's L2)
+
+
 def _resize_bilinear(image, height, width, cval=0, clip=True, preserve_range=False):
     """``skimage.transform.resize(image, (height, width), order=1, mode="constant", cval=cval,
     clip=clip, preserve_range=preserve_range, anti_aliasing=False)`` for [h, w] or [h, w, C].
@@ -344,19 +347,25 @@ def _resize_bilinear(image, height, width, cval=0, clip=True, preserve_range=Fal
     channels = (1,) * (image.ndim - 2)
     wy0, wy1 = wy0.reshape((-1, 1) + channels), wy1.reshape((-1, 1) + channels)
     wx0, wx1 = wx0.reshape((1, -1) + channels), wx1.reshape((1, -1) + channels)
-    top, bottom = padded[rows], padded[rows + 1]
-    # out = (top-left * wy0) * wx0 + (top-right * wy0) * wx1 + ..., in float64, in two buffers
+    left, right = padded[:, cols], padded[:, cols + 1]  # (the columns gathered once, in the image's dtype)
+    # out = (top-left * wy0) * wx0 + (top-right * wy0) * wx1 + ..., in float64, a block of rows
+    # at a time so that the two float64 buffers stay in the cache
     out = np.empty((height, width) + image.shape[2:], np.float64)
-    np.copyto(out, top[:, cols])
-    out *= wy0
-    out *= wx0
-    value = np.empty_like(out)
-    for neighbours, columns, wy, wx in ((top, cols + 1, wy0, wx1), (bottom, cols, wy1, wx0),
-                                        (bottom, cols + 1, wy1, wx1)):
-        np.copyto(value, neighbours[:, columns])
-        value *= wy
-        value *= wx
-        out += value
+    step = max(1, _RESIZE_BLOCK_BYTES // max(1, out[0].nbytes))
+    value = np.empty((min(step, height),) + out.shape[1:], np.float64)
+    for start in range(0, height, step):
+        block, buffer = slice(start, min(start + step, height)), value[:min(step, height - start)]
+        top, y0, y1 = rows[block], wy0[block], wy1[block]
+        result = out[block]
+        np.copyto(result, left[top])
+        result *= y0
+        result *= wx0
+        for neighbours, source_rows, wy, wx in ((right, top, y0, wx1), (left, top + 1, y1, wx0),
+                                                (right, top + 1, y1, wx1)):
+            np.copyto(buffer, neighbours[source_rows])
+            buffer *= wy
+            buffer *= wx
+            result += buffer
     out = out.astype(dtype, copy=False)
     if clip:  # skimage's _clip_warp_output
         low = np.min(image)

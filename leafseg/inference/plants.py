@@ -62,9 +62,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrcnn.pipeline import raw_image
+
 __all__ = ["PLANT_MODES", "FINDERS", "WORK_SIZE", "SCENE_FACTOR", "Plant", "ScenePlan", "PlantsFirst", "parse_grid",
            "grid_name", "vegetation_mask", "model_leaf_mask", "search_tiles", "plants_from_mask", "frame_lattice",
-           "find_lattice", "grid_plants", "plan_scene", "shrink_note"]
+           "find_lattice", "grid_plants", "plan_scene", "goes_whole_at_sight", "shrink_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -532,7 +534,7 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
     shrink = max(shape[:2]) / float(model_size)
     if grid is not None:
         return ScenePlan("plants", tuple(grid_plants(shape, grid)), None, shrink, grid, fixed=True)
-    if plants == "one" or shrink <= SCENE_FACTOR:
+    if goes_whole_at_sight(shape, model_size, plants, grid):
         return ScenePlan("one", (), None, shrink)
     small, scale = _working_copy(np.asarray(image))
     mask = vegetation_mask(small) if model is None else model_leaf_mask(model, image, small.shape[:2], model_size)
@@ -548,6 +550,12 @@ def plan_scene(image, model_size, plants="auto", grid=None, model=None) -> Scene
     if np.median(sides) >= DOMINANT_FRACTION * min(shape[:2]):
         return ScenePlan("one", (), None, shrink)  # one plant fills the frame (its leaves may be apart)
     return ScenePlan("plants", tuple(found), regions, shrink)
+
+
+def goes_whole_at_sight(shape, model_size, plants="auto", grid=None) -> bool:
+    """Whether :func:`plan_scene` sends an image of ``shape`` whole without looking at it (no
+    grid, and plants "one" or the image at most SCENE_FACTOR x the model)."""
+    return parse_grid(grid) is None and (plants == "one" or max(shape[:2]) / float(model_size) <= SCENE_FACTOR)
 
 
 def shrink_note(name, shrink, result, model_size):
@@ -612,13 +620,25 @@ class PlantsFirst:
         return plan_scene(image, self.model_size, self.plants, self.grid,
                           self.model if self.finder == "model" else None)
 
+    def prepare(self, image):
+        """``image`` ready for :meth:`detect`, for a thread that reads the next images while the
+        model runs: molded ahead by the model (its ``mold``) when it goes through whole without
+        looking (:func:`goes_whole_at_sight`), else as it is (finding plants may run the model)."""
+        image = np.asarray(image)
+        mold = getattr(self.model, "mold", None)
+        if mold is not None and goes_whole_at_sight(image.shape, self.model_size, self.plants, self.grid):
+            return mold(image)
+        return image
+
     def detect(self, images, verbose=0, names=None):
-        images = [np.asarray(image) for image in images]
+        """images: arrays, or what :meth:`prepare` made of them."""
+        items = list(images)
+        images = [raw_image(item) for item in items]
         plans = [self.plan(image) for image in images]
         results = [None] * len(images)
         whole = [i for i, plan in enumerate(plans) if plan.mode == "one"]
         if whole:
-            for i, result in zip(whole, self.model.detect([images[i] for i in whole])):
+            for i, result in zip(whole, self.model.detect([items[i] for i in whole])):
                 results[i] = self._whole(images[i], result, plans[i], names[i] if names else f"image {i}")
         for i, plan in enumerate(plans):
             if plan.mode == "plants":

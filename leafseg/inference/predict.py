@@ -110,6 +110,7 @@ from leafseg.data.dataset import PLANTS_SUFFIX
 from leafseg.data.prepare import DEFAULT_LABEL_SUFFIX
 from mrcnn.dataset import load_image_file
 from mrcnn.fileio import atomic_path, write_text_atomic
+from mrcnn.pipeline import raw_image
 
 __all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "images_in_subfolders", "input_names", "is_label_file", "output_name", "read_image",
            "visible_leaves", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
@@ -672,7 +673,7 @@ def _writer_pool(writer):
 
 def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None, writer="auto"):
     """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
-    images while the model runs, and a writer writes each image's outputs and record while the
+    images, and mold them for the model where they go to it whole, while the model runs, and a writer writes each image's outputs and record while the
     model runs on the next ones. Batches of ``batch_size`` images go to the model in one call.
 
     on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
@@ -687,8 +688,11 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
     items = iter(todo)
     model = PlantsFirst(TTAModel(model, options.tta) if options.tta else model, options.plants, options.grid)
 
+    def read(path):  # decoded, and molded for the model where the image goes to it whole
+        return model.prepare(read_image(path))
+
     def write(image, result, path, name):
-        return writers.submit(_write_image, image, result, path, name, options, str(store.out_dir))
+        return writers.submit(_write_image, raw_image(image), result, path, name, options, str(store.out_dir))
 
     def failed(error):
         future = Future()
@@ -703,7 +707,7 @@ def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on
                 item = next(items, None)
                 if item is None:
                     return
-                reading.append((*item, readers.submit(read_image, item[0])))
+                reading.append((*item, readers.submit(read, item[0])))
 
         def settle(limit):
             while len(writing) > limit:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrcnn.pipeline import raw_image
 from mrcnn.utils import suppress_covered_masks
 
 __all__ = ["VIEWS", "VIEW_COUNTS", "view_names", "apply_view", "invert_view", "invert_view_boxes", "mask_boxes",
@@ -179,7 +180,8 @@ def detect_views(model, images, views=4, verbose=0) -> list:
 
     model: an inference-mode MaskRCNN, or anything with ``detect(images, verbose=0)`` and
         optionally ``config`` (``BATCH_SIZE``, ``IMAGE_RESIZE_MODE``).
-    images: [H, W, 3] uint8 arrays, any sizes. views: 1, 2, 4 or 8.
+    images: [H, W, 3] uint8 arrays, any sizes (or :class:`mrcnn.pipeline.MoldedImage`: their
+        images, views being made of them). views: 1, 2, 4 or 8.
     Returns: per image, a list with one Matterport result per view, the first the identity
     (the model's own result, untouched); the others mapped back to the image's frame: masks
     bool [H, W, n] inverted, rois int32 [n, 4] the masks' boxes (an empty mask's box inverted),
@@ -187,7 +189,7 @@ def detect_views(model, images, views=4, verbose=0) -> list:
     calls of ``BATCH_SIZE`` images.
     """
     names = view_names(views)
-    images = [np.asarray(image) for image in images]
+    images = [raw_image(image) for image in images]
     jobs = [(i, view) for i in range(len(images)) for view in names]
     shown = [np.ascontiguousarray(apply_view(images[i], view)) for i, view in jobs]
     found = _run_batched(model, shown, verbose)

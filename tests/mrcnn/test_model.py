@@ -407,6 +407,30 @@ def test_detect_returns_results_in_each_original_image_size(detector, dataset):
     assert empty["masks"].shape == (50, 90, 0) and empty["masks"].dtype == bool
 
 
+def test_detect_takes_images_molded_ahead_alone_or_mixed_with_others(detector, dataset):
+    """MaskRCNN.mold(image) given to detect in the image's place gives the image's results, alone
+    and in a batch with unmolded images of other sizes; the molded input is mold_inputs' row."""
+    from mrcnn.pipeline import MoldedImage, raw_image
+
+    model = detector.model
+    image, other = dataset.load_image(0), dataset.load_image(1)[:40]
+    item = model.mold(image)
+    assert isinstance(item, MoldedImage) and raw_image(item) is item.image
+    molded, metas, windows = model.mold_inputs([image])
+    np.testing.assert_array_equal(item.molded, molded[0])
+    np.testing.assert_array_equal(item.meta, metas[0])
+    np.testing.assert_array_equal(item.window, windows[0])
+    expected = model.detect([image, other])
+    for items in ([item, other], [image, model.mold(other)], [item, model.mold(other)]):
+        for got, want in zip(model.detect(items), expected):
+            assert got.keys() == want.keys()
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key])
+    (alone,) = model.detect([item])
+    for key in expected[0]:
+        np.testing.assert_array_equal(alone[key], expected[0][key])
+
+
 def test_detect_with_no_detection_when_the_mask_head_is_narrower_than_the_pyramid():
     """No detection means a mask head run on zero ROIs. With oneDNN's kernels a convolution of
     an empty batch returned its input, which broke the bias addition whenever the mask head's

@@ -484,7 +484,11 @@ def test_resize_is_scikit_images_bilinear_bit_for_bit(kind):
             x, kwargs = rng.normal(size=(h, w, 2)), {"preserve_range": True}
         else:
             x = rng.random((h, w)).astype(np.float32) * 0.5 + 0.3
+        with pytest.MonkeyPatch.context() as patch:  # (blocks of a few rows: every block boundary too)
+            patch.setattr(utils, "_RESIZE_BLOCK_BYTES", int(rng.integers(1, 4 * 8 * shape[1] * x[0, 0].size + 1)))
+            blocked = utils.resize(x, shape, order=1, **kwargs)
         ours = utils.resize(x, shape, order=1, **kwargs)
+        np.testing.assert_array_equal(blocked, ours)
         theirs = skimage.transform.resize(x.astype(np.float32) if x.dtype == bool else x, shape, order=1,
                                           mode="constant", cval=0, clip=True, anti_aliasing=False,
                                           preserve_range=kwargs.get("preserve_range", False))

@@ -175,6 +175,49 @@ def test_a_photograph_up_to_scene_factor_times_the_model_goes_whole_with_the_mod
     assert result["plants"] == [P.Plant(1, "1", (0, 0, 150, 192), (0, 0, 150, 192))]
 
 
+class MoldingOracle(Oracle):
+    """An Oracle that molds ahead as MaskRCNN.mold does and counts the molded images detect gets."""
+
+    def __init__(self, size=64):
+        super().__init__(size)
+        self.molds = self.molded_seen = 0
+
+    def mold(self, image):
+        from mrcnn.pipeline import MoldedImage
+
+        self.molds += 1
+        return MoldedImage(np.asarray(image), np.asarray(image, np.float32), np.zeros(14), np.zeros(4, np.int32))
+
+    def detect(self, images, verbose=0):
+        from mrcnn.pipeline import MoldedImage, raw_image
+
+        self.molded_seen += sum(isinstance(image, MoldedImage) for image in images)
+        return super().detect([raw_image(image) for image in images], verbose)
+
+
+def test_prepare_molds_ahead_only_what_goes_whole_without_looking():
+    """PlantsFirst.prepare molds (the model's ``mold``) a photograph that goes whole at sight, and
+    detect hands the molded image to the model with the same result; a scene that may be split,
+    a grid, or a model without ``mold`` get the image back as it is."""
+    small, tray = small_photo().image, painted_tray().image
+    oracle = MoldingOracle(64)
+    first = P.PlantsFirst(oracle)
+    prepared = first.prepare(small)
+    assert oracle.molds == 1 and prepared.image is small
+    result = first.detect([prepared])[0]
+    assert oracle.molded_seen == 1
+    expected = P.PlantsFirst(Oracle(64)).detect([small])[0]
+    for key in ("rois", "class_ids", "scores", "masks", "plant_ids"):
+        np.testing.assert_array_equal(result[key], expected[key])
+    assert first.prepare(tray) is tray  # 5 x the model: plants first may split it
+    assert P.PlantsFirst(oracle, grid="2x3").prepare(small) is small  # a grid always splits
+    assert oracle.molds == 1
+    assert P.PlantsFirst(oracle, plants="one").prepare(tray).image is tray  # plants one: whole at any size
+    assert oracle.molds == 2
+    assert P.PlantsFirst(Oracle(64)).prepare(small) is small  # a model that cannot mold ahead
+    assert P.goes_whole_at_sight(small.shape, 64) and not P.goes_whole_at_sight(tray.shape, 64)
+
+
 def test_plants_one_sends_a_large_scene_whole_and_notes_the_shrink(caplog):
     image = painted_tray().image  # 240 x 320: 5 x the model
     oracle = Oracle(64)
