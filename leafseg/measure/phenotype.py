@@ -320,9 +320,15 @@ def measure_plants(label, plant_of_leaf, plants, image_name: str = "", mm_per_pi
     for plant_id, name, (y1, x1, y2, x2) in plants:
         sub = label[y1:y2, x1:x2]
         ids = np.flatnonzero(plant_of_leaf == plant_id) + 1
-        own = np.where(np.isin(sub, ids), sub, 0)
+        own = sub if len(ids) == len(plant_of_leaf) else np.where(np.isin(sub, ids), sub, 0)
+        # measured within the box of its leaves (the same traits: none depends on where the plant is)
+        filled_rows, filled_cols = np.flatnonzero(own.any(axis=1)), np.flatnonzero(own.any(axis=0))
+        top, left = (filled_rows[0], filled_cols[0]) if len(filled_rows) else (0, 0)
+        if len(filled_rows):
+            own = own[top:filled_rows[-1] + 1, left:filled_cols[-1] + 1]
         traits = measure_plant(np.zeros((*own.shape, 0), bool), image_name, mm_per_pixel, label=own)
         ys, xs = np.nonzero(own)
+        ys, xs = ys + top, xs + left
         if len(ys):
             where = {"bbox_y1_px": int(ys.min()) + y1, "bbox_x1_px": int(xs.min()) + x1,
                      "bbox_y2_px": int(ys.max()) + 1 + y1, "bbox_x2_px": int(xs.max()) + 1 + x1,

@@ -294,3 +294,34 @@ def test_label_perimeters_are_skimages_perimeter_of_each_id():
         for index in range(1, int(label.max()) + 1):
             expected = skimage.measure.perimeter(label == index, 4) if np.any(label == index) else 0.0
             assert perimeters[index] == expected, (label.shape, index)
+
+
+def test_measure_plants_gives_each_plant_its_own_leaves_traits_box_and_centroid():
+    """Per plant of a scene: measure_plant of that plant's leaves alone, with their box and
+    centroid in the image's pixels; a plant without leaves gets count 0, box 0, NaN centroid;
+    one plant owning every leaf is measured the same way."""
+    label = np.zeros((60, 80), np.uint8)
+    label[5:15, 4:20] = 1       # plant 1
+    label[10:25, 12:18] = 2     # plant 1, over leaf 1
+    label[30:50, 40:70] = 3     # plant 2
+    label[42:48, 62:78] = 4     # plant 2
+    plant_of_leaf = [1, 1, 2, 2]
+    plants = [(1, "A1", (0, 0, 30, 40)), (2, "A2", (25, 35, 60, 80)), (3, "A3", (0, 50, 20, 80))]
+    rows = phenotype.measure_plants(label, plant_of_leaf, plants, "scene", 0.5)
+    assert [row["plant"] for row in rows] == ["A1", "A2", "A3"]
+    for row, (plant_id, _, _) in zip(rows, plants):
+        own = np.isin(label, [k + 1 for k, p in enumerate(plant_of_leaf) if p == plant_id])
+        expected = phenotype.measure_plant(np.stack([own & (label == k) for k in range(1, 5)], axis=-1), "scene", 0.5)
+        assert {key: row[key] for key in expected} == pytest.approx(expected, nan_ok=True)
+        ys, xs = np.nonzero(own)
+        if len(ys):
+            assert (row["bbox_y1_px"], row["bbox_x1_px"], row["bbox_y2_px"], row["bbox_x2_px"]) == \
+                (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+            assert (row["centroid_y_px"], row["centroid_x_px"]) == pytest.approx((ys.mean(), xs.mean()), rel=1e-14)
+        else:
+            assert row["leaf_count"] == 0 and row["bbox_y2_px"] == 0 and math.isnan(row["centroid_y_px"])
+    (whole,) = phenotype.measure_plants(label, [1, 1, 1, 1], [(1, "1", (0, 0, 60, 80))], "scene")
+    ys, xs = np.nonzero(label)
+    assert whole["leaf_count"] == 4 and whole["rosette_area_px"] == len(ys)
+    assert (whole["centroid_y_px"], whole["centroid_x_px"]) == pytest.approx((ys.mean(), xs.mean()), rel=1e-14)
+    assert whole == {**whole, **phenotype.measure_plant(np.zeros((60, 80, 0), bool), "scene", label=label)}
