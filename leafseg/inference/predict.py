@@ -113,7 +113,7 @@ from mrcnn.fileio import atomic_path, write_text_atomic
 from mrcnn.pipeline import raw_image
 
 __all__ = ["IMAGE_SUFFIXES", "ImageReadError", "find_inputs", "images_in_subfolders", "input_names", "is_label_file", "output_name", "read_image",
-           "visible_leaves", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
+           "visible_leaves", "visible_label", "OutputOptions", "finish_image", "predict_pending", "predict_chunk", "PredictReport",
            "predict_images", "default_batch_size"]
 
 logger = logging.getLogger(__name__)
@@ -627,9 +627,10 @@ def _write_image(image, result, path, name, options, records_dir):
 
 # The writer's niceness: it runs on what the model leaves of the CPU. At the same priority it
 # preempts one of the model's threads, and the model's parallel layers wait for that thread.
-# (On 2 cores, a writer drawing and saving all the time beside OpenVINO's detect: the model at
-# 0.94x its rate alone with the writer niced, 0.70x not.) Niced, not idle-only: on a machine
-# busy with other work it still gets its share.
+# (On 2 cores, a writer process drawing and saving all the time beside OpenVINO's detect: the
+# model at 0.94x its rate alone with the writer niced, 0.70x not; for the writer thread predict
+# measured no difference.) Niced, not idle-only: on a machine busy with other work it still gets
+# its share.
 WRITER_NICENESS = 10
 
 
@@ -655,8 +656,8 @@ def _writer_pool(writer):
     A thread is the default: drawing, measuring and encoding run in numpy, OpenCV and the PNG
     encoders, which release the GIL, and the detections reach it without a copy. A process gets
     each image and its [H, W, N] masks pickled through a pipe (5 MB for a 500 px rosette, GBs for
-    a large tray) and on 2 cores was slower: 0.79-0.80x the model-only rate against 0.88-0.91x
-    for the thread (benchmarks/bench_predict.py, docs/BENCHMARKS.md)."""
+    a large tray), and on 2 cores was slower: end to end at 0.77x the model-only rate against
+    0.85-0.88x with the thread (benchmarks/bench_predict.py, docs/BENCHMARKS.md)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -672,9 +673,10 @@ def _writer_pool(writer):
 
 
 def predict_pending(model, todo, options: OutputOptions, store, batch_size=1, on_done=None, writer="auto"):
-    """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: threads decode the next
-    images, and mold them for the model where they go to it whole, while the model runs, and a writer writes each image's outputs and record while the
-    model runs on the next ones. Batches of ``batch_size`` images go to the model in one call.
+    """Predict ``todo`` [(path, name)] with ``model`` as a pipeline: while the model runs,
+    threads decode the next images (and mold those that go to it whole: ``PlantsFirst.prepare``),
+    and a writer writes each image's outputs and record. Batches of ``batch_size`` images go to
+    the model in one call.
 
     on_done(path, name, outcome) is called in input order; outcome is the leaf count or an
     :class:`ImageReadError`. writer: "thread", "process" or "auto" (a thread; see

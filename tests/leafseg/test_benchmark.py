@@ -102,3 +102,22 @@ def test_runtimes_benchmark_times_each_mode_and_runtime_against_the_peer(tmp_pat
         assert result[f"infer_{runtime}_none_count"] == 0
         assert f"inference, {runtime}, 0 detections" in out
     assert result["cpu"] and isinstance(result["cpu_flags"], list)
+
+
+def test_predict_benchmark_times_model_only_and_end_to_end_in_turns(capsys):
+    """benchmarks/bench_predict.py on 3 small JPEGs with leaf-small, 2 turns: the figures it prints
+    agree with each other (rates from the medians, the ratio the median of each turn's, in range)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_predict.py"
+    spec = importlib.util.spec_from_file_location("bench_predict", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--images", "3", "--size", "160", "--repeats", "2", "--writer", "thread"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.split("json: ", 1)[1])
+    assert result["images"] == 3 and result["repeats"] == 2 and result["writer"] == "thread"
+    assert len(result["ratios"]) == 2 and result["ratios"] == sorted(result["ratios"])
+    assert result["ratios"][0] <= result["end_to_end_over_model_only"] <= result["ratios"][-1]
+    assert result["model_only_images_per_s"] > 0 and result["end_to_end_images_per_s"] > 0
+    assert "end to end / model only, each turn's pair: median" in out
