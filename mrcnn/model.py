@@ -330,7 +330,9 @@ class MaskRCNN:
     def mold(self, image):
         """``image`` molded now for :meth:`detect` later (:class:`mrcnn.pipeline.MoldedImage`):
         a thread reading the next images can mold them while the model runs."""
-        return pipeline.MoldedImage.of(image, self.config)
+        image = np.asarray(image)
+        molded, metas, windows = self.mold_inputs([image])
+        return pipeline.MoldedImage(image, molded[0], metas[0], windows[0])
 
     def detect_molded(self, molded_images, image_metas, verbose=0, original_images=None, windows=None):
         """Detect on images already molded by :meth:`mold_inputs` (Matterport's debugging entry).

@@ -143,14 +143,6 @@ class MoldedImage:
     meta: np.ndarray
     window: np.ndarray
 
-    @classmethod
-    def of(cls, image, config):
-        from mrcnn.transform import mold_inputs
-
-        image = np.asarray(image)
-        molded, metas, windows = mold_inputs([image], config)
-        return cls(image, molded[0], metas[0], windows[0])
-
 
 def raw_image(item) -> np.ndarray:
     """The image of ``item``: a :class:`MoldedImage`'s, or ``item`` itself as an array."""
