@@ -245,14 +245,12 @@ def compare_labels(pred_label, gt_label) -> dict:
 # Detections -> label image
 # ---------------------------------------------------------------------------------------------
 
-def label_from_detections(masks, scores, boxes=None) -> np.ndarray:
+def label_from_detections(masks, scores) -> np.ndarray:
     """Flatten overlapping instance masks into a label image, the higher score on top.
 
     masks: bool [H, W, N] (Mask R-CNN's ``r["masks"]``), or float thresholded at 0.5.
     scores: [N] (``r["scores"]``). Equal scores: the lower index wins (detections come sorted
         by descending score, so the first listed is taken as the more confident).
-    boxes: [N, 4] (``r["rois"]``), optional: where each mask lies inside its box, it is
-        painted there only (faster, the same label; see ``masks_to_label``).
 
     Returns: [H, W] ids, detection k -> id k + 1 wherever it is on top, 0 elsewhere (uint8 for
     N <= 255, else uint16). A detection covered everywhere by better ones vanishes.
@@ -268,7 +266,7 @@ def label_from_detections(masks, scores, boxes=None) -> np.ndarray:
         masks = masks > 0.5
     # Painted in order (later on top): ascending score, and among equal scores descending
     # index, so the lower index is painted last.
-    return masks_to_label(masks, order=np.lexsort((-np.arange(n), scores)), boxes=boxes)
+    return masks_to_label(masks, order=np.lexsort((-np.arange(n), scores)))
 
 
 # ---------------------------------------------------------------------------------------------
